@@ -1,0 +1,42 @@
+//! Apple's payload types, named as in Apple's JSON.
+//!
+//! Every field is optional because Apple omits fields freely, and every object
+//! keeps the fields it does not know in `unknown_fields`, so a newer payload
+//! decodes and re-encodes without loss.
+
+mod app_transaction;
+mod enums;
+mod notification;
+mod renewal_info;
+mod timestamp;
+mod transaction;
+
+pub use app_transaction::JwsAppTransactionDecodedPayload;
+pub use enums::*;
+pub use notification::{
+    AppData, Data, ExternalPurchaseToken, ResponseBodyV2DecodedPayload, Summary,
+};
+pub use renewal_info::JwsRenewalInfoDecodedPayload;
+pub use timestamp::Timestamp;
+pub use transaction::JwsTransactionDecodedPayload;
+
+/// Declares one of Apple's JSON objects: every field optional and omitted when
+/// absent, unknown fields kept.
+macro_rules! apple_object {
+    ($(#[$meta:meta])* $name:ident { $($(#[$fmeta:meta])* $field:ident : $ty:ty,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        pub struct $name {
+            $(
+                $(#[$fmeta])*
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                pub $field: Option<$ty>,
+            )*
+            /// Fields this version does not know, kept as Apple sent them.
+            #[serde(flatten)]
+            pub unknown_fields: serde_json::Map<String, serde_json::Value>,
+        }
+    };
+}
+pub(crate) use apple_object;
