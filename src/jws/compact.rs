@@ -1,0 +1,279 @@
+//! The compact JWS serialization, parsed strictly: three base64url parts, a
+//! header that asks for ES256 with a three-certificate x5c, and a 64-byte
+//! JOSE signature.
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::error::{CertPosition, VerifyError};
+
+/// The largest token accepted. A notification with its nested tokens is about
+/// 20 KB; anything near this limit is not from Apple.
+pub const MAX_TOKEN_BYTES: usize = 1 << 20;
+
+/// The number of certificates Apple puts in `x5c`: leaf, intermediate, root.
+pub const CHAIN_LENGTH: usize = 3;
+
+/// A token split into its parts, with the header checked. Nothing here is
+/// authenticated yet.
+#[derive(Debug)]
+pub(crate) struct CompactJws<'a> {
+    /// `header.payload`: the bytes the signature covers.
+    pub signing_input: &'a str,
+    /// The base64url payload, decoded only once the signature holds.
+    pub payload_b64: &'a str,
+    /// `x5c` as sent: standard base64 DER, leaf first.
+    pub x5c: [String; CHAIN_LENGTH],
+    /// The JOSE `r||s` signature.
+    pub signature: [u8; 64],
+}
+
+#[derive(Deserialize)]
+struct RawHeader {
+    alg: Option<Value>,
+    x5c: Option<Value>,
+    crit: Option<Value>,
+    // `jku`, `jwk`, `kid` and `x5u` would name keys other than x5c[0]; Apple
+    // never sends them, and ignoring them would let a token claim one key while
+    // being checked with another.
+    jku: Option<Value>,
+    jwk: Option<Value>,
+    x5u: Option<Value>,
+}
+
+pub(crate) fn parse(token: &str) -> Result<CompactJws<'_>, VerifyError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(VerifyError::TokenTooLarge {
+            limit: MAX_TOKEN_BYTES,
+        });
+    }
+    let mut parts = token.split('.');
+    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(VerifyError::MalformedToken(
+            "expected three dot-separated parts",
+        ));
+    };
+    let signing_input = token
+        .get(..header_b64.len() + 1 + payload_b64.len())
+        .ok_or(VerifyError::MalformedToken(
+            "expected three dot-separated parts",
+        ))?;
+
+    let header_json = decode_base64url(header_b64)
+        .ok_or(VerifyError::MalformedToken("the header is not base64url"))?;
+    let header: RawHeader = serde_json::from_slice(&header_json)
+        .map_err(|_| VerifyError::MalformedToken("the header is not a JSON object"))?;
+
+    match &header.alg {
+        Some(Value::String(alg)) if alg == "ES256" => {}
+        Some(Value::String(alg)) => return Err(VerifyError::InvalidAlgorithm(alg.clone())),
+        Some(other) => return Err(VerifyError::InvalidAlgorithm(other.to_string())),
+        None => return Err(VerifyError::InvalidAlgorithm("nothing".into())),
+    }
+    if header.crit.is_some() {
+        return Err(VerifyError::UnsupportedHeader("crit"));
+    }
+    if header.jku.is_some() {
+        return Err(VerifyError::UnsupportedHeader("jku"));
+    }
+    if header.jwk.is_some() {
+        return Err(VerifyError::UnsupportedHeader("jwk"));
+    }
+    if header.x5u.is_some() {
+        return Err(VerifyError::UnsupportedHeader("x5u"));
+    }
+    let x5c = parse_x5c(header.x5c)?;
+
+    let signature = decode_base64url(signature_b64).ok_or(VerifyError::MalformedToken(
+        "the signature is not base64url",
+    ))?;
+    // A DER-encoded ECDSA signature is 70 to 72 bytes; JOSE requires r||s.
+    let signature: [u8; 64] = signature
+        .try_into()
+        .map_err(|_| VerifyError::InvalidSignature)?;
+
+    Ok(CompactJws {
+        signing_input,
+        payload_b64,
+        x5c,
+        signature,
+    })
+}
+
+fn parse_x5c(x5c: Option<Value>) -> Result<[String; CHAIN_LENGTH], VerifyError> {
+    let entries = match x5c {
+        Some(Value::Array(entries)) => entries,
+        Some(_) => return Err(VerifyError::MalformedToken("x5c is not an array")),
+        None => return Err(VerifyError::InvalidChainLength(0)),
+    };
+    let count = entries.len();
+    let [leaf, intermediate, root]: [Value; CHAIN_LENGTH] = entries
+        .try_into()
+        .map_err(|_| VerifyError::InvalidChainLength(count))?;
+    let as_string = |value: Value, position| match value {
+        Value::String(text) => Ok(text),
+        _ => Err(VerifyError::MalformedCertificate(position)),
+    };
+    Ok([
+        as_string(leaf, CertPosition::Leaf)?,
+        as_string(intermediate, CertPosition::Intermediate)?,
+        as_string(root, CertPosition::Root)?,
+    ])
+}
+
+/// Decodes base64url without padding, rejecting non-canonical encodings, so
+/// that a token has exactly one textual form.
+pub(crate) fn decode_base64url(text: &str) -> Option<Vec<u8>> {
+    URL_SAFE_NO_PAD.decode(text).ok()
+}
+
+/// Decodes one `x5c` entry (standard base64 with padding, RFC 7515 §4.1.6).
+pub(crate) fn decode_certificate(
+    text: &str,
+    position: CertPosition,
+) -> Result<Vec<u8>, VerifyError> {
+    STANDARD
+        .decode(text)
+        .map_err(|_| VerifyError::MalformedCertificate(position))
+}
+
+impl CompactJws<'_> {
+    pub(crate) fn decode_payload(&self) -> Result<Vec<u8>, VerifyError> {
+        decode_base64url(self.payload_b64)
+            .ok_or(VerifyError::MalformedToken("the payload is not base64url"))
+    }
+}
+
+/// Decodes a token's payload without verifying anything. Only for choosing the
+/// verification time of a stored payload (its own `signedDate`); never trust
+/// what this returns.
+pub(crate) fn unverified_payload(token: &str) -> Result<Vec<u8>, VerifyError> {
+    parse(token)?.decode_payload()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(json: &str) -> String {
+        URL_SAFE_NO_PAD.encode(json)
+    }
+
+    fn token_with_header(header: &str) -> String {
+        format!(
+            "{}.{}.{}",
+            b64(header),
+            b64("{}"),
+            URL_SAFE_NO_PAD.encode([7u8; 64])
+        )
+    }
+
+    const X5C: &str = r#""x5c":["AA==","AA==","AA=="]"#;
+
+    #[test]
+    fn accepts_a_well_formed_token() {
+        let token = token_with_header(&format!(r#"{{"alg":"ES256",{X5C}}}"#));
+        let jws = parse(&token).unwrap();
+        assert_eq!(jws.signature, [7u8; 64]);
+        assert_eq!(jws.x5c[0], "AA==");
+        assert!(token.starts_with(jws.signing_input));
+    }
+
+    #[test]
+    fn rejects_other_algorithms() {
+        for alg in ["none", "HS256", "ES384", "RS256", "es256"] {
+            let token = token_with_header(&format!(r#"{{"alg":"{alg}",{X5C}}}"#));
+            assert_eq!(
+                parse(&token).unwrap_err(),
+                VerifyError::InvalidAlgorithm(alg.into())
+            );
+        }
+        let token = token_with_header(&format!(r#"{{{X5C}}}"#));
+        assert_eq!(parse(&token).unwrap_err().code(), "INVALID_ALGORITHM");
+        let token = token_with_header(&format!(r#"{{"alg":256,{X5C}}}"#));
+        assert_eq!(parse(&token).unwrap_err().code(), "INVALID_ALGORITHM");
+    }
+
+    #[test]
+    fn rejects_wrong_number_of_parts() {
+        for token in ["", "a", "a.b", "a.b.c.d", "a.b.c.d.e"] {
+            assert_eq!(
+                parse(token).unwrap_err().code(),
+                "MALFORMED_TOKEN",
+                "{token}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_padding_and_non_canonical_base64() {
+        let good = token_with_header(&format!(r#"{{"alg":"ES256",{X5C}}}"#));
+        let padded = good.replacen('.', "=.", 1);
+        assert_eq!(parse(&padded).unwrap_err().code(), "MALFORMED_TOKEN");
+        let header = b64(&format!(r#"{{"alg":"ES256",{X5C}}}"#));
+        let standard_alphabet = format!("{header}.e30.{}", "+/+/");
+        assert_eq!(
+            parse(&standard_alphabet).unwrap_err().code(),
+            "MALFORMED_TOKEN"
+        );
+        // "e30" is "{}"; "e31" decodes to the same bytes with non-zero trailing bits.
+        assert!(decode_base64url("e30").is_some());
+        assert!(decode_base64url("e31").is_none());
+    }
+
+    #[test]
+    fn rejects_wrong_chain_lengths() {
+        for (x5c, n) in [
+            ("[]", 0),
+            (r#"["AA=="]"#, 1),
+            (r#"["AA==","AA=="]"#, 2),
+            (r#"["AA==","AA==","AA==","AA=="]"#, 4),
+        ] {
+            let token = token_with_header(&format!(r#"{{"alg":"ES256","x5c":{x5c}}}"#));
+            assert_eq!(
+                parse(&token).unwrap_err(),
+                VerifyError::InvalidChainLength(n)
+            );
+        }
+        let token = token_with_header(r#"{"alg":"ES256"}"#);
+        assert_eq!(
+            parse(&token).unwrap_err(),
+            VerifyError::InvalidChainLength(0)
+        );
+    }
+
+    #[test]
+    fn rejects_headers_naming_other_keys_or_critical_extensions() {
+        for field in ["crit", "jku", "jwk", "x5u"] {
+            let token = token_with_header(&format!(r#"{{"alg":"ES256",{X5C},"{field}":[]}}"#));
+            assert_eq!(
+                parse(&token).unwrap_err().code(),
+                "UNSUPPORTED_HEADER",
+                "{field}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_signatures_that_are_not_64_bytes() {
+        let header = b64(&format!(r#"{{"alg":"ES256",{X5C}}}"#));
+        for len in [0usize, 63, 65, 70, 72] {
+            let token = format!("{header}.e30.{}", URL_SAFE_NO_PAD.encode(vec![1u8; len]));
+            assert_eq!(
+                parse(&token).unwrap_err(),
+                VerifyError::InvalidSignature,
+                "{len}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_huge_tokens_before_looking_at_them() {
+        let token = "a".repeat(MAX_TOKEN_BYTES + 1);
+        assert_eq!(parse(&token).unwrap_err().code(), "TOKEN_TOO_LARGE");
+    }
+}
