@@ -519,3 +519,47 @@ fn kind_and_signed_date_are_read_from_the_payload() {
         VerifyError::MissingSignedDate
     );
 }
+
+#[test]
+fn tokens_lacking_their_identifying_field_are_malformed() {
+    let pki = TestPki::new();
+    let verifier = Verifier::new(pki.anchors());
+    let any = ExpectedIdentity::any();
+    let no_uuid = pki.sign(&json!({"notificationType": "TEST", "data": {}, "signedDate": 1}));
+    let no_type = pki.sign(&json!({"notificationUUID": "1", "data": {}, "signedDate": 1}));
+    for token in [no_uuid, no_type] {
+        assert_eq!(
+            verifier
+                .verify_notification(&token, &any, AT)
+                .unwrap_err()
+                .code(),
+            "MALFORMED_PAYLOAD"
+        );
+    }
+    let mut t = transaction("Sandbox");
+    t.as_object_mut().unwrap().remove("transactionId");
+    assert_eq!(
+        verifier
+            .verify_transaction(&pki.sign(&t), &any, AT)
+            .unwrap_err()
+            .code(),
+        "MALFORMED_PAYLOAD"
+    );
+    let mut r = renewal_info("Sandbox");
+    r.as_object_mut().unwrap().remove("originalTransactionId");
+    assert_eq!(
+        verifier
+            .verify_renewal_info(&pki.sign(&r), &any, AT)
+            .unwrap_err()
+            .code(),
+        "MALFORMED_PAYLOAD"
+    );
+    let app = pki.sign(&json!({"receiptType": "Sandbox"}));
+    assert_eq!(
+        verifier
+            .verify_app_transaction(&app, &any, AT)
+            .unwrap_err()
+            .code(),
+        "MALFORMED_PAYLOAD"
+    );
+}

@@ -67,6 +67,16 @@ pub fn verify_compact(
     jws.decode_payload()
 }
 
+/// Rejects a payload lacking a field that identifies it: such a payload is not
+/// of the kind the caller asked for.
+fn require(present: bool, what: &str) -> Result<(), VerifyError> {
+    if present {
+        Ok(())
+    } else {
+        Err(VerifyError::MalformedPayload(what.to_owned()))
+    }
+}
+
 fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, VerifyError> {
     serde_json::from_slice(payload).map_err(|e| VerifyError::MalformedPayload(e.to_string()))
 }
@@ -146,6 +156,10 @@ impl Verifier {
         at: Timestamp,
     ) -> Result<JwsTransactionDecodedPayload, VerifyError> {
         let transaction: JwsTransactionDecodedPayload = self.verify_token(token, at)?;
+        require(
+            transaction.transaction_id.is_some(),
+            "a transaction without transactionId",
+        )?;
         expected.check_bundle_id(transaction.bundle_id.as_deref())?;
         expected.check_environment(transaction.environment.as_ref())?;
         Ok(transaction)
@@ -158,6 +172,10 @@ impl Verifier {
         at: Timestamp,
     ) -> Result<JwsRenewalInfoDecodedPayload, VerifyError> {
         let renewal_info: JwsRenewalInfoDecodedPayload = self.verify_token(token, at)?;
+        require(
+            renewal_info.original_transaction_id.is_some(),
+            "a renewal info without originalTransactionId",
+        )?;
         // Renewal info names no bundle id; its environment is all there is to check.
         expected.check_environment(renewal_info.environment.as_ref())?;
         Ok(renewal_info)
@@ -170,6 +188,10 @@ impl Verifier {
         at: Timestamp,
     ) -> Result<JwsAppTransactionDecodedPayload, VerifyError> {
         let app_transaction: JwsAppTransactionDecodedPayload = self.verify_token(token, at)?;
+        require(
+            app_transaction.bundle_id.is_some(),
+            "an app transaction without bundleId",
+        )?;
         expected.check(&PayloadIdentity {
             bundle_id: app_transaction.bundle_id.clone(),
             environment: app_transaction.environment().cloned(),
@@ -188,6 +210,15 @@ impl Verifier {
         at: Timestamp,
     ) -> Result<VerifiedNotification, VerifyError> {
         let payload: ResponseBodyV2DecodedPayload = self.verify_token(token, at)?;
+        // Without these a notification can be neither deduplicated nor applied.
+        require(
+            payload.notification_uuid.is_some(),
+            "a notification without notificationUUID",
+        )?;
+        require(
+            payload.notification_type.is_some(),
+            "a notification without notificationType",
+        )?;
         let data = payload.data.as_ref();
         let app_data = payload.app_data.as_ref();
 

@@ -2,13 +2,12 @@
 //! x509-parser and checked with ring.
 
 use ring::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
+use x509_parser::asn1_rs::Any;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::ParsedExtension;
 use x509_parser::oid_registry::{
     OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
-    OID_PKCS1_SHA256WITHRSA, OID_PKCS1_SHA384WITHRSA, OID_PKCS1_SHA512WITHRSA,
-    OID_SIG_ECDSA_WITH_SHA256, OID_SIG_ECDSA_WITH_SHA384, OID_X509_EXT_BASIC_CONSTRAINTS,
-    OID_X509_EXT_KEY_USAGE,
+    OID_X509_EXT_BASIC_CONSTRAINTS, OID_X509_EXT_KEY_USAGE,
 };
 use x509_parser::prelude::FromDer;
 
@@ -35,17 +34,104 @@ pub(crate) fn parse_certificate(
     der: &[u8],
     position: CertPosition,
 ) -> Result<X509Certificate<'_>, VerifyError> {
-    match X509Certificate::from_der(der) {
-        Ok((rest, cert)) if rest.is_empty() => {
-            // The outer and inner algorithm identifiers must agree (RFC 5280
-            // §4.1.1.2), or the signature could be read two ways.
-            if cert.signature_algorithm != cert.tbs_certificate.signature {
-                return Err(VerifyError::MalformedCertificate(position));
-            }
-            Ok(cert)
-        }
-        _ => Err(VerifyError::MalformedCertificate(position)),
+    let malformed = VerifyError::MalformedCertificate(position);
+    let cert = match X509Certificate::from_der(der) {
+        Ok(([], cert)) => cert,
+        _ => return Err(malformed),
+    };
+    let (outer, inner) = signature_algorithm_encodings(der).ok_or(malformed.clone())?;
+    // The outer and inner algorithm identifiers must be the same bytes (RFC
+    // 5280 §4.1.1.2), or the signature could be read two ways.
+    if outer != inner {
+        return Err(malformed);
     }
+    Ok(cert)
+}
+
+/// The certificate signature algorithms this verifier accepts, by their exact
+/// DER AlgorithmIdentifier (as webpki does), so that a certificate it accepts
+/// has only one encoding.
+const SIGNATURE_ALGORITHMS: [(&[u8], SignatureHash); 5] = [
+    // ecdsa-with-SHA256, ecdsa-with-SHA384 (parameters absent)
+    (
+        &[
+            0x30, 0x0A, 0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x04, 0x03, 0x02,
+        ],
+        SignatureHash::EcdsaSha256,
+    ),
+    (
+        &[
+            0x30, 0x0A, 0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x04, 0x03, 0x03,
+        ],
+        SignatureHash::EcdsaSha384,
+    ),
+    // sha256/384/512WithRSAEncryption (parameters NULL): an intermediate under
+    // an RSA trust anchor (Apple Root CA - G2, Apple Inc. Root).
+    (
+        &[
+            0x30, 0x0D, 0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x0B, 0x05,
+            0x00,
+        ],
+        SignatureHash::RsaSha256,
+    ),
+    (
+        &[
+            0x30, 0x0D, 0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x0C, 0x05,
+            0x00,
+        ],
+        SignatureHash::RsaSha384,
+    ),
+    (
+        &[
+            0x30, 0x0D, 0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x0D, 0x05,
+            0x00,
+        ],
+        SignatureHash::RsaSha512,
+    ),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SignatureHash {
+    EcdsaSha256,
+    EcdsaSha384,
+    RsaSha256,
+    RsaSha384,
+    RsaSha512,
+}
+
+const SEQUENCE: u8 = 0x30;
+const BIT_STRING: u8 = 0x03;
+const VERSION: u8 = 0xA0;
+
+/// The raw DER of a certificate's outer signatureAlgorithm and of the
+/// signature field inside its TBSCertificate. The identifier octets of the
+/// outer structure are checked exactly: a lenient parser would otherwise let
+/// one certificate have many encodings.
+fn signature_algorithm_encodings(der: &[u8]) -> Option<(&[u8], &[u8])> {
+    fn next(input: &[u8], identifier: Option<u8>) -> Option<(Any<'_>, &[u8], &[u8])> {
+        let (rest, any) = Any::from_der(input).ok()?;
+        let raw = input.get(..input.len() - rest.len())?;
+        if identifier.is_some_and(|id| raw.first() != Some(&id)) {
+            return None;
+        }
+        Some((any, raw, rest))
+    }
+    let (certificate, _, rest) = next(der, Some(SEQUENCE))?;
+    if !rest.is_empty() {
+        return None;
+    }
+    let (tbs, _, rest) = next(certificate.data, Some(SEQUENCE))?;
+    let (_, outer, rest) = next(rest, Some(SEQUENCE))?;
+    let (_, _, rest) = next(rest, Some(BIT_STRING))?;
+    if !rest.is_empty() {
+        return None;
+    }
+    let (_, first, mut rest) = next(tbs.data, None)?;
+    if first.first() == Some(&VERSION) {
+        (_, _, rest) = next(rest, None)?; // the serial number
+    }
+    let (_, inner, _) = next(rest, Some(SEQUENCE))?;
+    Some((outer, inner))
 }
 
 pub(crate) fn public_key(
@@ -91,34 +177,42 @@ pub(crate) fn verify_signed_by(
     position: CertPosition,
     issuer_key: &PublicKey,
 ) -> Result<(), VerifyError> {
-    let declared = &cert.signature_algorithm.algorithm;
-    let algorithm: &'static dyn VerificationAlgorithm = match issuer_key {
-        PublicKey::Ec { curve, .. } => {
-            let sha384 = if *declared == OID_SIG_ECDSA_WITH_SHA256 {
-                false
-            } else if *declared == OID_SIG_ECDSA_WITH_SHA384 {
-                true
-            } else {
-                return Err(VerifyError::UnsupportedSignatureAlgorithm(position));
-            };
-            match (curve, sha384) {
-                (Curve::P256, false) => &signature::ECDSA_P256_SHA256_ASN1,
-                (Curve::P256, true) => &signature::ECDSA_P256_SHA384_ASN1,
-                (Curve::P384, false) => &signature::ECDSA_P384_SHA256_ASN1,
-                (Curve::P384, true) => &signature::ECDSA_P384_SHA384_ASN1,
-            }
-        }
-        PublicKey::Rsa { .. } => {
-            if *declared == OID_PKCS1_SHA256WITHRSA {
-                &signature::RSA_PKCS1_2048_8192_SHA256
-            } else if *declared == OID_PKCS1_SHA384WITHRSA {
-                &signature::RSA_PKCS1_2048_8192_SHA384
-            } else if *declared == OID_PKCS1_SHA512WITHRSA {
-                &signature::RSA_PKCS1_2048_8192_SHA512
-            } else {
-                return Err(VerifyError::UnsupportedSignatureAlgorithm(position));
-            }
-        }
+    let unsupported = VerifyError::UnsupportedSignatureAlgorithm(position);
+    let (declared, _) = signature_algorithm_encodings(cert.as_raw()).ok_or(unsupported.clone())?;
+    let (_, hash) = SIGNATURE_ALGORITHMS
+        .iter()
+        .find(|(encoding, _)| *encoding == declared)
+        .ok_or(unsupported.clone())?;
+    let algorithm: &'static dyn VerificationAlgorithm = match (issuer_key, hash) {
+        (
+            PublicKey::Ec {
+                curve: Curve::P256, ..
+            },
+            SignatureHash::EcdsaSha256,
+        ) => &signature::ECDSA_P256_SHA256_ASN1,
+        (
+            PublicKey::Ec {
+                curve: Curve::P256, ..
+            },
+            SignatureHash::EcdsaSha384,
+        ) => &signature::ECDSA_P256_SHA384_ASN1,
+        (
+            PublicKey::Ec {
+                curve: Curve::P384, ..
+            },
+            SignatureHash::EcdsaSha256,
+        ) => &signature::ECDSA_P384_SHA256_ASN1,
+        (
+            PublicKey::Ec {
+                curve: Curve::P384, ..
+            },
+            SignatureHash::EcdsaSha384,
+        ) => &signature::ECDSA_P384_SHA384_ASN1,
+        (PublicKey::Rsa { .. }, SignatureHash::RsaSha256) => &signature::RSA_PKCS1_2048_8192_SHA256,
+        (PublicKey::Rsa { .. }, SignatureHash::RsaSha384) => &signature::RSA_PKCS1_2048_8192_SHA384,
+        (PublicKey::Rsa { .. }, SignatureHash::RsaSha512) => &signature::RSA_PKCS1_2048_8192_SHA512,
+        // A key of one kind cannot have made a signature of the other.
+        _ => return Err(VerifyError::InvalidCertificateSignature(position)),
     };
     let key_bytes = match issuer_key {
         PublicKey::Ec { point, .. } => point.as_slice(),
