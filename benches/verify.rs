@@ -1,1 +1,150 @@
-fn main() {}
+//! Verifying one SUBSCRIBED notification with nested transaction and renewal
+//! info, with a warm chain cache, against the cost of the three ES256
+//! verifications it cannot avoid.
+//!
+//! `cargo bench --bench verify` prints criterion's timings and, after them, the
+//! figures of the target: notifications per second on one core, and how that
+//! compares with three bare ring P-256 verifications.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use criterion::{criterion_group, Criterion};
+use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
+
+use appstore_ledger::jws::{ExpectedIdentity, Verifier};
+use common::payloads::{subscribed, BUNDLE_ID};
+use common::pki::{TestPki, AT};
+
+struct Fixture {
+    verifier: Verifier,
+    expected: ExpectedIdentity,
+    notification: String,
+    /// The three (signing input, signature) pairs of the notification.
+    signatures: Vec<(Vec<u8>, Vec<u8>)>,
+    leaf_key: Vec<u8>,
+}
+
+fn fixture() -> Fixture {
+    let pki = TestPki::new();
+    let verifier = Verifier::new(pki.anchors());
+    let notification = subscribed(&pki, "Production");
+    let expected = ExpectedIdentity {
+        bundle_ids: vec![BUNDLE_ID.into()],
+        environments: Vec::new(),
+        app_apple_id: Some(common::payloads::APP_APPLE_ID),
+    };
+    // Warm the chain cache.
+    verifier
+        .verify_notification(&notification, &expected, AT)
+        .unwrap();
+
+    let n = verifier
+        .verify_notification(&notification, &expected, AT)
+        .unwrap();
+    let data = n.payload.data.unwrap();
+    let tokens = [
+        notification.clone(),
+        data.signed_transaction_info.unwrap(),
+        data.signed_renewal_info.unwrap(),
+    ];
+    let signatures = tokens
+        .iter()
+        .map(|t| {
+            let (input, signature) = t.rsplit_once('.').unwrap();
+            (
+                input.as_bytes().to_vec(),
+                URL_SAFE_NO_PAD.decode(signature).unwrap(),
+            )
+        })
+        .collect();
+    let leaf = x509_leaf_key(&pki.leaf_der);
+    Fixture {
+        verifier,
+        expected,
+        notification,
+        signatures,
+        leaf_key: leaf,
+    }
+}
+
+fn x509_leaf_key(der: &[u8]) -> Vec<u8> {
+    use x509_parser::prelude::FromDer;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).unwrap();
+    cert.public_key().subject_public_key.data.to_vec()
+}
+
+fn verify_notification(f: &Fixture) {
+    black_box(
+        f.verifier
+            .verify_notification(black_box(&f.notification), &f.expected, AT)
+            .unwrap(),
+    );
+}
+
+fn three_p256_verifications(f: &Fixture) {
+    let key = UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &f.leaf_key);
+    for (input, signature) in &f.signatures {
+        key.verify(black_box(input), black_box(signature)).unwrap();
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let f = fixture();
+    c.bench_function("verify SUBSCRIBED notification (warm chain cache)", |b| {
+        b.iter(|| verify_notification(&f))
+    });
+    c.bench_function("three ring P-256 verifications", |b| {
+        b.iter(|| three_p256_verifications(&f))
+    });
+}
+
+/// Runs `work` for about `budget` on this thread and returns runs per second.
+fn rate(budget: Duration, mut work: impl FnMut()) -> f64 {
+    for _ in 0..50 {
+        work();
+    }
+    let start = Instant::now();
+    let mut runs = 0u64;
+    while start.elapsed() < budget {
+        for _ in 0..50 {
+            work();
+        }
+        runs += 50;
+    }
+    runs as f64 / start.elapsed().as_secs_f64()
+}
+
+fn summary() {
+    let f = fixture();
+    let budget = Duration::from_secs(3);
+    let notifications = rate(budget, || verify_notification(&f));
+    let baseline = rate(budget, || three_p256_verifications(&f));
+    println!();
+    println!("one core, warm chain cache:");
+    println!("  notifications verified per second:            {notifications:>8.0}");
+    println!("  three ring P-256 verifications per second:    {baseline:>8.0}");
+    println!(
+        "  notification cost / three verifications:      {:>8.3}",
+        baseline / notifications
+    );
+    println!(
+        "  target: >= 3000 notifications/s, within 10% of three verifications (ratio <= 1.10)"
+    );
+}
+
+criterion_group!(group, benches);
+
+fn main() {
+    group();
+    Criterion::default().configure_from_args().final_summary();
+    // `cargo test --all-targets` runs benches once with --test to check them.
+    if !std::env::args().any(|a| a == "--test") {
+        summary();
+    }
+}

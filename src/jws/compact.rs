@@ -16,18 +16,18 @@ pub const MAX_TOKEN_BYTES: usize = 1 << 20;
 /// The number of certificates Apple puts in `x5c`: leaf, intermediate, root.
 pub const CHAIN_LENGTH: usize = 3;
 
-/// A token split into its parts, with the header checked. Nothing here is
-/// authenticated yet.
+/// A token split into its three parts. Nothing here is checked beyond the
+/// shape, and nothing is authenticated yet.
 #[derive(Debug)]
 pub(crate) struct CompactJws<'a> {
+    /// The base64url header, as sent. All the header checks are a function of
+    /// these bytes alone, which is what lets the chain cache key on them.
+    pub header_b64: &'a str,
     /// `header.payload`: the bytes the signature covers.
     pub signing_input: &'a str,
     /// The base64url payload, decoded only once the signature holds.
     pub payload_b64: &'a str,
-    /// `x5c` as sent: standard base64 DER, leaf first.
-    pub x5c: [String; CHAIN_LENGTH],
-    /// The JOSE `r||s` signature.
-    pub signature: [u8; 64],
+    pub signature_b64: &'a str,
 }
 
 #[derive(Deserialize)]
@@ -35,34 +35,41 @@ struct RawHeader {
     alg: Option<Value>,
     x5c: Option<Value>,
     crit: Option<Value>,
-    // `jku`, `jwk`, `kid` and `x5u` would name keys other than x5c[0]; Apple
-    // never sends them, and ignoring them would let a token claim one key while
+    // `jku`, `jwk` and `x5u` would name keys other than x5c[0]; Apple never
+    // sends them, and ignoring them would let a token claim one key while
     // being checked with another.
     jku: Option<Value>,
     jwk: Option<Value>,
     x5u: Option<Value>,
 }
 
-pub(crate) fn parse(token: &str) -> Result<CompactJws<'_>, VerifyError> {
+pub(crate) fn split(token: &str) -> Result<CompactJws<'_>, VerifyError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(VerifyError::TokenTooLarge {
             limit: MAX_TOKEN_BYTES,
         });
     }
+    let three_parts = VerifyError::MalformedToken("expected three dot-separated parts");
     let mut parts = token.split('.');
     let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(VerifyError::MalformedToken(
-            "expected three dot-separated parts",
-        ));
+        return Err(three_parts);
     };
     let signing_input = token
         .get(..header_b64.len() + 1 + payload_b64.len())
-        .ok_or(VerifyError::MalformedToken(
-            "expected three dot-separated parts",
-        ))?;
+        .ok_or(three_parts)?;
+    Ok(CompactJws {
+        header_b64,
+        signing_input,
+        payload_b64,
+        signature_b64,
+    })
+}
 
+/// Checks the header: ES256, no header naming another key, no critical
+/// extension; returns `x5c` as sent (standard base64 DER, leaf first).
+pub(crate) fn parse_header(header_b64: &str) -> Result<[String; CHAIN_LENGTH], VerifyError> {
     let header_json = decode_base64url(header_b64)
         .ok_or(VerifyError::MalformedToken("the header is not base64url"))?;
     let header: RawHeader = serde_json::from_slice(&header_json)
@@ -74,34 +81,16 @@ pub(crate) fn parse(token: &str) -> Result<CompactJws<'_>, VerifyError> {
         Some(other) => return Err(VerifyError::InvalidAlgorithm(other.to_string())),
         None => return Err(VerifyError::InvalidAlgorithm("nothing".into())),
     }
-    if header.crit.is_some() {
-        return Err(VerifyError::UnsupportedHeader("crit"));
+    let unsupported = [
+        ("crit", &header.crit),
+        ("jku", &header.jku),
+        ("jwk", &header.jwk),
+        ("x5u", &header.x5u),
+    ];
+    if let Some((name, _)) = unsupported.iter().find(|(_, value)| value.is_some()) {
+        return Err(VerifyError::UnsupportedHeader(name));
     }
-    if header.jku.is_some() {
-        return Err(VerifyError::UnsupportedHeader("jku"));
-    }
-    if header.jwk.is_some() {
-        return Err(VerifyError::UnsupportedHeader("jwk"));
-    }
-    if header.x5u.is_some() {
-        return Err(VerifyError::UnsupportedHeader("x5u"));
-    }
-    let x5c = parse_x5c(header.x5c)?;
-
-    let signature = decode_base64url(signature_b64).ok_or(VerifyError::MalformedToken(
-        "the signature is not base64url",
-    ))?;
-    // A DER-encoded ECDSA signature is 70 to 72 bytes; JOSE requires r||s.
-    let signature: [u8; 64] = signature
-        .try_into()
-        .map_err(|_| VerifyError::InvalidSignature)?;
-
-    Ok(CompactJws {
-        signing_input,
-        payload_b64,
-        x5c,
-        signature,
-    })
+    parse_x5c(header.x5c)
 }
 
 fn parse_x5c(x5c: Option<Value>) -> Result<[String; CHAIN_LENGTH], VerifyError> {
@@ -142,6 +131,17 @@ pub(crate) fn decode_certificate(
 }
 
 impl CompactJws<'_> {
+    /// The JOSE `r||s` signature. A DER-encoded ECDSA signature (70 to 72
+    /// bytes) is rejected.
+    pub(crate) fn signature(&self) -> Result<[u8; 64], VerifyError> {
+        let signature = decode_base64url(self.signature_b64).ok_or(VerifyError::MalformedToken(
+            "the signature is not base64url",
+        ))?;
+        signature
+            .try_into()
+            .map_err(|_| VerifyError::InvalidSignature)
+    }
+
     pub(crate) fn decode_payload(&self) -> Result<Vec<u8>, VerifyError> {
         decode_base64url(self.payload_b64)
             .ok_or(VerifyError::MalformedToken("the payload is not base64url"))
@@ -152,12 +152,19 @@ impl CompactJws<'_> {
 /// verification time of a stored payload (its own `signedDate`); never trust
 /// what this returns.
 pub(crate) fn unverified_payload(token: &str) -> Result<Vec<u8>, VerifyError> {
-    parse(token)?.decode_payload()
+    split(token)?.decode_payload()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// All the checks a token gets before its chain, in the verifier's order.
+    fn parse(token: &str) -> Result<([String; CHAIN_LENGTH], [u8; 64], &str), VerifyError> {
+        let jws = split(token)?;
+        let x5c = parse_header(jws.header_b64)?;
+        Ok((x5c, jws.signature()?, jws.signing_input))
+    }
 
     fn b64(json: &str) -> String {
         URL_SAFE_NO_PAD.encode(json)
@@ -177,10 +184,10 @@ mod tests {
     #[test]
     fn accepts_a_well_formed_token() {
         let token = token_with_header(&format!(r#"{{"alg":"ES256",{X5C}}}"#));
-        let jws = parse(&token).unwrap();
-        assert_eq!(jws.signature, [7u8; 64]);
-        assert_eq!(jws.x5c[0], "AA==");
-        assert!(token.starts_with(jws.signing_input));
+        let (x5c, signature, signing_input) = parse(&token).unwrap();
+        assert_eq!(signature, [7u8; 64]);
+        assert_eq!(x5c[0], "AA==");
+        assert!(token.starts_with(signing_input));
     }
 
     #[test]

@@ -42,27 +42,27 @@ pub fn verify_compact(
     at: Timestamp,
     cache: Option<&ChainCache>,
 ) -> Result<Vec<u8>, VerifyError> {
-    let jws = compact::parse(token)?;
-    let key = cache.map(|_| ChainCache::key(&jws.x5c));
-    let cached = cache.zip(key.as_ref()).and_then(|(c, k)| c.get(k, at));
-    let chain = match cached {
-        Some(chain) => chain,
+    let jws = compact::split(token)?;
+    let cached = cache.and_then(|c| c.get(jws.header_b64, at));
+    let (chain, signature) = match cached {
+        Some(chain) => (chain, jws.signature()?),
         None => {
-            let [leaf, intermediate, root] = &jws.x5c;
+            let [leaf, intermediate, root] = compact::parse_header(jws.header_b64)?;
+            let signature = jws.signature()?;
             let der = [
-                compact::decode_certificate(leaf, CertPosition::Leaf)?,
-                compact::decode_certificate(intermediate, CertPosition::Intermediate)?,
-                compact::decode_certificate(root, CertPosition::Root)?,
+                compact::decode_certificate(&leaf, CertPosition::Leaf)?,
+                compact::decode_certificate(&intermediate, CertPosition::Intermediate)?,
+                compact::decode_certificate(&root, CertPosition::Root)?,
             ];
             let chain = Arc::new(verify_chain(&[&der[0], &der[1], &der[2]], anchors, at)?);
-            if let (Some(cache), Some(key)) = (cache, key) {
-                cache.insert(key, Arc::clone(&chain));
+            if let Some(cache) = cache {
+                cache.insert(jws.header_b64, Arc::clone(&chain));
             }
-            chain
+            (chain, signature)
         }
     };
     UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &chain.leaf_key)
-        .verify(jws.signing_input.as_bytes(), &jws.signature)
+        .verify(jws.signing_input.as_bytes(), &signature)
         .map_err(|_| VerifyError::InvalidSignature)?;
     jws.decode_payload()
 }
