@@ -7,11 +7,16 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::config::Settings;
+use crate::ingest::{Ingest, Ingested};
 use crate::jws::{
     unverified_signed_date, ExpectedIdentity, TokenKind, TrustAnchors, Verifier, VerifyError,
     MAX_TOKEN_BYTES,
 };
 use crate::model::{Environment, Timestamp};
+use crate::startup::Application;
+use crate::store::Store;
+use crate::telemetry;
 
 /// Exit status when every token verified.
 pub const EXIT_OK: u8 = 0;
@@ -35,6 +40,28 @@ pub struct Cli {
 pub enum Command {
     /// Verify App Store signed tokens and print their decoded content as JSON lines.
     Verify(VerifyArgs),
+    /// Run the webhook service.
+    Serve(ServeArgs),
+    /// Re-run stored notifications through the current configuration.
+    Reprocess(ReprocessArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A TOML configuration file (over the built-in defaults, under
+    /// APPSTORE_LEDGER__* environment variables).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReprocessArgs {
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Re-check the quarantined notifications against the configured apps and
+    /// release those that now belong to one.
+    #[arg(long, required = true)]
+    pub quarantined: bool,
 }
 
 #[derive(Debug, Args)]
@@ -135,6 +162,112 @@ where
                 &mut io::BufWriter::new(stdout.lock()),
                 &mut stderr.lock(),
             )
+        }
+        Command::Serve(args) => with_runtime(serve, args.config.as_deref()),
+        Command::Reprocess(args) => with_runtime(reprocess_quarantined, args.config.as_deref()),
+    }
+}
+
+/// Loads the settings, starts logging and a runtime, and runs `command`.
+fn with_runtime<F, Fut>(command: F, config: Option<&Path>) -> u8
+where
+    F: FnOnce(Settings) -> Fut,
+    Fut: std::future::Future<Output = u8>,
+{
+    let settings = match Settings::load(config) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    telemetry::init(&settings.log);
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(command(settings)),
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            EXIT_FAILED
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> u8 {
+    let application = match Application::build(settings).await {
+        Ok(application) => application,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    match application.run_until_stopped().await {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_FAILED
+        }
+    }
+}
+
+/// `reprocess --quarantined`: each quarantined notification is verified again
+/// (at the time it was received, when its chain was checked) and released if a
+/// configured app now expects it. Safe to interrupt: each release is one
+/// transaction, and a rerun continues with what is left.
+async fn reprocess_quarantined(settings: Settings) -> u8 {
+    let prepared = async {
+        let anchors = settings.trust_anchors().map_err(|e| e.to_string())?;
+        let store = Store::connect(&settings.database)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((Ingest::new(Verifier::new(anchors), &settings.apps), store))
+    };
+    let (ingest, store) = match prepared.await {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let total = store.counts().await.map(|c| c.quarantined).unwrap_or(0);
+    let (mut seen, mut released, mut kept, mut failed) = (0i64, 0u64, 0u64, 0u64);
+    let mut after = 0;
+    let outcome = loop {
+        let page = match store.quarantined(after, 500).await {
+            Ok(page) if page.is_empty() => break Ok(()),
+            Ok(page) => page,
+            Err(e) => break Err(e.to_string()),
+        };
+        for q in page {
+            after = q.id;
+            seen += 1;
+            let at = Timestamp::from_millis(q.received_at);
+            match ingest.classify(&q.signed_payload, at, at) {
+                Ok(Ingested::Accepted(n)) => match store.release_quarantined(q.id, n).await {
+                    Ok(_) => released += 1,
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("{}: not released: {e}", q.notification_uuid);
+                    }
+                },
+                Ok(Ingested::Quarantined(_, reason)) => {
+                    kept += 1;
+                    tracing::debug!(notification_uuid = %q.notification_uuid, code = %reason.code, "still unexpected");
+                }
+                Err(e) => {
+                    failed += 1;
+                    eprintln!("{}: {}: {e}", q.notification_uuid, e.code());
+                }
+            }
+        }
+        eprintln!("reprocess: {seen}/{total} checked");
+    };
+    store.close().await;
+    println!("released {released}, still quarantined {kept}, failed {failed}");
+    match outcome {
+        Ok(()) if failed == 0 => EXIT_OK,
+        Ok(()) => EXIT_FAILED,
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_FAILED
         }
     }
 }

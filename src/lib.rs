@@ -2,5 +2,12 @@
 //! genuine, and keeps the truth about every customer's purchases.
 
 pub mod cli;
+pub mod config;
+pub mod http;
+pub mod ingest;
 pub mod jws;
+pub mod metrics;
 pub mod model;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

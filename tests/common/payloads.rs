@@ -87,3 +87,62 @@ pub fn subscribed(pki: &TestPki, environment: &str) -> String {
         &renewal_info(environment),
     )
 }
+
+/// A notification of any type for `bundle_id`, with nested tokens for
+/// `transaction` and `renewal` when given.
+pub struct NotificationSpec<'a> {
+    pub notification_type: &'a str,
+    pub subtype: Option<&'a str>,
+    pub uuid: String,
+    pub environment: &'a str,
+    pub bundle_id: &'a str,
+    pub signed_date: i64,
+    pub transaction: Option<Value>,
+    pub renewal: Option<Value>,
+}
+
+impl<'a> NotificationSpec<'a> {
+    pub fn new(notification_type: &'a str, uuid: impl Into<String>) -> Self {
+        NotificationSpec {
+            notification_type,
+            subtype: None,
+            uuid: uuid.into(),
+            environment: "Sandbox",
+            bundle_id: BUNDLE_ID,
+            signed_date: SIGNED_DATE,
+            transaction: Some(transaction("Sandbox")),
+            renewal: Some(renewal_info("Sandbox")),
+        }
+    }
+
+    pub fn sign(&self, pki: &TestPki) -> String {
+        let mut data = json!({
+            "appAppleId": APP_APPLE_ID,
+            "bundleId": self.bundle_id,
+            "bundleVersion": "42",
+            "environment": self.environment,
+        });
+        if let Some(t) = &self.transaction {
+            let mut t = t.clone();
+            t["bundleId"] = json!(self.bundle_id);
+            t["environment"] = json!(self.environment);
+            data["signedTransactionInfo"] = json!(pki.sign(&t));
+        }
+        if let Some(r) = &self.renewal {
+            let mut r = r.clone();
+            r["environment"] = json!(self.environment);
+            data["signedRenewalInfo"] = json!(pki.sign(&r));
+        }
+        let mut payload = json!({
+            "notificationType": self.notification_type,
+            "notificationUUID": self.uuid,
+            "data": data,
+            "version": "2.0",
+            "signedDate": self.signed_date,
+        });
+        if let Some(subtype) = self.subtype {
+            payload["subtype"] = json!(subtype);
+        }
+        pki.sign(&payload)
+    }
+}

@@ -1,0 +1,331 @@
+//! Settings: built-in defaults, then a TOML file, then environment variables
+//! prefixed `APPSTORE_LEDGER__` (`APPSTORE_LEDGER__SERVER__LISTEN=0.0.0.0:8080`).
+//! Everything is validated at start-up; an error names the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use crate::jws::{ExpectedIdentity, TrustAnchors};
+use crate::model::Environment;
+
+pub const ENV_PREFIX: &str = "APPSTORE_LEDGER__";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub verification: VerificationSettings,
+    pub apps: Vec<AppSettings>,
+    pub api: ApiSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address and port to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// With `tls_key`: serve HTTPS (TLS 1.2 and 1.3) from this PEM chain.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Larger request bodies are refused with 413. Apple's are about 20 KB.
+    pub max_body_bytes: usize,
+    /// A request that takes longer is abandoned (the client gets 408, or 503
+    /// if the database was the slow part) and Apple retries it.
+    pub request_timeout_ms: u64,
+    /// How long in-flight requests may take to finish on SIGINT/SIGTERM.
+    pub shutdown_grace_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://PATH` (created and migrated on start) or `postgres://...`.
+    pub url: String,
+    pub max_connections: u32,
+    /// How long a write waits for a lock held by another process before the
+    /// notification is refused with 503 (and Apple retries).
+    pub busy_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerificationSettings {
+    /// Trusted roots (DER or PEM); empty means the embedded Apple Root CA - G3.
+    pub trusted_roots: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSettings {
+    pub bundle_id: String,
+    /// Required when Production is allowed: Apple always sends it there.
+    pub app_apple_id: Option<i64>,
+    pub environments: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Bearer tokens accepted by the query APIs.
+    pub tokens: Vec<SecretString>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// `human` or `json`.
+    pub format: String,
+    /// A tracing filter such as `info` or `appstore_ledger=debug,info`.
+    pub level: String,
+}
+
+/// The built-in defaults, as a TOML-shaped tree (secrets have no default).
+#[derive(Serialize)]
+struct Defaults {
+    server: ServerSettings,
+    database: DatabaseSettings,
+    verification: VerificationSettings,
+    apps: Vec<AppSettings>,
+    api: ApiDefaults,
+    log: LogSettings,
+}
+
+#[derive(Serialize)]
+struct ApiDefaults {
+    tokens: Vec<String>,
+}
+
+fn defaults() -> Defaults {
+    Defaults {
+        server: ServerSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tls_cert: None,
+            tls_key: None,
+            max_body_bytes: 262_144,
+            request_timeout_ms: 10_000,
+            shutdown_grace_ms: 10_000,
+        },
+        database: DatabaseSettings {
+            url: "sqlite://appstore-ledger.db".into(),
+            max_connections: 8,
+            busy_timeout_ms: 5_000,
+        },
+        verification: VerificationSettings::default(),
+        apps: Vec::new(),
+        api: ApiDefaults { tokens: Vec::new() },
+        log: LogSettings {
+            format: "human".into(),
+            level: "info".into(),
+        },
+    }
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Settings {
+    /// Defaults, then `file` if given, then `APPSTORE_LEDGER__*` variables.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(defaults()));
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigError(format!("{}: no such file", file.display())));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        Settings::extract(figment)
+    }
+
+    /// Only the defaults and the given TOML text (tests).
+    pub fn from_toml(text: &str) -> Result<Settings, ConfigError> {
+        Settings::extract(Figment::from(Serialized::defaults(defaults())).merge(Toml::string(text)))
+    }
+
+    fn extract(figment: Figment) -> Result<Settings, ConfigError> {
+        let settings: Settings = figment.extract().map_err(|e| {
+            let key = e.path.join(".");
+            ConfigError(if key.is_empty() {
+                e.to_string()
+            } else {
+                format!("{key}: {}", e.kind)
+            })
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        match (&self.server.tls_cert, &self.server.tls_key) {
+            (Some(_), None) => return fail("server.tls_key", "required with server.tls_cert"),
+            (None, Some(_)) => return fail("server.tls_cert", "required with server.tls_key"),
+            _ => {}
+        }
+        if self.server.max_body_bytes < 1024 {
+            return fail("server.max_body_bytes", "must be at least 1024");
+        }
+        if self.server.request_timeout_ms == 0 {
+            return fail("server.request_timeout_ms", "must be positive");
+        }
+        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres:"))
+        {
+            return fail("database.url", "must start with sqlite: or postgres:");
+        }
+        if self.database.max_connections == 0 {
+            return fail("database.max_connections", "must be positive");
+        }
+        for (i, app) in self.apps.iter().enumerate() {
+            let key = |field: &str| format!("apps[{i}].{field}");
+            if app.bundle_id.trim().is_empty() {
+                return fail(&key("bundle_id"), "must not be empty");
+            }
+            if self.apps[..i]
+                .iter()
+                .any(|other| other.bundle_id == app.bundle_id)
+            {
+                return fail(&key("bundle_id"), "appears twice");
+            }
+            if app.environments.is_empty() {
+                return fail(&key("environments"), "must list at least one environment");
+            }
+            for env in &app.environments {
+                if let Environment::Unknown(_) = Environment::from_raw(env) {
+                    return fail(
+                        &key("environments"),
+                        &format!("{env:?} is not one of {}", Environment::KNOWN.join(", ")),
+                    );
+                }
+            }
+            if app.environments.iter().any(|e| e == "Production") && app.app_apple_id.is_none() {
+                return fail(&key("app_apple_id"), "required when Production is allowed");
+            }
+        }
+        match self.log.format.as_str() {
+            "human" | "json" => {}
+            _ => return fail("log.format", "must be human or json"),
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return fail("log.level", "is not a tracing filter");
+        }
+        Ok(())
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.server.request_timeout_ms)
+    }
+
+    /// The trust anchors to verify with, read now so that a bad root file
+    /// stops start-up.
+    pub fn trust_anchors(&self) -> Result<TrustAnchors, ConfigError> {
+        if self.verification.trusted_roots.is_empty() {
+            return TrustAnchors::apple_root_ca_g3().map_err(|e| ConfigError(e.to_string()));
+        }
+        let mut anchors = Vec::new();
+        for (i, path) in self.verification.trusted_roots.iter().enumerate() {
+            let key = format!("verification.trusted_roots[{i}]");
+            let bytes = std::fs::read(path)
+                .map_err(|e| ConfigError(format!("{key}: {}: {e}", path.display())))?;
+            anchors.extend(
+                TrustAnchors::parse_file(&bytes)
+                    .map_err(|e| ConfigError(format!("{key}: {}: {e}", path.display())))?,
+            );
+        }
+        TrustAnchors::new(anchors).map_err(|e| ConfigError(e.to_string()))
+    }
+}
+
+impl AppSettings {
+    /// What a notification for this app must match.
+    pub fn expected_identity(&self) -> ExpectedIdentity {
+        ExpectedIdentity {
+            bundle_ids: vec![self.bundle_id.clone()],
+            environments: self
+                .environments
+                .iter()
+                .map(|e| Environment::from_raw(e))
+                .collect(),
+            app_apple_id: self.app_apple_id,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let s = Settings::from_toml("").unwrap();
+        assert_eq!(s.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.database.url, "sqlite://appstore-ledger.db");
+        assert!(s.apps.is_empty());
+    }
+
+    #[test]
+    fn the_documented_example_parses() {
+        let s = Settings::from_toml(
+            r#"
+            [server]
+            listen = "0.0.0.0:8443"
+            max_body_bytes = 262144
+            [database]
+            url = "sqlite://ledger.db"
+            [verification]
+            trusted_roots = []
+            [[apps]]
+            bundle_id = "com.example.app"
+            app_apple_id = 1234567890
+            environments = ["Production", "Sandbox"]
+            [api]
+            tokens = ["change-me"]
+            [log]
+            format = "json"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            s.apps[0].expected_identity().environments,
+            vec![Environment::Production, Environment::Sandbox]
+        );
+        assert_eq!(s.api.tokens.len(), 1);
+    }
+
+    fn error(toml: &str) -> String {
+        Settings::from_toml(toml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        assert!(error("[server]\nlisten = \"nowhere\"").contains("server.listen"));
+        assert!(error("[server]\nlistn = \"x\"").contains("listn"));
+        assert!(error("[server]\ntls_cert = \"c.pem\"").contains("server.tls_key"));
+        assert!(error("[database]\nurl = \"mysql://x\"").contains("database.url"));
+        assert!(
+            error("[[apps]]\nbundle_id = \"a\"\nenvironments = [\"Production\"]")
+                .contains("apps[0].app_apple_id")
+        );
+        assert!(
+            error("[[apps]]\nbundle_id = \"a\"\nenvironments = [\"Staging\"]")
+                .contains("apps[0].environments")
+        );
+        assert!(error("[[apps]]\nbundle_id = \"a\"\nenvironments = []")
+            .contains("apps[0].environments"));
+        assert!(error(
+            "[[apps]]\nbundle_id = \"a\"\nenvironments = [\"Sandbox\"]\n[[apps]]\nbundle_id = \"a\"\nenvironments = [\"Sandbox\"]"
+        )
+        .contains("apps[1].bundle_id"));
+        assert!(error("[log]\nformat = \"xml\"").contains("log.format"));
+        assert!(error("[server]\nmax_body_bytes = -1").contains("server.max_body_bytes"));
+    }
+}

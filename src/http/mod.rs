@@ -1,0 +1,112 @@
+//! The HTTP interface: routes, shared state, and the error answer format.
+
+mod health;
+mod webhook;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath};
+use axum::http::{Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::ingest::Ingest;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub ingest: Arc<Ingest>,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    /// How long a handler waits for the database before answering 503.
+    pub store_timeout: Duration,
+}
+
+pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration) -> Router {
+    let request_id = axum::http::HeaderName::from_static("x-request-id");
+    Router::new()
+        .route("/v2/notifications", post(webhook::receive))
+        .route("/health", get(health::health))
+        .route("/metrics", get(health::metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                        let route = request
+                            .extensions()
+                            .get::<MatchedPath>()
+                            .map(MatchedPath::as_str)
+                            .unwrap_or("unmatched");
+                        let request_id = request
+                            .headers()
+                            .get("x-request-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("");
+                        tracing::info_span!(
+                            "request",
+                            method = %request.method(),
+                            route,
+                            request_id,
+                            notification_uuid = tracing::field::Empty,
+                            notification_type = tracing::field::Empty,
+                        )
+                    }),
+                )
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    request_timeout,
+                )),
+        )
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route")
+}
+
+/// An error answer: `{"error": {"code": ..., "message": ...}}`. The code is
+/// stable and machine-readable; the message is for people.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn database_unavailable(message: impl Into<String>) -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "DATABASE_UNAVAILABLE",
+            message,
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,184 @@
+//! Building and running the service: `Application::build` binds the listener
+//! first, so a configured port of 0 gives each test its own server.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum_server::tls_rustls::RustlsConfig;
+use axum_server::Handle;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::{ConfigError, Settings};
+use crate::http::{router, AppState};
+use crate::ingest::Ingest;
+use crate::jws::Verifier;
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+pub struct Application {
+    listener: std::net::TcpListener,
+    local_addr: SocketAddr,
+    tls: Option<RustlsConfig>,
+    app: axum::Router,
+    store: Store,
+    shutdown_grace: Duration,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        let anchors = settings.trust_anchors()?;
+        let tls = match (&settings.server.tls_cert, &settings.server.tls_key) {
+            (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
+            _ => None,
+        };
+        let store = Store::connect(&settings.database).await?;
+        let ingest = Ingest::new(Verifier::new(anchors), &settings.apps);
+        if !ingest.has_apps() {
+            tracing::warn!(
+                "no [[apps]] configured: every genuine notification will be quarantined"
+            );
+        }
+        let request_timeout = settings.request_timeout();
+        let state = AppState {
+            ingest: Arc::new(ingest),
+            store: store.clone(),
+            metrics: Arc::new(Metrics::default()),
+            // Leave the handler time to answer 503 before the request times out.
+            store_timeout: request_timeout.mul_f64(0.8),
+        };
+        let app = router(state, settings.server.max_body_bytes, request_timeout);
+
+        let addr = settings.server.listen;
+        let listen_error = |source| StartupError::Listen { addr, source };
+        let listener = std::net::TcpListener::bind(addr).map_err(listen_error)?;
+        listener.set_nonblocking(true).map_err(listen_error)?;
+        let local_addr = listener.local_addr().map_err(listen_error)?;
+        Ok(Application {
+            listener,
+            local_addr,
+            tls,
+            app,
+            store,
+            shutdown_grace: Duration::from_millis(settings.server.shutdown_grace_ms),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Serves until SIGINT or SIGTERM.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `shutdown` completes; then stops accepting, lets requests
+    /// in flight finish (up to the grace period), and closes the database.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let handle = Handle::new();
+        let grace = self.shutdown_grace;
+        let stopper = handle.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing requests in flight");
+            stopper.graceful_shutdown(Some(grace));
+        });
+        tracing::info!(addr = %self.local_addr, tls = self.tls.is_some(), "listening");
+        let service = self.app.into_make_service();
+        let served = match self.tls {
+            Some(tls) => {
+                axum_server::from_tcp_rustls(self.listener, tls)?
+                    .handle(handle)
+                    .serve(service)
+                    .await
+            }
+            None => {
+                axum_server::from_tcp(self.listener)?
+                    .handle(handle)
+                    .serve(service)
+                    .await
+            }
+        };
+        self.store.close().await;
+        tracing::info!("stopped");
+        served
+    }
+}
+
+fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> Result<RustlsConfig, StartupError> {
+    let tls_error = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
+        StartupError::Tls(format!("{what} {}: {e}", path.display()))
+    };
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| tls_error("server.tls_cert", cert, &e))?;
+    if certs.is_empty() {
+        return Err(tls_error(
+            "server.tls_cert",
+            cert,
+            &"no certificate in the file",
+        ));
+    }
+    let key =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| tls_error("server.tls_key", key, &e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // TLS 1.2 and 1.3 only (rustls implements nothing older).
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| StartupError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| StartupError::Tls(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(RustlsConfig::from_config(Arc::new(config)))
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+}

@@ -1,0 +1,60 @@
+use crate::helpers::{uuid, NotificationSpec, TestApp};
+
+#[tokio::test]
+async fn health_answers_200_when_the_database_does() {
+    let app = TestApp::spawn().await;
+    let response = app.get("/health").await;
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(
+        response.headers().contains_key("x-request-id"),
+        "every answer carries a request id"
+    );
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap()["status"],
+        "ok"
+    );
+}
+
+#[tokio::test]
+async fn health_answers_503_while_the_database_cannot_take_a_write() {
+    let app = TestApp::spawn().await;
+    let mut blocker = app.db().await;
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let response = app.get("/health").await;
+    assert_eq!(response.status().as_u16(), 503);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "DATABASE_UNAVAILABLE");
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+    assert_eq!(app.get("/health").await.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn metrics_count_outcomes_by_reason() {
+    let app = TestApp::spawn().await;
+    let token = NotificationSpec::new("DID_RENEW", uuid()).sign(&app.pki);
+    app.post(&token).await;
+    app.post(&token).await;
+    app.post("garbage").await;
+    let text = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        text.contains(r#"appstore_ledger_notifications_total{outcome="stored"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"appstore_ledger_notifications_total{outcome="duplicate"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"appstore_ledger_notifications_total{outcome="rejected",code="MALFORMED_TOKEN"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("appstore_ledger_stored_notifications 1"),
+        "{text}"
+    );
+}

@@ -1,0 +1,226 @@
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::{json, Value};
+use sqlx::{Connection, SqliteConnection};
+use tokio::sync::oneshot;
+
+use appstore_ledger::config::Settings;
+use appstore_ledger::startup::Application;
+
+use crate::common::pki::{date, ChainSpec, TestPki};
+
+pub use crate::common::payloads::{NotificationSpec, APP_APPLE_ID, BUNDLE_ID};
+
+/// A PKI whose leaf is valid now (the service verifies at the current time).
+pub fn pki() -> TestPki {
+    TestPki::build(ChainSpec {
+        leaf_validity: (date(2020), date(2035)),
+        ..ChainSpec::default()
+    })
+}
+
+/// A folder of its own for each test, removed afterwards.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "appstore-ledger-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub db_path: PathBuf,
+    pub config_path: PathBuf,
+    pub pki: TestPki,
+    pub dir: TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+/// The configuration every test starts from: one app, both environments,
+/// the test PKI's root trusted, a fresh database.
+/// `server_extra` goes into `[server]`, `extra` at the end.
+pub fn config(dir: &TempDir, pki: &TestPki, server_extra: &str, extra: &str) -> String {
+    let root = dir.path("root.der");
+    std::fs::write(&root, &pki.root_der).unwrap();
+    format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:0"
+        request_timeout_ms = 5000
+        {server_extra}
+        [database]
+        url = "sqlite://{db}"
+        busy_timeout_ms = 200
+        [verification]
+        trusted_roots = ["{root}"]
+        [[apps]]
+        bundle_id = "{BUNDLE_ID}"
+        app_apple_id = {APP_APPLE_ID}
+        environments = ["Production", "Sandbox"]
+        [log]
+        level = "warn"
+        {extra}
+        "#,
+        db = dir.path("ledger.db").display(),
+        root = root.display(),
+    )
+}
+
+pub fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().build().unwrap()
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(pki(), TempDir::new(), "").await
+    }
+
+    pub async fn spawn_with(pki: TestPki, dir: TempDir, extra: &str) -> TestApp {
+        TestApp::spawn_configured(pki, dir, "", extra).await
+    }
+
+    pub async fn spawn_tls(pki: TestPki, dir: TempDir, cert: &Path, key: &Path) -> TestApp {
+        let tls = format!(
+            "tls_cert = \"{}\"\ntls_key = \"{}\"",
+            cert.display(),
+            key.display()
+        );
+        TestApp::spawn_configured(pki, dir, &tls, "").await
+    }
+
+    pub async fn spawn_configured(
+        pki: TestPki,
+        dir: TempDir,
+        server_extra: &str,
+        extra: &str,
+    ) -> TestApp {
+        let text = config(&dir, &pki, server_extra, extra);
+        let config_path = dir.path("config.toml");
+        std::fs::write(&config_path, &text).unwrap();
+        let settings = Settings::from_toml(&text).unwrap();
+        appstore_ledger::telemetry::init(&settings.log);
+        let application = Application::build(settings).await.unwrap();
+        let scheme = if application.is_tls() {
+            "https"
+        } else {
+            "http"
+        };
+        let address = format!("{scheme}://localhost:{}", application.port());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(application.run_until(async {
+            let _ = stopped.await;
+        }));
+        TestApp {
+            address,
+            client: client(),
+            db_path: dir.path("ledger.db"),
+            config_path,
+            pki,
+            dir,
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    /// Stops the server gracefully and waits until it has closed the database.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+
+    /// Stops, then starts again on the same database and configuration.
+    pub async fn restart(mut self) -> TestApp {
+        self.stop().await;
+        let pki = std::mem::replace(&mut self.pki, pki());
+        let dir = std::mem::replace(&mut self.dir, TempDir::new());
+        TestApp::spawn_with(pki, dir, "").await
+    }
+
+    pub async fn post_raw(&self, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}/v2/notifications", self.address))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = response.json::<Value>().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    pub async fn post(&self, signed_payload: &str) -> (u16, Value) {
+        self.post_raw(json!({ "signedPayload": signed_payload }).to_string())
+            .await
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn db(&self) -> SqliteConnection {
+        db(&self.db_path).await
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        let sql = match table {
+            "notifications" => "SELECT count(*) FROM notifications",
+            "quarantined_notifications" => "SELECT count(*) FROM quarantined_notifications",
+            other => panic!("no table {other}"),
+        };
+        sqlx::query_scalar(sql)
+            .fetch_one(&mut self.db().await)
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub async fn db(path: &Path) -> SqliteConnection {
+    SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap()
+}
+
+pub fn uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

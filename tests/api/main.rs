@@ -1,0 +1,14 @@
+//! Black-box tests of the service: each starts the real server on port 0 with
+//! a fresh SQLite file and talks to it over HTTP.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod helpers;
+
+mod config;
+mod health;
+mod https;
+mod quarantine;
+mod shutdown;
+mod webhook;

@@ -1,0 +1,261 @@
+use serde_json::json;
+
+use crate::common::pki::{date, ChainSpec, TestPki};
+use crate::helpers::{pki, uuid, NotificationSpec, TestApp, BUNDLE_ID};
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    notification_uuid: String,
+    notification_type: String,
+    subtype: Option<String>,
+    signed_date: Option<i64>,
+    received_at: i64,
+    environment: String,
+    bundle_id: String,
+    app_apple_id: i64,
+    original_transaction_id: String,
+    transaction_id: String,
+    signed_payload: String,
+    payload: String,
+}
+
+#[tokio::test]
+async fn a_genuine_notification_is_stored_with_its_decoded_content() {
+    let app = TestApp::spawn().await;
+    let id = uuid();
+    let mut spec = NotificationSpec::new("SUBSCRIBED", id.clone());
+    spec.subtype = Some("INITIAL_BUY");
+    spec.environment = "Production";
+    let token = spec.sign(&app.pki);
+    let (status, body) = app.post(&token).await;
+    assert_eq!((status, body), (200, json!({"status": "stored"})));
+
+    let row: Row = sqlx::query_as(
+        "SELECT notification_uuid, notification_type, subtype, signed_date, received_at, environment,
+                bundle_id, app_apple_id, original_transaction_id, transaction_id, signed_payload, payload
+         FROM notifications",
+    )
+    .fetch_one(&mut app.db().await)
+    .await
+    .unwrap();
+    assert_eq!(row.notification_uuid, id);
+    assert_eq!(row.notification_type, "SUBSCRIBED");
+    assert_eq!(row.subtype.as_deref(), Some("INITIAL_BUY"));
+    assert_eq!(row.signed_date, Some(crate::common::payloads::SIGNED_DATE));
+    assert!(
+        row.received_at > 1_700_000_000_000,
+        "received_at is now, in milliseconds"
+    );
+    assert_eq!(row.environment, "Production");
+    assert_eq!(row.bundle_id, BUNDLE_ID);
+    assert_eq!(row.app_apple_id, crate::helpers::APP_APPLE_ID);
+    assert_eq!(row.original_transaction_id, "2000000000000001");
+    assert_eq!(row.transaction_id, "2000000000000002");
+    assert_eq!(
+        row.signed_payload, token,
+        "the raw signedPayload is kept as received"
+    );
+    let payload: serde_json::Value = serde_json::from_str(&row.payload).unwrap();
+    assert_eq!(
+        payload["data"]["signedTransactionInfo"]["productId"],
+        "com.example.app.monthly"
+    );
+    assert_eq!(payload["data"]["signedRenewalInfo"]["autoRenewStatus"], 1);
+}
+
+#[tokio::test]
+async fn a_repeat_answers_200_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let id = uuid();
+    let token = NotificationSpec::new("DID_RENEW", id.clone()).sign(&app.pki);
+    assert_eq!(app.post(&token).await, (200, json!({"status": "stored"})));
+    assert_eq!(
+        app.post(&token).await,
+        (200, json!({"status": "duplicate"}))
+    );
+    // The same notification signed again (other bytes, same UUID) is still a repeat.
+    let mut again = NotificationSpec::new("DID_RENEW", id);
+    again.signed_date += 1;
+    assert_eq!(
+        app.post(&again.sign(&app.pki)).await,
+        (200, json!({"status": "duplicate"}))
+    );
+    assert_eq!(app.count("notifications").await, 1);
+}
+
+#[tokio::test]
+async fn identical_posts_at_the_same_moment_store_one_row() {
+    let app = TestApp::spawn().await;
+    let token = NotificationSpec::new("DID_RENEW", uuid()).sign(&app.pki);
+    let body = json!({ "signedPayload": token }).to_string();
+    let mut posts = tokio::task::JoinSet::new();
+    for _ in 0..24 {
+        let (client, url, body) = (
+            app.client.clone(),
+            format!("{}/v2/notifications", app.address),
+            body.clone(),
+        );
+        posts.spawn(async move {
+            let response = client.post(url).body(body).send().await.unwrap();
+            (
+                response.status().as_u16(),
+                response.json::<serde_json::Value>().await.unwrap(),
+            )
+        });
+    }
+    let answers = posts.join_all().await;
+    let stored = answers
+        .iter()
+        .filter(|(s, b)| *s == 200 && b["status"] == "stored")
+        .count();
+    let duplicates = answers
+        .iter()
+        .filter(|(s, b)| *s == 200 && b["status"] == "duplicate")
+        .count();
+    assert_eq!((stored, duplicates), (1, 23), "{answers:?}");
+    assert_eq!(app.count("notifications").await, 1);
+}
+
+#[tokio::test]
+async fn forged_and_broken_payloads_are_refused_with_the_verifiers_code_and_never_stored() {
+    let app = TestApp::spawn().await;
+    let stranger = pki();
+    let expired = TestPki::build(ChainSpec {
+        leaf_validity: (date(2020), date(2021)),
+        ..ChainSpec::default()
+    });
+    let genuine = NotificationSpec::new("DID_RENEW", uuid()).sign(&app.pki);
+    let (signing_input, _) = genuine.rsplit_once('.').unwrap();
+    let bad_signature = format!("{signing_input}.{}", "A".repeat(86));
+    let header_none = {
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        format!(
+            "{}.{}.",
+            b64(r#"{"alg":"none"}"#),
+            b64(r#"{"notificationUUID":"x"}"#)
+        )
+    };
+    // A nested transaction for another app inside a genuine envelope.
+    let nested_mismatch = {
+        let mut t = crate::common::payloads::transaction("Sandbox");
+        t["bundleId"] = json!("com.other");
+        let payload = json!({
+            "notificationType": "DID_RENEW", "notificationUUID": uuid(), "signedDate": 1,
+            "data": {"bundleId": BUNDLE_ID, "environment": "Sandbox", "signedTransactionInfo": app.pki.sign(&t)}
+        });
+        app.pki.sign(&payload)
+    };
+    for (token, code) in [
+        (
+            NotificationSpec::new("DID_RENEW", uuid()).sign(&stranger),
+            "UNTRUSTED_CHAIN",
+        ),
+        (
+            NotificationSpec::new("DID_RENEW", uuid()).sign(&expired),
+            "CERTIFICATE_EXPIRED",
+        ),
+        (bad_signature, "INVALID_SIGNATURE"),
+        (header_none, "INVALID_ALGORITHM"),
+        ("not-a-token".to_owned(), "MALFORMED_TOKEN"),
+        (nested_mismatch, "BUNDLE_MISMATCH"),
+    ] {
+        let (status, body) = app.post(&token).await;
+        assert_eq!(status, 403, "{code}: {body}");
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert!(body["error"]["message"].is_string());
+    }
+    assert_eq!(app.count("notifications").await, 0);
+    assert_eq!(app.count("quarantined_notifications").await, 0);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(
+            r#"appstore_ledger_notifications_total{outcome="rejected",code="UNTRUSTED_CHAIN"} 1"#
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_the_expected_json_is_a_bad_request() {
+    let app = TestApp::spawn().await;
+    for body in [
+        "",
+        "not json",
+        "[]",
+        "{}",
+        r#"{"signedPayload": 5}"#,
+        r#"{"payload": "x"}"#,
+    ] {
+        let (status, answer) = app.post_raw(body.to_owned()).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(answer["error"]["code"], "INVALID_REQUEST", "{body}");
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_refused_with_413() {
+    let app = TestApp::spawn().await;
+    let huge = json!({ "signedPayload": "a".repeat(300_000) }).to_string();
+    let (status, body) = app.post_raw(huge).await;
+    assert_eq!(status, 413);
+    assert_eq!(body["error"]["code"], "PAYLOAD_TOO_LARGE");
+}
+
+#[tokio::test]
+async fn a_test_notification_is_stored_like_any_other() {
+    let app = TestApp::spawn().await;
+    let mut spec = NotificationSpec::new("TEST", uuid());
+    spec.transaction = None;
+    spec.renewal = None;
+    assert_eq!(
+        app.post(&spec.sign(&app.pki)).await,
+        (200, json!({"status": "stored"}))
+    );
+    let kind: String = sqlx::query_scalar("SELECT notification_type FROM notifications")
+        .fetch_one(&mut app.db().await)
+        .await
+        .unwrap();
+    assert_eq!(kind, "TEST");
+}
+
+#[tokio::test]
+async fn an_unavailable_database_answers_503_and_a_later_retry_succeeds() {
+    let app = TestApp::spawn().await;
+    let token = NotificationSpec::new("DID_RENEW", uuid()).sign(&app.pki);
+
+    // Another process holds the write lock longer than the busy timeout.
+    let mut blocker = app.db().await;
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let (status, body) = app.post(&token).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "DATABASE_UNAVAILABLE");
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+    drop(blocker);
+    assert_eq!(app.count("notifications").await, 0, "nothing half-written");
+
+    // Apple retries later.
+    assert_eq!(app.post(&token).await, (200, json!({"status": "stored"})));
+    assert_eq!(app.count("notifications").await, 1);
+}
+
+#[tokio::test]
+async fn a_restart_keeps_everything() {
+    let app = TestApp::spawn().await;
+    let token = NotificationSpec::new("DID_RENEW", uuid()).sign(&app.pki);
+    assert_eq!(app.post(&token).await.0, 200);
+    let mut other = NotificationSpec::new("DID_RENEW", uuid());
+    other.bundle_id = "com.unconfigured";
+    assert_eq!(app.post(&other.sign(&app.pki)).await.0, 202);
+
+    let app = app.restart().await;
+    assert_eq!(app.count("notifications").await, 1);
+    assert_eq!(app.count("quarantined_notifications").await, 1);
+    assert_eq!(
+        app.post(&token).await,
+        (200, json!({"status": "duplicate"}))
+    );
+}
