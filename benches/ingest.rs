@@ -1,1 +1,174 @@
-fn main() {}
+//! Drives the running service over loopback with distinct signed
+//! notifications at a chosen concurrency, and prints notifications per second
+//! and latency percentiles. Every answer is a durable commit to SQLite.
+//!
+//! `cargo bench --bench ingest -- [--notifications N] [--concurrency C]`
+//! (defaults: 20000 and 32). Run by `cargo test --all-targets` (without
+//! `--bench`), it only checks that the harness works, on a few notifications.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use appstore_ledger::config::Settings;
+use appstore_ledger::startup::Application;
+use common::payloads::NotificationSpec;
+use common::pki::{date, ChainSpec, TestPki};
+
+struct Options {
+    notifications: usize,
+    concurrency: usize,
+    measure: bool,
+}
+
+fn options() -> Options {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |name: &str, default: usize| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let measure = args.iter().any(|a| a == "--bench");
+    Options {
+        notifications: value("--notifications", if measure { 20_000 } else { 200 }),
+        concurrency: value("--concurrency", if measure { 32 } else { 8 }),
+        measure,
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn main() {
+    let options = options();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run(options));
+}
+
+async fn run(options: Options) {
+    let dir = std::env::temp_dir().join(format!("appstore-ledger-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let pki = TestPki::build(ChainSpec {
+        leaf_validity: (date(2020), date(2035)),
+        ..ChainSpec::default()
+    });
+    std::fs::write(dir.join("root.der"), &pki.root_der).unwrap();
+    let settings = Settings::from_toml(&format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:0"
+        [database]
+        url = "sqlite://{}/bench.db"
+        [verification]
+        trusted_roots = ["{}/root.der"]
+        [[apps]]
+        bundle_id = "{}"
+        app_apple_id = {}
+        environments = ["Production", "Sandbox"]
+        [log]
+        level = "error"
+        "#,
+        dir.display(),
+        dir.display(),
+        common::payloads::BUNDLE_ID,
+        common::payloads::APP_APPLE_ID,
+    ))
+    .unwrap();
+    let application = Application::build(settings).await.unwrap();
+    let url = format!("http://127.0.0.1:{}/v2/notifications", application.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(application.run_until(async {
+        let _ = stopped.await;
+    }));
+
+    eprintln!(
+        "signing {} distinct notifications...",
+        options.notifications
+    );
+    let bodies: Arc<Vec<String>> = Arc::new(
+        (0..options.notifications)
+            .map(|i| {
+                let token = NotificationSpec::new("DID_RENEW", format!("bench-{i:08}")).sign(&pki);
+                serde_json::json!({ "signedPayload": token }).to_string()
+            })
+            .collect(),
+    );
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(options.concurrency)
+        .build()
+        .unwrap();
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..options.concurrency {
+        let (client, url, bodies, next) = (
+            client.clone(),
+            url.clone(),
+            Arc::clone(&bodies),
+            Arc::clone(&next),
+        );
+        workers.spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(body) = bodies.get(i) else { break };
+                let sent = Instant::now();
+                let response = client.post(&url).body(body.clone()).send().await.unwrap();
+                let status = response.status().as_u16();
+                let _ = response.bytes().await;
+                assert_eq!(status, 200, "notification {i}");
+                latencies.push(sent.elapsed());
+            }
+            latencies
+        });
+    }
+    let mut latencies: Vec<Duration> = workers.join_all().await.into_iter().flatten().collect();
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    assert_eq!(latencies.len(), options.notifications);
+    if !options.measure {
+        println!(
+            "ingest bench harness: {} notifications stored",
+            latencies.len()
+        );
+        return;
+    }
+    println!(
+        "ingest over loopback, SQLite (WAL, synchronous=FULL), {} notifications, concurrency {}:",
+        options.notifications, options.concurrency
+    );
+    println!(
+        "  notifications per second: {:>8.0}",
+        options.notifications as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "  latency p50:              {:>8.2} ms",
+        percentile(&latencies, 0.50).as_secs_f64() * 1000.0
+    );
+    println!(
+        "  latency p99:              {:>8.2} ms",
+        percentile(&latencies, 0.99).as_secs_f64() * 1000.0
+    );
+    println!(
+        "  latency max:              {:>8.2} ms",
+        percentile(&latencies, 1.0).as_secs_f64() * 1000.0
+    );
+    println!("  target: >= 2000 notifications/s, p99 < 50 ms at concurrency 32");
+}

@@ -71,3 +71,19 @@ fn a_missing_config_file_or_bad_root_is_reported() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such file"));
 }
+
+#[test]
+fn apps_can_be_given_in_the_environment() {
+    let (code, err) = serve(
+        None,
+        &[(
+            "APPSTORE_LEDGER__APPS",
+            r#"[{bundle_id="com.example.app",environments=["Production"]}]"#,
+        )],
+    );
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("apps[0].app_apple_id: required when Production is allowed"),
+        "{err}"
+    );
+}
