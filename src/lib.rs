@@ -6,6 +6,7 @@ pub mod config;
 pub mod http;
 pub mod ingest;
 pub mod jws;
+pub mod ledger;
 pub mod metrics;
 pub mod model;
 pub mod startup;

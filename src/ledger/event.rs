@@ -1,0 +1,209 @@
+//! What the ledger reads of a stored notification: the decoded payload kept at
+//! ingest (already verified), reduced to the facts the state machine uses.
+//!
+//! Parsing only these fields, and ignoring the rest, is what lets `rebuild`
+//! replay a million notifications in seconds.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{
+    AutoRenewStatus, ExpirationIntent, InAppOwnershipType, NotificationType, ProductType,
+    RevocationReason, RevocationType, SubscriptionStatus, Subtype,
+};
+
+/// One verified notification, as the ledger sees it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    #[serde(rename = "notificationUUID")]
+    pub notification_uuid: String,
+    pub notification_type: NotificationType,
+    #[serde(default)]
+    pub subtype: Option<Subtype>,
+    #[serde(default)]
+    pub signed_date: Option<i64>,
+    #[serde(default)]
+    pub data: Option<EventData>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventData {
+    #[serde(default)]
+    pub bundle_id: Option<String>,
+    #[serde(default)]
+    pub environment: Option<String>,
+    #[serde(default)]
+    pub status: Option<SubscriptionStatus>,
+    #[serde(default)]
+    pub signed_transaction_info: Option<TransactionFacts>,
+    #[serde(default)]
+    pub signed_renewal_info: Option<RenewalFacts>,
+}
+
+/// The transaction a notification carries (`data.signedTransactionInfo`, decoded).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionFacts {
+    #[serde(default)]
+    pub transaction_id: Option<String>,
+    #[serde(default)]
+    pub original_transaction_id: Option<String>,
+    #[serde(default)]
+    pub product_id: Option<String>,
+    #[serde(default)]
+    pub subscription_group_identifier: Option<String>,
+    #[serde(default, rename = "type")]
+    pub product_type: Option<ProductType>,
+    #[serde(default)]
+    pub purchase_date: Option<i64>,
+    #[serde(default)]
+    pub original_purchase_date: Option<i64>,
+    #[serde(default)]
+    pub expires_date: Option<i64>,
+    #[serde(default)]
+    pub signed_date: Option<i64>,
+    #[serde(default)]
+    pub revocation_date: Option<i64>,
+    #[serde(default)]
+    pub revocation_reason: Option<RevocationReason>,
+    #[serde(default)]
+    pub revocation_type: Option<RevocationType>,
+    #[serde(default)]
+    pub revocation_percentage: Option<i64>,
+    #[serde(default)]
+    pub is_upgraded: Option<bool>,
+    #[serde(default)]
+    pub app_account_token: Option<String>,
+    #[serde(default)]
+    pub in_app_ownership_type: Option<InAppOwnershipType>,
+    #[serde(default)]
+    pub price: Option<i64>,
+    #[serde(default)]
+    pub currency: Option<String>,
+}
+
+/// The renewal info a notification carries (`data.signedRenewalInfo`, decoded).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RenewalFacts {
+    #[serde(default)]
+    pub original_transaction_id: Option<String>,
+    #[serde(default)]
+    pub auto_renew_product_id: Option<String>,
+    #[serde(default)]
+    pub auto_renew_status: Option<AutoRenewStatus>,
+    #[serde(default)]
+    pub expiration_intent: Option<ExpirationIntent>,
+    #[serde(default)]
+    pub grace_period_expires_date: Option<i64>,
+    #[serde(default)]
+    pub is_in_billing_retry_period: Option<bool>,
+    #[serde(default)]
+    pub renewal_date: Option<i64>,
+    #[serde(default)]
+    pub signed_date: Option<i64>,
+    #[serde(default)]
+    pub app_account_token: Option<String>,
+}
+
+/// What the ledger keeps state for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ItemKey {
+    /// An auto-renewable subscription, by `originalTransactionId`.
+    Subscription(String),
+    /// A consumable, non-consumable or non-renewing subscription, by `transactionId`.
+    Purchase(String),
+}
+
+impl ItemKey {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ItemKey::Subscription(_) => "subscription",
+            ItemKey::Purchase(_) => "purchase",
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            ItemKey::Subscription(id) | ItemKey::Purchase(id) => id,
+        }
+    }
+}
+
+/// The total order in which events are applied: Apple's `signedDate`, then
+/// the transaction's own dates, then the notification UUID so that equal
+/// dates still have one order. Never the order of arrival.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
+pub struct EventKey {
+    pub signed_date: i64,
+    pub transaction_signed_date: i64,
+    pub purchase_date: i64,
+    pub notification_uuid: String,
+}
+
+impl Event {
+    pub fn parse(payload: &str) -> Result<Event, serde_json::Error> {
+        serde_json::from_str(payload)
+    }
+
+    pub fn transaction(&self) -> Option<&TransactionFacts> {
+        self.data.as_ref()?.signed_transaction_info.as_ref()
+    }
+
+    pub fn renewal(&self) -> Option<&RenewalFacts> {
+        self.data.as_ref()?.signed_renewal_info.as_ref()
+    }
+
+    pub fn status(&self) -> Option<SubscriptionStatus> {
+        self.data.as_ref()?.status
+    }
+
+    /// The envelope's signedDate, or (old notifications) the newest nested one.
+    pub fn effective_signed_date(&self) -> i64 {
+        self.signed_date
+            .or_else(|| {
+                let t = self.transaction().and_then(|t| t.signed_date);
+                let r = self.renewal().and_then(|r| r.signed_date);
+                t.max(r)
+            })
+            .unwrap_or(0)
+    }
+
+    pub fn key(&self) -> EventKey {
+        let transaction = self.transaction();
+        EventKey {
+            signed_date: self.effective_signed_date(),
+            transaction_signed_date: transaction.and_then(|t| t.signed_date).unwrap_or(0),
+            purchase_date: transaction.and_then(|t| t.purchase_date).unwrap_or(0),
+            notification_uuid: self.notification_uuid.clone(),
+        }
+    }
+
+    /// The subscription or purchase this notification is about, if any (a TEST
+    /// notification, for one, is about nothing).
+    pub fn item(&self) -> Option<ItemKey> {
+        if let Some(t) = self.transaction() {
+            let is_subscription = matches!(
+                t.product_type,
+                Some(ProductType::AutoRenewableSubscription) | None
+            );
+            return if is_subscription {
+                t.original_transaction_id.clone().map(ItemKey::Subscription)
+            } else {
+                t.transaction_id.clone().map(ItemKey::Purchase)
+            };
+        }
+        self.renewal()
+            .and_then(|r| r.original_transaction_id.clone())
+            .map(ItemKey::Subscription)
+    }
+}
+
+/// Sorts events into the order of application and drops repeats of a UUID.
+/// (The store keeps one notification per UUID, so repeats are identical.)
+pub fn in_order(mut events: Vec<Event>) -> Vec<Event> {
+    events.sort_by_cached_key(Event::key);
+    events.dedup_by(|later, earlier| later.notification_uuid == earlier.notification_uuid);
+    events
+}

@@ -1,0 +1,96 @@
+//! The ledger: a pure, order-proof state machine over verified notifications.
+//!
+//! State is kept per auto-renewable subscription (`originalTransactionId`) and
+//! per one-time purchase (`transactionId` of a consumable, non-consumable or
+//! non-renewing subscription). It is a function of the *set* of notifications:
+//! [`fold`] sorts them by Apple's `signedDate` (then the transaction's own
+//! dates, then the UUID; see [`EventKey`]) and drops repeats, so arrival order
+//! and duplicates change nothing. Applying a notification that sorts after
+//! everything applied so far is the next step of the same fold
+//! ([`can_apply_after`]); one that sorts earlier (a late, older notification)
+//! is handled by folding them all again, so it never rolls the state back.
+//!
+//! Every notification carrying a transaction updates what is known of its
+//! period: the transaction of the latest period (greatest `expiresDate`, not
+//! `isUpgraded`) is the current one, and its revocation fields, as signed, say
+//! whether the current period is refunded. Renewal info replaces older renewal
+//! info. `data.status`, when Apple sends it, sets the status; otherwise the
+//! type does, as below.
+//!
+//! | notificationType (subtype) | status when `data.status` is absent | records |
+//! | --- | --- | --- |
+//! | SUBSCRIBED (INITIAL_BUY, RESUBSCRIBE) | ACTIVE | |
+//! | DID_RENEW (incl. BILLING_RECOVERY) | ACTIVE | |
+//! | DID_FAIL_TO_RENEW (GRACE_PERIOD) | BILLING_GRACE_PERIOD, until `gracePeriodExpiresDate` | |
+//! | DID_FAIL_TO_RENEW (no subtype) | BILLING_RETRY | |
+//! | GRACE_PERIOD_EXPIRED | BILLING_RETRY | |
+//! | EXPIRED (VOLUNTARY, BILLING_RETRY, PRICE_INCREASE, PRODUCT_NOT_FOR_SALE) | EXPIRED | an expiration, with the subtype |
+//! | DID_CHANGE_RENEWAL_STATUS (AUTO_RENEW_ENABLED/DISABLED) | unchanged; `autoRenewStatus` from the renewal info | |
+//! | DID_CHANGE_RENEWAL_PREF (UPGRADE) | ACTIVE: the upgraded product's transaction becomes current | |
+//! | DID_CHANGE_RENEWAL_PREF (DOWNGRADE, none) | unchanged; `autoRenewProductId` changes | |
+//! | OFFER_REDEEMED | ACTIVE | |
+//! | PRICE_INCREASE (PENDING, ACCEPTED) | unchanged; renewal info updated | |
+//! | RENEWAL_EXTENDED | ACTIVE; the extended `expiresDate` | |
+//! | RENEWAL_EXTENSION (SUMMARY, FAILURE) | unchanged | |
+//! | REFUND | REVOKED if the current period was refunded; a refund of an older period does not end access | a refund |
+//! | REFUND_DECLINED | unchanged (history) | |
+//! | REFUND_REVERSED | ACTIVE; the transaction, signed again without revocation, restores access | the refund marked reversed |
+//! | REVOKE (Family Sharing) | REVOKED | a refund of type REVOKE |
+//! | CONSUMPTION_REQUEST | unchanged (history) | |
+//! | ONE_TIME_CHARGE | a one-time purchase, ACTIVE | |
+//! | TEST, EXTERNAL_PURCHASE_TOKEN, METADATA_UPDATE, MIGRATION, PRICE_CHANGE, RESCIND_CONSENT, unknown | no item, or facts only | |
+//!
+//! A one-time purchase is ACTIVE until its transaction carries a revocation,
+//! then REVOKED (and ACTIVE again if a REFUND_REVERSED re-signs it without).
+//!
+//! Entitlement at a moment T ([`State::entitled_at`]): never at or after the
+//! revocation of the current period; never at or after the moment the status
+//! became BILLING_RETRY, EXPIRED or REVOKED; otherwise while T is before the
+//! end of the latest period, or, in the billing grace period, before
+//! `gracePeriodExpiresDate`. Consumables are not entitlements.
+
+mod event;
+mod state;
+
+use std::collections::BTreeMap;
+
+pub use event::{in_order, Event, EventData, EventKey, ItemKey, RenewalFacts, TransactionFacts};
+pub use state::{
+    apply, current_period_revoked, Effect, ExpirationRecord, RefundRecord, State, Status,
+};
+
+/// The state and records of one item after all of `events` that concern it,
+/// whatever their order and however often each appears.
+pub fn fold(item: &ItemKey, events: Vec<Event>) -> Option<(State, Vec<Effect>)> {
+    let mut state = None;
+    let mut effects = Vec::new();
+    for event in in_order(events) {
+        if event.item().as_ref() != Some(item) {
+            continue;
+        }
+        let (next, mut more) = apply(state, item, &event);
+        state = Some(next);
+        effects.append(&mut more);
+    }
+    state.map(|state| (state, effects))
+}
+
+/// Every item's state and records after `events`.
+pub fn fold_all(events: Vec<Event>) -> BTreeMap<ItemKey, (State, Vec<Effect>)> {
+    let mut by_item: BTreeMap<ItemKey, Vec<Event>> = BTreeMap::new();
+    for event in events {
+        if let Some(item) = event.item() {
+            by_item.entry(item).or_default().push(event);
+        }
+    }
+    by_item
+        .into_iter()
+        .filter_map(|(item, events)| fold(&item, events).map(|folded| (item, folded)))
+        .collect()
+}
+
+/// True when `event` can be applied on top of `state`: it sorts after every
+/// event applied so far. Otherwise the item must be folded again.
+pub fn can_apply_after(state: &State, event: &Event) -> bool {
+    event.key() > state.last_key
+}

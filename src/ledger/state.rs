@@ -1,0 +1,393 @@
+//! The state of one subscription or purchase, and how each notification
+//! changes it.
+
+use serde::{Deserialize, Serialize};
+
+use super::event::{Event, EventKey, ItemKey, TransactionFacts};
+use crate::model::{
+    AutoRenewStatus, ExpirationIntent, NotificationType, ProductType, RevocationReason,
+    RevocationType, SubscriptionStatus, Subtype,
+};
+
+/// Status, in Apple's names. A one-time purchase is `ACTIVE` until refunded
+/// or revoked, then `REVOKED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    #[default]
+    Active,
+    BillingGracePeriod,
+    BillingRetry,
+    Expired,
+    Revoked,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "ACTIVE",
+            Status::BillingGracePeriod => "BILLING_GRACE_PERIOD",
+            Status::BillingRetry => "BILLING_RETRY",
+            Status::Expired => "EXPIRED",
+            Status::Revoked => "REVOKED",
+        }
+    }
+
+    fn from_apple(status: SubscriptionStatus) -> Option<Status> {
+        match status {
+            SubscriptionStatus::Active => Some(Status::Active),
+            SubscriptionStatus::Expired => Some(Status::Expired),
+            SubscriptionStatus::BillingRetry => Some(Status::BillingRetry),
+            SubscriptionStatus::BillingGracePeriod => Some(Status::BillingGracePeriod),
+            SubscriptionStatus::Revoked => Some(Status::Revoked),
+            SubscriptionStatus::Unknown(_) => None,
+        }
+    }
+}
+
+/// Everything the ledger knows of one item, after the notifications so far.
+/// Stored as JSON; entitlement at any moment is computed from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct State {
+    pub original_transaction_id: Option<String>,
+    pub bundle_id: Option<String>,
+    pub environment: Option<String>,
+    pub app_account_token: Option<String>,
+    pub product_id: Option<String>,
+    pub product_type: Option<ProductType>,
+    pub subscription_group_identifier: Option<String>,
+    pub status: Status,
+    /// The signedDate of the notification that set `status`.
+    pub status_since: i64,
+    /// The transaction of the current (latest) period, or the purchase.
+    pub current_transaction_id: Option<String>,
+    pub original_purchase_date: Option<i64>,
+    pub purchase_date: Option<i64>,
+    /// `expiresDate` of the current period's transaction.
+    pub transaction_expires_date: Option<i64>,
+    /// `renewalDate` of the newest renewal info: when the most recent purchase
+    /// expires, which may be a period whose transaction we have not seen.
+    pub renewal_date: Option<i64>,
+    pub grace_period_expires_date: Option<i64>,
+    /// Set while the current period's transaction is refunded or revoked.
+    pub revocation_date: Option<i64>,
+    pub revocation_reason: Option<RevocationReason>,
+    pub revocation_type: Option<RevocationType>,
+    pub auto_renew_product_id: Option<String>,
+    pub auto_renew_status: Option<AutoRenewStatus>,
+    pub expiration_intent: Option<ExpirationIntent>,
+    pub price: Option<i64>,
+    pub currency: Option<String>,
+    /// signedDate of the renewal info applied (newer ones replace it).
+    pub renewal_signed_date: i64,
+    pub last_signed_date: i64,
+    pub last_notification_type: Option<String>,
+    pub last_notification_subtype: Option<String>,
+    pub last_expired_signed_date: Option<i64>,
+    pub last_refund_signed_date: Option<i64>,
+    /// The last event applied: a later one applies on top, an earlier one
+    /// means replaying them all.
+    pub last_key: EventKey,
+}
+
+/// A refund or revocation, as the refund ledger records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefundRecord {
+    #[serde(rename = "notificationUUID")]
+    pub notification_uuid: String,
+    /// `REFUND` or `REVOKE`.
+    pub notification_type: String,
+    pub transaction_id: Option<String>,
+    pub original_transaction_id: Option<String>,
+    pub product_id: Option<String>,
+    pub bundle_id: Option<String>,
+    pub environment: Option<String>,
+    pub revocation_date: Option<i64>,
+    pub revocation_reason: Option<i64>,
+    pub revocation_type: Option<String>,
+    pub revocation_percentage: Option<i64>,
+    pub price: Option<i64>,
+    pub currency: Option<String>,
+    pub signed_date: i64,
+}
+
+/// An expiry, with Apple's reason (the EXPIRED subtype).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExpirationRecord {
+    #[serde(rename = "notificationUUID")]
+    pub notification_uuid: String,
+    pub subtype: Option<String>,
+    pub transaction_id: Option<String>,
+    pub original_transaction_id: Option<String>,
+    pub product_id: Option<String>,
+    pub bundle_id: Option<String>,
+    pub environment: Option<String>,
+    pub expires_date: Option<i64>,
+    pub signed_date: i64,
+}
+
+/// What applying an event writes besides the state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    Refund(RefundRecord),
+    /// Every unreversed refund of this transaction reported before `reversed_at`.
+    RefundReversed {
+        transaction_id: String,
+        reversed_at: i64,
+        reversed_by: String,
+    },
+    Expiration(ExpirationRecord),
+}
+
+/// Applies one event, which must come after every event already applied to
+/// `state` in [`Event::key`] order.
+pub fn apply(state: Option<State>, item: &ItemKey, event: &Event) -> (State, Vec<Effect>) {
+    let mut s = state.unwrap_or_default();
+    let signed = event.effective_signed_date();
+    let kind = &event.notification_type;
+    s.last_key = event.key();
+    s.last_signed_date = s.last_signed_date.max(signed);
+    s.last_notification_type = Some(kind.as_str().to_owned());
+    s.last_notification_subtype = event.subtype.as_ref().map(|t| t.as_str().to_owned());
+    if let Some(data) = &event.data {
+        s.bundle_id = data.bundle_id.clone().or(s.bundle_id.take());
+        s.environment = data.environment.clone().or(s.environment.take());
+    }
+
+    if let Some(t) = event.transaction() {
+        s.original_transaction_id = t
+            .original_transaction_id
+            .clone()
+            .or(s.original_transaction_id.take());
+        s.app_account_token = t.app_account_token.clone().or(s.app_account_token.take());
+        s.original_purchase_date = t.original_purchase_date.or(s.original_purchase_date);
+        match item {
+            ItemKey::Purchase(_) => take_transaction(&mut s, t),
+            ItemKey::Subscription(_) => {
+                if is_current_period(&s, t) {
+                    take_transaction(&mut s, t);
+                    s.transaction_expires_date = t.expires_date;
+                }
+            }
+        }
+    }
+    if let Some(r) = event.renewal() {
+        let renewal_signed = r.signed_date.unwrap_or(signed);
+        if renewal_signed >= s.renewal_signed_date {
+            s.renewal_signed_date = renewal_signed;
+            s.auto_renew_product_id = r.auto_renew_product_id.clone();
+            s.auto_renew_status = r.auto_renew_status;
+            s.expiration_intent = r.expiration_intent;
+            s.grace_period_expires_date = r.grace_period_expires_date;
+            s.renewal_date = r.renewal_date.or(s.renewal_date);
+            s.app_account_token = s.app_account_token.take().or(r.app_account_token.clone());
+        }
+        s.original_transaction_id = s
+            .original_transaction_id
+            .take()
+            .or(r.original_transaction_id.clone());
+    }
+
+    let status = match item {
+        ItemKey::Purchase(_) if s.revocation_date.is_some() => Some(Status::Revoked),
+        ItemKey::Purchase(_) => Some(Status::Active),
+        ItemKey::Subscription(_) => event
+            .status()
+            .and_then(Status::from_apple)
+            .or_else(|| derived_status(&s, event)),
+    };
+    if let Some(status) = status {
+        if status != s.status || s.status_since == 0 {
+            s.status = status;
+            s.status_since = signed;
+        }
+    }
+
+    let effects = effects(&mut s, event, signed);
+    (s, effects)
+}
+
+/// A transaction is the current period's when it is not an upgraded-away
+/// one and ends no earlier than the current period's transaction (or is it).
+fn is_current_period(s: &State, t: &TransactionFacts) -> bool {
+    if t.is_upgraded == Some(true) {
+        return false;
+    }
+    if s.current_transaction_id.is_some() && s.current_transaction_id == t.transaction_id {
+        return true;
+    }
+    match (t.expires_date, s.transaction_expires_date) {
+        (Some(new), Some(current)) => {
+            new > current || (new == current && t.purchase_date >= s.purchase_date)
+        }
+        (Some(_), None) => true,
+        (None, _) => s.current_transaction_id.is_none(),
+    }
+}
+
+fn take_transaction(s: &mut State, t: &TransactionFacts) {
+    s.current_transaction_id = t.transaction_id.clone();
+    s.product_id = t.product_id.clone().or(s.product_id.take());
+    s.product_type = t.product_type.clone().or(s.product_type.take());
+    s.subscription_group_identifier = t
+        .subscription_group_identifier
+        .clone()
+        .or(s.subscription_group_identifier.take());
+    s.purchase_date = t.purchase_date;
+    // Each signed transaction says how things stand when it was signed: one
+    // without revocation fields means the refund was reversed (or never was).
+    s.revocation_date = t.revocation_date;
+    s.revocation_reason = t.revocation_reason;
+    s.revocation_type = t.revocation_type.clone();
+    s.price = t.price.or(s.price);
+    s.currency = t.currency.clone().or(s.currency.take());
+}
+
+/// The status a notification implies when Apple did not send `data.status`.
+fn derived_status(s: &State, event: &Event) -> Option<Status> {
+    use NotificationType as T;
+    match &event.notification_type {
+        T::Subscribed | T::DidRenew | T::RenewalExtended | T::RefundReversed | T::OfferRedeemed => {
+            Some(Status::Active)
+        }
+        T::DidChangeRenewalPref if event.subtype == Some(Subtype::Upgrade) => Some(Status::Active),
+        T::DidFailToRenew if event.subtype == Some(Subtype::GracePeriod) => {
+            Some(Status::BillingGracePeriod)
+        }
+        T::DidFailToRenew | T::GracePeriodExpired => Some(Status::BillingRetry),
+        T::Expired => Some(Status::Expired),
+        T::Revoke => Some(Status::Revoked),
+        T::Refund if current_period_revoked(s) => Some(Status::Revoked),
+        _ => None,
+    }
+}
+
+/// True while the latest known period is refunded or revoked. A refund of an
+/// older period (one that a newer renewal date shows has lapsed) is not.
+pub fn current_period_revoked(s: &State) -> bool {
+    s.revocation_date.is_some()
+        && match (s.renewal_date, s.transaction_expires_date) {
+            (Some(renewal), Some(expires)) => renewal <= expires,
+            _ => true,
+        }
+}
+
+fn effects(s: &mut State, event: &Event, signed: i64) -> Vec<Effect> {
+    let t = event.transaction();
+    let uuid = event.notification_uuid.clone();
+    match &event.notification_type {
+        NotificationType::Refund | NotificationType::Revoke => {
+            s.last_refund_signed_date = Some(signed);
+            vec![Effect::Refund(RefundRecord {
+                notification_uuid: uuid,
+                notification_type: event.notification_type.as_str().to_owned(),
+                transaction_id: t.and_then(|t| t.transaction_id.clone()),
+                original_transaction_id: t
+                    .and_then(|t| t.original_transaction_id.clone())
+                    .or(s.original_transaction_id.clone()),
+                product_id: t.and_then(|t| t.product_id.clone()),
+                bundle_id: s.bundle_id.clone(),
+                environment: s.environment.clone(),
+                revocation_date: t.and_then(|t| t.revocation_date),
+                revocation_reason: t.and_then(|t| t.revocation_reason).map(|r| r.raw()),
+                revocation_type: t
+                    .and_then(|t| t.revocation_type.as_ref())
+                    .map(|r| r.as_str().to_owned()),
+                revocation_percentage: t.and_then(|t| t.revocation_percentage),
+                price: t.and_then(|t| t.price),
+                currency: t.and_then(|t| t.currency.clone()),
+                signed_date: signed,
+            })]
+        }
+        NotificationType::RefundReversed => t
+            .and_then(|t| t.transaction_id.clone())
+            .map(|transaction_id| Effect::RefundReversed {
+                transaction_id,
+                reversed_at: signed,
+                reversed_by: uuid,
+            })
+            .into_iter()
+            .collect(),
+        NotificationType::Expired => {
+            s.last_expired_signed_date = Some(signed);
+            vec![Effect::Expiration(ExpirationRecord {
+                notification_uuid: uuid,
+                subtype: event.subtype.as_ref().map(|t| t.as_str().to_owned()),
+                transaction_id: t.and_then(|t| t.transaction_id.clone()),
+                original_transaction_id: s.original_transaction_id.clone(),
+                product_id: t
+                    .and_then(|t| t.product_id.clone())
+                    .or(s.product_id.clone()),
+                bundle_id: s.bundle_id.clone(),
+                environment: s.environment.clone(),
+                expires_date: t
+                    .and_then(|t| t.expires_date)
+                    .or(s.transaction_expires_date),
+                signed_date: signed,
+            })]
+        }
+        _ => Vec::new(),
+    }
+}
+
+impl State {
+    /// When the latest known period ends.
+    pub fn expires_date(&self) -> Option<i64> {
+        match (self.transaction_expires_date, self.renewal_date) {
+            (Some(t), Some(r)) => Some(t.max(r)),
+            (t, r) => t.or(r),
+        }
+    }
+
+    /// The revocation date that ends current access, if any.
+    pub fn current_revocation_date(&self) -> Option<i64> {
+        if current_period_revoked(self) {
+            self.revocation_date
+        } else {
+            None
+        }
+    }
+
+    /// Is the customer entitled at `at` (milliseconds)?
+    pub fn entitled_at(&self, item: &ItemKey, at: i64) -> bool {
+        if self
+            .current_revocation_date()
+            .is_some_and(|revoked| at >= revoked)
+        {
+            return false;
+        }
+        match item {
+            ItemKey::Purchase(_) => {
+                // A consumable is used up, not an entitlement.
+                self.product_type != Some(ProductType::Consumable)
+                    && self.purchase_date.is_none_or(|p| at >= p)
+            }
+            ItemKey::Subscription(_) => {
+                if self
+                    .original_purchase_date
+                    .or(self.purchase_date)
+                    .is_some_and(|p| at < p)
+                {
+                    return false;
+                }
+                let ended = matches!(
+                    self.status,
+                    Status::BillingRetry | Status::Expired | Status::Revoked
+                );
+                if ended && at >= self.status_since {
+                    return false;
+                }
+                if self.expires_date().is_some_and(|end| at < end) {
+                    return true;
+                }
+                self.status == Status::BillingGracePeriod
+                    && self
+                        .grace_period_expires_date
+                        .is_some_and(|grace| at < grace)
+            }
+        }
+    }
+}
