@@ -44,6 +44,14 @@ pub enum Command {
     Serve(ServeArgs),
     /// Re-run stored notifications through the current configuration.
     Reprocess(ReprocessArgs),
+    /// Recompute every subscription and purchase from the stored notifications.
+    Rebuild(RebuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -165,6 +173,50 @@ where
         }
         Command::Serve(args) => with_runtime(serve, args.config.as_deref()),
         Command::Reprocess(args) => with_runtime(reprocess_quarantined, args.config.as_deref()),
+        Command::Rebuild(args) => with_runtime(rebuild, args.config.as_deref()),
+    }
+}
+
+/// `rebuild`: the ledger folded again from every stored notification. Safe
+/// to run beside the service and to interrupt: each chunk of subscriptions is
+/// replaced in one transaction, and a rerun redoes them all.
+async fn rebuild(settings: Settings) -> u8 {
+    let store = match Store::connect(&settings.database).await {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let started = std::time::Instant::now();
+    let mut last_report = std::time::Instant::now();
+    let outcome = store
+        .rebuild(|done, total| {
+            if last_report.elapsed() >= std::time::Duration::from_secs(1) || done == total {
+                last_report = std::time::Instant::now();
+                let percent = if total == 0 {
+                    100.0
+                } else {
+                    done as f64 * 100.0 / total as f64
+                };
+                eprintln!("rebuild: {done}/{total} notifications ({percent:.0}%)");
+            }
+        })
+        .await;
+    store.close().await;
+    match outcome {
+        Ok(done) => {
+            let seconds = started.elapsed().as_secs_f64();
+            println!(
+                "rebuilt the ledger from {done} notifications in {seconds:.1} s ({:.0}/s)",
+                done as f64 / seconds.max(1e-9)
+            );
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_FAILED
+        }
     }
 }
 

@@ -63,6 +63,7 @@ impl Application {
             metrics: Arc::new(Metrics::default()),
             // Leave the handler time to answer 503 before the request times out.
             store_timeout: request_timeout.mul_f64(0.8),
+            api_tokens: Arc::new(settings.api.tokens.clone()),
         };
         let app = router(state, settings.server.max_body_bytes, request_timeout);
 

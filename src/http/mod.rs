@@ -1,6 +1,7 @@
 //! The HTTP interface: routes, shared state, and the error answer format.
 
 mod health;
+mod query;
 mod webhook;
 
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use secrecy::SecretString;
 use serde_json::json;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -29,11 +31,29 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// How long a handler waits for the database before answering 503.
     pub store_timeout: Duration,
+    /// Bearer tokens accepted by the query API.
+    pub api_tokens: Arc<Vec<SecretString>>,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration) -> Router {
     let request_id = axum::http::HeaderName::from_static("x-request-id");
+    let queries = Router::new()
+        .route(
+            "/v1/subscriptions/{original_transaction_id}",
+            get(query::subscription),
+        )
+        .route(
+            "/v1/subscriptions/{original_transaction_id}/history",
+            get(query::history),
+        )
+        .route("/v1/entitlements", get(query::entitlements))
+        .route("/v1/refunds", get(query::refunds))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            query::require_token,
+        ));
     Router::new()
+        .merge(queries)
         .route("/v2/notifications", post(webhook::receive))
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))

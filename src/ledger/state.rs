@@ -167,7 +167,12 @@ pub fn apply(state: Option<State>, item: &ItemKey, event: &Event) -> (State, Vec
         match item {
             ItemKey::Purchase(_) => take_transaction(&mut s, t),
             ItemKey::Subscription(_) => {
-                if is_current_period(&s, t) {
+                // An upgrade takes effect at once: the notification carries the
+                // new product's transaction, which may end before the old one.
+                let upgrade = *kind == NotificationType::DidChangeRenewalPref
+                    && event.subtype == Some(Subtype::Upgrade)
+                    && t.is_upgraded != Some(true);
+                if upgrade || is_current_period(&s, t) {
                     take_transaction(&mut s, t);
                     s.transaction_expires_date = t.expires_date;
                 }

@@ -4,10 +4,15 @@
 //! interface here is what both will offer.
 
 mod sqlite;
+mod sqlite_ledger;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use serde::Serialize;
+
 use crate::config::DatabaseSettings;
+use crate::ledger::{ItemKey, State};
 
 /// A verified notification, ready to be stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +81,91 @@ pub struct Counts {
     pub quarantined: i64,
 }
 
+/// A subscription or purchase with its ledger state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerItem {
+    pub item: ItemKey,
+    pub state: State,
+}
+
+/// How to find ledger items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemQuery {
+    Subscription(String),
+    AppAccountToken(String),
+    OriginalTransactionId(String),
+    TransactionId(String),
+}
+
+/// One notification of a subscription's history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    #[serde(rename = "notificationUUID")]
+    pub notification_uuid: String,
+    pub notification_type: String,
+    pub subtype: Option<String>,
+    pub signed_date: Option<i64>,
+    pub received_at: i64,
+    pub transaction_id: Option<String>,
+    /// The decoded transaction the notification carried.
+    pub transaction: Option<serde_json::Value>,
+}
+
+/// A row of the refund ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefundEntry {
+    #[serde(rename = "notificationUUID")]
+    pub notification_uuid: String,
+    pub notification_type: String,
+    pub transaction_id: Option<String>,
+    pub original_transaction_id: String,
+    pub product_id: Option<String>,
+    pub bundle_id: Option<String>,
+    pub environment: Option<String>,
+    pub revocation_date: Option<i64>,
+    pub revocation_reason: Option<i64>,
+    pub revocation_type: Option<String>,
+    pub revocation_percentage: Option<i64>,
+    pub price: Option<i64>,
+    pub currency: Option<String>,
+    pub signed_date: i64,
+    /// `revocationDate`, or the notification's signedDate without one: the
+    /// order of the ledger.
+    pub refund_date: i64,
+    pub reversed_at: Option<i64>,
+    #[serde(rename = "reversedByNotificationUUID")]
+    pub reversed_by: Option<String>,
+}
+
+/// An expiry of a subscription, with its reason (the EXPIRED subtype).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExpirationEntry {
+    #[serde(rename = "notificationUUID")]
+    pub notification_uuid: String,
+    pub subtype: Option<String>,
+    pub transaction_id: Option<String>,
+    pub product_id: Option<String>,
+    pub expires_date: Option<i64>,
+    pub signed_date: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RefundFilter {
+    pub original_transaction_id: Option<String>,
+    pub bundle_id: Option<String>,
+    pub product_id: Option<String>,
+    /// refund_date >= from (milliseconds)
+    pub from: Option<i64>,
+    /// refund_date < to (milliseconds)
+    pub to: Option<i64>,
+    pub limit: i64,
+    /// Continue after this (refund_date, notification_uuid).
+    pub cursor: Option<(i64, String)>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: sqlite::SqliteStore,
@@ -138,6 +228,54 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<QuarantinedNotification>, StoreError> {
         self.backend.quarantined(after_id, limit).await
+    }
+
+    /// Ledger items matching `query`.
+    pub async fn ledger_items(&self, query: &ItemQuery) -> Result<Vec<LedgerItem>, StoreError> {
+        self.backend.ledger_items(query).await
+    }
+
+    /// Every notification of a subscription, in signedDate order.
+    pub async fn history(
+        &self,
+        original_transaction_id: &str,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.backend.history(original_transaction_id).await
+    }
+
+    /// A subscription's expirations, in signedDate order.
+    pub async fn expirations(
+        &self,
+        original_transaction_id: &str,
+    ) -> Result<Vec<ExpirationEntry>, StoreError> {
+        self.backend.expirations(original_transaction_id).await
+    }
+
+    /// The refund ledger, newest first.
+    pub async fn refunds(&self, filter: &RefundFilter) -> Result<Vec<RefundEntry>, StoreError> {
+        self.backend.refunds(filter).await
+    }
+
+    /// Recomputes every ledger item from the stored notifications, a chunk of
+    /// subscriptions per transaction so that an interrupted rebuild leaves
+    /// every item consistent and a rerun finishes the job. `progress` gets the
+    /// notifications folded so far and the total.
+    pub async fn rebuild(&self, progress: impl FnMut(u64, u64)) -> Result<u64, StoreError> {
+        self.backend.rebuild(progress).await
+    }
+
+    /// Every derived row, in a stable order (to compare rebuild and incremental).
+    pub async fn ledger_snapshot(&self) -> Result<BTreeMap<String, Vec<String>>, StoreError> {
+        self.backend.snapshot().await
+    }
+
+    /// Stores notifications without folding them into the ledger, in one
+    /// transaction: a bulk load to be followed by [`Store::rebuild`].
+    pub async fn import_notifications(
+        &self,
+        notifications: &[NewNotification],
+    ) -> Result<u64, StoreError> {
+        self.backend.import(notifications).await
     }
 
     pub async fn counts(&self) -> Result<Counts, StoreError> {

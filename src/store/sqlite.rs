@@ -18,8 +18,10 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row, SqliteExecutor};
 use tokio::sync::{mpsc, oneshot};
 
+use super::sqlite_ledger;
 use super::{
-    Counts, NewNotification, QuarantineReason, QuarantinedNotification, Recorded, StoreError,
+    Counts, ExpirationEntry, HistoryEntry, ItemQuery, LedgerItem, NewNotification,
+    QuarantineReason, QuarantinedNotification, Recorded, RefundEntry, RefundFilter, StoreError,
 };
 
 /// The most notifications committed together.
@@ -48,6 +50,7 @@ enum Job {
 #[derive(Debug, Clone)]
 pub(super) struct SqliteStore {
     pool: SqlitePool,
+    options: SqliteConnectOptions,
     writer: mpsc::Sender<Job>,
 }
 
@@ -82,8 +85,12 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Migration(e.to_string()))?;
         let (writer, jobs) = mpsc::channel(QUEUE);
-        tokio::spawn(run_writer(options, jobs));
-        Ok(SqliteStore { pool, writer })
+        tokio::spawn(run_writer(options.clone(), jobs));
+        Ok(SqliteStore {
+            pool,
+            options,
+            writer,
+        })
     }
 
     pub(super) async fn write(&self, op: WriteOp) -> Result<Recorded, StoreError> {
@@ -123,6 +130,120 @@ impl SqliteStore {
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(unavailable)
+    }
+
+    async fn read(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>, StoreError> {
+        self.pool.acquire().await.map_err(unavailable)
+    }
+
+    pub(super) async fn ledger_items(
+        &self,
+        query: &ItemQuery,
+    ) -> Result<Vec<LedgerItem>, StoreError> {
+        let (column, value) = match query {
+            ItemQuery::Subscription(id) => ("subscription", id),
+            ItemQuery::AppAccountToken(token) => ("app_account_token", token),
+            ItemQuery::OriginalTransactionId(id) => ("original_transaction_id", id),
+            ItemQuery::TransactionId(id) => ("transaction_id", id),
+        };
+        sqlite_ledger::items_where(&mut *self.read().await?, column, value)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub(super) async fn history(
+        &self,
+        original_transaction_id: &str,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        sqlite_ledger::history(&mut *self.read().await?, original_transaction_id)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub(super) async fn expirations(
+        &self,
+        original_transaction_id: &str,
+    ) -> Result<Vec<ExpirationEntry>, StoreError> {
+        sqlite_ledger::expirations(&mut *self.read().await?, original_transaction_id)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub(super) async fn refunds(
+        &self,
+        filter: &RefundFilter,
+    ) -> Result<Vec<RefundEntry>, StoreError> {
+        sqlite_ledger::refunds(&mut *self.read().await?, filter)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub(super) async fn snapshot(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, Vec<String>>, StoreError> {
+        sqlite_ledger::snapshot(&mut *self.read().await?)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub(super) async fn rebuild(
+        &self,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<u64, StoreError> {
+        let total: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM notifications WHERE original_transaction_id IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let total = u64::try_from(total).unwrap_or(0);
+        // Its own connection: a long job should not hold up the writer's queue,
+        // only take the write lock for one chunk at a time.
+        let mut connection = SqliteConnection::connect_with(&self.options)
+            .await
+            .map_err(unavailable)?;
+        let mut after = String::new();
+        let mut done = 0u64;
+        loop {
+            let mut tx = connection
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(unavailable)?;
+            let (last, folded) = sqlite_ledger::rebuild_chunk(&mut tx, &after, 2_000)
+                .await
+                .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)?;
+            done += folded;
+            progress(done, total);
+            match last {
+                Some(last) => after = last,
+                None => break,
+            }
+        }
+        let _ = connection.close().await;
+        Ok(done)
+    }
+
+    pub(super) async fn import(
+        &self,
+        notifications: &[NewNotification],
+    ) -> Result<u64, StoreError> {
+        let mut connection = SqliteConnection::connect_with(&self.options)
+            .await
+            .map_err(unavailable)?;
+        let mut tx = connection
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(unavailable)?;
+        let mut stored = 0;
+        for n in notifications {
+            if insert(&mut *tx, n, None).await.map_err(unavailable)? == Recorded::Stored {
+                stored += 1;
+            }
+        }
+        tx.commit().await.map_err(unavailable)?;
+        let _ = connection.close().await;
+        Ok(stored)
     }
 
     pub(super) async fn counts(&self) -> Result<Counts, StoreError> {
@@ -227,7 +348,7 @@ async fn write_batch(
     for op in ops {
         let result = match op {
             WriteOp::Probe => Ok(Recorded::Duplicate),
-            WriteOp::Record(n) => insert(&mut *tx, n, None).await,
+            WriteOp::Record(n) => record(&mut tx, n).await,
             WriteOp::Quarantine(n, reason) => quarantine(&mut tx, n, reason).await,
             WriteOp::Release(id, n) => release(&mut tx, *id, n).await,
         };
@@ -253,12 +374,22 @@ async fn quarantine(
     insert(&mut *tx, n, Some(reason)).await
 }
 
+/// Stores a notification and, when it is new, folds it into the ledger in the
+/// same transaction: an acknowledged notification is visible to the next query.
+async fn record(tx: &mut SqliteConnection, n: &NewNotification) -> Result<Recorded, sqlx::Error> {
+    let recorded = insert(&mut *tx, n, None).await?;
+    if recorded == Recorded::Stored {
+        sqlite_ledger::apply_notification(tx, &n.payload).await?;
+    }
+    Ok(recorded)
+}
+
 async fn release(
     tx: &mut SqliteConnection,
     id: i64,
     n: &NewNotification,
 ) -> Result<Recorded, sqlx::Error> {
-    let recorded = insert(&mut *tx, n, None).await?;
+    let recorded = record(&mut *tx, n).await?;
     sqlx::query("DELETE FROM quarantined_notifications WHERE id = ?1")
         .bind(id)
         .execute(&mut *tx)

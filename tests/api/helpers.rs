@@ -79,6 +79,8 @@ pub fn config(dir: &TempDir, pki: &TestPki, server_extra: &str, extra: &str) -> 
         bundle_id = "{BUNDLE_ID}"
         app_apple_id = {APP_APPLE_ID}
         environments = ["Production", "Sandbox"]
+        [api]
+        tokens = ["{API_TOKEN}", "second-token"]
         [log]
         level = "warn"
         {extra}
@@ -87,6 +89,8 @@ pub fn config(dir: &TempDir, pki: &TestPki, server_extra: &str, extra: &str) -> 
         root = root.display(),
     )
 }
+
+pub const API_TOKEN: &str = "test-token";
 
 pub fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -188,6 +192,19 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    /// A query API call with the bearer token.
+    pub async fn api(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.address))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn db(&self) -> SqliteConnection {

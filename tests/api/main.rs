@@ -9,6 +9,7 @@ mod helpers;
 mod config;
 mod health;
 mod https;
+mod ledger;
 mod quarantine;
 mod shutdown;
 mod webhook;
