@@ -99,7 +99,19 @@ async fn run(options: Options) {
     let bodies: Arc<Vec<String>> = Arc::new(
         (0..options.notifications)
             .map(|i| {
-                let token = NotificationSpec::new("DID_RENEW", format!("bench-{i:08}")).sign(&pki);
+                // Distinct customers, as in production: each its own subscription.
+                let mut spec = NotificationSpec::new("DID_RENEW", format!("bench-{i:08}"));
+                let otid = format!("3{i:015}");
+                for nested in [spec.transaction.as_mut(), spec.renewal.as_mut()]
+                    .into_iter()
+                    .flatten()
+                {
+                    nested["originalTransactionId"] = serde_json::json!(otid);
+                }
+                if let Some(t) = spec.transaction.as_mut() {
+                    t["transactionId"] = serde_json::json!(format!("4{i:015}"));
+                }
+                let token = spec.sign(&pki);
                 serde_json::json!({ "signedPayload": token }).to_string()
             })
             .collect(),

@@ -1,0 +1,241 @@
+//! The ledger at scale: `rebuild` over generated stored notifications, then
+//! entitlement queries over HTTP against the service on that database.
+//!
+//! `cargo bench --bench ledger -- [--notifications N] [--queries Q] [--concurrency C]`
+//! (defaults: 1,000,000, 100,000 and 32). Without `--bench` (as `cargo test
+//! --all-targets` runs it) it only checks the harness on a small database.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use appstore_ledger::config::Settings;
+use appstore_ledger::startup::Application;
+use appstore_ledger::store::{NewNotification, Store};
+
+const DAY: i64 = 86_400_000;
+/// Notifications per subscription: SUBSCRIBED, renewals, and an ending.
+const PER_SUBSCRIPTION: usize = 10;
+
+struct Options {
+    notifications: usize,
+    queries: usize,
+    concurrency: usize,
+    measure: bool,
+}
+
+fn options() -> Options {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |name: &str, default: usize| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let measure = args.iter().any(|a| a == "--bench");
+    Options {
+        notifications: value("--notifications", if measure { 1_000_000 } else { 2_000 }),
+        queries: value("--queries", if measure { 100_000 } else { 500 }),
+        concurrency: value("--concurrency", if measure { 32 } else { 8 }),
+        measure,
+    }
+}
+
+/// The stored form of the `n`th notification of subscription `s`.
+fn notification(s: usize, n: usize, now: i64) -> NewNotification {
+    let otid = format!("1{s:015}");
+    let tid = format!("2{s:011}{n:04}");
+    let start = now - 300 * DAY + (s % 1000) as i64 * 60_000;
+    let purchase = start + n as i64 * 30 * DAY;
+    let (kind, subtype, signed) = match n {
+        0 => ("SUBSCRIBED", Some("INITIAL_BUY"), purchase),
+        n if n == PER_SUBSCRIPTION - 1 && s % 10 == 0 => ("REFUND", None, purchase - 15 * DAY),
+        n if n == PER_SUBSCRIPTION - 1 && s % 10 == 1 => ("EXPIRED", Some("VOLUNTARY"), purchase),
+        _ => ("DID_RENEW", None, purchase),
+    };
+    let mut transaction = json!({
+        "transactionId": tid, "originalTransactionId": otid, "bundleId": "com.example.app",
+        "productId": "com.example.app.monthly", "subscriptionGroupIdentifier": "21000000",
+        "purchaseDate": purchase, "originalPurchaseDate": start, "expiresDate": purchase + 30 * DAY,
+        "quantity": 1, "type": "Auto-Renewable Subscription", "inAppOwnershipType": "PURCHASED",
+        "signedDate": signed, "environment": "Production", "transactionReason": "RENEWAL",
+        "storefront": "USA", "storefrontId": "143441", "price": 9990, "currency": "USD",
+        "appAccountToken": format!("00000000-0000-4000-8000-{s:012}"),
+    });
+    if kind == "REFUND" {
+        transaction["revocationDate"] = json!(signed);
+        transaction["revocationReason"] = json!(0);
+    }
+    let renewal = json!({
+        "originalTransactionId": otid, "autoRenewProductId": "com.example.app.monthly",
+        "productId": "com.example.app.monthly", "autoRenewStatus": i64::from(kind != "EXPIRED"),
+        "signedDate": signed, "environment": "Production", "renewalDate": purchase + 30 * DAY,
+    });
+    let uuid = format!("00000000-0000-4000-9000-{:012}", s * PER_SUBSCRIPTION + n);
+    let mut payload = json!({
+        "notificationType": kind, "notificationUUID": uuid, "version": "2.0", "signedDate": signed,
+        "data": {"appAppleId": 1234567890, "bundleId": "com.example.app", "bundleVersion": "42",
+                 "environment": "Production", "status": 1,
+                 "signedTransactionInfo": transaction, "signedRenewalInfo": renewal},
+    });
+    if let Some(subtype) = subtype {
+        payload["subtype"] = json!(subtype);
+    }
+    NewNotification {
+        notification_uuid: uuid,
+        notification_type: kind.to_owned(),
+        subtype: subtype.map(str::to_owned),
+        signed_date: Some(signed),
+        received_at: now,
+        environment: Some("Production".into()),
+        bundle_id: Some("com.example.app".into()),
+        app_apple_id: Some(1_234_567_890),
+        original_transaction_id: Some(otid),
+        transaction_id: Some(tid),
+        // Not a real JWS: rebuild reads the decoded payload, never this.
+        signed_payload: String::from("generated"),
+        payload: payload.to_string(),
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn main() {
+    let options = options();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run(options));
+}
+
+async fn run(options: Options) {
+    let dir = std::env::temp_dir().join(format!(
+        "appstore-ledger-ledger-bench-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let settings = Settings::from_toml(&format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:0"
+        [database]
+        url = "sqlite://{}/ledger.db"
+        [api]
+        tokens = ["bench"]
+        [log]
+        level = "error"
+        "#,
+        dir.display()
+    ))
+    .unwrap();
+
+    let subscriptions = options.notifications.div_ceil(PER_SUBSCRIPTION);
+    let now = appstore_ledger::model::Timestamp::now().as_millis();
+    eprintln!(
+        "storing {} generated notifications...",
+        subscriptions * PER_SUBSCRIPTION
+    );
+    let store = Store::connect(&settings.database).await.unwrap();
+    let batch = 5_000;
+    for first in (0..subscriptions).step_by(batch) {
+        let notifications: Vec<NewNotification> = (first..(first + batch).min(subscriptions))
+            .flat_map(|s| (0..PER_SUBSCRIPTION).map(move |n| notification(s, n, now)))
+            .collect();
+        store.import_notifications(&notifications).await.unwrap();
+    }
+
+    let started = Instant::now();
+    let folded = store.rebuild(|_, _| {}).await.unwrap();
+    let rebuild_time = started.elapsed();
+    assert_eq!(folded as usize, subscriptions * PER_SUBSCRIPTION);
+    store.close().await;
+
+    let application = Application::build(settings).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", application.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(application.run_until(async {
+        let _ = stopped.await;
+    }));
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(options.concurrency)
+        .build()
+        .unwrap();
+    let next = Arc::new(AtomicUsize::new(0));
+    let entitled_count = Arc::new(AtomicUsize::new(0));
+    let queries = options.queries;
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..options.concurrency {
+        let (client, base, next, entitled_count) = (
+            client.clone(),
+            base.clone(),
+            Arc::clone(&next),
+            Arc::clone(&entitled_count),
+        );
+        workers.spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= queries {
+                    break;
+                }
+                // Spread over all subscriptions (a multiplicative hash of i).
+                let s = (i.wrapping_mul(2_654_435_761)) % subscriptions;
+                let url = format!("{base}/v1/entitlements?originalTransactionId=1{s:015}");
+                let sent = Instant::now();
+                let response = client.get(&url).bearer_auth("bench").send().await.unwrap();
+                assert_eq!(response.status().as_u16(), 200);
+                let body: serde_json::Value = response.json().await.unwrap();
+                if !body["entitlements"].as_array().is_none_or(|e| e.is_empty()) {
+                    entitled_count.fetch_add(1, Ordering::Relaxed);
+                }
+                latencies.push(sent.elapsed());
+            }
+            latencies
+        });
+    }
+    let mut latencies: Vec<Duration> = workers.join_all().await.into_iter().flatten().collect();
+    let query_time = started.elapsed();
+    latencies.sort();
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(latencies.len(), queries);
+    // Subscriptions whose last notification was a renewal are entitled now.
+    assert!(entitled_count.load(Ordering::Relaxed) > 0);
+
+    if !options.measure {
+        println!(
+            "ledger bench harness: rebuilt {folded} notifications, answered {queries} queries"
+        );
+        return;
+    }
+    println!("ledger at scale, SQLite, {subscriptions} subscriptions:");
+    println!(
+        "  rebuild: {folded} notifications in {:.1} s = {:>8.0} notifications/s (target >= 50,000/s)",
+        rebuild_time.as_secs_f64(),
+        folded as f64 / rebuild_time.as_secs_f64()
+    );
+    println!(
+        "  entitlement queries over HTTP, concurrency {}: {:>8.0} queries/s (target >= 10,000/s)",
+        options.concurrency,
+        queries as f64 / query_time.as_secs_f64()
+    );
+    println!(
+        "  latency p50: {:>6.2} ms",
+        percentile(&latencies, 0.50).as_secs_f64() * 1000.0
+    );
+    println!(
+        "  latency p99: {:>6.2} ms (target < 10 ms)",
+        percentile(&latencies, 0.99).as_secs_f64() * 1000.0
+    );
+}
