@@ -11,6 +11,7 @@ use figment::Figment;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+use crate::check::Tolerances;
 use crate::jws::{ExpectedIdentity, TrustAnchors};
 use crate::model::Environment;
 
@@ -25,6 +26,16 @@ pub struct Settings {
     pub apps: Vec<AppSettings>,
     pub api: ApiSettings,
     pub log: LogSettings,
+    pub check: CheckSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckSettings {
+    /// How often `serve` runs the inconsistency check; 0 never.
+    pub interval_ms: u64,
+    /// Per rule, minutes of silence before it becomes a finding.
+    pub tolerance_minutes: Tolerances,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -96,6 +107,7 @@ struct Defaults {
     apps: Vec<AppSettings>,
     api: ApiDefaults,
     log: LogSettings,
+    check: CheckSettings,
 }
 
 #[derive(Serialize)]
@@ -124,6 +136,10 @@ fn defaults() -> Defaults {
         log: LogSettings {
             format: "human".into(),
             level: "info".into(),
+        },
+        check: CheckSettings {
+            interval_ms: 300_000,
+            tolerance_minutes: Tolerances::default(),
         },
     }
 }
@@ -209,6 +225,21 @@ impl Settings {
             }
             if app.environments.iter().any(|e| e == "Production") && app.app_apple_id.is_none() {
                 return fail(&key("app_apple_id"), "required when Production is allowed");
+            }
+        }
+        let t = &self.check.tolerance_minutes;
+        for (key, minutes) in [
+            ("refund_without_expiration", t.refund_without_expiration),
+            ("renewal_outcome_overdue", t.renewal_outcome_overdue),
+            ("expiration_overdue", t.expiration_overdue),
+            ("grace_period_overrun", t.grace_period_overrun),
+            ("missing_refund_notification", t.missing_refund_notification),
+        ] {
+            if minutes < 0 {
+                return fail(
+                    &format!("check.tolerance_minutes.{key}"),
+                    "must not be negative",
+                );
             }
         }
         match self.log.format.as_str() {

@@ -1,6 +1,7 @@
 //! appstore-ledger: receives App Store Server Notifications V2, proves each one
 //! genuine, and keeps the truth about every customer's purchases.
 
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod http;

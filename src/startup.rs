@@ -34,6 +34,8 @@ pub enum StartupError {
 }
 
 pub struct Application {
+    check: crate::config::CheckSettings,
+    metrics: Arc<Metrics>,
     listener: std::net::TcpListener,
     local_addr: SocketAddr,
     tls: Option<RustlsConfig>,
@@ -57,10 +59,11 @@ impl Application {
             );
         }
         let request_timeout = settings.request_timeout();
+        let metrics = Arc::new(Metrics::default());
         let state = AppState {
             ingest: Arc::new(ingest),
             store: store.clone(),
-            metrics: Arc::new(Metrics::default()),
+            metrics: Arc::clone(&metrics),
             // Leave the handler time to answer 503 before the request times out.
             store_timeout: request_timeout.mul_f64(0.8),
             api_tokens: Arc::new(settings.api.tokens.clone()),
@@ -73,6 +76,8 @@ impl Application {
         listener.set_nonblocking(true).map_err(listen_error)?;
         let local_addr = listener.local_addr().map_err(listen_error)?;
         Ok(Application {
+            check: settings.check.clone(),
+            metrics,
             listener,
             local_addr,
             tls,
@@ -108,10 +113,21 @@ impl Application {
         let handle = Handle::new();
         let grace = self.shutdown_grace;
         let stopper = handle.clone();
+        let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down: finishing requests in flight");
+            let _ = stop_workers.send(true);
             stopper.graceful_shutdown(Some(grace));
+        });
+        let checker = (self.check.interval_ms > 0).then(|| {
+            crate::check::spawn_periodic(
+                self.store.clone(),
+                self.check.tolerance_minutes,
+                Duration::from_millis(self.check.interval_ms),
+                Arc::clone(&self.metrics),
+                workers_stop,
+            )
         });
         tracing::info!(addr = %self.local_addr, tls = self.tls.is_some(), "listening");
         let service = self.app.into_make_service();
@@ -129,6 +145,9 @@ impl Application {
                     .await
             }
         };
+        if let Some(checker) = checker {
+            let _ = checker.await;
+        }
         self.store.close().await;
         tracing::info!("stopped");
         served

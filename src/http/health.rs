@@ -34,9 +34,25 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
             counts.quarantined,
         ),
     ];
-    (
-        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(&gauges),
-    )
-        .into_response()
+    let mut text = state.metrics.render(&gauges);
+    let open = state
+        .store
+        .open_findings_by_kind()
+        .await
+        .unwrap_or_default();
+    text.push_str(
+        "# HELP appstore_ledger_open_findings open findings of the inconsistency checker\n",
+    );
+    text.push_str("# TYPE appstore_ledger_open_findings gauge\n");
+    for kind in crate::check::FindingKind::ALL {
+        let count = open
+            .iter()
+            .find(|(k, _)| k == kind.code())
+            .map_or(0, |(_, n)| *n);
+        text.push_str(&format!(
+            "appstore_ledger_open_findings{{kind=\"{}\"}} {count}\n",
+            kind.code()
+        ));
+    }
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

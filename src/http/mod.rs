@@ -48,6 +48,7 @@ pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration)
         )
         .route("/v1/entitlements", get(query::entitlements))
         .route("/v1/refunds", get(query::refunds))
+        .route("/v1/inconsistencies", get(query::inconsistencies))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             query::require_token,

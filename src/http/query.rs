@@ -210,6 +210,43 @@ pub(super) async fn entitlements(
 
 const MAX_LIMIT: i64 = 1000;
 
+/// `GET /v1/inconsistencies?kind=&bundleId=&open=true|false&limit=`
+pub(super) async fn inconsistencies(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let kind = params
+        .get("kind")
+        .map(|k| {
+            crate::check::FindingKind::from_code(k)
+                .map(|k| k.code().to_owned())
+                .ok_or_else(|| invalid(format!("unknown kind {k}")))
+        })
+        .transpose()?;
+    let open = match params.get("open").map(String::as_str) {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(_) => return Err(invalid("open must be true or false")),
+    };
+    let limit = match params.get("limit") {
+        None => MAX_LIMIT,
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| invalid(format!("limit must be 1 to {MAX_LIMIT}")))?,
+    };
+    let filter = crate::store::FindingFilter {
+        kind,
+        bundle_id: params.get("bundleId").cloned(),
+        open,
+        limit,
+    };
+    let findings = state.store.findings(&filter).await.map_err(unavailable)?;
+    Ok(Json(json!({ "inconsistencies": findings })))
+}
+
 fn encode_cursor(entry: &RefundEntry) -> String {
     URL_SAFE_NO_PAD.encode(format!("{}:{}", entry.refund_date, entry.notification_uuid))
 }

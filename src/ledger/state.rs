@@ -89,6 +89,11 @@ pub struct State {
     /// The last event applied: a later one applies on top, an earlier one
     /// means replaying them all.
     pub last_key: EventKey,
+    /// Disagreements between this item's notifications on what must not
+    /// change: bundle id, environment, subscription group, appAccountToken.
+    /// Each as `field: first value != later value`, sorted, once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identity_conflicts: Vec<String>,
 }
 
 /// A refund or revocation, as the refund ledger records it.
@@ -153,8 +158,34 @@ pub fn apply(state: Option<State>, item: &ItemKey, event: &Event) -> (State, Vec
     s.last_notification_type = Some(kind.as_str().to_owned());
     s.last_notification_subtype = event.subtype.as_ref().map(|t| t.as_str().to_owned());
     if let Some(data) = &event.data {
+        note_conflict(
+            &mut s.identity_conflicts,
+            "bundleId",
+            s.bundle_id.as_ref(),
+            data.bundle_id.as_ref(),
+        );
+        note_conflict(
+            &mut s.identity_conflicts,
+            "environment",
+            s.environment.as_ref(),
+            data.environment.as_ref(),
+        );
         s.bundle_id = data.bundle_id.clone().or(s.bundle_id.take());
         s.environment = data.environment.clone().or(s.environment.take());
+    }
+    if let Some(t) = event.transaction() {
+        note_conflict(
+            &mut s.identity_conflicts,
+            "subscriptionGroupIdentifier",
+            s.subscription_group_identifier.as_ref(),
+            t.subscription_group_identifier.as_ref(),
+        );
+        note_conflict(
+            &mut s.identity_conflicts,
+            "appAccountToken",
+            s.app_account_token.as_ref(),
+            t.app_account_token.as_ref(),
+        );
     }
 
     if let Some(t) = event.transaction() {
@@ -213,6 +244,22 @@ pub fn apply(state: Option<State>, item: &ItemKey, event: &Event) -> (State, Vec
 
     let effects = effects(&mut s, event, signed);
     (s, effects)
+}
+
+fn note_conflict(
+    conflicts: &mut Vec<String>,
+    field: &str,
+    known: Option<&String>,
+    seen: Option<&String>,
+) {
+    if let (Some(known), Some(seen)) = (known, seen) {
+        if known != seen {
+            let conflict = format!("{field}: {known} != {seen}");
+            if let Err(at) = conflicts.binary_search(&conflict) {
+                conflicts.insert(at, conflict);
+            }
+        }
+    }
 }
 
 /// A transaction is the current period's when it is not an upgraded-away

@@ -79,6 +79,7 @@ pub enum StoreError {
 pub struct Counts {
     pub notifications: i64,
     pub quarantined: i64,
+    pub ledger_items: i64,
 }
 
 /// A subscription or purchase with its ledger state.
@@ -150,6 +151,59 @@ pub struct ExpirationEntry {
     pub product_id: Option<String>,
     pub expires_date: Option<i64>,
     pub signed_date: i64,
+}
+
+/// A notificationUUID that arrived with differing content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub notification_uuid: String,
+    pub original_transaction_id: Option<String>,
+    pub bundle_id: Option<String>,
+    pub environment: Option<String>,
+    /// How many differing versions arrived after the first.
+    pub versions: i64,
+}
+
+/// A finding as the store keeps it (see `check`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FindingRecord {
+    pub kind: String,
+    pub subject: String,
+    pub original_transaction_id: Option<String>,
+    pub bundle_id: Option<String>,
+    pub environment: Option<String>,
+    pub detail: String,
+}
+
+/// A kept finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FindingEntry {
+    pub kind: String,
+    pub subject: String,
+    pub original_transaction_id: Option<String>,
+    pub bundle_id: Option<String>,
+    pub environment: Option<String>,
+    pub detail: String,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub resolved_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FindingFilter {
+    pub kind: Option<String>,
+    pub bundle_id: Option<String>,
+    /// Some(true): only open; Some(false): only resolved.
+    pub open: Option<bool>,
+    pub limit: i64,
+}
+
+/// What a sync of findings changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SyncSummary {
+    pub opened: u64,
+    pub resolved: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -276,6 +330,39 @@ impl Store {
         notifications: &[NewNotification],
     ) -> Result<u64, StoreError> {
         self.backend.import(notifications).await
+    }
+
+    /// Ledger items in (kind, item_id) order, after the given one.
+    pub async fn scan_ledger(
+        &self,
+        after: Option<&(String, String)>,
+        limit: i64,
+    ) -> Result<Vec<LedgerItem>, StoreError> {
+        self.backend.scan_ledger(after, limit).await
+    }
+
+    /// Notifications that arrived again with different content.
+    pub async fn conflicts(&self) -> Result<Vec<Conflict>, StoreError> {
+        self.backend.conflicts().await
+    }
+
+    /// Makes the kept findings those of `findings` at `now`: new ones opened,
+    /// known ones seen again, the rest resolved. One transaction.
+    pub async fn sync_findings(
+        &self,
+        findings: &[FindingRecord],
+        now: i64,
+    ) -> Result<SyncSummary, StoreError> {
+        self.backend.sync_findings(findings, now).await
+    }
+
+    pub async fn findings(&self, filter: &FindingFilter) -> Result<Vec<FindingEntry>, StoreError> {
+        self.backend.findings(filter).await
+    }
+
+    /// Open findings per kind code.
+    pub async fn open_findings_by_kind(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.backend.open_findings_by_kind().await
     }
 
     pub async fn counts(&self) -> Result<Counts, StoreError> {

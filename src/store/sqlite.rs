@@ -20,8 +20,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::sqlite_ledger;
 use super::{
-    Counts, ExpirationEntry, HistoryEntry, ItemQuery, LedgerItem, NewNotification,
-    QuarantineReason, QuarantinedNotification, Recorded, RefundEntry, RefundFilter, StoreError,
+    Conflict, Counts, ExpirationEntry, FindingEntry, FindingFilter, FindingRecord, HistoryEntry,
+    ItemQuery, LedgerItem, NewNotification, QuarantineReason, QuarantinedNotification, Recorded,
+    RefundEntry, RefundFilter, StoreError, SyncSummary,
 };
 
 /// The most notifications committed together.
@@ -160,6 +161,60 @@ impl SqliteStore {
             .map_err(unavailable)
     }
 
+    pub(super) async fn scan_ledger(
+        &self,
+        after: Option<&(String, String)>,
+        limit: i64,
+    ) -> Result<Vec<LedgerItem>, StoreError> {
+        sqlite_ledger::scan(&mut *self.read().await?, after, limit)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub(super) async fn conflicts(&self) -> Result<Vec<Conflict>, StoreError> {
+        sqlite_ledger::conflicts(&mut *self.read().await?)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub(super) async fn sync_findings(
+        &self,
+        findings: &[FindingRecord],
+        now: i64,
+    ) -> Result<SyncSummary, StoreError> {
+        // Its own connection and transaction: a full set of findings replaces
+        // the open ones at once, without holding up notifications for long.
+        let mut connection = SqliteConnection::connect_with(&self.options)
+            .await
+            .map_err(unavailable)?;
+        let mut tx = connection
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(unavailable)?;
+        let summary = sqlite_ledger::sync_findings(&mut tx, findings, now)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        let _ = connection.close().await;
+        Ok(summary)
+    }
+
+    pub(super) async fn findings(
+        &self,
+        filter: &FindingFilter,
+    ) -> Result<Vec<FindingEntry>, StoreError> {
+        sqlite_ledger::findings(&mut *self.read().await?, filter)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub(super) async fn open_findings_by_kind(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        sqlx::query_as("SELECT kind, count(*) FROM findings WHERE resolved_at IS NULL GROUP BY kind ORDER BY kind")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)
+    }
+
     pub(super) async fn expirations(
         &self,
         original_transaction_id: &str,
@@ -249,7 +304,8 @@ impl SqliteStore {
     pub(super) async fn counts(&self) -> Result<Counts, StoreError> {
         let row = sqlx::query(
             "SELECT (SELECT count(*) FROM notifications) AS notifications,
-                    (SELECT count(*) FROM quarantined_notifications) AS quarantined",
+                    (SELECT count(*) FROM quarantined_notifications) AS quarantined,
+                    (SELECT count(*) FROM ledger_items) AS ledger_items",
         )
         .fetch_one(&self.pool)
         .await
@@ -257,6 +313,7 @@ impl SqliteStore {
         Ok(Counts {
             notifications: row.try_get("notifications").map_err(unavailable)?,
             quarantined: row.try_get("quarantined").map_err(unavailable)?,
+            ledger_items: row.try_get("ledger_items").map_err(unavailable)?,
         })
     }
 
@@ -378,8 +435,9 @@ async fn quarantine(
 /// same transaction: an acknowledged notification is visible to the next query.
 async fn record(tx: &mut SqliteConnection, n: &NewNotification) -> Result<Recorded, sqlx::Error> {
     let recorded = insert(&mut *tx, n, None).await?;
-    if recorded == Recorded::Stored {
-        sqlite_ledger::apply_notification(tx, &n.payload).await?;
+    match recorded {
+        Recorded::Stored => sqlite_ledger::apply_notification(tx, &n.payload).await?,
+        _ => sqlite_ledger::keep_if_conflicting(tx, n).await?,
     }
     Ok(recorded)
 }

@@ -7,15 +7,15 @@ use appstore_ledger::model::Timestamp;
 
 use crate::helpers::{uuid, TestApp, BUNDLE_ID};
 
-const DAY: i64 = 86_400_000;
-const HOUR: i64 = 3_600_000;
+pub(crate) const DAY: i64 = 86_400_000;
+pub(crate) const HOUR: i64 = 3_600_000;
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     Timestamp::now().as_millis()
 }
 
 /// A subscription's transaction.
-fn tx(otid: &str, tid: &str, product: &str, purchase: i64, expires: i64) -> Value {
+pub(crate) fn tx(otid: &str, tid: &str, product: &str, purchase: i64, expires: i64) -> Value {
     json!({
         "transactionId": tid, "originalTransactionId": otid, "bundleId": BUNDLE_ID,
         "productId": product, "subscriptionGroupIdentifier": "group",
@@ -26,14 +26,14 @@ fn tx(otid: &str, tid: &str, product: &str, purchase: i64, expires: i64) -> Valu
     })
 }
 
-fn renewal(otid: &str, product: &str, auto_renew: i64, signed: i64) -> Value {
+pub(crate) fn renewal(otid: &str, product: &str, auto_renew: i64, signed: i64) -> Value {
     json!({
         "originalTransactionId": otid, "autoRenewProductId": product, "productId": product,
         "autoRenewStatus": auto_renew, "signedDate": signed, "environment": "Sandbox",
     })
 }
 
-fn revoked(mut t: Value, date: i64, kind: &str) -> Value {
+pub(crate) fn revoked(mut t: Value, date: i64, kind: &str) -> Value {
     t["revocationDate"] = json!(date);
     t["revocationReason"] = json!(1);
     t["revocationType"] = json!(kind);
@@ -41,7 +41,7 @@ fn revoked(mut t: Value, date: i64, kind: &str) -> Value {
     t
 }
 
-struct Post<'a> {
+pub(crate) struct Post<'a> {
     app: &'a TestApp,
     notification_type: &'a str,
     subtype: Option<&'a str>,
@@ -51,7 +51,7 @@ struct Post<'a> {
 }
 
 impl<'a> Post<'a> {
-    fn new(app: &'a TestApp, notification_type: &'a str, signed: i64) -> Self {
+    pub(crate) fn new(app: &'a TestApp, notification_type: &'a str, signed: i64) -> Self {
         Post {
             app,
             notification_type,
@@ -61,19 +61,19 @@ impl<'a> Post<'a> {
             renewal: None,
         }
     }
-    fn subtype(mut self, subtype: &'a str) -> Self {
+    pub(crate) fn subtype(mut self, subtype: &'a str) -> Self {
         self.subtype = Some(subtype);
         self
     }
-    fn tx(mut self, t: Value) -> Self {
+    pub(crate) fn tx(mut self, t: Value) -> Self {
         self.transaction = Some(t);
         self
     }
-    fn renewal(mut self, r: Value) -> Self {
+    pub(crate) fn renewal(mut self, r: Value) -> Self {
         self.renewal = Some(r);
         self
     }
-    fn token(&self) -> String {
+    pub(crate) fn token(&self) -> String {
         let mut data = json!({"bundleId": BUNDLE_ID, "environment": "Sandbox", "appAppleId": crate::helpers::APP_APPLE_ID});
         if let Some(t) = &self.transaction {
             data["signedTransactionInfo"] = json!(self.app.pki.sign(t));
@@ -90,7 +90,7 @@ impl<'a> Post<'a> {
         }
         self.app.pki.sign(&payload)
     }
-    async fn send(self) {
+    pub(crate) async fn send(self) {
         let (status, body) = self.app.post(&self.token()).await;
         assert_eq!(status, 200, "{} {body}", self.notification_type);
     }

@@ -6,6 +6,7 @@ mod common;
 
 mod helpers;
 
+mod check;
 mod config;
 mod health;
 mod https;

@@ -1,0 +1,187 @@
+//! The inconsistency checker: what Apple should have told us and did not.
+//!
+//! Each rule is a pure function of a ledger item's state, the moment of the
+//! check and a tolerance. A finding names the subscription (or purchase, or
+//! notification) and says what is missing; it disappears once the missing
+//! notification arrives, because the state it is computed from changes.
+//!
+//! | code | finding |
+//! | --- | --- |
+//! | `REFUND_WITHOUT_EXPIRATION` | the current period of an auto-renewable subscription was refunded or revoked and no EXPIRED arrived within the tolerance after the refund's signedDate. Entitlement already ended at `revocationDate`; Apple's follow-up is missing. |
+//! | `RENEWAL_OUTCOME_OVERDUE` | auto-renew on, `expiresDate` passed more than the tolerance ago, and neither DID_RENEW, DID_FAIL_TO_RENEW nor EXPIRED arrived for the next period |
+//! | `EXPIRATION_OVERDUE` | auto-renew off, `expiresDate` passed more than the tolerance ago, and no EXPIRED arrived |
+//! | `GRACE_PERIOD_OVERRUN` | in the billing grace period, `gracePeriodExpiresDate` passed more than the tolerance ago, and neither GRACE_PERIOD_EXPIRED, DID_RENEW nor EXPIRED arrived |
+//! | `CONFLICTING_DUPLICATE` | the same notificationUUID arrived with different content (both kept; the first stays authoritative) |
+//! | `IDENTITY_MISMATCH` | notifications of one subscription disagree on bundle id, environment, subscription group or appAccountToken |
+//! | `MISSING_REFUND_NOTIFICATION` | the current transaction carries a revocation (seen in some other notification) but no REFUND or REVOKE ever arrived, so the refund ledger lacks it |
+
+mod runner;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ledger::{current_period_revoked, ItemKey, State, Status};
+use crate::model::AutoRenewStatus;
+
+pub use runner::{run, spawn_periodic, CheckReport};
+
+const MINUTE: i64 = 60_000;
+
+/// The kinds of finding, with their stable codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FindingKind {
+    RefundWithoutExpiration,
+    RenewalOutcomeOverdue,
+    ExpirationOverdue,
+    GracePeriodOverrun,
+    ConflictingDuplicate,
+    IdentityMismatch,
+    MissingRefundNotification,
+}
+
+impl FindingKind {
+    pub const ALL: [FindingKind; 7] = [
+        FindingKind::RefundWithoutExpiration,
+        FindingKind::RenewalOutcomeOverdue,
+        FindingKind::ExpirationOverdue,
+        FindingKind::GracePeriodOverrun,
+        FindingKind::ConflictingDuplicate,
+        FindingKind::IdentityMismatch,
+        FindingKind::MissingRefundNotification,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            FindingKind::RefundWithoutExpiration => "REFUND_WITHOUT_EXPIRATION",
+            FindingKind::RenewalOutcomeOverdue => "RENEWAL_OUTCOME_OVERDUE",
+            FindingKind::ExpirationOverdue => "EXPIRATION_OVERDUE",
+            FindingKind::GracePeriodOverrun => "GRACE_PERIOD_OVERRUN",
+            FindingKind::ConflictingDuplicate => "CONFLICTING_DUPLICATE",
+            FindingKind::IdentityMismatch => "IDENTITY_MISMATCH",
+            FindingKind::MissingRefundNotification => "MISSING_REFUND_NOTIFICATION",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<FindingKind> {
+        FindingKind::ALL.into_iter().find(|k| k.code() == code)
+    }
+}
+
+/// How long after the moment Apple should have spoken a silence becomes a
+/// finding, in minutes, per rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tolerances {
+    pub refund_without_expiration: i64,
+    pub renewal_outcome_overdue: i64,
+    pub expiration_overdue: i64,
+    pub grace_period_overrun: i64,
+    pub missing_refund_notification: i64,
+}
+
+impl Default for Tolerances {
+    fn default() -> Self {
+        Tolerances {
+            refund_without_expiration: 24 * 60,
+            renewal_outcome_overdue: 6 * 60,
+            expiration_overdue: 6 * 60,
+            grace_period_overrun: 6 * 60,
+            missing_refund_notification: 24 * 60,
+        }
+    }
+}
+
+/// One open finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub kind: FindingKind,
+    /// What it is about: an originalTransactionId (subscriptions), a
+    /// transactionId (purchases) or a notificationUUID (conflicts).
+    pub subject: String,
+    pub original_transaction_id: Option<String>,
+    pub bundle_id: Option<String>,
+    pub environment: Option<String>,
+    pub detail: String,
+}
+
+/// The findings about one ledger item at `at` (milliseconds).
+pub fn check_item(item: &ItemKey, state: &State, at: i64, tolerances: &Tolerances) -> Vec<Finding> {
+    let finding = |kind, detail: String| Finding {
+        kind,
+        subject: item.id().to_owned(),
+        original_transaction_id: state.original_transaction_id.clone(),
+        bundle_id: state.bundle_id.clone(),
+        environment: state.environment.clone(),
+        detail,
+    };
+    let past = |moment: i64, tolerance_minutes: i64| {
+        at > moment.saturating_add(tolerance_minutes.saturating_mul(MINUTE))
+    };
+    let mut findings = Vec::new();
+
+    if !state.identity_conflicts.is_empty() {
+        findings.push(finding(
+            FindingKind::IdentityMismatch,
+            state.identity_conflicts.join("; "),
+        ));
+    }
+    if let (Some(revoked), None) = (state.revocation_date, state.last_refund_signed_date) {
+        if past(revoked, tolerances.missing_refund_notification) {
+            findings.push(finding(
+                FindingKind::MissingRefundNotification,
+                format!(
+                    "transaction {} carries revocationDate {revoked} but no REFUND or REVOKE arrived",
+                    state.current_transaction_id.as_deref().unwrap_or("?")
+                ),
+            ));
+        }
+    }
+    let ItemKey::Subscription(_) = item else {
+        return findings;
+    };
+
+    let revoked = current_period_revoked(state);
+    if let (true, Some(refunded)) = (revoked, state.last_refund_signed_date) {
+        let expired_since = state
+            .last_expired_signed_date
+            .is_some_and(|e| e >= refunded);
+        if !expired_since && past(refunded, tolerances.refund_without_expiration) {
+            findings.push(finding(
+                FindingKind::RefundWithoutExpiration,
+                format!(
+                    "current period refunded (revocationDate {}, reported {refunded}); no EXPIRED followed. Not entitled since revocationDate",
+                    state.revocation_date.unwrap_or(refunded)
+                ),
+            ));
+        }
+    }
+    if state.status == Status::Active && !revoked {
+        if let Some(expires) = state.expires_date() {
+            match state.auto_renew_status {
+                Some(AutoRenewStatus::On) if past(expires, tolerances.renewal_outcome_overdue) => {
+                    findings.push(finding(
+                        FindingKind::RenewalOutcomeOverdue,
+                        format!("expiresDate {expires} passed with auto-renew on; no DID_RENEW, DID_FAIL_TO_RENEW or EXPIRED for the next period"),
+                    ));
+                }
+                Some(AutoRenewStatus::Off) if past(expires, tolerances.expiration_overdue) => {
+                    findings.push(finding(
+                        FindingKind::ExpirationOverdue,
+                        format!("expiresDate {expires} passed with auto-renew off; no EXPIRED"),
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+    if state.status == Status::BillingGracePeriod {
+        if let Some(grace) = state.grace_period_expires_date {
+            if past(grace, tolerances.grace_period_overrun) {
+                findings.push(finding(
+                    FindingKind::GracePeriodOverrun,
+                    format!("gracePeriodExpiresDate {grace} passed; no GRACE_PERIOD_EXPIRED, DID_RENEW or EXPIRED"),
+                ));
+            }
+        }
+    }
+    findings
+}

@@ -1,0 +1,129 @@
+//! Scanning the whole ledger, once (the `check` command) or periodically
+//! (`serve`, which keeps the findings).
+
+use std::time::Duration;
+
+use super::{check_item, Finding, FindingKind, Tolerances};
+use crate::metrics::Metrics;
+use crate::model::Timestamp;
+use crate::store::{FindingRecord, Store, StoreError};
+
+/// Ledger items read per page.
+const PAGE: i64 = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CheckReport {
+    pub findings: Vec<Finding>,
+    pub items_checked: u64,
+}
+
+/// Checks every ledger item at `at`. `progress` gets items checked so far and
+/// the total.
+pub async fn run(
+    store: &Store,
+    at: Timestamp,
+    tolerances: &Tolerances,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<CheckReport, StoreError> {
+    let total = store.counts().await?.ledger_items;
+    let total = u64::try_from(total).unwrap_or(0);
+    let mut report = CheckReport::default();
+    let mut after: Option<(String, String)> = None;
+    loop {
+        let page = store.scan_ledger(after.as_ref(), PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = Some((last.item.kind().to_owned(), last.item.id().to_owned()));
+        for item in &page {
+            report.findings.extend(check_item(
+                &item.item,
+                &item.state,
+                at.as_millis(),
+                tolerances,
+            ));
+        }
+        report.items_checked += page.len() as u64;
+        progress(report.items_checked, total);
+    }
+    for conflict in store.conflicts().await? {
+        report.findings.push(Finding {
+            kind: FindingKind::ConflictingDuplicate,
+            subject: conflict.notification_uuid.clone(),
+            original_transaction_id: conflict.original_transaction_id,
+            bundle_id: conflict.bundle_id,
+            environment: conflict.environment,
+            detail: format!(
+                "notificationUUID {} arrived {} more time(s) with different content; the first stored is authoritative",
+                conflict.notification_uuid, conflict.versions
+            ),
+        });
+    }
+    report
+        .findings
+        .sort_by(|a, b| (a.kind, &a.subject).cmp(&(b.kind, &b.subject)));
+    Ok(report)
+}
+
+impl From<&Finding> for FindingRecord {
+    fn from(f: &Finding) -> Self {
+        FindingRecord {
+            kind: f.kind.code().to_owned(),
+            subject: f.subject.clone(),
+            original_transaction_id: f.original_transaction_id.clone(),
+            bundle_id: f.bundle_id.clone(),
+            environment: f.environment.clone(),
+            detail: f.detail.clone(),
+        }
+    }
+}
+
+/// Runs the check every `interval` until `stop` fires, keeping the findings in
+/// the store: new ones are opened, known ones seen again, vanished ones resolved.
+pub fn spawn_periodic(
+    store: Store,
+    tolerances: Tolerances,
+    interval: Duration,
+    metrics: std::sync::Arc<Metrics>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let now = Timestamp::now();
+            match run(&store, now, &tolerances, |_, _| {}).await {
+                Ok(report) => {
+                    let records: Vec<FindingRecord> =
+                        report.findings.iter().map(FindingRecord::from).collect();
+                    match store.sync_findings(&records, now.as_millis()).await {
+                        Ok(summary) => {
+                            metrics.increment(
+                                "appstore_ledger_checks_total",
+                                &[("outcome", "completed")],
+                            );
+                            tracing::info!(
+                                items = report.items_checked,
+                                open = records.len(),
+                                opened = summary.opened,
+                                resolved = summary.resolved,
+                                "inconsistency check"
+                            );
+                        }
+                        Err(error) => {
+                            metrics.increment(
+                                "appstore_ledger_checks_total",
+                                &[("outcome", "failed")],
+                            );
+                            tracing::warn!(%error, "inconsistency check could not save its findings");
+                        }
+                    }
+                }
+                Err(error) => {
+                    metrics.increment("appstore_ledger_checks_total", &[("outcome", "failed")]);
+                    tracing::warn!(%error, "inconsistency check failed");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    })
+}
