@@ -1,9 +1,13 @@
 //! The ledger at scale: `rebuild` over generated stored notifications, then
 //! entitlement queries over HTTP against the service on that database.
 //!
-//! `cargo bench --bench ledger -- [--notifications N] [--queries Q] [--concurrency C]`
-//! (defaults: 1,000,000, 100,000 and 32). Without `--bench` (as `cargo test
-//! --all-targets` runs it) it only checks the harness on a small database.
+//! Then the inconsistency checker over a second database of one-notification
+//! subscriptions.
+//!
+//! `cargo bench --bench ledger -- [--notifications N] [--queries Q] [--concurrency C] [--check-subscriptions S]`
+//! (defaults: 1,000,000, 100,000, 32 and 1,000,000). Without `--bench` (as
+//! `cargo test --all-targets` runs it) it only checks the harness on small
+//! databases.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -20,6 +24,7 @@ const DAY: i64 = 86_400_000;
 const PER_SUBSCRIPTION: usize = 10;
 
 struct Options {
+    check_subscriptions: usize,
     notifications: usize,
     queries: usize,
     concurrency: usize,
@@ -37,6 +42,10 @@ fn options() -> Options {
     };
     let measure = args.iter().any(|a| a == "--bench");
     Options {
+        check_subscriptions: value(
+            "--check-subscriptions",
+            if measure { 1_000_000 } else { 1_000 },
+        ),
         notifications: value("--notifications", if measure { 1_000_000 } else { 2_000 }),
         queries: value("--queries", if measure { 100_000 } else { 500 }),
         concurrency: value("--concurrency", if measure { 32 } else { 8 }),
@@ -44,11 +53,11 @@ fn options() -> Options {
     }
 }
 
-/// The stored form of the `n`th notification of subscription `s`.
-fn notification(s: usize, n: usize, now: i64) -> NewNotification {
+/// The stored form of the `n`th notification of subscription `s`, which
+/// started at `start`.
+fn notification(s: usize, n: usize, start: i64, now: i64) -> NewNotification {
     let otid = format!("1{s:015}");
     let tid = format!("2{s:011}{n:04}");
-    let start = now - 300 * DAY + (s % 1000) as i64 * 60_000;
     let purchase = start + n as i64 * 30 * DAY;
     let (kind, subtype, signed) = match n {
         0 => ("SUBSCRIBED", Some("INITIAL_BUY"), purchase),
@@ -144,13 +153,8 @@ async fn run(options: Options) {
         subscriptions * PER_SUBSCRIPTION
     );
     let store = Store::connect(&settings.database).await.unwrap();
-    let batch = 5_000;
-    for first in (0..subscriptions).step_by(batch) {
-        let notifications: Vec<NewNotification> = (first..(first + batch).min(subscriptions))
-            .flat_map(|s| (0..PER_SUBSCRIPTION).map(move |n| notification(s, n, now)))
-            .collect();
-        store.import_notifications(&notifications).await.unwrap();
-    }
+    let start = |s: usize| now - 300 * DAY + (s % 1000) as i64 * 60_000;
+    populate(&store, subscriptions, PER_SUBSCRIPTION, start, now).await;
 
     let started = Instant::now();
     let folded = store.rebuild(|_, _| {}).await.unwrap();
@@ -208,15 +212,14 @@ async fn run(options: Options) {
     latencies.sort();
     let _ = stop.send(());
     server.await.unwrap().unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(latencies.len(), queries);
     // Subscriptions whose last notification was a renewal are entitled now.
     assert!(entitled_count.load(Ordering::Relaxed) > 0);
 
+    let (checked, findings, check_time) = check_phase(&dir, options.check_subscriptions, now).await;
+    let _ = std::fs::remove_dir_all(&dir);
     if !options.measure {
-        println!(
-            "ledger bench harness: rebuilt {folded} notifications, answered {queries} queries"
-        );
+        println!("ledger bench harness: rebuilt {folded} notifications, answered {queries} queries, checked {checked}");
         return;
     }
     println!("ledger at scale, SQLite, {subscriptions} subscriptions:");
@@ -238,4 +241,66 @@ async fn run(options: Options) {
         "  latency p99: {:>6.2} ms (target < 10 ms)",
         percentile(&latencies, 0.99).as_secs_f64() * 1000.0
     );
+    println!(
+        "  check: {checked} subscriptions in {:.1} s = {:>8.0} subscriptions/s, {findings} findings (target >= 100,000/s)",
+        check_time.as_secs_f64(),
+        checked as f64 / check_time.as_secs_f64()
+    );
+}
+
+/// Stores `subscriptions` x `per_subscription` generated notifications.
+async fn populate(
+    store: &Store,
+    subscriptions: usize,
+    per_subscription: usize,
+    start: impl Fn(usize) -> i64,
+    now: i64,
+) {
+    let batch = 5_000;
+    for first in (0..subscriptions).step_by(batch) {
+        let notifications: Vec<NewNotification> = (first..(first + batch).min(subscriptions))
+            .flat_map(|s| (0..per_subscription).map(move |n| (s, n)))
+            .map(|(s, n)| notification(s, n, start(s), now))
+            .collect();
+        store.import_notifications(&notifications).await.unwrap();
+    }
+}
+
+/// One SUBSCRIBED per subscription; one in a hundred is long past its
+/// expiresDate with auto-renew on (RENEWAL_OUTCOME_OVERDUE), the rest current.
+async fn check_phase(
+    dir: &std::path::Path,
+    subscriptions: usize,
+    now: i64,
+) -> (u64, usize, Duration) {
+    let settings = appstore_ledger::config::DatabaseSettings {
+        url: format!("sqlite://{}/check.db", dir.display()),
+        max_connections: 4,
+        busy_timeout_ms: 5_000,
+    };
+    let store = Store::connect(&settings).await.unwrap();
+    eprintln!("storing {subscriptions} one-notification subscriptions...");
+    let start = |s: usize| {
+        if s % 100 == 0 {
+            now - 60 * DAY
+        } else {
+            now - 10 * DAY
+        }
+    };
+    populate(&store, subscriptions, 1, start, now).await;
+    store.rebuild(|_, _| {}).await.unwrap();
+    let started = Instant::now();
+    let report = appstore_ledger::check::run(
+        &store,
+        appstore_ledger::model::Timestamp::from_millis(now),
+        &appstore_ledger::check::Tolerances::default(),
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    let elapsed = started.elapsed();
+    store.close().await;
+    assert_eq!(report.items_checked as usize, subscriptions);
+    assert_eq!(report.findings.len(), subscriptions.div_ceil(100));
+    (report.items_checked, report.findings.len(), elapsed)
 }
