@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use appstore_ledger::config::Settings;
 use appstore_ledger::startup::Application;
+use common::bench::percentile;
 use common::payloads::NotificationSpec;
 use common::pki::{date, ChainSpec, TestPki};
 
@@ -25,25 +26,12 @@ struct Options {
 }
 
 fn options() -> Options {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |name: &str, default: usize| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    let measure = args.iter().any(|a| a == "--bench");
+    let args = common::bench::Args::from_env();
     Options {
-        notifications: value("--notifications", if measure { 20_000 } else { 200 }),
-        concurrency: value("--concurrency", if measure { 32 } else { 8 }),
-        measure,
+        notifications: args.number("--notifications", 20_000, 200),
+        concurrency: args.number("--concurrency", 32, 8),
+        measure: args.measure,
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
 }
 
 fn main() {

@@ -15,6 +15,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::bench::percentile;
+
 use appstore_ledger::config::Settings;
 use appstore_ledger::startup::Application;
 use appstore_ledger::store::{NewNotification, Store};
@@ -32,24 +37,13 @@ struct Options {
 }
 
 fn options() -> Options {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |name: &str, default: usize| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    let measure = args.iter().any(|a| a == "--bench");
+    let args = common::bench::Args::from_env();
     Options {
-        check_subscriptions: value(
-            "--check-subscriptions",
-            if measure { 1_000_000 } else { 1_000 },
-        ),
-        notifications: value("--notifications", if measure { 1_000_000 } else { 2_000 }),
-        queries: value("--queries", if measure { 100_000 } else { 500 }),
-        concurrency: value("--concurrency", if measure { 32 } else { 8 }),
-        measure,
+        check_subscriptions: args.number("--check-subscriptions", 1_000_000, 1_000),
+        notifications: args.number("--notifications", 1_000_000, 2_000),
+        queries: args.number("--queries", 100_000, 500),
+        concurrency: args.number("--concurrency", 32, 8),
+        measure: args.measure,
     }
 }
 
@@ -108,11 +102,6 @@ fn notification(s: usize, n: usize, start: i64, now: i64) -> NewNotification {
         signed_payload: String::from("generated"),
         payload: payload.to_string(),
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
 }
 
 fn main() {

@@ -133,6 +133,14 @@ impl SqliteStore {
             .map_err(unavailable)
     }
 
+    /// A connection of its own, outside the pool and the writer, for long jobs
+    /// that take the write lock one transaction at a time.
+    async fn own_connection(&self) -> Result<SqliteConnection, StoreError> {
+        SqliteConnection::connect_with(&self.options)
+            .await
+            .map_err(unavailable)
+    }
+
     async fn read(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>, StoreError> {
         self.pool.acquire().await.map_err(unavailable)
     }
@@ -184,9 +192,7 @@ impl SqliteStore {
     ) -> Result<SyncSummary, StoreError> {
         // Its own connection and transaction: a full set of findings replaces
         // the open ones at once, without holding up notifications for long.
-        let mut connection = SqliteConnection::connect_with(&self.options)
-            .await
-            .map_err(unavailable)?;
+        let mut connection = self.own_connection().await?;
         let mut tx = connection
             .begin_with("BEGIN IMMEDIATE")
             .await
@@ -254,9 +260,7 @@ impl SqliteStore {
         let total = u64::try_from(total).unwrap_or(0);
         // Its own connection: a long job should not hold up the writer's queue,
         // only take the write lock for one chunk at a time.
-        let mut connection = SqliteConnection::connect_with(&self.options)
-            .await
-            .map_err(unavailable)?;
+        let mut connection = self.own_connection().await?;
         let mut after = String::new();
         let mut done = 0u64;
         loop {
@@ -283,9 +287,7 @@ impl SqliteStore {
         &self,
         notifications: &[NewNotification],
     ) -> Result<u64, StoreError> {
-        let mut connection = SqliteConnection::connect_with(&self.options)
-            .await
-            .map_err(unavailable)?;
+        let mut connection = self.own_connection().await?;
         let mut tx = connection
             .begin_with("BEGIN IMMEDIATE")
             .await

@@ -1,4 +1,5 @@
 #![allow(dead_code)]
 
+pub mod bench;
 pub mod payloads;
 pub mod pki;
