@@ -117,7 +117,6 @@ impl Application {
         tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down: finishing requests in flight");
-            let _ = stop_workers.send(true);
             stopper.graceful_shutdown(Some(grace));
         });
         let checker = (self.check.interval_ms > 0).then(|| {
@@ -145,6 +144,9 @@ impl Application {
                     .await
             }
         };
+        // However the server stopped, the checker stops too (after the check
+        // it may be running) before the store closes.
+        let _ = stop_workers.send(true);
         if let Some(checker) = checker {
             let _ = checker.await;
         }

@@ -49,12 +49,11 @@ pub fn verify_compact(
         None => {
             let [leaf, intermediate, root] = compact::parse_header(jws.header_b64)?;
             let signature = jws.signature()?;
-            let der = [
-                compact::decode_certificate(&leaf, CertPosition::Leaf)?,
-                compact::decode_certificate(&intermediate, CertPosition::Intermediate)?,
-                compact::decode_certificate(&root, CertPosition::Root)?,
-            ];
-            let chain = Arc::new(verify_chain(&[&der[0], &der[1], &der[2]], anchors, at)?);
+            let leaf = compact::decode_certificate(&leaf, CertPosition::Leaf)?;
+            let intermediate =
+                compact::decode_certificate(&intermediate, CertPosition::Intermediate)?;
+            let root = compact::decode_certificate(&root, CertPosition::Root)?;
+            let chain = Arc::new(verify_chain(&[&leaf, &intermediate, &root], anchors, at)?);
             if let Some(cache) = cache {
                 cache.insert(jws.header_b64, Arc::clone(&chain));
             }

@@ -406,6 +406,7 @@ async fn write_batch(
     let mut results = Vec::with_capacity(ops.len());
     for op in ops {
         let result = match op {
+            // Nothing written; the caller ignores the answer.
             WriteOp::Probe => Ok(Recorded::Duplicate),
             WriteOp::Record(n) => record(&mut tx, n).await,
             WriteOp::Quarantine(n, reason) => quarantine(&mut tx, n, reason).await,
