@@ -4,6 +4,7 @@
 //! interface here is what both will offer.
 
 mod sqlite;
+mod sqlite_check;
 mod sqlite_ledger;
 
 use std::collections::BTreeMap;

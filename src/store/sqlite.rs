@@ -18,7 +18,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row, SqliteExecutor};
 use tokio::sync::{mpsc, oneshot};
 
-use super::sqlite_ledger;
+use super::{sqlite_check, sqlite_ledger};
 use super::{
     Conflict, Counts, ExpirationEntry, FindingEntry, FindingFilter, FindingRecord, HistoryEntry,
     ItemQuery, LedgerItem, NewNotification, QuarantineReason, QuarantinedNotification, Recorded,
@@ -174,13 +174,13 @@ impl SqliteStore {
         after: Option<&(String, String)>,
         limit: i64,
     ) -> Result<Vec<LedgerItem>, StoreError> {
-        sqlite_ledger::scan(&mut *self.read().await?, after, limit)
+        sqlite_check::scan(&mut *self.read().await?, after, limit)
             .await
             .map_err(unavailable)
     }
 
     pub(super) async fn conflicts(&self) -> Result<Vec<Conflict>, StoreError> {
-        sqlite_ledger::conflicts(&mut *self.read().await?)
+        sqlite_check::conflicts(&mut *self.read().await?)
             .await
             .map_err(unavailable)
     }
@@ -197,7 +197,7 @@ impl SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(unavailable)?;
-        let summary = sqlite_ledger::sync_findings(&mut tx, findings, now)
+        let summary = sqlite_check::sync_findings(&mut tx, findings, now)
             .await
             .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
@@ -209,7 +209,7 @@ impl SqliteStore {
         &self,
         filter: &FindingFilter,
     ) -> Result<Vec<FindingEntry>, StoreError> {
-        sqlite_ledger::findings(&mut *self.read().await?, filter)
+        sqlite_check::findings(&mut *self.read().await?, filter)
             .await
             .map_err(unavailable)
     }
@@ -440,7 +440,7 @@ async fn record(tx: &mut SqliteConnection, n: &NewNotification) -> Result<Record
     let recorded = insert(&mut *tx, n, None).await?;
     match recorded {
         Recorded::Stored => sqlite_ledger::apply_notification(tx, &n.payload).await?,
-        _ => sqlite_ledger::keep_if_conflicting(tx, n).await?,
+        _ => sqlite_check::keep_if_conflicting(tx, n).await?,
     }
     Ok(recorded)
 }

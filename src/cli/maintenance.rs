@@ -1,0 +1,115 @@
+//! Maintenance commands: `reprocess --quarantined` and `rebuild`.
+
+use super::{EXIT_FAILED, EXIT_OK};
+use crate::config::Settings;
+use crate::ingest::{Ingest, Ingested};
+use crate::jws::Verifier;
+use crate::model::Timestamp;
+use crate::store::Store;
+
+/// `reprocess --quarantined`: each quarantined notification is verified again
+/// (at the time it was received, when its chain was checked) and released if a
+/// configured app now expects it. Safe to interrupt: each release is one
+/// transaction, and a rerun continues with what is left.
+pub(super) async fn reprocess_quarantined(settings: Settings) -> u8 {
+    let prepared = async {
+        let anchors = settings.trust_anchors().map_err(|e| e.to_string())?;
+        let store = Store::connect(&settings.database)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((Ingest::new(Verifier::new(anchors), &settings.apps), store))
+    };
+    let (ingest, store) = match prepared.await {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let total = store.counts().await.map(|c| c.quarantined).unwrap_or(0);
+    let (mut seen, mut released, mut kept, mut failed) = (0i64, 0u64, 0u64, 0u64);
+    let mut after = 0;
+    let outcome = loop {
+        let page = match store.quarantined(after, 500).await {
+            Ok(page) if page.is_empty() => break Ok(()),
+            Ok(page) => page,
+            Err(e) => break Err(e.to_string()),
+        };
+        for q in page {
+            after = q.id;
+            seen += 1;
+            let at = Timestamp::from_millis(q.received_at);
+            match ingest.classify(&q.signed_payload, at, at) {
+                Ok(Ingested::Accepted(n)) => match store.release_quarantined(q.id, n).await {
+                    Ok(_) => released += 1,
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("{}: not released: {e}", q.notification_uuid);
+                    }
+                },
+                Ok(Ingested::Quarantined(_, reason)) => {
+                    kept += 1;
+                    tracing::debug!(notification_uuid = %q.notification_uuid, code = %reason.code, "still unexpected");
+                }
+                Err(e) => {
+                    failed += 1;
+                    eprintln!("{}: {}: {e}", q.notification_uuid, e.code());
+                }
+            }
+        }
+        eprintln!("reprocess: {seen}/{total} checked");
+    };
+    store.close().await;
+    println!("released {released}, still quarantined {kept}, failed {failed}");
+    match outcome {
+        Ok(()) if failed == 0 => EXIT_OK,
+        Ok(()) => EXIT_FAILED,
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_FAILED
+        }
+    }
+}
+
+/// `rebuild`: the ledger folded again from every stored notification. Safe
+/// to run beside the service and to interrupt: each chunk of subscriptions is
+/// replaced in one transaction, and a rerun redoes them all.
+pub(super) async fn rebuild(settings: Settings) -> u8 {
+    let store = match Store::connect(&settings.database).await {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let started = std::time::Instant::now();
+    let mut last_report = std::time::Instant::now();
+    let outcome = store
+        .rebuild(|done, total| {
+            if last_report.elapsed() >= std::time::Duration::from_secs(1) || done == total {
+                last_report = std::time::Instant::now();
+                let percent = if total == 0 {
+                    100.0
+                } else {
+                    done as f64 * 100.0 / total as f64
+                };
+                eprintln!("rebuild: {done}/{total} notifications ({percent:.0}%)");
+            }
+        })
+        .await;
+    store.close().await;
+    match outcome {
+        Ok(done) => {
+            let seconds = started.elapsed().as_secs_f64();
+            println!(
+                "rebuilt the ledger from {done} notifications in {seconds:.1} s ({:.0}/s)",
+                done as f64 / seconds.max(1e-9)
+            );
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_FAILED
+        }
+    }
+}

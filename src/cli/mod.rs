@@ -1,0 +1,154 @@
+//! The command line: `appstore-ledger <command>`.
+
+mod check;
+mod maintenance;
+mod verify;
+
+use std::ffi::OsString;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Settings;
+use crate::startup::Application;
+use crate::telemetry;
+
+pub use check::{CheckArgs, EXIT_FINDINGS};
+pub use verify::{verify, At, KindArg, VerifyArgs};
+
+/// Exit status on success (for `verify`: every token verified).
+pub const EXIT_OK: u8 = 0;
+/// Exit status on failure (for `verify`: a token failed verification).
+pub const EXIT_FAILED: u8 = 1;
+/// Exit status for a usage error: bad arguments, unreadable roots or files.
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "appstore-ledger",
+    version,
+    about = "Receives App Store Server Notifications V2 and keeps the truth about purchases."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Verify App Store signed tokens and print their decoded content as JSON lines.
+    Verify(VerifyArgs),
+    /// Run the webhook service.
+    Serve(ServeArgs),
+    /// Re-run stored notifications through the current configuration.
+    Reprocess(ReprocessArgs),
+    /// Recompute every subscription and purchase from the stored notifications.
+    Rebuild(RebuildArgs),
+    /// Find what Apple should have told us and did not.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A TOML configuration file (over the built-in defaults, under
+    /// APPSTORE_LEDGER__* environment variables).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReprocessArgs {
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Re-check the quarantined notifications against the configured apps and
+    /// release those that now belong to one.
+    #[arg(long, required = true)]
+    pub quarantined: bool,
+}
+
+/// Runs the command line and returns the process exit status.
+pub fn main<I, T>(args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+        }
+    };
+    match cli.command {
+        Command::Verify(args) => {
+            let stdin = io::stdin();
+            let stdout = io::stdout();
+            let stderr = io::stderr();
+            verify(
+                &args,
+                &mut stdin.lock(),
+                &mut io::BufWriter::new(stdout.lock()),
+                &mut stderr.lock(),
+            )
+        }
+        Command::Serve(args) => with_runtime(serve, args.config.as_deref()),
+        Command::Reprocess(args) => {
+            with_runtime(maintenance::reprocess_quarantined, args.config.as_deref())
+        }
+        Command::Rebuild(args) => with_runtime(maintenance::rebuild, args.config.as_deref()),
+        Command::Check(args) => {
+            let (at, json) = (args.at, args.json);
+            with_runtime(
+                move |settings| check::check(settings, at, json),
+                args.config.as_deref(),
+            )
+        }
+    }
+}
+
+/// Loads the settings, starts logging and a runtime, and runs `command`.
+fn with_runtime<F, Fut>(command: F, config: Option<&Path>) -> u8
+where
+    F: FnOnce(Settings) -> Fut,
+    Fut: std::future::Future<Output = u8>,
+{
+    let settings = match Settings::load(config) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    telemetry::init(&settings.log);
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(command(settings)),
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            EXIT_FAILED
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> u8 {
+    let application = match Application::build(settings).await {
+        Ok(application) => application,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    match application.run_until_stopped().await {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_FAILED
+        }
+    }
+}
