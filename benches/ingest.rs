@@ -9,9 +9,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use appstore_ledger::config::Settings;
 use appstore_ledger::startup::Application;
@@ -105,39 +103,19 @@ async fn run(options: Options) {
             .collect(),
     );
 
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(options.concurrency)
-        .build()
-        .unwrap();
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..options.concurrency {
-        let (client, url, bodies, next) = (
-            client.clone(),
-            url.clone(),
-            Arc::clone(&bodies),
-            Arc::clone(&next),
-        );
-        workers.spawn(async move {
-            let mut latencies = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(body) = bodies.get(i) else { break };
-                let sent = Instant::now();
-                let response = client.post(&url).body(body.clone()).send().await.unwrap();
+    let client = common::bench::client(options.concurrency);
+    let (latencies, elapsed) =
+        common::bench::drive(options.concurrency, options.notifications, move |i| {
+            let (client, url, bodies) = (client.clone(), url.clone(), Arc::clone(&bodies));
+            async move {
+                let body = bodies[i].clone();
+                let response = client.post(&url).body(body).send().await.unwrap();
                 let status = response.status().as_u16();
                 let _ = response.bytes().await;
                 assert_eq!(status, 200, "notification {i}");
-                latencies.push(sent.elapsed());
             }
-            latencies
-        });
-    }
-    let mut latencies: Vec<Duration> = workers.join_all().await.into_iter().flatten().collect();
-    let elapsed = started.elapsed();
-    latencies.sort();
+        })
+        .await;
     let _ = stop.send(());
     server.await.unwrap().unwrap();
     let _ = std::fs::remove_dir_all(&dir);

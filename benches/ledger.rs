@@ -157,48 +157,25 @@ async fn run(options: Options) {
     let server = tokio::spawn(application.run_until(async {
         let _ = stopped.await;
     }));
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(options.concurrency)
-        .build()
-        .unwrap();
-    let next = Arc::new(AtomicUsize::new(0));
+    let client = common::bench::client(options.concurrency);
     let entitled_count = Arc::new(AtomicUsize::new(0));
     let queries = options.queries;
-    let started = Instant::now();
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..options.concurrency {
-        let (client, base, next, entitled_count) = (
-            client.clone(),
-            base.clone(),
-            Arc::clone(&next),
-            Arc::clone(&entitled_count),
-        );
-        workers.spawn(async move {
-            let mut latencies = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= queries {
-                    break;
-                }
-                // Spread over all subscriptions (a multiplicative hash of i).
-                let s = (i.wrapping_mul(2_654_435_761)) % subscriptions;
-                let url = format!("{base}/v1/entitlements?originalTransactionId=1{s:015}");
-                let sent = Instant::now();
-                let response = client.get(&url).bearer_auth("bench").send().await.unwrap();
-                assert_eq!(response.status().as_u16(), 200);
-                let body: serde_json::Value = response.json().await.unwrap();
-                if !body["entitlements"].as_array().is_none_or(|e| e.is_empty()) {
-                    entitled_count.fetch_add(1, Ordering::Relaxed);
-                }
-                latencies.push(sent.elapsed());
+    let counter = Arc::clone(&entitled_count);
+    let (latencies, query_time) = common::bench::drive(options.concurrency, queries, move |i| {
+        let (client, base, counter) = (client.clone(), base.clone(), Arc::clone(&counter));
+        async move {
+            // Spread over all subscriptions (a multiplicative hash of i).
+            let s = (i.wrapping_mul(2_654_435_761)) % subscriptions;
+            let url = format!("{base}/v1/entitlements?originalTransactionId=1{s:015}");
+            let response = client.get(&url).bearer_auth("bench").send().await.unwrap();
+            assert_eq!(response.status().as_u16(), 200);
+            let body: serde_json::Value = response.json().await.unwrap();
+            if !body["entitlements"].as_array().is_none_or(|e| e.is_empty()) {
+                counter.fetch_add(1, Ordering::Relaxed);
             }
-            latencies
-        });
-    }
-    let mut latencies: Vec<Duration> = workers.join_all().await.into_iter().flatten().collect();
-    let query_time = started.elapsed();
-    latencies.sort();
+        }
+    })
+    .await;
     let _ = stop.send(());
     server.await.unwrap().unwrap();
     assert_eq!(latencies.len(), queries);

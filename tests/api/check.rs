@@ -2,8 +2,6 @@
 //! endpoint with notifications signed days ago, found by `check --at`, then
 //! resolved by delivering what was missing.
 
-use std::process::Command;
-
 use serde_json::{json, Value};
 
 use appstore_ledger::model::Timestamp;
@@ -14,16 +12,13 @@ use crate::ledger::{now, renewal, revoked, tx, Post, DAY, HOUR};
 /// Runs `check --json` at `at` (milliseconds); returns the exit code and findings.
 fn check(app: &TestApp, at: i64) -> (Option<i32>, Vec<Value>) {
     let at = Timestamp::from_millis(at).to_string();
-    let out = Command::new(env!("CARGO_BIN_EXE_appstore-ledger"))
-        .args(["check", "--json", "--at", &at, "--config"])
-        .arg(&app.config_path)
-        .output()
-        .unwrap();
-    let findings = String::from_utf8_lossy(&out.stdout)
+    let out = app.cli(&["check", "--json", "--at", &at]);
+    let findings = out
+        .stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    (out.status.code(), findings)
+    (out.code, findings)
 }
 
 fn kinds_for(findings: &[Value], subject: &str) -> Vec<String> {

@@ -207,6 +207,21 @@ impl TestApp {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// Runs the binary with `args` and this app's `--config`; asserts it ran.
+    pub fn cli(&self, args: &[&str]) -> Cli {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_appstore-ledger"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .output()
+            .unwrap();
+        Cli {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     pub async fn db(&self) -> SqliteConnection {
         db(&self.db_path).await
     }
@@ -230,6 +245,13 @@ impl Drop for TestApp {
             let _ = stop.send(());
         }
     }
+}
+
+/// What a run of the binary printed.
+pub struct Cli {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 pub async fn db(path: &Path) -> SqliteConnection {

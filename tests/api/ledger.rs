@@ -801,25 +801,15 @@ async fn rebuild_produces_exactly_what_incremental_application_produced() {
     assert_eq!(incremental["refunds"].len(), 6);
     assert_eq!(incremental["expirations"].len(), 3);
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_appstore-ledger"))
-        .args(["rebuild", "--config"])
-        .arg(&app.config_path)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with(&format!(
-        "rebuilt the ledger from {} notifications",
-        tokens.len()
-    )));
-    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!(
-        "rebuild: {0}/{0} notifications (100%)",
-        tokens.len()
-    )));
+    let out = app.cli(&["rebuild"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let total = tokens.len();
+    assert!(out
+        .stdout
+        .starts_with(&format!("rebuilt the ledger from {total} notifications")));
+    assert!(out
+        .stderr
+        .contains(&format!("rebuild: {total}/{total} notifications (100%)")));
     assert_eq!(store.ledger_snapshot().await.unwrap(), incremental);
     store.close().await;
 }

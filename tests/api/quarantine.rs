@@ -1,8 +1,4 @@
-use std::process::Command;
-
 use crate::helpers::{pki, uuid, NotificationSpec, TempDir, TestApp, BUNDLE_ID};
-
-const BIN: &str = env!("CARGO_BIN_EXE_appstore-ledger");
 
 #[tokio::test]
 async fn genuine_notifications_for_an_unconfigured_app_or_environment_are_kept_and_can_be_released()
@@ -45,19 +41,10 @@ async fn genuine_notifications_for_an_unconfigured_app_or_environment_are_kept_a
     assert_eq!(app.count("notifications").await, 0);
 
     // Nothing changes when the configuration still does not expect them.
-    let out = Command::new(BIN)
-        .args(["reprocess", "--quarantined", "--config"])
-        .arg(&app.config_path)
-        .output()
-        .unwrap();
+    let out = app.cli(&["reprocess", "--quarantined"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
+        out.stdout.trim(),
         "released 0, still quarantined 2, failed 0"
     );
 
@@ -65,22 +52,13 @@ async fn genuine_notifications_for_an_unconfigured_app_or_environment_are_kept_a
     let config = std::fs::read_to_string(&app.config_path).unwrap()
         + "\n[[apps]]\nbundle_id = \"com.example.new-app\"\nenvironments = [\"Sandbox\"]\n";
     std::fs::write(&app.config_path, config).unwrap();
-    let out = Command::new(BIN)
-        .args(["reprocess", "--quarantined", "--config"])
-        .arg(&app.config_path)
-        .output()
-        .unwrap();
+    let out = app.cli(&["reprocess", "--quarantined"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
+        out.stdout.trim(),
         "released 1, still quarantined 1, failed 0"
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("reprocess: 2/2 checked"));
+    assert!(out.stderr.contains("reprocess: 2/2 checked"));
 
     let released: String = sqlx::query_scalar("SELECT notification_uuid FROM notifications")
         .fetch_one(&mut app.db().await)

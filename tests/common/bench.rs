@@ -33,3 +33,51 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index.min(sorted.len() - 1)]
 }
+
+/// An HTTP client for load, with a connection per concurrent request.
+pub fn client(concurrency: usize) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .expect("an HTTP client")
+}
+
+/// Runs `request(0..count)` with `concurrency` requests in flight; returns
+/// the sorted latencies and the elapsed time.
+pub async fn drive<F, Fut>(
+    concurrency: usize,
+    count: usize,
+    request: F,
+) -> (Vec<Duration>, Duration)
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (next, request) = (Arc::clone(&next), request.clone());
+        workers.spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count {
+                    return latencies;
+                }
+                let sent = Instant::now();
+                request(i).await;
+                latencies.push(sent.elapsed());
+            }
+        });
+    }
+    let mut latencies: Vec<Duration> = workers.join_all().await.into_iter().flatten().collect();
+    let elapsed = started.elapsed();
+    latencies.sort();
+    (latencies, elapsed)
+}
