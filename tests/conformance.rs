@@ -341,3 +341,80 @@ fn apples_other_roots_can_be_configured_beside_g3_but_do_not_replace_it() {
         );
     }
 }
+
+/// Apple's own notifications of one sandbox subscription, folded by the
+/// ledger in any order, tell a consistent story.
+#[test]
+fn a_real_subscription_history_folds_the_same_in_any_order() {
+    use appstore_ledger::ingest::new_notification;
+    use appstore_ledger::ledger::{fold_all, Effect, Event, ItemKey, Status};
+
+    let Some(cases) = cases() else { return };
+    let verifier = apple();
+    let events: Vec<Event> = cases
+        .iter()
+        .filter(|c| {
+            c.pass
+                && c.file.contains("session-pro-backend")
+                && c.entry["kind"] == "notification signedPayload"
+        })
+        .filter_map(|c| {
+            let n = verifier
+                .verify_notification(&c.token, &ExpectedIdentity::any(), reference_time(c))
+                .unwrap();
+            let stored = new_notification(&n, &c.token, reference_time(c));
+            Event::parse(&stored.payload)
+                .ok()
+                .filter(|e| e.item().is_some())
+        })
+        .collect();
+    assert_eq!(
+        events.len(),
+        8,
+        "eight notifications concern the subscription"
+    );
+
+    let forward = fold_all(events.clone());
+    let mut reversed = events.clone();
+    reversed.reverse();
+    assert_eq!(fold_all(reversed), forward);
+    let mut doubled = events.clone();
+    doubled.extend(events);
+    assert_eq!(fold_all(doubled), forward);
+
+    let item = ItemKey::Subscription("2000001024993299".into());
+    let (state, effects) = &forward[&item];
+    // The last word is the REFUND of an older period (Apple's status 1): the
+    // subscription stays ACTIVE and its latest period ends at renewalDate.
+    assert_eq!(state.status, Status::Active);
+    assert_eq!(state.expires_date(), Some(1_760_592_314_000));
+    assert_eq!(state.current_revocation_date(), None);
+    assert!(state.entitled_at(&item, 1_760_592_314_000 - 1));
+    assert!(!state.entitled_at(&item, 1_760_592_314_000));
+    let refunds: Vec<_> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Refund(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(
+        refunds[0].transaction_id.as_deref(),
+        Some("2000001032604840")
+    );
+    assert_eq!(
+        (refunds[0].price, refunds[0].currency.as_deref()),
+        (Some(1990), Some("AUD"))
+    );
+    assert_eq!(refunds[0].revocation_date, Some(1_760_591_999_000));
+    let expirations: Vec<_> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Expiration(x) => Some(x),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(expirations.len(), 1);
+    assert_eq!(expirations[0].subtype.as_deref(), Some("VOLUNTARY"));
+}
