@@ -358,20 +358,32 @@ async fn run_writer(options: SqliteConnectOptions, mut jobs: mpsc::Receiver<Job>
         }
         if !batch.is_empty() {
             let ops: Vec<&WriteOp> = batch.iter().map(|(op, _)| op).collect();
-            match write_batch(&mut connection, &options, &ops).await {
-                Ok(results) => {
-                    for ((_, reply), result) in batch.drain(..).zip(results) {
-                        let _ = reply.send(Ok(result));
+            let results = match write_batch(&mut connection, &options, &ops).await {
+                Ok(results) => results.into_iter().map(Ok).collect(),
+                // One notification the database refuses must not take the
+                // others of its batch down with it (Apple retries only a few
+                // times): write each alone to find out which.
+                Err(failure) if !failure.systemic && ops.len() > 1 => {
+                    let mut results = Vec::with_capacity(ops.len());
+                    for op in &ops {
+                        results.push(
+                            write_batch(&mut connection, &options, &[*op])
+                                .await
+                                .map(|mut r| r.pop().unwrap_or(Recorded::Duplicate))
+                                .map_err(|f| f.error),
+                        );
                     }
+                    results
                 }
-                Err(error) => {
-                    tracing::warn!(%error, notifications = batch.len(), "write failed; nothing was stored");
+                Err(failure) => vec![Err(failure.error); ops.len()],
+            };
+            for ((_, reply), result) in batch.drain(..).zip(results) {
+                if let Err(error) = &result {
+                    tracing::warn!(%error, "write failed; nothing was stored");
                     // The connection may be broken; open a fresh one next time.
                     connection = None;
-                    for (_, reply) in batch.drain(..) {
-                        let _ = reply.send(Err(error.clone()));
-                    }
                 }
+                let _ = reply.send(result);
             }
         }
         if let Some(done) = shutdown.take() {
@@ -384,25 +396,47 @@ async fn run_writer(options: SqliteConnectOptions, mut jobs: mpsc::Receiver<Job>
     }
 }
 
+/// Why a batch failed, and whether any batch would have (the database is
+/// locked, unreachable or full) or only this one.
+struct BatchFailure {
+    error: StoreError,
+    systemic: bool,
+}
+
+impl From<sqlx::Error> for BatchFailure {
+    fn from(e: sqlx::Error) -> Self {
+        let systemic = match &e {
+            // SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN
+            sqlx::Error::Database(db) => db
+                .code()
+                .and_then(|code| code.parse::<i32>().ok())
+                .is_some_and(|code| matches!(code & 0xff, 5 | 6 | 10 | 13 | 14)),
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Configuration(_) => true,
+            _ => false,
+        };
+        BatchFailure {
+            error: unavailable(e),
+            systemic,
+        }
+    }
+}
+
 async fn write_batch(
     connection: &mut Option<SqliteConnection>,
     options: &SqliteConnectOptions,
     ops: &[&WriteOp],
-) -> Result<Vec<Recorded>, StoreError> {
+) -> Result<Vec<Recorded>, BatchFailure> {
     let connection = match connection {
         Some(connection) => connection,
-        None => connection.insert(
-            SqliteConnection::connect_with(options)
-                .await
-                .map_err(unavailable)?,
-        ),
+        None => connection.insert(SqliteConnection::connect_with(options).await?),
     };
     // IMMEDIATE takes the write lock now, so a lock held elsewhere fails the
     // batch before anything is written (after the busy timeout).
-    let mut tx = connection
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(unavailable)?;
+    let mut tx = connection.begin_with("BEGIN IMMEDIATE").await?;
     let mut results = Vec::with_capacity(ops.len());
     for op in ops {
         let result = match op {
@@ -412,9 +446,9 @@ async fn write_batch(
             WriteOp::Quarantine(n, reason) => quarantine(&mut tx, n, reason).await,
             WriteOp::Release(id, n) => release(&mut tx, *id, n).await,
         };
-        results.push(result.map_err(unavailable)?);
+        results.push(result?);
     }
-    tx.commit().await.map_err(unavailable)?;
+    tx.commit().await?;
     Ok(results)
 }
 

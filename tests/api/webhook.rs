@@ -259,3 +259,57 @@ async fn a_restart_keeps_everything() {
         (200, json!({"status": "duplicate"}))
     );
 }
+
+#[tokio::test]
+async fn a_notification_the_database_refuses_does_not_fail_the_others_written_with_it() {
+    let app = TestApp::spawn().await;
+    // Make the database refuse one notification (a constraint of its own).
+    sqlx::query(
+        "CREATE TRIGGER poison BEFORE INSERT ON notifications WHEN NEW.notification_uuid = 'poison'
+         BEGIN SELECT RAISE(ABORT, 'refused'); END",
+    )
+    .execute(&mut app.db().await)
+    .await
+    .unwrap();
+    let poison = NotificationSpec::new("DID_RENEW", "poison").sign(&app.pki);
+    let mut tokens: Vec<String> = (0..40)
+        .map(|_| NotificationSpec::new("DID_RENEW", uuid()).sign(&app.pki))
+        .collect();
+    tokens.insert(20, poison.clone());
+    // All at once, so that the writer commits them in shared batches.
+    let mut posts = tokio::task::JoinSet::new();
+    for token in tokens {
+        let (client, url) = (
+            app.client.clone(),
+            format!("{}/v2/notifications", app.address),
+        );
+        let is_poison = token == poison;
+        posts.spawn(async move {
+            let body = json!({ "signedPayload": token }).to_string();
+            (
+                is_poison,
+                client
+                    .post(url)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16(),
+            )
+        });
+    }
+    for (is_poison, status) in posts.join_all().await {
+        assert_eq!(status, if is_poison { 503 } else { 200 });
+    }
+    assert_eq!(
+        app.count("notifications").await,
+        40,
+        "every other notification is stored"
+    );
+    let (status, body) = app.post(&poison).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("DATABASE_UNAVAILABLE"))
+    );
+}
