@@ -122,9 +122,14 @@ impl TestApp {
         extra: &str,
     ) -> TestApp {
         let text = config(&dir, &pki, server_extra, extra);
+        TestApp::spawn_text(pki, dir, &text).await
+    }
+
+    /// With the whole configuration text given.
+    pub async fn spawn_text(pki: TestPki, dir: TempDir, text: &str) -> TestApp {
         let config_path = dir.path("config.toml");
-        std::fs::write(&config_path, &text).unwrap();
-        let settings = Settings::from_toml(&text).unwrap();
+        std::fs::write(&config_path, text).unwrap();
+        let settings = Settings::from_toml(text).unwrap();
         appstore_ledger::telemetry::init(&settings.log);
         let application = Application::build(settings).await.unwrap();
         let scheme = if application.is_tls() {
@@ -149,11 +154,16 @@ impl TestApp {
         }
     }
 
-    /// Stops the server gracefully and waits until it has closed the database.
-    pub async fn stop(&mut self) {
+    /// Tells the server to stop, without waiting.
+    pub fn begin_stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+
+    /// Stops the server gracefully and waits until it has closed the database.
+    pub async fn stop(&mut self) {
+        self.begin_stop();
         if let Some(server) = self.server.take() {
             server.await.unwrap().unwrap();
         }

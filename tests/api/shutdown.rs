@@ -58,3 +58,47 @@ async fn serve_runs_on_embedded_defaults_and_stops_gracefully_on_sigterm() {
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
 }
+
+#[tokio::test]
+async fn shutdown_stops_accepting_and_finishes_requests_in_flight() {
+    use crate::helpers::{config, pki, uuid, NotificationSpec, TestApp};
+
+    let (pki, dir) = (pki(), TempDir::new());
+    // Long enough for the request to be in flight while the server stops.
+    let text =
+        config(&dir, &pki, "", "").replace("busy_timeout_ms = 200", "busy_timeout_ms = 5000");
+    let mut app = TestApp::spawn_text(pki, dir, &text).await;
+    let token = NotificationSpec::new("DID_RENEW", uuid()).sign(&app.pki);
+
+    let mut blocker = app.db().await;
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let (client, url) = (
+        app.client.clone(),
+        format!("{}/v2/notifications", app.address),
+    );
+    let in_flight = tokio::spawn(async move {
+        let body = serde_json::json!({ "signedPayload": token }).to_string();
+        let response = client.post(url).body(body).send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.begin_stop();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let fresh = crate::helpers::client()
+        .get(format!("{}/health", app.address))
+        .send()
+        .await;
+    assert!(
+        fresh.is_err(),
+        "no new connection is accepted while stopping"
+    );
+
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+    let (status, body) = in_flight.await.unwrap();
+    assert_eq!((status, body.as_str()), (200, r#"{"status":"stored"}"#));
+    app.stop().await;
+    assert_eq!(app.count("notifications").await, 1);
+}
