@@ -99,6 +99,8 @@ pub struct NotificationSpec<'a> {
     pub signed_date: i64,
     pub transaction: Option<Value>,
     pub renewal: Option<Value>,
+    /// `data.status`, as Apple sends it with subscription notifications.
+    pub status: Option<i64>,
 }
 
 impl<'a> NotificationSpec<'a> {
@@ -112,6 +114,7 @@ impl<'a> NotificationSpec<'a> {
             signed_date: SIGNED_DATE,
             transaction: Some(transaction("Sandbox")),
             renewal: Some(renewal_info("Sandbox")),
+            status: None,
         }
     }
 
@@ -132,6 +135,9 @@ impl<'a> NotificationSpec<'a> {
             let mut r = r.clone();
             r["environment"] = json!(self.environment);
             data["signedRenewalInfo"] = json!(pki.sign(&r));
+        }
+        if let Some(status) = self.status {
+            data["status"] = json!(status);
         }
         let mut payload = json!({
             "notificationType": self.notification_type,
