@@ -236,6 +236,60 @@ impl TestApp {
         db(&self.db_path).await
     }
 
+    /// Every row of every table the service writes, as text in a stable
+    /// order: to prove that something changed nothing.
+    pub async fn tables(&self) -> Vec<(String, Vec<String>)> {
+        use sqlx::{Column, Row, ValueRef};
+        let mut db = self.db().await;
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'
+             AND name NOT LIKE '_sqlx%' ORDER BY name",
+        )
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+        let mut out = Vec::new();
+        for name in names {
+            // Table names come from sqlite_master, not from outside.
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM \"{name}\"")))
+                .fetch_all(&mut db)
+                .await
+                .unwrap();
+            let mut lines: Vec<String> = rows
+                .iter()
+                .map(|row| {
+                    (0..row.columns().len())
+                        .map(|i| {
+                            let column = row.columns()[i].name().to_owned();
+                            let value = if row.try_get_raw(i).unwrap().is_null() {
+                                "NULL".to_owned()
+                            } else if let Ok(v) = row.try_get::<i64, _>(i) {
+                                v.to_string()
+                            } else {
+                                row.try_get::<String, _>(i).unwrap_or_else(|_| "<blob>".into())
+                            };
+                            // Long values (tokens, payloads) by digest, so a
+                            // failing comparison stays readable.
+                            let value = if value.len() > 120 {
+                                let d = ring::digest::digest(&ring::digest::SHA256, value.as_bytes());
+                                let hex: String =
+                                    d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
+                                format!("<{} bytes, sha256 {hex}>", value.len())
+                            } else {
+                                value
+                            };
+                            format!("{column}={value}")
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" | ")
+                })
+                .collect();
+            lines.sort();
+            out.push((name, lines));
+        }
+        out
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         let sql = match table {
             "notifications" => "SELECT count(*) FROM notifications",

@@ -8,6 +8,7 @@ mod helpers;
 
 mod check;
 mod config;
+mod crash;
 mod health;
 mod https;
 mod ledger;

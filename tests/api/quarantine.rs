@@ -26,8 +26,10 @@ async fn genuine_notifications_for_an_unconfigured_app_or_environment_are_kept_a
             (202, Some("quarantined")),
             "{body}"
         );
-        // A repeat is still 2xx and still one row.
+        // A repeat is still 2xx and changes no row.
+        let before = app.tables().await;
         assert_eq!(app.post(&token).await.0, 202);
+        assert_eq!(app.tables().await, before);
         let reason: String = sqlx::query_scalar(
             "SELECT reason_code FROM quarantined_notifications WHERE notification_uuid = ?1",
         )
@@ -48,6 +50,10 @@ async fn genuine_notifications_for_an_unconfigured_app_or_environment_are_kept_a
         "released 0, still quarantined 2, failed 0"
     );
 
+    // Kept aside means out of the ledger.
+    let subscription = "/v1/subscriptions/2000000000000001?at=1748736000000";
+    assert_eq!(app.api(subscription).await.0, 404);
+
     // The operator adds the new app; its notification is released, the other stays.
     let config = std::fs::read_to_string(&app.config_path).unwrap()
         + "\n[[apps]]\nbundle_id = \"com.example.new-app\"\nenvironments = [\"Sandbox\"]\n";
@@ -66,6 +72,14 @@ async fn genuine_notifications_for_an_unconfigured_app_or_environment_are_kept_a
         .unwrap();
     assert_eq!(released, other_app.uuid);
     assert_eq!(app.count("quarantined_notifications").await, 1);
+    // Released means folded into the ledger, as if it had been accepted.
+    let (status, s) = app.api(subscription).await;
+    assert_eq!(
+        (status, s["status"].as_str(), s["entitled"].as_bool(), s["bundleId"].as_str()),
+        (200, Some("ACTIVE"), Some(true), Some("com.example.new-app")),
+        "{s}"
+    );
+    assert_eq!(s["transactionId"], "2000000000000002");
     // The released notification is now a known one.
     assert_eq!(
         app.post(&other_app.sign(&app.pki)).await.1["status"],

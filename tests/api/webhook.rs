@@ -69,6 +69,8 @@ async fn a_repeat_answers_200_and_changes_nothing() {
     let id = uuid();
     let token = NotificationSpec::new("DID_RENEW", id.clone()).sign(&app.pki);
     assert_eq!(app.post(&token).await, (200, json!({"status": "stored"})));
+    let before = app.tables().await;
+    assert!(before.iter().any(|(t, rows)| t == "ledger_items" && rows.len() == 1));
     assert_eq!(
         app.post(&token).await,
         (200, json!({"status": "duplicate"}))
@@ -80,7 +82,9 @@ async fn a_repeat_answers_200_and_changes_nothing() {
         app.post(&again.sign(&app.pki)).await,
         (200, json!({"status": "duplicate"}))
     );
-    assert_eq!(app.count("notifications").await, 1);
+    // Not a row of any table differs: the notification, the ledger, the
+    // records and the findings are as the first delivery left them.
+    assert_eq!(app.tables().await, before);
 }
 
 #[tokio::test]
@@ -251,13 +255,30 @@ async fn a_restart_keeps_everything() {
     other.bundle_id = "com.unconfigured";
     assert_eq!(app.post(&other.sign(&app.pki)).await.0, 202);
 
+    let subscription = "/v1/subscriptions/2000000000000001?at=1748736000000";
+    let (status, before) = app.api(subscription).await;
+    assert_eq!(
+        (status, before["status"].as_str(), before["entitled"].as_bool()),
+        (200, Some("ACTIVE"), Some(true)),
+        "{before}"
+    );
+    // The check that runs at start-up may open findings; the rest must be
+    // exactly as it was.
+    let tables = without_findings(app.tables().await);
+
     let app = app.restart().await;
-    assert_eq!(app.count("notifications").await, 1);
-    assert_eq!(app.count("quarantined_notifications").await, 1);
+    assert_eq!(without_findings(app.tables().await), tables);
+    assert_eq!(app.api(subscription).await, (200, before));
     assert_eq!(
         app.post(&token).await,
         (200, json!({"status": "duplicate"}))
     );
+    assert_eq!(without_findings(app.tables().await), tables);
+}
+
+fn without_findings(mut tables: Vec<(String, Vec<String>)>) -> Vec<(String, Vec<String>)> {
+    tables.retain(|(name, _)| name != "findings");
+    tables
 }
 
 #[tokio::test]
