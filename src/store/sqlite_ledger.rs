@@ -213,6 +213,16 @@ pub(super) async fn rebuild_chunk(
     .fetch_one(&mut *tx)
     .await?;
     let Some(last) = last else {
+        // Past the last notification: derived rows left here belong to no
+        // stored notification (a corrupted table, or an item a rule change
+        // now files elsewhere) and must not survive a rebuild.
+        for sql in [
+            "DELETE FROM ledger_items WHERE original_transaction_id > ?1",
+            "DELETE FROM refunds WHERE original_transaction_id > ?1",
+            "DELETE FROM expirations WHERE original_transaction_id > ?1",
+        ] {
+            sqlx::query(sql).bind(after).execute(&mut *tx).await?;
+        }
         return Ok((None, 0));
     };
     for sql in [

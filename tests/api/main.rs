@@ -13,5 +13,6 @@ mod health;
 mod https;
 mod ledger;
 mod quarantine;
+mod rebuild;
 mod shutdown;
 mod webhook;

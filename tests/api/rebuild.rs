@@ -1,0 +1,140 @@
+//! `rebuild` recomputes every derived row from the stored notifications.
+
+
+use crate::helpers::TestApp;
+use crate::ledger::{now, renewal, revoked, tx, Post, DAY};
+
+#[tokio::test]
+async fn rebuild_produces_exactly_what_incremental_application_produced() {
+    let app = TestApp::spawn().await;
+    let now = now();
+    let mut tokens = Vec::new();
+    for i in 0..12i64 {
+        let otid = format!("rb-{i}");
+        let start = now - (40 + i) * DAY;
+        let t1 = tx(
+            &otid,
+            &format!("{otid}-t1"),
+            "monthly",
+            start,
+            start + 30 * DAY,
+        );
+        let t2 = tx(
+            &otid,
+            &format!("{otid}-t2"),
+            "monthly",
+            start + 30 * DAY,
+            start + 60 * DAY,
+        );
+        tokens.push(
+            Post::new(&app, "SUBSCRIBED", start)
+                .subtype("INITIAL_BUY")
+                .tx(t1.clone())
+                .renewal(renewal(&otid, "monthly", 1, start))
+                .token(),
+        );
+        tokens.push(
+            Post::new(&app, "DID_CHANGE_RENEWAL_STATUS", start + DAY)
+                .subtype("AUTO_RENEW_DISABLED")
+                .tx(t1.clone())
+                .renewal(renewal(&otid, "monthly", 0, start + DAY))
+                .token(),
+        );
+        tokens.push(
+            Post::new(&app, "DID_RENEW", start + 30 * DAY)
+                .tx(t2.clone())
+                .renewal(renewal(&otid, "monthly", 1, start + 30 * DAY))
+                .token(),
+        );
+        match i % 4 {
+            0 => tokens.push(
+                Post::new(&app, "REFUND", start + 31 * DAY)
+                    .tx(revoked(t2.clone(), start + 31 * DAY, "REFUND_FULL"))
+                    .token(),
+            ),
+            1 => {
+                tokens.push(
+                    Post::new(&app, "REFUND", start + 10 * DAY)
+                        .tx(revoked(t1.clone(), start + 10 * DAY, "REFUND_PRORATED"))
+                        .token(),
+                );
+                tokens.push(
+                    Post::new(&app, "REFUND_REVERSED", start + 12 * DAY)
+                        .tx(t1.clone())
+                        .token(),
+                );
+            }
+            2 => tokens.push(
+                Post::new(&app, "EXPIRED", start + 29 * DAY)
+                    .subtype("VOLUNTARY")
+                    .tx(t1.clone())
+                    .token(),
+            ),
+            _ => tokens.push(
+                Post::new(&app, "DID_FAIL_TO_RENEW", start + 60 * DAY)
+                    .subtype("GRACE_PERIOD")
+                    .tx(t2.clone())
+                    .token(),
+            ),
+        }
+    }
+    // Deliver in a scrambled order, some twice.
+    let mut order: Vec<usize> = (0..tokens.len()).collect();
+    let mut seed = 42u64;
+    for i in (1..order.len()).rev() {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        order.swap(i, (seed >> 33) as usize % (i + 1));
+    }
+    for (n, &i) in order.iter().enumerate() {
+        assert_eq!(app.post(&tokens[i]).await.0, 200);
+        if n % 5 == 0 {
+            assert_eq!(app.post(&tokens[i]).await.0, 200);
+        }
+    }
+
+    let store =
+        appstore_ledger::store::Store::connect(&appstore_ledger::config::DatabaseSettings {
+            url: format!("sqlite://{}", app.db_path.display()),
+            max_connections: 2,
+            busy_timeout_ms: 5000,
+        })
+        .await
+        .unwrap();
+    let incremental = store.ledger_snapshot().await.unwrap();
+    assert_eq!(incremental["ledger_items"].len(), 12);
+    assert_eq!(incremental["refunds"].len(), 6);
+    assert_eq!(incremental["expirations"].len(), 3);
+
+    // Damage every derived table, so that only a real rebuild restores them:
+    // states rolled back, records lost or altered, rows of no notification.
+    let mut db = app.db().await;
+    for sql in [
+        "UPDATE ledger_items SET state = '{}', status = 'EXPIRED' WHERE item_id IN ('rb-0', 'rb-5')",
+        "DELETE FROM ledger_items WHERE item_id = 'rb-7'",
+        "DELETE FROM refunds WHERE item_id = 'rb-4'",
+        "UPDATE refunds SET reversed_at = NULL, reversed_by = NULL",
+        "UPDATE expirations SET subtype = 'BILLING_RETRY'",
+        "INSERT INTO ledger_items (kind, item_id, original_transaction_id, status, last_signed_date, state)
+             VALUES ('subscription', 'zz-none', 'zz-none', 'ACTIVE', 0, '{}')",
+        "INSERT INTO expirations (notification_uuid, kind, item_id, original_transaction_id, signed_date)
+             VALUES ('bogus', 'subscription', 'zz-none', 'zz-none', 0)",
+    ] {
+        sqlx::query(sql).execute(&mut db).await.unwrap();
+    }
+    drop(db);
+    assert_ne!(store.ledger_snapshot().await.unwrap(), incremental);
+
+    let out = app.cli(&["rebuild"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let total = tokens.len();
+    assert!(out
+        .stdout
+        .starts_with(&format!("rebuilt the ledger from {total} notifications")));
+    assert!(out
+        .stderr
+        .contains(&format!("rebuild: {total}/{total} notifications (100%)")));
+    assert_eq!(store.ledger_snapshot().await.unwrap(), incremental);
+    store.close().await;
+}
