@@ -97,6 +97,10 @@ fn subscription_json(item: &LedgerItem, at: i64) -> Value {
         "appAccountToken": s.app_account_token,
         "bundleId": s.bundle_id,
         "environment": s.environment,
+        "priceIncreaseStatus": s.price_increase_status.map(|p| p.raw()),
+        "renewalPrice": s.renewal_price,
+        "refundRequestedDate": s.refund_requested_date,
+        "refundDeclinedDate": s.refund_declined_date,
         "lastSignedDate": s.last_signed_date,
         "transactionId": s.current_transaction_id,
     })

@@ -7,8 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    AutoRenewStatus, ExpirationIntent, InAppOwnershipType, NotificationType, ProductType,
-    RevocationReason, RevocationType, SubscriptionStatus, Subtype,
+    AutoRenewStatus, ExpirationIntent, InAppOwnershipType, NotificationType, PriceIncreaseStatus,
+    ProductType, RevocationReason, RevocationType, SubscriptionStatus, Subtype,
 };
 
 /// One verified notification, as the ledger sees it.
@@ -101,6 +101,10 @@ pub struct RenewalFacts {
     pub is_in_billing_retry_period: Option<bool>,
     #[serde(default)]
     pub renewal_date: Option<i64>,
+    #[serde(default)]
+    pub price_increase_status: Option<PriceIncreaseStatus>,
+    #[serde(default)]
+    pub renewal_price: Option<i64>,
     #[serde(default)]
     pub signed_date: Option<i64>,
     #[serde(default)]

@@ -29,14 +29,14 @@
 //! | DID_CHANGE_RENEWAL_PREF (UPGRADE) | ACTIVE: the upgraded product's transaction becomes current | |
 //! | DID_CHANGE_RENEWAL_PREF (DOWNGRADE, none) | unchanged; `autoRenewProductId` changes | |
 //! | OFFER_REDEEMED | ACTIVE | |
-//! | PRICE_INCREASE (PENDING, ACCEPTED) | unchanged; renewal info updated | |
+//! | PRICE_INCREASE (PENDING, ACCEPTED) | unchanged; `priceIncreaseStatus` and `renewalPrice` from its renewal info | |
 //! | RENEWAL_EXTENDED | ACTIVE; the extended `expiresDate` | |
 //! | RENEWAL_EXTENSION (SUMMARY, FAILURE) | unchanged | |
-//! | REFUND | REVOKED if the current period was refunded; a refund of an older period does not end access | a refund |
-//! | REFUND_DECLINED | unchanged (history) | |
+//! | REFUND | REVOKED if the current period was refunded; a refund of an older period does not end access; the pending refund request settled | a refund |
+//! | REFUND_DECLINED | unchanged; `refundDeclinedDate` set, the pending refund request settled | |
 //! | REFUND_REVERSED | ACTIVE; the transaction, signed again without revocation, restores access | the refund marked reversed |
 //! | REVOKE (Family Sharing) | REVOKED | a refund of type REVOKE |
-//! | CONSUMPTION_REQUEST | unchanged (history) | |
+//! | CONSUMPTION_REQUEST | unchanged; `refundRequestedDate` set until a REFUND or REFUND_DECLINED | |
 //! | ONE_TIME_CHARGE | a one-time purchase, ACTIVE | |
 //! | TEST, EXTERNAL_PURCHASE_TOKEN, METADATA_UPDATE, MIGRATION, PRICE_CHANGE, RESCIND_CONSENT, unknown | no item, or facts only | |
 //!

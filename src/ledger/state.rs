@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use super::event::{Event, EventKey, ItemKey, TransactionFacts};
 use crate::model::{
-    AutoRenewStatus, ExpirationIntent, NotificationType, ProductType, RevocationReason,
-    RevocationType, SubscriptionStatus, Subtype,
+    AutoRenewStatus, ExpirationIntent, NotificationType, PriceIncreaseStatus, ProductType,
+    RevocationReason, RevocationType, SubscriptionStatus, Subtype,
 };
 
 /// Status, in Apple's names. A one-time purchase is `ACTIVE` until refunded
@@ -77,6 +77,19 @@ pub struct State {
     pub auto_renew_product_id: Option<String>,
     pub auto_renew_status: Option<AutoRenewStatus>,
     pub expiration_intent: Option<ExpirationIntent>,
+    /// From the newest renewal info: whether the customer accepted a price
+    /// increase (PRICE_INCREASE), and the price of the next renewal.
+    #[serde(default)]
+    pub price_increase_status: Option<PriceIncreaseStatus>,
+    #[serde(default)]
+    pub renewal_price: Option<i64>,
+    /// A refund request Apple asked us about (CONSUMPTION_REQUEST) and has
+    /// not yet decided: cleared by the REFUND or REFUND_DECLINED that follows.
+    #[serde(default)]
+    pub refund_requested_date: Option<i64>,
+    /// The signedDate of the last REFUND_DECLINED.
+    #[serde(default)]
+    pub refund_declined_date: Option<i64>,
     pub price: Option<i64>,
     pub currency: Option<String>,
     /// signedDate of the renewal info applied (newer ones replace it).
@@ -219,6 +232,8 @@ pub fn apply(state: Option<State>, item: &ItemKey, event: &Event) -> (State, Vec
             s.expiration_intent = r.expiration_intent;
             s.grace_period_expires_date = r.grace_period_expires_date;
             s.renewal_date = r.renewal_date.or(s.renewal_date);
+            s.price_increase_status = r.price_increase_status;
+            s.renewal_price = r.renewal_price.or(s.renewal_price);
             s.app_account_token = s.app_account_token.take().or(r.app_account_token.clone());
         }
         s.original_transaction_id = s
@@ -331,8 +346,18 @@ fn effects(s: &mut State, event: &Event, signed: i64) -> Vec<Effect> {
     let t = event.transaction();
     let uuid = event.notification_uuid.clone();
     match &event.notification_type {
+        NotificationType::ConsumptionRequest => {
+            s.refund_requested_date = Some(signed);
+            Vec::new()
+        }
+        NotificationType::RefundDeclined => {
+            s.refund_requested_date = None;
+            s.refund_declined_date = Some(signed);
+            Vec::new()
+        }
         NotificationType::Refund | NotificationType::Revoke => {
             s.last_refund_signed_date = Some(signed);
+            s.refund_requested_date = None;
             vec![Effect::Refund(RefundRecord {
                 notification_uuid: uuid,
                 notification_type: event.notification_type.as_str().to_owned(),

@@ -46,6 +46,7 @@ pub(crate) struct Post<'a> {
     notification_type: &'a str,
     subtype: Option<&'a str>,
     signed: i64,
+    status: Option<i64>,
     transaction: Option<Value>,
     renewal: Option<Value>,
 }
@@ -57,12 +58,19 @@ impl<'a> Post<'a> {
             notification_type,
             subtype: None,
             signed,
+            status: None,
             transaction: None,
             renewal: None,
         }
     }
     pub(crate) fn subtype(mut self, subtype: &'a str) -> Self {
         self.subtype = Some(subtype);
+        self
+    }
+    /// `data.status` as Apple sends it with subscription notifications
+    /// (1 active, 2 expired, 3 billing retry, 4 grace period, 5 revoked).
+    pub(crate) fn status(mut self, status: i64) -> Self {
+        self.status = Some(status);
         self
     }
     pub(crate) fn tx(mut self, t: Value) -> Self {
@@ -80,6 +88,9 @@ impl<'a> Post<'a> {
         }
         if let Some(r) = &self.renewal {
             data["signedRenewalInfo"] = json!(self.app.pki.sign(r));
+        }
+        if let Some(status) = self.status {
+            data["status"] = json!(status);
         }
         let mut payload = json!({
             "notificationType": self.notification_type, "notificationUUID": uuid(),
@@ -114,6 +125,7 @@ async fn a_monthly_plan_refunded_and_then_expired() {
     let (now, otid) = (now(), "m-1");
     let t1 = tx(otid, "m-1-t1", "monthly", now - 10 * DAY, now + 20 * DAY);
     Post::new(&app, "SUBSCRIBED", now - 10 * DAY)
+        .status(1)
         .subtype("INITIAL_BUY")
         .tx(t1.clone())
         .renewal(renewal(otid, "monthly", 1, now - 10 * DAY))
@@ -130,6 +142,7 @@ async fn a_monthly_plan_refunded_and_then_expired() {
 
     let refund_date = now - 2 * HOUR;
     Post::new(&app, "REFUND", now - HOUR)
+        .status(5)
         .tx(revoked(t1.clone(), refund_date, "REFUND_FULL"))
         .send()
         .await;
@@ -142,6 +155,7 @@ async fn a_monthly_plan_refunded_and_then_expired() {
     assert_eq!(s["revocationDate"], refund_date);
 
     Post::new(&app, "EXPIRED", now - HOUR / 2)
+        .status(2)
         .subtype("VOLUNTARY")
         .tx(revoked(t1, refund_date, "REFUND_FULL"))
         .renewal(renewal(otid, "monthly", 0, now - HOUR / 2))
@@ -177,6 +191,7 @@ async fn an_annual_plan_refunded_with_no_expired_ever_arriving() {
     let (now, otid) = (now(), "a-1");
     let t1 = tx(otid, "a-1-t1", "annual", now - 30 * DAY, now + 335 * DAY);
     Post::new(&app, "SUBSCRIBED", now - 30 * DAY)
+        .status(1)
         .subtype("INITIAL_BUY")
         .tx(t1.clone())
         .renewal(renewal(otid, "annual", 1, now - 30 * DAY))
@@ -186,6 +201,7 @@ async fn an_annual_plan_refunded_with_no_expired_ever_arriving() {
     let mut r = renewal(otid, "annual", 1, now - DAY + 1000);
     r["renewalDate"] = json!(now + 335 * DAY);
     Post::new(&app, "REFUND", now - DAY + 1000)
+        .status(5)
         .tx(revoked(t1, revocation, "REFUND_FULL"))
         .renewal(r)
         .send()
@@ -217,11 +233,13 @@ async fn a_refund_reversed_restores_access_and_is_recorded() {
     let (now, otid) = (now(), "r-1");
     let t1 = tx(otid, "r-1-t1", "monthly", now - 5 * DAY, now + 25 * DAY);
     Post::new(&app, "SUBSCRIBED", now - 5 * DAY)
+        .status(1)
         .tx(t1.clone())
         .renewal(renewal(otid, "monthly", 1, now - 5 * DAY))
         .send()
         .await;
     Post::new(&app, "REFUND", now - 2 * DAY)
+        .status(5)
         .tx(revoked(t1.clone(), now - 2 * DAY - 1000, "REFUND_FULL"))
         .send()
         .await;
@@ -230,6 +248,7 @@ async fn a_refund_reversed_restores_access_and_is_recorded() {
     let mut reinstated = t1;
     reinstated["signedDate"] = json!(now - DAY);
     Post::new(&app, "REFUND_REVERSED", now - DAY)
+        .status(1)
         .tx(reinstated)
         .send()
         .await;
@@ -261,6 +280,7 @@ async fn grace_period_is_entitled_and_billing_retry_is_not() {
             now - DAY,
         );
         Post::new(&app, "SUBSCRIBED", now - 31 * DAY)
+            .status(1)
             .tx(t1.clone())
             .renewal(renewal(otid, "monthly", 1, now - 31 * DAY))
             .send()
@@ -274,7 +294,9 @@ async fn grace_period_is_entitled_and_billing_retry_is_not() {
             .tx(t1)
             .renewal(r);
         if let Some(subtype) = subtype {
-            post = post.subtype(subtype);
+            post = post.subtype(subtype).status(4);
+        } else {
+            post = post.status(3);
         }
         post.send().await;
     }
@@ -299,6 +321,7 @@ async fn grace_period_is_entitled_and_billing_retry_is_not() {
     // The grace period ends without recovery: billing retry, no access.
     let t1 = tx("g-1", "g-1-t1", "monthly", now - 31 * DAY, now - DAY);
     Post::new(&app, "GRACE_PERIOD_EXPIRED", now - HOUR)
+        .status(3)
         .tx(t1)
         .send()
         .await;
@@ -312,6 +335,7 @@ async fn grace_period_is_entitled_and_billing_retry_is_not() {
     // Billing recovers.
     let t2 = tx("b-1", "b-1-t2", "monthly", now - HOUR, now + 30 * DAY);
     Post::new(&app, "DID_RENEW", now - HOUR / 2)
+        .status(1)
         .subtype("BILLING_RECOVERY")
         .tx(t2)
         .send()
@@ -331,10 +355,12 @@ async fn family_sharing_revoke_ends_access_and_is_recorded() {
     let mut t1 = tx(otid, "f-1-t1", "family", now - 3 * DAY, now + 27 * DAY);
     t1["inAppOwnershipType"] = json!("FAMILY_SHARED");
     Post::new(&app, "SUBSCRIBED", now - 3 * DAY)
+        .status(1)
         .tx(t1.clone())
         .send()
         .await;
     Post::new(&app, "REVOKE", now - HOUR)
+        .status(5)
         .tx(revoked(t1, now - HOUR, "FAMILY_REVOKE"))
         .send()
         .await;
@@ -361,6 +387,7 @@ async fn an_upgrade_switches_the_product_at_once() {
         now + 355 * DAY,
     );
     Post::new(&app, "SUBSCRIBED", now - 10 * DAY)
+        .status(1)
         .tx(basic)
         .renewal(renewal(otid, "basic.annual", 1, now - 10 * DAY))
         .send()
@@ -368,6 +395,7 @@ async fn an_upgrade_switches_the_product_at_once() {
     // Upgrade to a monthly premium plan: it expires before the annual would have.
     let premium = tx(otid, "u-1-t2", "premium.monthly", now - DAY, now + 29 * DAY);
     Post::new(&app, "DID_CHANGE_RENEWAL_PREF", now - DAY)
+        .status(1)
         .subtype("UPGRADE")
         .tx(premium)
         .renewal(renewal(otid, "premium.monthly", 1, now - DAY))
@@ -383,6 +411,7 @@ async fn an_upgrade_switches_the_product_at_once() {
     upgraded_away["isUpgraded"] = json!(true);
     upgraded_away["signedDate"] = json!(now - DAY + 1);
     Post::new(&app, "DID_RENEW", now - DAY + 1)
+        .status(1)
         .tx(upgraded_away)
         .send()
         .await;
@@ -400,13 +429,16 @@ async fn out_of_order_delivery_does_not_roll_back() {
     let t1 = tx(otid, "o-1-t1", "monthly", now - 40 * DAY, now - 10 * DAY);
     let t2 = tx(otid, "o-1-t2", "monthly", now - 10 * DAY, now + 20 * DAY);
     let subscribed = Post::new(&app, "SUBSCRIBED", now - 40 * DAY)
+        .status(1)
         .tx(t1.clone())
         .token();
     let expired = Post::new(&app, "EXPIRED", now - 10 * DAY - 1000)
+        .status(2)
         .subtype("BILLING_RETRY")
         .tx(t1)
         .token();
     let resubscribed = Post::new(&app, "SUBSCRIBED", now - 10 * DAY)
+        .status(1)
         .subtype("RESUBSCRIBE")
         .tx(t2)
         .token();
@@ -531,24 +563,81 @@ async fn every_other_type_has_its_effect() {
         (Some("monthly"), Some("lite"))
     );
 
-    for (kind, subtype) in [
-        ("PRICE_INCREASE", Some("PENDING")),
-        ("REFUND_DECLINED", None),
-        ("CONSUMPTION_REQUEST", None),
-        ("OFFER_REDEEMED", None),
-    ] {
-        let mut post = Post::new(&app, kind, now - 6 * DAY).tx(t1.clone());
-        if let Some(subtype) = subtype {
-            post = post.subtype(subtype);
-        }
-        post.send().await;
-        let s = subscription(&app, otid).await;
-        assert_eq!(
-            (s["status"].as_str(), s["entitled"].as_bool()),
-            (Some("ACTIVE"), Some(true)),
-            "{kind}: {s}"
-        );
-    }
+    // PRICE_INCREASE: the renewal info it carries says whether the customer
+    // consented; status and access are unchanged.
+    let mut pending = renewal(otid, "lite", 1, now - 6 * DAY);
+    pending["priceIncreaseStatus"] = json!(0);
+    pending["renewalPrice"] = json!(12990);
+    Post::new(&app, "PRICE_INCREASE", now - 6 * DAY)
+        .subtype("PENDING")
+        .status(1)
+        .tx(t1.clone())
+        .renewal(pending)
+        .send()
+        .await;
+    let s = subscription(&app, otid).await;
+    assert_eq!(
+        (
+            s["status"].as_str(),
+            s["entitled"].as_bool(),
+            s["priceIncreaseStatus"].as_i64(),
+            s["renewalPrice"].as_i64()
+        ),
+        (Some("ACTIVE"), Some(true), Some(0), Some(12990)),
+        "{s}"
+    );
+    let mut accepted = renewal(otid, "lite", 1, now - 6 * DAY + HOUR);
+    accepted["priceIncreaseStatus"] = json!(1);
+    accepted["renewalPrice"] = json!(12990);
+    Post::new(&app, "PRICE_INCREASE", now - 6 * DAY + HOUR)
+        .subtype("ACCEPTED")
+        .status(1)
+        .tx(t1.clone())
+        .renewal(accepted)
+        .send()
+        .await;
+    assert_eq!(
+        subscription(&app, otid).await["priceIncreaseStatus"],
+        json!(1)
+    );
+
+    // CONSUMPTION_REQUEST: a refund was asked for; REFUND_DECLINED settles it
+    // without touching access, and records no refund.
+    Post::new(&app, "CONSUMPTION_REQUEST", now - 6 * DAY + 2 * HOUR)
+        .status(1)
+        .tx(t1.clone())
+        .send()
+        .await;
+    let s = subscription(&app, otid).await;
+    assert_eq!(s["refundRequestedDate"], now - 6 * DAY + 2 * HOUR, "{s}");
+    assert_eq!(s["refundDeclinedDate"], Value::Null, "{s}");
+    Post::new(&app, "REFUND_DECLINED", now - 6 * DAY + 3 * HOUR)
+        .status(1)
+        .tx(t1.clone())
+        .send()
+        .await;
+    let s = subscription(&app, otid).await;
+    assert_eq!(
+        (
+            s["status"].as_str(),
+            s["entitled"].as_bool(),
+            &s["refundRequestedDate"],
+            &s["refundDeclinedDate"],
+            &s["lastSignedDate"]
+        ),
+        (
+            Some("ACTIVE"),
+            Some(true),
+            &Value::Null,
+            &json!(now - 6 * DAY + 3 * HOUR),
+            &json!(now - 6 * DAY + 3 * HOUR)
+        ),
+        "{s}"
+    );
+    let (_, refunds) = app
+        .api(&format!("/v1/refunds?originalTransactionId={otid}"))
+        .await;
+    assert_eq!(refunds["refunds"], json!([]), "a declined refund is no refund");
 
     let mut extended = t1.clone();
     extended["expiresDate"] = json!(now + 50 * DAY);
@@ -562,15 +651,109 @@ async fn every_other_type_has_its_effect() {
         now + 50 * DAY
     );
 
-    // TEST and a renewal-extension summary concern no subscription.
+    // TEST concerns no subscription.
     Post::new(&app, "TEST", now).send().await;
-    Post::new(&app, "RENEWAL_EXTENSION", now)
-        .subtype("SUMMARY")
+    let (_, history) = app.api(&format!("/v1/subscriptions/{otid}/history")).await;
+    let types: Vec<&str> = history["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["notificationType"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "SUBSCRIBED",
+            "DID_CHANGE_RENEWAL_STATUS",
+            "DID_CHANGE_RENEWAL_STATUS",
+            "DID_CHANGE_RENEWAL_PREF",
+            "PRICE_INCREASE",
+            "PRICE_INCREASE",
+            "CONSUMPTION_REQUEST",
+            "REFUND_DECLINED",
+            "RENEWAL_EXTENDED"
+        ]
+    );
+    assert_eq!(app.count("notifications").await, 10);
+}
+
+/// OFFER_REDEEMED without `data.status` (older notifications): the type
+/// alone brings an expired subscription back.
+#[tokio::test]
+async fn an_offer_redeemed_after_expiry_restores_access() {
+    let app = TestApp::spawn().await;
+    let (now, otid) = (now(), "offer-1");
+    let t1 = tx(otid, "offer-1-t1", "monthly", now - 40 * DAY, now - 10 * DAY);
+    Post::new(&app, "SUBSCRIBED", now - 40 * DAY)
+        .tx(t1.clone())
         .send()
         .await;
-    let (_, history) = app.api(&format!("/v1/subscriptions/{otid}/history")).await;
-    assert_eq!(history["notifications"].as_array().unwrap().len(), 9);
-    assert_eq!(app.count("notifications").await, 11);
+    Post::new(&app, "EXPIRED", now - 10 * DAY)
+        .subtype("VOLUNTARY")
+        .tx(t1)
+        .send()
+        .await;
+    let s = subscription(&app, otid).await;
+    assert_eq!(
+        (s["status"].as_str(), s["entitled"].as_bool()),
+        (Some("EXPIRED"), Some(false))
+    );
+    let t2 = tx(otid, "offer-1-t2", "monthly", now - DAY, now + 29 * DAY);
+    Post::new(&app, "OFFER_REDEEMED", now - DAY)
+        .tx(t2)
+        .send()
+        .await;
+    let s = subscription(&app, otid).await;
+    assert_eq!(
+        (
+            s["status"].as_str(),
+            s["entitled"].as_bool(),
+            s["transactionId"].as_str(),
+            s["expiresDate"].as_i64()
+        ),
+        (
+            Some("ACTIVE"),
+            Some(true),
+            Some("offer-1-t2"),
+            Some(now + 29 * DAY)
+        ),
+        "{s}"
+    );
+}
+
+/// RENEWAL_EXTENSION (SUMMARY) carries a `summary` object and no `data`: it is
+/// filed under the app and environment the summary names, and a summary for
+/// an app that is not configured is kept aside like any other notification.
+#[tokio::test]
+async fn a_renewal_extension_summary_is_filed_under_its_app() {
+    let app = TestApp::spawn().await;
+    let summary = |uuid: &str, bundle_id: &str| {
+        app.pki.sign(&json!({
+            "notificationType": "RENEWAL_EXTENSION", "subtype": "SUMMARY",
+            "notificationUUID": uuid, "version": "2.0", "signedDate": now(),
+            "summary": {
+                "requestIdentifier": "ext-1", "environment": "Sandbox",
+                "appAppleId": crate::helpers::APP_APPLE_ID, "bundleId": bundle_id,
+                "productId": "monthly", "storefrontCountryCodes": ["USA", "CAN"],
+                "succeededCount": 41, "failedCount": 1,
+            },
+        }))
+    };
+    let (status, body) = app.post(&summary("summary-1", BUNDLE_ID)).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("stored")));
+    let (bundle_id, environment, payload): (String, String, String) = sqlx::query_as(
+        "SELECT bundle_id, environment, payload FROM notifications WHERE notification_uuid = 'summary-1'",
+    )
+    .fetch_one(&mut app.db().await)
+    .await
+    .unwrap();
+    assert_eq!((bundle_id.as_str(), environment.as_str()), (BUNDLE_ID, "Sandbox"));
+    let payload: Value = serde_json::from_str(&payload).unwrap();
+    assert_eq!(payload["summary"]["succeededCount"], 41);
+    assert_eq!(payload["summary"]["requestIdentifier"], "ext-1");
+
+    let (status, body) = app.post(&summary("summary-2", "com.other.app")).await;
+    assert_eq!((status, body["status"].as_str()), (202, Some("quarantined")));
 }
 
 #[tokio::test]
@@ -696,120 +879,4 @@ async fn the_refund_ledger_pages_filters_and_exports_csv() {
         "{}",
         lines[1]
     );
-}
-
-#[tokio::test]
-async fn rebuild_produces_exactly_what_incremental_application_produced() {
-    let app = TestApp::spawn().await;
-    let now = now();
-    let mut tokens = Vec::new();
-    for i in 0..12i64 {
-        let otid = format!("rb-{i}");
-        let start = now - (40 + i) * DAY;
-        let t1 = tx(
-            &otid,
-            &format!("{otid}-t1"),
-            "monthly",
-            start,
-            start + 30 * DAY,
-        );
-        let t2 = tx(
-            &otid,
-            &format!("{otid}-t2"),
-            "monthly",
-            start + 30 * DAY,
-            start + 60 * DAY,
-        );
-        tokens.push(
-            Post::new(&app, "SUBSCRIBED", start)
-                .subtype("INITIAL_BUY")
-                .tx(t1.clone())
-                .renewal(renewal(&otid, "monthly", 1, start))
-                .token(),
-        );
-        tokens.push(
-            Post::new(&app, "DID_CHANGE_RENEWAL_STATUS", start + DAY)
-                .subtype("AUTO_RENEW_DISABLED")
-                .tx(t1.clone())
-                .renewal(renewal(&otid, "monthly", 0, start + DAY))
-                .token(),
-        );
-        tokens.push(
-            Post::new(&app, "DID_RENEW", start + 30 * DAY)
-                .tx(t2.clone())
-                .renewal(renewal(&otid, "monthly", 1, start + 30 * DAY))
-                .token(),
-        );
-        match i % 4 {
-            0 => tokens.push(
-                Post::new(&app, "REFUND", start + 31 * DAY)
-                    .tx(revoked(t2.clone(), start + 31 * DAY, "REFUND_FULL"))
-                    .token(),
-            ),
-            1 => {
-                tokens.push(
-                    Post::new(&app, "REFUND", start + 10 * DAY)
-                        .tx(revoked(t1.clone(), start + 10 * DAY, "REFUND_PRORATED"))
-                        .token(),
-                );
-                tokens.push(
-                    Post::new(&app, "REFUND_REVERSED", start + 12 * DAY)
-                        .tx(t1.clone())
-                        .token(),
-                );
-            }
-            2 => tokens.push(
-                Post::new(&app, "EXPIRED", start + 29 * DAY)
-                    .subtype("VOLUNTARY")
-                    .tx(t1.clone())
-                    .token(),
-            ),
-            _ => tokens.push(
-                Post::new(&app, "DID_FAIL_TO_RENEW", start + 60 * DAY)
-                    .subtype("GRACE_PERIOD")
-                    .tx(t2.clone())
-                    .token(),
-            ),
-        }
-    }
-    // Deliver in a scrambled order, some twice.
-    let mut order: Vec<usize> = (0..tokens.len()).collect();
-    let mut seed = 42u64;
-    for i in (1..order.len()).rev() {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        order.swap(i, (seed >> 33) as usize % (i + 1));
-    }
-    for (n, &i) in order.iter().enumerate() {
-        assert_eq!(app.post(&tokens[i]).await.0, 200);
-        if n % 5 == 0 {
-            assert_eq!(app.post(&tokens[i]).await.0, 200);
-        }
-    }
-
-    let store =
-        appstore_ledger::store::Store::connect(&appstore_ledger::config::DatabaseSettings {
-            url: format!("sqlite://{}", app.db_path.display()),
-            max_connections: 2,
-            busy_timeout_ms: 5000,
-        })
-        .await
-        .unwrap();
-    let incremental = store.ledger_snapshot().await.unwrap();
-    assert_eq!(incremental["ledger_items"].len(), 12);
-    assert_eq!(incremental["refunds"].len(), 6);
-    assert_eq!(incremental["expirations"].len(), 3);
-
-    let out = app.cli(&["rebuild"]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let total = tokens.len();
-    assert!(out
-        .stdout
-        .starts_with(&format!("rebuilt the ledger from {total} notifications")));
-    assert!(out
-        .stderr
-        .contains(&format!("rebuild: {total}/{total} notifications (100%)")));
-    assert_eq!(store.ledger_snapshot().await.unwrap(), incremental);
-    store.close().await;
 }
