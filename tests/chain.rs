@@ -141,6 +141,71 @@ fn validity_periods_are_checked_at_the_given_time() {
     );
 }
 
+/// Leaf and intermediate valid for long, so that only the certificate under
+/// test is out of its validity period at `AT` (2025-06-01).
+fn only(spec: ChainSpec) -> ChainSpec {
+    ChainSpec {
+        leaf_validity: (date(2015), date(2038)),
+        ..spec
+    }
+}
+
+#[test]
+fn the_intermediate_and_root_validity_periods_are_checked() {
+    let error = rejected(only(ChainSpec {
+        intermediate_validity: (date(2026), date(2036)),
+        ..ChainSpec::default()
+    }));
+    assert_eq!(
+        error,
+        VerifyError::CertificateNotYetValid(CertPosition::Intermediate)
+    );
+    let error = rejected(only(ChainSpec {
+        intermediate_validity: (date(2015), date(2025)),
+        ..ChainSpec::default()
+    }));
+    assert_eq!(
+        error,
+        VerifyError::CertificateExpired(CertPosition::Intermediate)
+    );
+    let error = rejected(only(ChainSpec {
+        root_validity: (date(2026), date(2039)),
+        ..ChainSpec::default()
+    }));
+    assert_eq!(error, VerifyError::CertificateNotYetValid(CertPosition::Root));
+    let error = rejected(only(ChainSpec {
+        root_validity: (date(2010), date(2025)),
+        ..ChainSpec::default()
+    }));
+    assert_eq!(error, VerifyError::CertificateExpired(CertPosition::Root));
+
+    // The same chain on either side of the root's last moment.
+    let pki = TestPki::build(only(ChainSpec {
+        root_validity: (date(2010), date(2025)),
+        intermediate_validity: (date(2011), date(2036)),
+        ..ChainSpec::default()
+    }));
+    let token = pki.sign(&payload());
+    let end = millis(date(2025));
+    assert!(verify_compact(&token, &pki.anchors(), end, None).is_ok());
+    assert_eq!(
+        verify_compact(&token, &pki.anchors(), end.plus_millis(1), None).unwrap_err(),
+        VerifyError::CertificateExpired(CertPosition::Root)
+    );
+    // And on either side of the intermediate's first moment.
+    let pki = TestPki::build(only(ChainSpec {
+        intermediate_validity: (date(2024), date(2036)),
+        ..ChainSpec::default()
+    }));
+    let token = pki.sign(&payload());
+    let start = millis(date(2024));
+    assert!(verify_compact(&token, &pki.anchors(), start, None).is_ok());
+    assert_eq!(
+        verify_compact(&token, &pki.anchors(), start.plus_millis(-1), None).unwrap_err(),
+        VerifyError::CertificateNotYetValid(CertPosition::Intermediate)
+    );
+}
+
 trait PlusMillis {
     fn plus_millis(self, n: i64) -> Timestamp;
 }

@@ -38,6 +38,7 @@ pub fn millis(at: OffsetDateTime) -> Timestamp {
 pub struct ChainSpec {
     pub root_name: &'static str,
     pub root_path_len: Option<u8>,
+    pub root_validity: (OffsetDateTime, OffsetDateTime),
     pub intermediate_name: &'static str,
     pub intermediate_is_ca: bool,
     pub intermediate_marker: bool,
@@ -58,6 +59,7 @@ impl Default for ChainSpec {
         ChainSpec {
             root_name: "Test Root CA - G3",
             root_path_len: None,
+            root_validity: (date(2014), date(2039)),
             intermediate_name: "Test Worldwide Developer Relations CA",
             intermediate_is_ca: true,
             intermediate_marker: true,
@@ -108,8 +110,7 @@ impl TestPki {
             None => BasicConstraints::Unconstrained,
         });
         root.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        root.not_before = date(2014);
-        root.not_after = date(2039);
+        (root.not_before, root.not_after) = spec.root_validity;
         let root_der = root.self_signed(&root_key).unwrap().der().to_vec();
 
         let intermediate_key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap();
