@@ -113,7 +113,15 @@ fn every_token_verifies_or_fails_as_the_manifest_says() {
                 passed += 1;
             }
             (Err(error), false) => {
-                eprintln!("{}: rejected as expected: {}", case.file, error.code())
+                let (code, why) = failure_the_manifest_gives(case);
+                assert_eq!(
+                    (error.code(), error.to_string().contains(why)),
+                    (code, true),
+                    "{}: {error} (manifest: {})",
+                    case.file,
+                    case.entry["fail_reason"]
+                );
+                eprintln!("{}: rejected as the manifest says: {error}", case.file)
             }
             (outcome, _) => panic!(
                 "{}: expected {}, got {outcome:?}",
@@ -123,6 +131,30 @@ fn every_token_verifies_or_fails_as_the_manifest_says() {
         }
     }
     assert_eq!(passed, 21);
+}
+
+/// The code and the words of the error a FAIL token must be refused with,
+/// read from what its manifest entry says is wrong with it.
+fn failure_the_manifest_gives(case: &Case) -> (&'static str, &'static str) {
+    let e = &case.entry;
+    let reason = e["fail_reason"].as_str().unwrap_or_default();
+    match (e["chain_verified"].as_bool(), e["signature_verified"].as_bool()) {
+        // Placeholder strings in x5c: they are not certificates.
+        (Some(false), _) if reason.contains("x5c does not parse") => (
+            "MALFORMED_CERTIFICATE",
+            "certificate is not a well-formed DER X.509 certificate",
+        ),
+        // A genuine chain over a payload changed after signing.
+        (Some(true), Some(false)) if reason.contains("does not match") => {
+            ("INVALID_SIGNATURE", "signature does not verify")
+        }
+        // A genuine chain whose signature was cut short: its base64url no
+        // longer decodes to 64 bytes.
+        (Some(true), Some(false)) if reason.contains("fewer than 64 bytes") => {
+            ("MALFORMED_TOKEN", "signature")
+        }
+        other => panic!("{}: no expected failure for {other:?}: {reason}", case.file),
+    }
 }
 
 fn check_content(case: &Case, verified: &Verified) {

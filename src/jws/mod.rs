@@ -48,12 +48,14 @@ pub fn verify_compact(
         Some(chain) => (chain, jws.signature()?),
         None => {
             let [leaf, intermediate, root] = compact::parse_header(jws.header_b64)?;
-            let signature = jws.signature()?;
+            // The chain first: a token whose x5c is not Apple's is refused for
+            // that, whatever else is wrong with it.
             let leaf = compact::decode_certificate(&leaf, CertPosition::Leaf)?;
             let intermediate =
                 compact::decode_certificate(&intermediate, CertPosition::Intermediate)?;
             let root = compact::decode_certificate(&root, CertPosition::Root)?;
             let chain = Arc::new(verify_chain(&[&leaf, &intermediate, &root], anchors, at)?);
+            let signature = jws.signature()?;
             if let Some(cache) = cache {
                 cache.insert(jws.header_b64, Arc::clone(&chain));
             }
