@@ -51,13 +51,20 @@ fn options() -> Options {
 /// started at `start`.
 fn notification(s: usize, n: usize, start: i64, now: i64) -> NewNotification {
     let otid = format!("1{s:015}");
-    let tid = format!("2{s:011}{n:04}");
-    let purchase = start + n as i64 * 30 * DAY;
-    let (kind, subtype, signed) = match n {
-        0 => ("SUBSCRIBED", Some("INITIAL_BUY"), purchase),
-        n if n == PER_SUBSCRIPTION - 1 && s % 10 == 0 => ("REFUND", None, purchase - 15 * DAY),
-        n if n == PER_SUBSCRIPTION - 1 && s % 10 == 1 => ("EXPIRED", Some("VOLUNTARY"), purchase),
-        _ => ("DID_RENEW", None, purchase),
+    // Apple's data.status with each: a refund revokes the period it refunds;
+    // an expiry comes at the end of the last paid period, with its transaction.
+    let (kind, subtype, period, status) = match n {
+        0 => ("SUBSCRIBED", Some("INITIAL_BUY"), n, 1),
+        n if n == PER_SUBSCRIPTION - 1 && s % 10 == 0 => ("REFUND", None, n, 5),
+        n if n == PER_SUBSCRIPTION - 1 && s % 10 == 1 => ("EXPIRED", Some("VOLUNTARY"), n - 1, 2),
+        _ => ("DID_RENEW", None, n, 1),
+    };
+    let tid = format!("2{s:011}{period:04}");
+    let purchase = start + period as i64 * 30 * DAY;
+    let signed = match kind {
+        "REFUND" => purchase + 15 * DAY,
+        "EXPIRED" => purchase + 30 * DAY,
+        _ => purchase,
     };
     let mut transaction = json!({
         "transactionId": tid, "originalTransactionId": otid, "bundleId": "com.example.app",
@@ -81,7 +88,7 @@ fn notification(s: usize, n: usize, start: i64, now: i64) -> NewNotification {
     let mut payload = json!({
         "notificationType": kind, "notificationUUID": uuid, "version": "2.0", "signedDate": signed,
         "data": {"appAppleId": 1234567890, "bundleId": "com.example.app", "bundleVersion": "42",
-                 "environment": "Production", "status": 1,
+                 "environment": "Production", "status": status,
                  "signedTransactionInfo": transaction, "signedRenewalInfo": renewal},
     });
     if let Some(subtype) = subtype {
@@ -142,7 +149,7 @@ async fn run(options: Options) {
         subscriptions * PER_SUBSCRIPTION
     );
     let store = Store::connect(&settings.database).await.unwrap();
-    let start = |s: usize| now - 300 * DAY + (s % 1000) as i64 * 60_000;
+    let start = move |s: usize| now - 300 * DAY + (s % 1000) as i64 * 60_000;
     populate(&store, subscriptions, PER_SUBSCRIPTION, start, now).await;
 
     let started = Instant::now();
@@ -170,7 +177,18 @@ async fn run(options: Options) {
             let response = client.get(&url).bearer_auth("bench").send().await.unwrap();
             assert_eq!(response.status().as_u16(), 200);
             let body: serde_json::Value = response.json().await.unwrap();
-            if !body["entitlements"].as_array().is_none_or(|e| e.is_empty()) {
+            // Each answer is checked against what the generator made: the
+            // last period refunded (s % 10 == 0) or expired (1) gives no
+            // entitlement; a renewal gives one, to the end of the last period.
+            let entitlements = body["entitlements"].as_array().expect("entitlements");
+            if s % 10 < 2 {
+                assert!(entitlements.is_empty(), "subscription {s}: {body}");
+            } else {
+                let expires = start(s) + PER_SUBSCRIPTION as i64 * 30 * DAY;
+                assert_eq!(entitlements.len(), 1, "subscription {s}: {body}");
+                assert_eq!(entitlements[0]["productId"], "com.example.app.monthly");
+                assert_eq!(entitlements[0]["status"], "ACTIVE");
+                assert_eq!(entitlements[0]["expiresDate"], expires, "subscription {s}");
                 counter.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -179,8 +197,10 @@ async fn run(options: Options) {
     let _ = stop.send(());
     server.await.unwrap().unwrap();
     assert_eq!(latencies.len(), queries);
-    // Subscriptions whose last notification was a renewal are entitled now.
-    assert!(entitled_count.load(Ordering::Relaxed) > 0);
+    let expected_entitled = (0..queries)
+        .filter(|i| (i.wrapping_mul(2_654_435_761) % subscriptions) % 10 >= 2)
+        .count();
+    assert_eq!(entitled_count.load(Ordering::Relaxed), expected_entitled);
 
     let (checked, findings, check_time) = check_phase(&dir, options.check_subscriptions, now).await;
     let _ = std::fs::remove_dir_all(&dir);
