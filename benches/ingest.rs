@@ -6,6 +6,9 @@
 //! (defaults: 20000 and 32). Run by `cargo test --all-targets` (without
 //! `--bench`), it only checks that the harness works, on a few notifications.
 
+// Tests may panic: that is how they fail.
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 

@@ -9,6 +9,9 @@
 //! `cargo test --all-targets` runs it) it only checks the harness on small
 //! databases.
 
+// Tests may panic: that is how they fail.
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

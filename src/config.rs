@@ -206,8 +206,10 @@ impl Settings {
             if app.bundle_id.trim().is_empty() {
                 return fail(&key("bundle_id"), "must not be empty");
             }
-            if self.apps[..i]
+            if self
+                .apps
                 .iter()
+                .take(i)
                 .any(|other| other.bundle_id == app.bundle_id)
             {
                 return fail(&key("bundle_id"), "appears twice");

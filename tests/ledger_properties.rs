@@ -6,6 +6,9 @@
 //! derived tables are the same, equal the pure fold of the notifications the
 //! store kept, and equal what `rebuild` makes of them.
 
+// Tests may panic: that is how they fail.
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -334,7 +334,7 @@ fn to_csv(rows: &[RefundEntry]) -> String {
         let value = serde_json::to_value(row).unwrap_or(Value::Null);
         let cells: Vec<String> = CSV_COLUMNS
             .iter()
-            .map(|column| match &value[column] {
+            .map(|column| match value.get(column).unwrap_or(&Value::Null) {
                 Value::Null => String::new(),
                 Value::String(s) => csv_cell(s),
                 other => other.to_string(),

@@ -1,6 +1,9 @@
 //! Black-box tests of the service: each starts the real server on port 0 with
 //! a fresh SQLite file and talks to it over HTTP.
 
+// Tests may panic: that is how they fail.
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 #[path = "../common/mod.rs"]
 mod common;
 
