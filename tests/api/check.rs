@@ -419,3 +419,26 @@ async fn wait_for(app: &TestApp, path: &str, done: impl Fn(&Vec<Value>) -> bool)
     }
     panic!("{path}: the periodic check did not get there in 5 s");
 }
+
+/// The check reads every ledger item, in pages, and says how many.
+#[tokio::test]
+async fn check_counts_every_item_it_read() {
+    let app = TestApp::spawn().await;
+    let now = now();
+    for i in 0..3 {
+        let otid = format!("count-{i}");
+        Post::new(&app, "SUBSCRIBED", now - DAY)
+            .tx(tx(&otid, &format!("{otid}-t1"), "monthly", now - DAY, now + 29 * DAY))
+            .send()
+            .await;
+    }
+    let at = Timestamp::from_millis(now).to_string();
+    let out = app.cli(&["check", "--at", &at]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("checked 3 subscriptions and purchases at {at}: 0 finding(s)")),
+        "{}",
+        out.stderr
+    );
+}

@@ -677,6 +677,50 @@ async fn every_other_type_has_its_effect() {
     assert_eq!(app.count("notifications").await, 10);
 }
 
+/// Apple's `data.status` decides over what the type implies: a
+/// DID_CHANGE_RENEWAL_STATUS after the period lapsed changes no status by its
+/// type, but Apple says EXPIRED; a DID_RENEW that says billing grace period is
+/// one.
+#[tokio::test]
+async fn apples_data_status_decides_over_the_type() {
+    let app = TestApp::spawn().await;
+    let (now, otid) = (now(), "status-1");
+    let t1 = tx(otid, "status-1-t1", "monthly", now - 40 * DAY, now - 10 * DAY);
+    Post::new(&app, "SUBSCRIBED", now - 40 * DAY)
+        .status(1)
+        .tx(t1.clone())
+        .renewal(renewal(otid, "monthly", 0, now - 40 * DAY))
+        .send()
+        .await;
+    Post::new(&app, "DID_CHANGE_RENEWAL_STATUS", now - DAY)
+        .subtype("AUTO_RENEW_ENABLED")
+        .status(2)
+        .tx(t1)
+        .renewal(renewal(otid, "monthly", 1, now - DAY))
+        .send()
+        .await;
+    let s = subscription(&app, otid).await;
+    assert_eq!(
+        (s["status"].as_str(), s["entitled"].as_bool(), s["autoRenewStatus"].as_i64()),
+        (Some("EXPIRED"), Some(false), Some(1)),
+        "{s}"
+    );
+
+    let t2 = tx(otid, "status-1-t2", "monthly", now - HOUR, now + 30 * DAY);
+    let mut grace = renewal(otid, "monthly", 1, now - HOUR / 2);
+    grace["gracePeriodExpiresDate"] = json!(now + 3 * DAY);
+    Post::new(&app, "DID_RENEW", now - HOUR / 2)
+        .status(4)
+        .tx(t2)
+        .renewal(grace)
+        .send()
+        .await;
+    assert_eq!(
+        subscription(&app, otid).await["status"],
+        "BILLING_GRACE_PERIOD"
+    );
+}
+
 /// OFFER_REDEEMED without `data.status` (older notifications): the type
 /// alone brings an expired subscription back.
 #[tokio::test]

@@ -1,0 +1,112 @@
+//! The checker's rules as pure functions of a ledger state: each fires only
+//! once its moment plus its tolerance has passed (not at that instant), and
+//! not for a subscription whose period has not ended.
+
+// Tests may panic: that is how they fail.
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use appstore_ledger::check::{check_item, FindingKind, Tolerances};
+use appstore_ledger::ledger::{ItemKey, State, Status};
+use appstore_ledger::model::AutoRenewStatus;
+
+const MINUTE: i64 = 60_000;
+const EXPIRES: i64 = 1_750_000_000_000;
+
+fn item() -> ItemKey {
+    ItemKey::Subscription("s".into())
+}
+
+fn active(auto_renew: AutoRenewStatus) -> State {
+    State {
+        original_transaction_id: Some("s".into()),
+        status: Status::Active,
+        status_since: EXPIRES - 30 * 1440 * MINUTE,
+        transaction_expires_date: Some(EXPIRES),
+        auto_renew_status: Some(auto_renew),
+        ..State::default()
+    }
+}
+
+fn kinds(state: &State, at: i64) -> Vec<FindingKind> {
+    check_item(&item(), state, at, &Tolerances::default())
+        .into_iter()
+        .map(|f| f.kind)
+        .collect()
+}
+
+#[test]
+fn each_rule_waits_for_its_whole_tolerance() {
+    let t = Tolerances::default();
+    let on = active(AutoRenewStatus::On);
+    let due = EXPIRES + t.renewal_outcome_overdue * MINUTE;
+    assert_eq!(kinds(&on, due), []);
+    assert_eq!(kinds(&on, due + 1), [FindingKind::RenewalOutcomeOverdue]);
+
+    let off = active(AutoRenewStatus::Off);
+    let due = EXPIRES + t.expiration_overdue * MINUTE;
+    assert_eq!(kinds(&off, due), []);
+    assert_eq!(kinds(&off, due + 1), [FindingKind::ExpirationOverdue]);
+
+    let grace = State {
+        status: Status::BillingGracePeriod,
+        grace_period_expires_date: Some(EXPIRES + 6 * 1440 * MINUTE),
+        ..active(AutoRenewStatus::On)
+    };
+    let due = EXPIRES + 6 * 1440 * MINUTE + t.grace_period_overrun * MINUTE;
+    assert_eq!(kinds(&grace, due), []);
+    assert_eq!(kinds(&grace, due + 1), [FindingKind::GracePeriodOverrun]);
+
+    let refunded = EXPIRES - 10 * 1440 * MINUTE;
+    let revoked = State {
+        status: Status::Revoked,
+        revocation_date: Some(refunded - MINUTE),
+        last_refund_signed_date: Some(refunded),
+        ..active(AutoRenewStatus::Off)
+    };
+    let due = refunded + t.refund_without_expiration * MINUTE;
+    assert_eq!(kinds(&revoked, due), []);
+    assert_eq!(
+        kinds(&revoked, due + 1),
+        [FindingKind::RefundWithoutExpiration]
+    );
+    // An EXPIRED after the refund is Apple's follow-up.
+    let followed = State {
+        last_expired_signed_date: Some(refunded + MINUTE),
+        ..revoked.clone()
+    };
+    assert_eq!(kinds(&followed, due + 1), []);
+
+    let unreported = State {
+        last_refund_signed_date: None,
+        ..revoked
+    };
+    let due = refunded - MINUTE + t.missing_refund_notification * MINUTE;
+    assert!(!kinds(&unreported, due).contains(&FindingKind::MissingRefundNotification));
+    assert!(kinds(&unreported, due + 1).contains(&FindingKind::MissingRefundNotification));
+}
+
+#[test]
+fn a_period_that_has_not_ended_gives_no_finding() {
+    for auto_renew in [AutoRenewStatus::On, AutoRenewStatus::Off] {
+        let state = active(auto_renew);
+        for at in [EXPIRES - 1440 * MINUTE, EXPIRES, EXPIRES + MINUTE] {
+            assert_eq!(kinds(&state, at), [], "{auto_renew:?} at {at}");
+        }
+    }
+}
+
+#[test]
+fn tolerances_are_per_rule() {
+    let tolerances = Tolerances {
+        expiration_overdue: 0,
+        ..Tolerances::default()
+    };
+    let off = active(AutoRenewStatus::Off);
+    let found = check_item(&item(), &off, EXPIRES + 1, &tolerances);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].kind, FindingKind::ExpirationOverdue);
+    assert_eq!(found[0].subject, "s");
+    // The other rules keep their own.
+    let on = active(AutoRenewStatus::On);
+    assert_eq!(check_item(&item(), &on, EXPIRES + 1, &tolerances), []);
+}

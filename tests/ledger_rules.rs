@@ -1,0 +1,116 @@
+//! Rules of the pure ledger that the scenario tests do not pin down: which
+//! transaction a renewal-preference change may make current, the status of a
+//! one-time purchase, and when `statusSince` moves.
+
+// Tests may panic: that is how they fail.
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use appstore_ledger::ledger::{fold, Event, EventData, ItemKey, State, Status, TransactionFacts};
+use appstore_ledger::model::{NotificationType, ProductType, Subtype};
+
+const DAY: i64 = 86_400_000;
+const T0: i64 = 1_750_000_000_000;
+
+fn transaction(id: &str, product: &str, purchase: i64, expires: i64) -> TransactionFacts {
+    TransactionFacts {
+        transaction_id: Some(id.into()),
+        original_transaction_id: Some("s".into()),
+        product_id: Some(product.into()),
+        product_type: Some(ProductType::AutoRenewableSubscription),
+        purchase_date: Some(purchase),
+        expires_date: Some(expires),
+        signed_date: Some(purchase),
+        ..TransactionFacts::default()
+    }
+}
+
+fn event(uuid: &str, kind: &str, subtype: Option<&str>, signed: i64, t: TransactionFacts) -> Event {
+    Event {
+        notification_uuid: uuid.into(),
+        notification_type: NotificationType::from_raw(kind),
+        subtype: subtype.map(Subtype::from_raw),
+        signed_date: Some(signed),
+        data: Some(EventData {
+            bundle_id: Some("com.example.app".into()),
+            environment: Some("Sandbox".into()),
+            status: None,
+            signed_transaction_info: Some(t),
+            signed_renewal_info: None,
+        }),
+    }
+}
+
+fn state(item: &ItemKey, events: Vec<Event>) -> State {
+    fold(item, events).unwrap().0
+}
+
+#[test]
+fn only_an_upgrade_makes_a_shorter_transaction_current() {
+    let item = ItemKey::Subscription("s".into());
+    let annual = transaction("t-annual", "annual", T0, T0 + 365 * DAY);
+    // A change of product that ends sooner than the current period.
+    let monthly = transaction("t-monthly", "monthly", T0 + DAY, T0 + 31 * DAY);
+    let subscribed = event("1", "SUBSCRIBED", Some("INITIAL_BUY"), T0, annual);
+    for (subtype, current) in [
+        (Some("UPGRADE"), "t-monthly"),
+        (Some("DOWNGRADE"), "t-annual"),
+        (None, "t-annual"),
+    ] {
+        let change = event("2", "DID_CHANGE_RENEWAL_PREF", subtype, T0 + DAY, monthly.clone());
+        let s = state(&item, vec![subscribed.clone(), change]);
+        assert_eq!(s.current_transaction_id.as_deref(), Some(current), "{subtype:?}");
+    }
+    // An upgrade notification carrying the upgraded-away transaction does
+    // not make it current.
+    let mut away = monthly.clone();
+    away.is_upgraded = Some(true);
+    let change = event("2", "DID_CHANGE_RENEWAL_PREF", Some("UPGRADE"), T0 + DAY, away);
+    let s = state(&item, vec![subscribed.clone(), change]);
+    assert_eq!(s.current_transaction_id.as_deref(), Some("t-annual"));
+    // Another type carrying the shorter transaction does not either.
+    let other = event("2", "DID_RENEW", Some("UPGRADE"), T0 + DAY, monthly);
+    let s = state(&item, vec![subscribed, other]);
+    assert_eq!(s.current_transaction_id.as_deref(), Some("t-annual"));
+}
+
+#[test]
+fn a_one_time_purchase_is_revoked_while_its_transaction_carries_a_revocation() {
+    let item = ItemKey::Purchase("p".into());
+    let purchase = TransactionFacts {
+        transaction_id: Some("p".into()),
+        original_transaction_id: Some("p".into()),
+        product_type: Some(ProductType::NonConsumable),
+        purchase_date: Some(T0),
+        signed_date: Some(T0),
+        ..TransactionFacts::default()
+    };
+    let mut refunded = purchase.clone();
+    refunded.revocation_date = Some(T0 + DAY);
+    let bought = event("1", "ONE_TIME_CHARGE", None, T0, purchase.clone());
+    let refund = event("2", "REFUND", None, T0 + DAY, refunded);
+    let reversed = event("3", "REFUND_REVERSED", None, T0 + 2 * DAY, purchase);
+    assert_eq!(state(&item, vec![bought.clone()]).status, Status::Active);
+    let s = state(&item, vec![bought.clone(), refund.clone()]);
+    assert_eq!(s.status, Status::Revoked);
+    assert!(!s.entitled_at(&item, T0 + 2 * DAY));
+    assert!(s.entitled_at(&item, T0 + DAY - 1));
+    let s = state(&item, vec![bought, refund, reversed]);
+    assert_eq!(s.status, Status::Active);
+    assert!(s.entitled_at(&item, T0 + 3 * DAY));
+}
+
+#[test]
+fn status_since_is_when_the_status_last_changed() {
+    let item = ItemKey::Subscription("s".into());
+    let t1 = transaction("t1", "monthly", T0, T0 + 30 * DAY);
+    let t2 = transaction("t2", "monthly", T0 + 30 * DAY, T0 + 60 * DAY);
+    let subscribed = event("1", "SUBSCRIBED", None, T0, t1.clone());
+    let renewed = event("2", "DID_RENEW", None, T0 + 30 * DAY, t2.clone());
+    let s = state(&item, vec![subscribed.clone(), renewed.clone()]);
+    assert_eq!((s.status, s.status_since), (Status::Active, T0));
+
+    let expired = event("3", "EXPIRED", Some("VOLUNTARY"), T0 + 60 * DAY, t2.clone());
+    let later = event("4", "DID_CHANGE_RENEWAL_STATUS", None, T0 + 70 * DAY, t2);
+    let s = state(&item, vec![subscribed, renewed, expired, later]);
+    assert_eq!((s.status, s.status_since), (Status::Expired, T0 + 60 * DAY));
+}
