@@ -25,6 +25,8 @@ use common::bench::percentile;
 
 use appstore_ledger::config::Settings;
 use appstore_ledger::startup::Application;
+use appstore_ledger::ledger::Event;
+use appstore_ledger::model::{Environment, NotificationType, Subtype};
 use appstore_ledger::store::{NewNotification, Store};
 
 const DAY: i64 = 86_400_000;
@@ -99,17 +101,18 @@ fn notification(s: usize, n: usize, start: i64, now: i64) -> NewNotification {
     }
     NewNotification {
         notification_uuid: uuid,
-        notification_type: kind.to_owned(),
-        subtype: subtype.map(str::to_owned),
+        notification_type: NotificationType::from_raw(kind),
+        subtype: subtype.map(Subtype::from_raw),
         signed_date: Some(signed),
         received_at: now,
-        environment: Some("Production".into()),
+        environment: Some(Environment::Production),
         bundle_id: Some("com.example.app".into()),
         app_apple_id: Some(1_234_567_890),
         original_transaction_id: Some(otid),
         transaction_id: Some(tid),
         // Not a real JWS: rebuild reads the decoded payload, never this.
         signed_payload: String::from("generated"),
+        event: Event::parse(&payload.to_string()).expect("a generated payload is an event"),
         payload: payload.to_string(),
     }
 }

@@ -3,22 +3,58 @@
 
 use crate::config::AppSettings;
 use crate::jws::{ExpectedIdentity, VerifiedNotification, Verifier, VerifyError};
+use crate::ledger::Event;
 use crate::model::Timestamp;
 use crate::store::{NewNotification, QuarantineReason};
 
 /// What to do with a genuine notification.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Ingested {
     /// It belongs to a configured app and environment.
     Accepted(NewNotification),
     /// Its signature and chain are proven, but no configured app expects it.
-    Quarantined(NewNotification, QuarantineReason),
+    Quarantined(NewNotification, Quarantine),
 }
 
 impl Ingested {
     pub fn notification(&self) -> &NewNotification {
         match self {
             Ingested::Accepted(n) | Ingested::Quarantined(n, _) => n,
+        }
+    }
+}
+
+/// Why a genuine notification is kept aside rather than accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Quarantine {
+    /// No `[[apps]]` entry has its bundle id (or it names none).
+    UnconfiguredApp { bundle_id: Option<String> },
+    /// The app is configured, but not for this environment or appAppleId.
+    NotExpected(VerifyError),
+}
+
+impl Quarantine {
+    /// The stable code kept with the notification.
+    pub fn code(&self) -> &'static str {
+        match self {
+            // The same code as a bundle id the verifier was told to expect.
+            Quarantine::UnconfiguredApp { .. } => "BUNDLE_MISMATCH",
+            Quarantine::NotExpected(error) => error.code(),
+        }
+    }
+
+    /// As the store keeps it.
+    pub fn reason(&self) -> QuarantineReason {
+        let message = match self {
+            Quarantine::UnconfiguredApp { bundle_id } => format!(
+                "no [[apps]] entry for bundle id {}",
+                bundle_id.as_deref().unwrap_or("(none)")
+            ),
+            Quarantine::NotExpected(error) => error.to_string(),
+        };
+        QuarantineReason {
+            code: self.code().to_owned(),
+            message,
         }
     }
 }
@@ -63,24 +99,19 @@ impl Ingest {
             .bundle_id
             .as_deref()
             .and_then(|bundle| self.apps.iter().find(|(id, _)| id == bundle));
-        let outcome = match app {
-            None => Err(VerifyError::BundleMismatch {
-                expected: "a bundle id configured in [[apps]]".into(),
-                found: identity
-                    .bundle_id
-                    .clone()
-                    .unwrap_or_else(|| "nothing".into()),
-            }),
-            Some((_, expected)) => expected.check(&identity),
+        let Some((_, expected)) = app else {
+            return Ok(Ingested::Quarantined(
+                notification,
+                Quarantine::UnconfiguredApp {
+                    bundle_id: identity.bundle_id,
+                },
+            ));
         };
-        match outcome {
+        match expected.check(&identity) {
             Ok(()) => Ok(Ingested::Accepted(notification)),
             Err(error) if error.is_identity_mismatch() => Ok(Ingested::Quarantined(
                 notification,
-                QuarantineReason {
-                    code: error.code().to_owned(),
-                    message: error.to_string(),
-                },
+                Quarantine::NotExpected(error),
             )),
             Err(error) => Err(error),
         }
@@ -97,17 +128,12 @@ pub fn new_notification(
     let identity = verified.identity();
     let transaction = verified.transaction_info.as_ref();
     NewNotification {
-        // verify_notification guarantees both are present.
-        notification_uuid: p.notification_uuid.clone().unwrap_or_default(),
-        notification_type: p
-            .notification_type
-            .as_ref()
-            .map(|t| t.as_str().to_owned())
-            .unwrap_or_default(),
-        subtype: p.subtype.as_ref().map(|s| s.as_str().to_owned()),
+        notification_uuid: verified.notification_uuid.clone(),
+        notification_type: verified.notification_type.clone(),
+        subtype: p.subtype.clone(),
         signed_date: verified.signed_date().map(Timestamp::as_millis),
         received_at: received_at.as_millis(),
-        environment: identity.environment.map(|e| e.as_str().to_owned()),
+        environment: identity.environment,
         bundle_id: identity.bundle_id,
         app_apple_id: identity.app_apple_id,
         original_transaction_id: transaction
@@ -121,5 +147,6 @@ pub fn new_notification(
         transaction_id: transaction.and_then(|t| t.transaction_id.clone()),
         signed_payload: signed_payload.to_owned(),
         payload: verified.to_json().to_string(),
+        event: Event::from_verified(verified),
     }
 }

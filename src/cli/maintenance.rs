@@ -49,7 +49,7 @@ pub(super) async fn reprocess_quarantined(settings: Settings) -> u8 {
                 },
                 Ok(Ingested::Quarantined(_, reason)) => {
                     kept += 1;
-                    tracing::debug!(notification_uuid = %q.notification_uuid, code = %reason.code, "still unexpected");
+                    tracing::debug!(notification_uuid = %q.notification_uuid, code = reason.code(), "still unexpected");
                 }
                 Err(e) => {
                     failed += 1;

@@ -116,11 +116,14 @@ impl ApiError {
         }
     }
 
-    pub fn database_unavailable(message: impl Into<String>) -> Self {
+    /// The database failed. Its own words (file paths, SQL) go to the log,
+    /// never to the client, which gets the stable code only.
+    pub fn database_unavailable(error: &dyn std::error::Error) -> Self {
+        tracing::error!(%error, "database unavailable");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "DATABASE_UNAVAILABLE",
-            message,
+            "the database is unavailable; retry later",
         )
     }
 }

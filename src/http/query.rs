@@ -60,7 +60,7 @@ pub(super) async fn require_token(
 }
 
 fn unavailable(e: StoreError) -> ApiError {
-    ApiError::database_unavailable(e.to_string())
+    ApiError::database_unavailable(&e)
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {

@@ -22,41 +22,77 @@ struct Body {
     signed_payload: String,
 }
 
+/// What became of one POST, as counted in metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Stored,
+    Duplicate,
+    Quarantined,
+    /// Not genuine: the verifier's code.
+    Rejected(&'static str),
+    /// Not a notification request at all: the error's code.
+    Invalid(&'static str),
+    /// The database did not take it; Apple retries.
+    Unavailable,
+}
+
+impl Outcome {
+    fn count(self, state: &AppState) {
+        let (outcome, code) = match self {
+            Outcome::Stored => ("stored", None),
+            Outcome::Duplicate => ("duplicate", None),
+            Outcome::Quarantined => ("quarantined", None),
+            Outcome::Rejected(code) => ("rejected", Some(code)),
+            Outcome::Invalid(code) => ("invalid", Some(code)),
+            Outcome::Unavailable => ("unavailable", Some("DATABASE_UNAVAILABLE")),
+        };
+        match code {
+            Some(code) => state
+                .metrics
+                .increment(COUNTER, &[("outcome", outcome), ("code", code)]),
+            None => state.metrics.increment(COUNTER, &[("outcome", outcome)]),
+        }
+    }
+}
+
 /// Verifies, then stores durably, then answers. Apple retries on anything but
 /// 2xx, so 2xx is sent only once the notification is committed (or known).
 pub(super) async fn receive(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match receive_inner(&state, body).await {
-        Ok(response) => response,
-        Err(error) => {
-            let outcome = match error.status {
-                StatusCode::FORBIDDEN => "rejected",
-                StatusCode::SERVICE_UNAVAILABLE => "unavailable",
-                _ => "invalid",
+    let (outcome, response) = match receive_inner(&state, body).await {
+        Ok(outcome) => {
+            let (status, label) = match outcome {
+                Outcome::Stored => (StatusCode::OK, "stored"),
+                Outcome::Duplicate => (StatusCode::OK, "duplicate"),
+                _ => (StatusCode::ACCEPTED, "quarantined"),
             };
-            state
-                .metrics
-                .increment(COUNTER, &[("outcome", outcome), ("code", error.code)]);
-            error.into_response()
+            tracing::info!(outcome = label, "notification received");
+            (outcome, (status, Json(json!({"status": label}))).into_response())
         }
-    }
+        Err((outcome, error)) => (outcome, error.into_response()),
+    };
+    outcome.count(&state);
+    response
 }
 
 async fn receive_inner(
     state: &AppState,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Outcome, (Outcome, ApiError)> {
+    let invalid = |status, code, message: String| {
+        (Outcome::Invalid(code), ApiError::new(status, code, message))
+    };
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
+            invalid(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "PAYLOAD_TOO_LARGE",
                 rejection.body_text(),
             )
         } else {
-            ApiError::new(
+            invalid(
                 StatusCode::BAD_REQUEST,
                 "INVALID_REQUEST",
                 rejection.body_text(),
@@ -64,10 +100,10 @@ async fn receive_inner(
         }
     })?;
     let body: Body = serde_json::from_slice(&body).map_err(|_| {
-        ApiError::new(
+        invalid(
             StatusCode::BAD_REQUEST,
             "INVALID_REQUEST",
-            "the body must be a JSON object with a signedPayload string",
+            "the body must be a JSON object with a signedPayload string".into(),
         )
     })?;
 
@@ -78,7 +114,10 @@ async fn receive_inner(
         .map_err(|error| {
             // Forged or broken: counted and logged, never stored.
             tracing::warn!(code = error.code(), %error, "notification rejected");
-            ApiError::new(StatusCode::FORBIDDEN, error.code(), error.to_string())
+            (
+                Outcome::Rejected(error.code()),
+                ApiError::new(StatusCode::FORBIDDEN, error.code(), error.to_string()),
+            )
         })?;
 
     let notification = ingested.notification();
@@ -91,7 +130,8 @@ async fn receive_inner(
             within(state, state.store.record_notification(n)).await,
             true,
         ),
-        Ingested::Quarantined(n, reason) => {
+        Ingested::Quarantined(n, quarantine) => {
+            let reason = quarantine.reason();
             tracing::warn!(code = %reason.code, reason = %reason.message, "genuine notification quarantined");
             (
                 within(state, state.store.quarantine(n, reason)).await,
@@ -101,19 +141,19 @@ async fn receive_inner(
     };
     let recorded = write.map_err(|e| {
         tracing::error!(error = %e, "notification not stored; Apple will retry");
-        ApiError::database_unavailable(e.to_string())
+        (
+            Outcome::Unavailable,
+            ApiError::database_unavailable(&e),
+        )
     })?;
 
-    let (status, label) = match recorded {
-        Recorded::Stored if accepted => (StatusCode::OK, "stored"),
-        Recorded::Duplicate if accepted => (StatusCode::OK, "duplicate"),
+    Ok(match recorded {
+        Recorded::Stored if accepted => Outcome::Stored,
+        Recorded::Duplicate if accepted => Outcome::Duplicate,
         // Released from quarantine since: a known notification.
-        Recorded::AlreadyAccepted => (StatusCode::OK, "duplicate"),
-        Recorded::Stored | Recorded::Duplicate => (StatusCode::ACCEPTED, "quarantined"),
-    };
-    state.metrics.increment(COUNTER, &[("outcome", label)]);
-    tracing::info!(outcome = label, "notification received");
-    Ok((status, Json(json!({"status": label}))).into_response())
+        Recorded::AlreadyAccepted => Outcome::Duplicate,
+        Recorded::Stored | Recorded::Duplicate => Outcome::Quarantined,
+    })
 }
 
 /// Bounds a store call by the handler's deadline, so that a stuck database

@@ -30,7 +30,7 @@ pub use trust::{TrustAnchor, TrustAnchors, APPLE_ROOT_CA_G3_SHA256};
 
 use crate::model::{
     Environment, JwsAppTransactionDecodedPayload, JwsRenewalInfoDecodedPayload,
-    JwsTransactionDecodedPayload, ResponseBodyV2DecodedPayload, Timestamp,
+    JwsTransactionDecodedPayload, NotificationType, ResponseBodyV2DecodedPayload, Timestamp,
 };
 use identity::agree;
 
@@ -94,6 +94,11 @@ pub enum TokenKind {
 /// A notification whose envelope and nested tokens all verified.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerifiedNotification {
+    /// `notificationUUID`: without one a notification can be neither
+    /// deduplicated nor applied, so verification requires it.
+    pub notification_uuid: String,
+    /// `notificationType`, required likewise.
+    pub notification_type: NotificationType,
     /// The envelope; its `signed*` fields still hold the tokens as received.
     pub payload: ResponseBodyV2DecodedPayload,
     /// `data.signedTransactionInfo`, verified and decoded.
@@ -211,15 +216,19 @@ impl Verifier {
         at: Timestamp,
     ) -> Result<VerifiedNotification, VerifyError> {
         let payload: ResponseBodyV2DecodedPayload = self.verify_token(token, at)?;
-        // Without these a notification can be neither deduplicated nor applied.
-        require(
-            payload.notification_uuid.is_some(),
-            "a notification without notificationUUID",
-        )?;
-        require(
-            payload.notification_type.is_some(),
-            "a notification without notificationType",
-        )?;
+        let (Some(notification_uuid), Some(notification_type)) = (
+            payload.notification_uuid.clone(),
+            payload.notification_type.clone(),
+        ) else {
+            let missing = if payload.notification_uuid.is_none() {
+                "notificationUUID"
+            } else {
+                "notificationType"
+            };
+            return Err(VerifyError::MalformedPayload(format!(
+                "a notification without {missing}"
+            )));
+        };
         let data = payload.data.as_ref();
         let app_data = payload.app_data.as_ref();
 
@@ -299,6 +308,8 @@ impl Verifier {
         }
 
         let notification = VerifiedNotification {
+            notification_uuid,
+            notification_type,
             payload,
             transaction_info,
             renewal_info,

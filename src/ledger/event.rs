@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::jws::VerifiedNotification;
 use crate::model::{
     AutoRenewStatus, ExpirationIntent, InAppOwnershipType, NotificationType, PriceIncreaseStatus,
     ProductType, RevocationReason, RevocationType, SubscriptionStatus, Subtype,
@@ -147,8 +148,61 @@ pub struct EventKey {
 }
 
 impl Event {
+    /// Reads a stored notification (its decoded payload, as kept at ingest).
     pub fn parse(payload: &str) -> Result<Event, serde_json::Error> {
         serde_json::from_str(payload)
+    }
+
+    /// The same facts [`Event::parse`] reads from the stored payload, taken
+    /// from the verified notification itself, without a round trip through
+    /// JSON.
+    pub fn from_verified(n: &VerifiedNotification) -> Event {
+        let millis = |t: Option<crate::model::Timestamp>| t.map(|t| t.as_millis());
+        let data = n.payload.data.as_ref().map(|d| EventData {
+            bundle_id: d.bundle_id.clone(),
+            environment: d.environment.as_ref().map(|e| e.as_str().to_owned()),
+            status: d.status,
+            signed_transaction_info: n.transaction_info.as_ref().map(|t| TransactionFacts {
+                transaction_id: t.transaction_id.clone(),
+                original_transaction_id: t.original_transaction_id.clone(),
+                product_id: t.product_id.clone(),
+                subscription_group_identifier: t.subscription_group_identifier.clone(),
+                product_type: t.product_type.clone(),
+                purchase_date: millis(t.purchase_date),
+                original_purchase_date: millis(t.original_purchase_date),
+                expires_date: millis(t.expires_date),
+                signed_date: millis(t.signed_date),
+                revocation_date: millis(t.revocation_date),
+                revocation_reason: t.revocation_reason,
+                revocation_type: t.revocation_type.clone(),
+                revocation_percentage: t.revocation_percentage,
+                is_upgraded: t.is_upgraded,
+                app_account_token: t.app_account_token.clone(),
+                in_app_ownership_type: t.in_app_ownership_type.clone(),
+                price: t.price,
+                currency: t.currency.clone(),
+            }),
+            signed_renewal_info: n.renewal_info.as_ref().map(|r| RenewalFacts {
+                original_transaction_id: r.original_transaction_id.clone(),
+                auto_renew_product_id: r.auto_renew_product_id.clone(),
+                auto_renew_status: r.auto_renew_status,
+                expiration_intent: r.expiration_intent,
+                grace_period_expires_date: millis(r.grace_period_expires_date),
+                is_in_billing_retry_period: r.is_in_billing_retry_period,
+                renewal_date: millis(r.renewal_date),
+                price_increase_status: r.price_increase_status,
+                renewal_price: r.renewal_price,
+                signed_date: millis(r.signed_date),
+                app_account_token: r.app_account_token.clone(),
+            }),
+        });
+        Event {
+            notification_uuid: n.notification_uuid.clone(),
+            notification_type: n.notification_type.clone(),
+            subtype: n.payload.subtype.clone(),
+            signed_date: millis(n.payload.signed_date),
+            data,
+        }
     }
 
     pub fn transaction(&self) -> Option<&TransactionFacts> {

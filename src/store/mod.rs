@@ -13,17 +13,18 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::DatabaseSettings;
-use crate::ledger::{ItemKey, State};
+use crate::ledger::{Event, ItemKey, State};
+use crate::model::{Environment, NotificationType, Subtype};
 
 /// A verified notification, ready to be stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NewNotification {
     pub notification_uuid: String,
-    pub notification_type: String,
-    pub subtype: Option<String>,
+    pub notification_type: NotificationType,
+    pub subtype: Option<Subtype>,
     pub signed_date: Option<i64>,
     pub received_at: i64,
-    pub environment: Option<String>,
+    pub environment: Option<Environment>,
     pub bundle_id: Option<String>,
     pub app_apple_id: Option<i64>,
     pub original_transaction_id: Option<String>,
@@ -32,6 +33,9 @@ pub struct NewNotification {
     pub signed_payload: String,
     /// The decoded notification as JSON, nested tokens decoded in place.
     pub payload: String,
+    /// What the ledger folds: built from the verified notification, so the
+    /// writer never parses `payload` again.
+    pub event: Event,
 }
 
 /// Why a genuine notification was kept aside.

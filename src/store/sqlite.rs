@@ -19,6 +19,7 @@ use sqlx::{Connection, Row, SqliteExecutor};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{sqlite_check, sqlite_ledger};
+use crate::model::{Environment, Subtype};
 use super::{
     Conflict, Counts, ExpirationEntry, FindingEntry, FindingFilter, FindingRecord, HistoryEntry,
     ItemQuery, LedgerItem, NewNotification, QuarantineReason, QuarantinedNotification, Recorded,
@@ -473,7 +474,7 @@ async fn quarantine(
 async fn record(tx: &mut SqliteConnection, n: &NewNotification) -> Result<Recorded, sqlx::Error> {
     let recorded = insert(&mut *tx, n, None).await?;
     match recorded {
-        Recorded::Stored => sqlite_ledger::apply_notification(tx, &n.payload).await?,
+        Recorded::Stored => sqlite_ledger::apply_notification(tx, &n.event).await?,
         _ => sqlite_check::keep_if_conflicting(tx, n).await?,
     }
     Ok(recorded)
@@ -515,11 +516,11 @@ async fn insert<'e>(
         INSERT_NOTIFICATION
     })
     .bind(&n.notification_uuid)
-    .bind(&n.notification_type)
-    .bind(&n.subtype)
+    .bind(n.notification_type.as_str())
+    .bind(n.subtype.as_ref().map(Subtype::as_str))
     .bind(n.signed_date)
     .bind(n.received_at)
-    .bind(&n.environment)
+    .bind(n.environment.as_ref().map(Environment::as_str))
     .bind(&n.bundle_id)
     .bind(n.app_apple_id)
     .bind(&n.original_transaction_id)

@@ -13,23 +13,14 @@ use crate::ledger::{self, can_apply_after, Effect, Event, ItemKey, State};
 /// the item's notifications again.
 pub(super) async fn apply_notification(
     tx: &mut SqliteConnection,
-    payload: &str,
+    event: &Event,
 ) -> Result<(), sqlx::Error> {
-    let event = match Event::parse(payload) {
-        Ok(event) => event,
-        Err(error) => {
-            // Our own decoded JSON: this would be a bug, not bad input. The
-            // notification is stored; `rebuild` will fold it once fixed.
-            tracing::error!(%error, "stored payload does not parse as a ledger event");
-            return Ok(());
-        }
-    };
     let Some(item) = event.item() else {
         return Ok(());
     };
     match load_state(&mut *tx, &item).await? {
-        Some(state) if can_apply_after(&state, &event) => {
-            let (state, effects) = ledger::apply(Some(state), &item, &event);
+        Some(state) if can_apply_after(&state, event) => {
+            let (state, effects) = ledger::apply(Some(state), &item, event);
             save(&mut *tx, &item, &state, &effects).await
         }
         _ => refold(tx, &item).await,

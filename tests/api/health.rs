@@ -27,6 +27,7 @@ async fn health_answers_503_while_the_database_cannot_take_a_write() {
     assert_eq!(response.status().as_u16(), 503);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "DATABASE_UNAVAILABLE");
+    assert!(!body.to_string().contains("locked"), "{body}");
     sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
     assert_eq!(app.get("/health").await.status().as_u16(), 200);
 }
@@ -57,4 +58,32 @@ async fn metrics_count_outcomes_by_reason() {
         text.contains("appstore_ledger_stored_notifications 1"),
         "{text}"
     );
+}
+
+/// When the database does not answer, /metrics says so instead of reporting
+/// an empty database.
+#[tokio::test]
+async fn metrics_say_when_the_database_failed() {
+    let app = TestApp::spawn().await;
+    let text = app.get("/metrics").await.text().await.unwrap();
+    assert!(text.contains("\nappstore_ledger_database_up 1\n"), "{text}");
+    assert!(text.contains("appstore_ledger_stored_notifications 0"), "{text}");
+
+    let mut db = app.db().await;
+    sqlx::query("ALTER TABLE quarantined_notifications RENAME TO q_moved")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status().as_u16(), 200);
+    let text = response.text().await.unwrap();
+    assert!(text.contains("\nappstore_ledger_database_up 0\n"), "{text}");
+    assert!(!text.contains("appstore_ledger_stored_notifications"), "{text}");
+
+    sqlx::query("ALTER TABLE q_moved RENAME TO quarantined_notifications")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let text = app.get("/metrics").await.text().await.unwrap();
+    assert!(text.contains("\nappstore_ledger_database_up 1\n"), "{text}");
 }

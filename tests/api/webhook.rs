@@ -237,6 +237,8 @@ async fn an_unavailable_database_answers_503_and_a_later_retry_succeeds() {
     let (status, body) = app.post(&token).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "DATABASE_UNAVAILABLE");
+    // The stable code, never the database's own words.
+    assert!(!body.to_string().contains("locked"), "{body}");
     sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
     drop(blocker);
     assert_eq!(app.count("notifications").await, 0, "nothing half-written");
