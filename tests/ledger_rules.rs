@@ -114,3 +114,35 @@ fn status_since_is_when_the_status_last_changed() {
     let s = state(&item, vec![subscribed, renewed, expired, later]);
     assert_eq!((s.status, s.status_since), (Status::Expired, T0 + 60 * DAY));
 }
+
+#[test]
+fn the_current_period_is_the_latest_one_whatever_arrives_last() {
+    let item = ItemKey::Subscription("s".into());
+    let t1 = transaction("t1", "monthly", T0, T0 + 30 * DAY);
+    let t2 = transaction("t2", "monthly", T0 + 30 * DAY, T0 + 60 * DAY);
+    let subscribed = event("1", "SUBSCRIBED", None, T0, t1.clone());
+    let renewed = event("2", "DID_RENEW", None, T0 + 30 * DAY, t2);
+    // Signed after the renewal, but about the first period.
+    let mut refunded = t1;
+    refunded.revocation_date = Some(T0 + 31 * DAY);
+    let old_refund = event("3", "REFUND", None, T0 + 31 * DAY, refunded);
+    let s = state(&item, vec![subscribed, renewed, old_refund]);
+    assert_eq!(s.current_transaction_id.as_deref(), Some("t2"));
+    assert_eq!(s.transaction_expires_date, Some(T0 + 60 * DAY));
+    assert_eq!(s.current_revocation_date(), None);
+
+    // Two transactions ending at the same moment: the one bought later is
+    // current, in whichever order they are signed.
+    let early = transaction("early", "monthly", T0, T0 + 30 * DAY);
+    let late = transaction("late", "monthly", T0 + DAY, T0 + 30 * DAY);
+    for (first, second) in [(early.clone(), late.clone()), (late, early)] {
+        let s = state(
+            &item,
+            vec![
+                event("1", "SUBSCRIBED", None, T0, first),
+                event("2", "DID_RENEW", None, T0 + 2 * DAY, second),
+            ],
+        );
+        assert_eq!(s.current_transaction_id.as_deref(), Some("late"));
+    }
+}
