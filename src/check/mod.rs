@@ -13,6 +13,7 @@
 //! | `GRACE_PERIOD_OVERRUN` | in the billing grace period, `gracePeriodExpiresDate` passed more than the tolerance ago, and neither GRACE_PERIOD_EXPIRED, DID_RENEW nor EXPIRED arrived |
 //! | `CONFLICTING_DUPLICATE` | the same notificationUUID arrived with different content (both kept; the first stays authoritative) |
 //! | `IDENTITY_MISMATCH` | notifications of one subscription disagree on bundle id, environment, subscription group or appAccountToken |
+//! | `UNFOLDED_NOTIFICATION` | a notification was stored (and acknowledged to Apple) but its stored payload does not read as a ledger event, so the ledger leaves it out; `rebuild` folds it once the cause is fixed |
 //! | `MISSING_REFUND_NOTIFICATION` | the current transaction carries a revocation (seen in some other notification) but no REFUND or REVOKE ever arrived, so the refund ledger lacks it |
 
 mod runner;
@@ -36,10 +37,11 @@ pub enum FindingKind {
     ConflictingDuplicate,
     IdentityMismatch,
     MissingRefundNotification,
+    UnfoldedNotification,
 }
 
 impl FindingKind {
-    pub const ALL: [FindingKind; 7] = [
+    pub const ALL: [FindingKind; 8] = [
         FindingKind::RefundWithoutExpiration,
         FindingKind::RenewalOutcomeOverdue,
         FindingKind::ExpirationOverdue,
@@ -47,6 +49,7 @@ impl FindingKind {
         FindingKind::ConflictingDuplicate,
         FindingKind::IdentityMismatch,
         FindingKind::MissingRefundNotification,
+        FindingKind::UnfoldedNotification,
     ];
 
     pub fn code(self) -> &'static str {
@@ -58,6 +61,7 @@ impl FindingKind {
             FindingKind::ConflictingDuplicate => "CONFLICTING_DUPLICATE",
             FindingKind::IdentityMismatch => "IDENTITY_MISMATCH",
             FindingKind::MissingRefundNotification => "MISSING_REFUND_NOTIFICATION",
+            FindingKind::UnfoldedNotification => "UNFOLDED_NOTIFICATION",
         }
     }
 

@@ -57,6 +57,19 @@ pub async fn run(
             ),
         });
     }
+    for unfolded in store.unfolded().await? {
+        report.findings.push(Finding {
+            kind: FindingKind::UnfoldedNotification,
+            subject: unfolded.notification_uuid.clone(),
+            original_transaction_id: unfolded.original_transaction_id,
+            bundle_id: unfolded.bundle_id,
+            environment: unfolded.environment,
+            detail: format!(
+                "notificationUUID {} is stored but not folded into the ledger: {}",
+                unfolded.notification_uuid, unfolded.reason
+            ),
+        });
+    }
     report
         .findings
         .sort_by(|a, b| (a.kind, &a.subject).cmp(&(b.kind, &b.subject)));

@@ -3,9 +3,8 @@
 //! SQLite is the embedded default. PostgreSQL comes with its own issue; the
 //! interface here is what both will offer.
 
+mod fold;
 mod sqlite;
-mod sqlite_check;
-mod sqlite_ledger;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -169,6 +168,17 @@ pub struct Conflict {
     pub versions: i64,
 }
 
+/// A stored notification the ledger could not fold: its stored payload does
+/// not read as a ledger event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnfoldedNotification {
+    pub notification_uuid: String,
+    pub original_transaction_id: Option<String>,
+    pub bundle_id: Option<String>,
+    pub environment: Option<String>,
+    pub reason: String,
+}
+
 /// A finding as the store keeps it (see `check`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FindingRecord {
@@ -225,9 +235,25 @@ pub struct RefundFilter {
     pub cursor: Option<(i64, String)>,
 }
 
+/// The database behind a [`Store`]: the one place that names the backends.
+/// Static dispatch: each call is a match, not a virtual call.
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite(sqlite::SqliteStore),
+}
+
+/// Calls the same method on whichever backend this store has.
+macro_rules! on_backend {
+    ($store:expr, $b:ident => $call:expr) => {
+        match &$store.backend {
+            Backend::Sqlite($b) => $call,
+        }
+    };
+}
+
 #[derive(Debug, Clone)]
 pub struct Store {
-    backend: sqlite::SqliteStore,
+    backend: Backend,
 }
 
 impl Store {
@@ -244,7 +270,9 @@ impl Store {
             Duration::from_millis(settings.busy_timeout_ms),
         )
         .await?;
-        Ok(Store { backend })
+        Ok(Store {
+            backend: Backend::Sqlite(backend),
+        })
     }
 
     /// Stores a notification durably, once: a repeat of its
@@ -253,9 +281,7 @@ impl Store {
         &self,
         notification: NewNotification,
     ) -> Result<Recorded, StoreError> {
-        self.backend
-            .write(sqlite::WriteOp::Record(notification))
-            .await
+        on_backend!(self, b => b.record_notification(notification).await)
     }
 
     /// Keeps a genuine notification aside, once per `notification_uuid`.
@@ -264,9 +290,7 @@ impl Store {
         notification: NewNotification,
         reason: QuarantineReason,
     ) -> Result<Recorded, StoreError> {
-        self.backend
-            .write(sqlite::WriteOp::Quarantine(notification, reason))
-            .await
+        on_backend!(self, b => b.quarantine(notification, reason).await)
     }
 
     /// Moves a quarantined notification into `notifications`, in one transaction.
@@ -275,9 +299,7 @@ impl Store {
         quarantine_id: i64,
         notification: NewNotification,
     ) -> Result<Recorded, StoreError> {
-        self.backend
-            .write(sqlite::WriteOp::Release(quarantine_id, notification))
-            .await
+        on_backend!(self, b => b.release(quarantine_id, notification).await)
     }
 
     /// Quarantined notifications with an id above `after_id`, oldest first.
@@ -286,12 +308,12 @@ impl Store {
         after_id: i64,
         limit: i64,
     ) -> Result<Vec<QuarantinedNotification>, StoreError> {
-        self.backend.quarantined(after_id, limit).await
+        on_backend!(self, b => b.quarantined(after_id, limit).await)
     }
 
     /// Ledger items matching `query`.
     pub async fn ledger_items(&self, query: &ItemQuery) -> Result<Vec<LedgerItem>, StoreError> {
-        self.backend.ledger_items(query).await
+        on_backend!(self, b => b.ledger_items(query).await)
     }
 
     /// Every notification of a subscription, in signedDate order.
@@ -299,7 +321,7 @@ impl Store {
         &self,
         original_transaction_id: &str,
     ) -> Result<Vec<HistoryEntry>, StoreError> {
-        self.backend.history(original_transaction_id).await
+        on_backend!(self, b => b.history(original_transaction_id).await)
     }
 
     /// A subscription's expirations, in signedDate order.
@@ -307,12 +329,12 @@ impl Store {
         &self,
         original_transaction_id: &str,
     ) -> Result<Vec<ExpirationEntry>, StoreError> {
-        self.backend.expirations(original_transaction_id).await
+        on_backend!(self, b => b.expirations(original_transaction_id).await)
     }
 
     /// The refund ledger, newest first.
     pub async fn refunds(&self, filter: &RefundFilter) -> Result<Vec<RefundEntry>, StoreError> {
-        self.backend.refunds(filter).await
+        on_backend!(self, b => b.refunds(filter).await)
     }
 
     /// Recomputes every ledger item from the stored notifications, a chunk of
@@ -320,12 +342,12 @@ impl Store {
     /// every item consistent and a rerun finishes the job. `progress` gets the
     /// notifications folded so far and the total.
     pub async fn rebuild(&self, progress: impl FnMut(u64, u64)) -> Result<u64, StoreError> {
-        self.backend.rebuild(progress).await
+        on_backend!(self, b => b.rebuild(progress).await)
     }
 
     /// Every derived row, in a stable order (to compare rebuild and incremental).
     pub async fn ledger_snapshot(&self) -> Result<BTreeMap<String, Vec<String>>, StoreError> {
-        self.backend.snapshot().await
+        on_backend!(self, b => b.snapshot().await)
     }
 
     /// Stores notifications without folding them into the ledger, in one
@@ -334,7 +356,7 @@ impl Store {
         &self,
         notifications: &[NewNotification],
     ) -> Result<u64, StoreError> {
-        self.backend.import(notifications).await
+        on_backend!(self, b => b.import(notifications).await)
     }
 
     /// Ledger items in (kind, item_id) order, after the given one.
@@ -343,12 +365,17 @@ impl Store {
         after: Option<&(String, String)>,
         limit: i64,
     ) -> Result<Vec<LedgerItem>, StoreError> {
-        self.backend.scan_ledger(after, limit).await
+        on_backend!(self, b => b.scan_ledger(after, limit).await)
     }
 
     /// Notifications that arrived again with different content.
     pub async fn conflicts(&self) -> Result<Vec<Conflict>, StoreError> {
-        self.backend.conflicts().await
+        on_backend!(self, b => b.conflicts().await)
+    }
+
+    /// Stored notifications that could not be folded into the ledger.
+    pub async fn unfolded(&self) -> Result<Vec<UnfoldedNotification>, StoreError> {
+        on_backend!(self, b => b.unfolded().await)
     }
 
     /// Makes the kept findings those of `findings` at `now`: new ones opened,
@@ -358,29 +385,29 @@ impl Store {
         findings: &[FindingRecord],
         now: i64,
     ) -> Result<SyncSummary, StoreError> {
-        self.backend.sync_findings(findings, now).await
+        on_backend!(self, b => b.sync_findings(findings, now).await)
     }
 
     pub async fn findings(&self, filter: &FindingFilter) -> Result<Vec<FindingEntry>, StoreError> {
-        self.backend.findings(filter).await
+        on_backend!(self, b => b.findings(filter).await)
     }
 
     /// Open findings per kind code.
     pub async fn open_findings_by_kind(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        self.backend.open_findings_by_kind().await
+        on_backend!(self, b => b.open_findings_by_kind().await)
     }
 
     pub async fn counts(&self) -> Result<Counts, StoreError> {
-        self.backend.counts().await
+        on_backend!(self, b => b.counts().await)
     }
 
     /// Answers only when the database does.
     pub async fn health(&self) -> Result<(), StoreError> {
-        self.backend.health().await
+        on_backend!(self, b => b.health().await)
     }
 
     /// Finishes pending writes and closes every connection.
     pub async fn close(&self) {
-        self.backend.close().await
+        on_backend!(self, b => b.close().await)
     }
 }

@@ -2,7 +2,7 @@
 
 
 use crate::helpers::TestApp;
-use crate::ledger::{now, renewal, revoked, tx, Post, DAY};
+use crate::ledger::{now, renewal, revoked, tx, Post, DAY, HOUR};
 
 #[tokio::test]
 async fn rebuild_produces_exactly_what_incremental_application_produced() {
@@ -137,4 +137,67 @@ async fn rebuild_produces_exactly_what_incremental_application_produced() {
         .contains(&format!("rebuild: {total}/{total} notifications (100%)")));
     assert_eq!(store.ledger_snapshot().await.unwrap(), incremental);
     store.close().await;
+}
+
+/// A stored notification that cannot be folded is never only logged: it
+/// becomes an UNFOLDED_NOTIFICATION finding, and a rebuild that can fold it
+/// again resolves it.
+#[tokio::test]
+async fn a_notification_that_cannot_be_folded_becomes_a_finding() {
+    let app = TestApp::spawn().await;
+    let now = now();
+    let otid = "unfold-1";
+    let t1 = tx(otid, "unfold-1-t1", "monthly", now - DAY, now + 29 * DAY);
+    Post::new(&app, "SUBSCRIBED", now - DAY)
+        .tx(t1.clone())
+        .send()
+        .await;
+    Post::new(&app, "DID_CHANGE_RENEWAL_STATUS", now - HOUR)
+        .tx(t1)
+        .renewal(renewal(otid, "monthly", 0, now - HOUR))
+        .send()
+        .await;
+    // A stored payload this version cannot read (damaged, or written by a
+    // version that read it differently).
+    let mut db = app.db().await;
+    let (uuid, payload): (String, String) = sqlx::query_as(
+        "SELECT notification_uuid, payload FROM notifications WHERE notification_type = 'DID_CHANGE_RENEWAL_STATUS'",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE notifications SET payload = '{\"notificationType\": 42}' WHERE notification_uuid = ?1")
+        .bind(&uuid)
+        .execute(&mut db)
+        .await
+        .unwrap();
+
+    let out = app.cli(&["rebuild"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let at = appstore_ledger::model::Timestamp::from_millis(now).to_string();
+    let out = app.cli(&["check", "--json", "--at", &at]);
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    let finding: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(finding["kind"], "UNFOLDED_NOTIFICATION");
+    assert_eq!(finding["subject"], uuid.as_str());
+    assert_eq!(finding["originalTransactionId"], otid);
+    assert_eq!(finding["bundleId"], crate::helpers::BUNDLE_ID);
+    // The rest of the subscription is still folded.
+    let (status, s) = app.api(&format!("/v1/subscriptions/{otid}")).await;
+    assert_eq!((status, s["autoRenewStatus"].as_i64()), (200, None), "{s}");
+
+    // Once the payload reads again, a rebuild folds it and the finding goes.
+    sqlx::query("UPDATE notifications SET payload = ?1 WHERE notification_uuid = ?2")
+        .bind(&payload)
+        .bind(&uuid)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(app.cli(&["rebuild"]).code, Some(0));
+    let out = app.cli(&["check", "--json", "--at", &at]);
+    assert_eq!((out.code, out.stdout.as_str()), (Some(0), ""), "{}", out.stderr);
+    assert_eq!(
+        app.api(&format!("/v1/subscriptions/{otid}")).await.1["autoRenewStatus"],
+        0
+    );
 }

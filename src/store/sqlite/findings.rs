@@ -1,64 +1,13 @@
-//! The inconsistency checker's tables on SQLite: conflicting duplicates kept
-//! as evidence, the ledger scan, and the kept findings.
+//! The inconsistency checker's reads and writes on SQLite: the ledger scan,
+//! conflicting duplicates, unfolded notifications and the kept findings.
 
 use sqlx::{Row, SqliteConnection};
 
-use super::sqlite_ledger::ledger_item;
-use super::{
-    Conflict, FindingEntry, FindingFilter, FindingRecord, LedgerItem, NewNotification, SyncSummary,
+use super::read::ledger_item;
+use super::super::{
+    Conflict, FindingEntry, FindingFilter, FindingRecord, LedgerItem, SyncSummary,
+    UnfoldedNotification,
 };
-
-/// A repeat of a stored notificationUUID whose content differs (ignoring the
-/// signing dates, which a re-signed retry may change) is kept as evidence.
-pub(super) async fn keep_if_conflicting(
-    tx: &mut SqliteConnection,
-    n: &NewNotification,
-) -> Result<(), sqlx::Error> {
-    let stored: Option<(String, String)> = sqlx::query_as(
-        "SELECT signed_payload, payload FROM notifications WHERE notification_uuid = ?1",
-    )
-    .bind(&n.notification_uuid)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some((signed_payload, payload)) = stored else {
-        return Ok(());
-    };
-    if signed_payload == n.signed_payload || same_content(&payload, &n.payload) {
-        return Ok(());
-    }
-    sqlx::query(
-        "INSERT INTO notification_conflicts (notification_uuid, received_at, signed_payload, payload)
-         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (notification_uuid, signed_payload) DO NOTHING",
-    )
-    .bind(&n.notification_uuid)
-    .bind(n.received_at)
-    .bind(&n.signed_payload)
-    .bind(&n.payload)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
-fn same_content(a: &str, b: &str) -> bool {
-    fn without_signed_dates(value: &mut serde_json::Value) {
-        match value {
-            serde_json::Value::Object(map) => {
-                map.remove("signedDate");
-                map.values_mut().for_each(without_signed_dates);
-            }
-            serde_json::Value::Array(items) => items.iter_mut().for_each(without_signed_dates),
-            _ => {}
-        }
-    }
-    match (serde_json::from_str(a), serde_json::from_str(b)) {
-        (Ok(mut a), Ok(mut b)) => {
-            without_signed_dates(&mut a);
-            without_signed_dates(&mut b);
-            a == b
-        }
-        _ => a == b,
-    }
-}
 
 pub(super) async fn scan(
     conn: &mut SqliteConnection,
@@ -94,6 +43,29 @@ pub(super) async fn conflicts(conn: &mut SqliteConnection) -> Result<Vec<Conflic
                 bundle_id: row.try_get("bundle_id")?,
                 environment: row.try_get("environment")?,
                 versions: row.try_get("versions")?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn unfolded(
+    conn: &mut SqliteConnection,
+) -> Result<Vec<UnfoldedNotification>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT u.notification_uuid, u.original_transaction_id, u.reason, n.bundle_id, n.environment
+         FROM unfolded_notifications u LEFT JOIN notifications n ON n.notification_uuid = u.notification_uuid
+         ORDER BY u.notification_uuid",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(UnfoldedNotification {
+                notification_uuid: row.try_get("notification_uuid")?,
+                original_transaction_id: row.try_get("original_transaction_id")?,
+                bundle_id: row.try_get("bundle_id")?,
+                environment: row.try_get("environment")?,
+                reason: row.try_get("reason")?,
             })
         })
         .collect()

@@ -15,15 +15,18 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use sqlx::{Connection, Row, SqliteExecutor};
+use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{sqlite_check, sqlite_ledger};
-use crate::model::{Environment, Subtype};
+mod findings;
+mod ledger_tx;
+mod read;
+
+use super::fold::{self, LedgerTx};
 use super::{
     Conflict, Counts, ExpirationEntry, FindingEntry, FindingFilter, FindingRecord, HistoryEntry,
     ItemQuery, LedgerItem, NewNotification, QuarantineReason, QuarantinedNotification, Recorded,
-    RefundEntry, RefundFilter, StoreError, SyncSummary,
+    RefundEntry, RefundFilter, StoreError, SyncSummary, UnfoldedNotification,
 };
 
 /// The most notifications committed together.
@@ -33,7 +36,7 @@ const QUEUE: usize = 4096;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-pub(super) enum WriteOp {
+enum WriteOp {
     /// Takes the write lock and writes nothing: proves the database can
     /// accept a notification right now.
     Probe,
@@ -95,7 +98,31 @@ impl SqliteStore {
         })
     }
 
-    pub(super) async fn write(&self, op: WriteOp) -> Result<Recorded, StoreError> {
+    pub(super) async fn record_notification(
+        &self,
+        n: NewNotification,
+    ) -> Result<Recorded, StoreError> {
+        self.write(WriteOp::Record(n)).await
+    }
+
+    pub(super) async fn quarantine(
+        &self,
+        n: NewNotification,
+        reason: QuarantineReason,
+    ) -> Result<Recorded, StoreError> {
+        self.write(WriteOp::Quarantine(n, reason)).await
+    }
+
+    pub(super) async fn release(
+        &self,
+        quarantine_id: i64,
+        n: NewNotification,
+    ) -> Result<Recorded, StoreError> {
+        self.write(WriteOp::Release(quarantine_id, n)).await
+    }
+
+    /// Hands a write to the single writer task and waits for its commit.
+    async fn write(&self, op: WriteOp) -> Result<Recorded, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.writer
             .send(Job::Write(op, reply))
@@ -156,7 +183,7 @@ impl SqliteStore {
             ItemQuery::OriginalTransactionId(id) => ("original_transaction_id", id),
             ItemQuery::TransactionId(id) => ("transaction_id", id),
         };
-        sqlite_ledger::items_where(&mut *self.read().await?, column, value)
+        read::items_where(&mut *self.read().await?, column, value)
             .await
             .map_err(unavailable)
     }
@@ -165,7 +192,7 @@ impl SqliteStore {
         &self,
         original_transaction_id: &str,
     ) -> Result<Vec<HistoryEntry>, StoreError> {
-        sqlite_ledger::history(&mut *self.read().await?, original_transaction_id)
+        read::history(&mut *self.read().await?, original_transaction_id)
             .await
             .map_err(unavailable)
     }
@@ -175,13 +202,19 @@ impl SqliteStore {
         after: Option<&(String, String)>,
         limit: i64,
     ) -> Result<Vec<LedgerItem>, StoreError> {
-        sqlite_check::scan(&mut *self.read().await?, after, limit)
+        findings::scan(&mut *self.read().await?, after, limit)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub(super) async fn unfolded(&self) -> Result<Vec<UnfoldedNotification>, StoreError> {
+        findings::unfolded(&mut *self.read().await?)
             .await
             .map_err(unavailable)
     }
 
     pub(super) async fn conflicts(&self) -> Result<Vec<Conflict>, StoreError> {
-        sqlite_check::conflicts(&mut *self.read().await?)
+        findings::conflicts(&mut *self.read().await?)
             .await
             .map_err(unavailable)
     }
@@ -198,7 +231,7 @@ impl SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(unavailable)?;
-        let summary = sqlite_check::sync_findings(&mut tx, findings, now)
+        let summary = findings::sync_findings(&mut tx, findings, now)
             .await
             .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
@@ -210,7 +243,7 @@ impl SqliteStore {
         &self,
         filter: &FindingFilter,
     ) -> Result<Vec<FindingEntry>, StoreError> {
-        sqlite_check::findings(&mut *self.read().await?, filter)
+        findings::findings(&mut *self.read().await?, filter)
             .await
             .map_err(unavailable)
     }
@@ -226,7 +259,7 @@ impl SqliteStore {
         &self,
         original_transaction_id: &str,
     ) -> Result<Vec<ExpirationEntry>, StoreError> {
-        sqlite_ledger::expirations(&mut *self.read().await?, original_transaction_id)
+        read::expirations(&mut *self.read().await?, original_transaction_id)
             .await
             .map_err(unavailable)
     }
@@ -235,7 +268,7 @@ impl SqliteStore {
         &self,
         filter: &RefundFilter,
     ) -> Result<Vec<RefundEntry>, StoreError> {
-        sqlite_ledger::refunds(&mut *self.read().await?, filter)
+        read::refunds(&mut *self.read().await?, filter)
             .await
             .map_err(unavailable)
     }
@@ -243,7 +276,7 @@ impl SqliteStore {
     pub(super) async fn snapshot(
         &self,
     ) -> Result<std::collections::BTreeMap<String, Vec<String>>, StoreError> {
-        sqlite_ledger::snapshot(&mut *self.read().await?)
+        read::snapshot(&mut *self.read().await?)
             .await
             .map_err(unavailable)
     }
@@ -269,7 +302,7 @@ impl SqliteStore {
                 .begin_with("BEGIN IMMEDIATE")
                 .await
                 .map_err(unavailable)?;
-            let (last, folded) = sqlite_ledger::rebuild_chunk(&mut tx, &after, 2_000)
+            let (last, folded) = fold::rebuild_chunk(&mut *tx, &after, 2_000)
                 .await
                 .map_err(unavailable)?;
             tx.commit().await.map_err(unavailable)?;
@@ -295,7 +328,7 @@ impl SqliteStore {
             .map_err(unavailable)?;
         let mut stored = 0;
         for n in notifications {
-            if insert(&mut *tx, n, None).await.map_err(unavailable)? == Recorded::Stored {
+            if tx.insert_notification(n, None).await.map_err(unavailable)? == Recorded::Stored {
                 stored += 1;
             }
         }
@@ -443,97 +476,12 @@ async fn write_batch(
         let result = match op {
             // Nothing written; the caller ignores the answer.
             WriteOp::Probe => Ok(Recorded::Duplicate),
-            WriteOp::Record(n) => record(&mut tx, n).await,
-            WriteOp::Quarantine(n, reason) => quarantine(&mut tx, n, reason).await,
-            WriteOp::Release(id, n) => release(&mut tx, *id, n).await,
+            WriteOp::Record(n) => fold::record(&mut *tx, n).await,
+            WriteOp::Quarantine(n, reason) => fold::quarantine(&mut *tx, n, reason).await,
+            WriteOp::Release(id, n) => fold::release(&mut *tx, *id, n).await,
         };
         results.push(result?);
     }
     tx.commit().await?;
     Ok(results)
-}
-
-async fn quarantine(
-    tx: &mut SqliteConnection,
-    n: &NewNotification,
-    reason: &QuarantineReason,
-) -> Result<Recorded, sqlx::Error> {
-    // Already accepted (configuration changed in between): nothing to keep aside.
-    let accepted = sqlx::query("SELECT 1 FROM notifications WHERE notification_uuid = ?1")
-        .bind(&n.notification_uuid)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if accepted.is_some() {
-        return Ok(Recorded::AlreadyAccepted);
-    }
-    insert(&mut *tx, n, Some(reason)).await
-}
-
-/// Stores a notification and, when it is new, folds it into the ledger in the
-/// same transaction: an acknowledged notification is visible to the next query.
-async fn record(tx: &mut SqliteConnection, n: &NewNotification) -> Result<Recorded, sqlx::Error> {
-    let recorded = insert(&mut *tx, n, None).await?;
-    match recorded {
-        Recorded::Stored => sqlite_ledger::apply_notification(tx, &n.event).await?,
-        _ => sqlite_check::keep_if_conflicting(tx, n).await?,
-    }
-    Ok(recorded)
-}
-
-async fn release(
-    tx: &mut SqliteConnection,
-    id: i64,
-    n: &NewNotification,
-) -> Result<Recorded, sqlx::Error> {
-    let recorded = record(&mut *tx, n).await?;
-    sqlx::query("DELETE FROM quarantined_notifications WHERE id = ?1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    Ok(recorded)
-}
-
-const INSERT_NOTIFICATION: &str = "INSERT INTO notifications (notification_uuid, notification_type,
-        subtype, signed_date, received_at, environment, bundle_id, app_apple_id,
-        original_transaction_id, transaction_id, signed_payload, payload)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-    ON CONFLICT (notification_uuid) DO NOTHING";
-
-const INSERT_QUARANTINED: &str = "INSERT INTO quarantined_notifications (notification_uuid,
-        notification_type, subtype, signed_date, received_at, environment, bundle_id, app_apple_id,
-        original_transaction_id, transaction_id, signed_payload, payload, reason_code, reason)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-    ON CONFLICT (notification_uuid) DO NOTHING";
-
-async fn insert<'e>(
-    executor: impl SqliteExecutor<'e>,
-    n: &NewNotification,
-    reason: Option<&QuarantineReason>,
-) -> Result<Recorded, sqlx::Error> {
-    let mut query = sqlx::query(if reason.is_some() {
-        INSERT_QUARANTINED
-    } else {
-        INSERT_NOTIFICATION
-    })
-    .bind(&n.notification_uuid)
-    .bind(n.notification_type.as_str())
-    .bind(n.subtype.as_ref().map(Subtype::as_str))
-    .bind(n.signed_date)
-    .bind(n.received_at)
-    .bind(n.environment.as_ref().map(Environment::as_str))
-    .bind(&n.bundle_id)
-    .bind(n.app_apple_id)
-    .bind(&n.original_transaction_id)
-    .bind(&n.transaction_id)
-    .bind(&n.signed_payload)
-    .bind(&n.payload);
-    if let Some(reason) = reason {
-        query = query.bind(&reason.code).bind(&reason.message);
-    }
-    let result = query.execute(executor).await?;
-    Ok(if result.rows_affected() == 1 {
-        Recorded::Stored
-    } else {
-        Recorded::Duplicate
-    })
 }

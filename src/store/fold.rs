@@ -1,0 +1,286 @@
+//! How stored notifications reach the ledger, written once above the SQL:
+//! record a notification and fold it in (on top of its item's state when it
+//! sorts last, by folding the item again when it does not), keep a
+//! conflicting version as evidence, and rebuild the derived tables by chunks.
+//!
+//! A backend provides the statements behind [`LedgerTx`], one database
+//! transaction at a time; how it serialises writers (SQLite's single writer,
+//! row locks elsewhere) stays inside the backend.
+
+use crate::ledger::{
+    self, can_apply_after, Effect, Event, ExpirationRecord, ItemKey, RefundRecord, State,
+};
+
+use super::{NewNotification, QuarantineReason, Recorded};
+
+/// A stored notification as the fold reads it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct StoredPayload {
+    pub(super) notification_uuid: String,
+    pub(super) original_transaction_id: Option<String>,
+    /// The decoded notification as stored at ingest.
+    pub(super) payload: String,
+}
+
+/// A notification kept but not folded: its stored payload does not read as a
+/// ledger event. Kept so the checker can raise it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Unfolded {
+    pub(super) notification_uuid: String,
+    pub(super) original_transaction_id: Option<String>,
+    pub(super) reason: String,
+}
+
+/// The statements of one database transaction that the fold needs.
+pub(super) trait LedgerTx {
+    /// Inserts once per `notification_uuid` (into quarantine with a reason).
+    async fn insert_notification(
+        &mut self,
+        n: &NewNotification,
+        quarantine: Option<&QuarantineReason>,
+    ) -> Result<Recorded, sqlx::Error>;
+    /// The stored `(signed_payload, payload)` of a notification, if any.
+    async fn stored_version(&mut self, uuid: &str)
+        -> Result<Option<(String, String)>, sqlx::Error>;
+    async fn insert_conflict(&mut self, n: &NewNotification) -> Result<(), sqlx::Error>;
+    async fn delete_quarantined(&mut self, quarantine_id: i64) -> Result<(), sqlx::Error>;
+
+    async fn load_state(&mut self, item: &ItemKey) -> Result<Option<State>, sqlx::Error>;
+    async fn item_notifications(
+        &mut self,
+        item: &ItemKey,
+    ) -> Result<Vec<StoredPayload>, sqlx::Error>;
+    /// Removes an item's refunds and expirations (its state is overwritten).
+    async fn delete_item_records(&mut self, item: &ItemKey) -> Result<(), sqlx::Error>;
+    async fn save_state(&mut self, item: &ItemKey, state: &State) -> Result<(), sqlx::Error>;
+    async fn insert_refund(
+        &mut self,
+        item: &ItemKey,
+        original_transaction_id: &str,
+        refund: &RefundRecord,
+    ) -> Result<(), sqlx::Error>;
+    /// Marks every unreversed refund of `transaction_id` reported no later
+    /// than `reversed_at` as reversed.
+    async fn reverse_refunds(
+        &mut self,
+        item: &ItemKey,
+        transaction_id: &str,
+        reversed_at: i64,
+        reversed_by: &str,
+    ) -> Result<(), sqlx::Error>;
+    async fn insert_expiration(
+        &mut self,
+        item: &ItemKey,
+        original_transaction_id: &str,
+        expiration: &ExpirationRecord,
+    ) -> Result<(), sqlx::Error>;
+    /// Forgets `folded` as unfolded and keeps `unfolded`.
+    async fn note_unfolded(
+        &mut self,
+        folded: &[String],
+        unfolded: &[Unfolded],
+    ) -> Result<(), sqlx::Error>;
+
+    /// The last of the next `size` original transaction ids after `after`.
+    async fn chunk_end(&mut self, after: &str, size: i64) -> Result<Option<String>, sqlx::Error>;
+    /// Deletes derived rows with an original transaction id in
+    /// `(after, through]`, or past `after` when `through` is `None`.
+    async fn delete_derived(&mut self, after: &str, through: Option<&str>)
+        -> Result<(), sqlx::Error>;
+    async fn range_notifications(
+        &mut self,
+        after: &str,
+        through: &str,
+    ) -> Result<Vec<StoredPayload>, sqlx::Error>;
+}
+
+/// Stores a notification and, when it is new, folds it into the ledger in the
+/// same transaction, so an acknowledged notification is visible to the next
+/// query. A repeat with other content is kept as evidence.
+pub(super) async fn record(
+    tx: &mut impl LedgerTx,
+    n: &NewNotification,
+) -> Result<Recorded, sqlx::Error> {
+    let recorded = tx.insert_notification(n, None).await?;
+    match recorded {
+        Recorded::Stored => apply(tx, &n.event).await?,
+        _ => keep_if_conflicting(tx, n).await?,
+    }
+    Ok(recorded)
+}
+
+/// Keeps a genuine notification aside, unless it is already accepted.
+pub(super) async fn quarantine(
+    tx: &mut impl LedgerTx,
+    n: &NewNotification,
+    reason: &QuarantineReason,
+) -> Result<Recorded, sqlx::Error> {
+    if tx.stored_version(&n.notification_uuid).await?.is_some() {
+        return Ok(Recorded::AlreadyAccepted);
+    }
+    tx.insert_notification(n, Some(reason)).await
+}
+
+/// Moves a quarantined notification among the accepted ones.
+pub(super) async fn release(
+    tx: &mut impl LedgerTx,
+    quarantine_id: i64,
+    n: &NewNotification,
+) -> Result<Recorded, sqlx::Error> {
+    let recorded = record(tx, n).await?;
+    tx.delete_quarantined(quarantine_id).await?;
+    Ok(recorded)
+}
+
+/// Folds a just-stored event into its item: on top of the state when it
+/// sorts last, else by folding all of the item's notifications again.
+async fn apply(tx: &mut impl LedgerTx, event: &Event) -> Result<(), sqlx::Error> {
+    let Some(item) = event.item() else {
+        return Ok(());
+    };
+    match tx.load_state(&item).await? {
+        Some(state) if can_apply_after(&state, event) => {
+            let (state, effects) = ledger::apply(Some(state), &item, event);
+            save(tx, &item, &state, &effects).await
+        }
+        _ => refold(tx, &item).await,
+    }
+}
+
+async fn refold(tx: &mut impl LedgerTx, item: &ItemKey) -> Result<(), sqlx::Error> {
+    let stored = tx.item_notifications(item).await?;
+    let events = read_events(tx, stored).await?;
+    tx.delete_item_records(item).await?;
+    if let Some((state, effects)) = ledger::fold(item, events) {
+        save(tx, item, &state, &effects).await?;
+    }
+    Ok(())
+}
+
+/// Reads stored payloads as events; one that does not read is noted, never
+/// silently dropped.
+async fn read_events(
+    tx: &mut impl LedgerTx,
+    stored: Vec<StoredPayload>,
+) -> Result<Vec<Event>, sqlx::Error> {
+    let mut events = Vec::with_capacity(stored.len());
+    let mut folded = Vec::with_capacity(stored.len());
+    let mut unfolded = Vec::new();
+    for s in stored {
+        match Event::parse(&s.payload) {
+            Ok(event) => {
+                folded.push(s.notification_uuid);
+                events.push(event);
+            }
+            Err(error) => {
+                tracing::error!(notification_uuid = %s.notification_uuid, %error,
+                    "a stored notification does not read as a ledger event; not folded");
+                unfolded.push(Unfolded {
+                    notification_uuid: s.notification_uuid,
+                    original_transaction_id: s.original_transaction_id,
+                    reason: error.to_string(),
+                });
+            }
+        }
+    }
+    tx.note_unfolded(&folded, &unfolded).await?;
+    Ok(events)
+}
+
+async fn save(
+    tx: &mut impl LedgerTx,
+    item: &ItemKey,
+    state: &State,
+    effects: &[Effect],
+) -> Result<(), sqlx::Error> {
+    tx.save_state(item, state).await?;
+    let original_transaction_id = state
+        .original_transaction_id
+        .as_deref()
+        .unwrap_or(item.id());
+    for effect in effects {
+        match effect {
+            Effect::Refund(refund) => {
+                tx.insert_refund(item, original_transaction_id, refund)
+                    .await?
+            }
+            Effect::RefundReversed {
+                transaction_id,
+                reversed_at,
+                reversed_by,
+            } => {
+                tx.reverse_refunds(item, transaction_id, *reversed_at, reversed_by)
+                    .await?
+            }
+            Effect::Expiration(expiration) => {
+                tx.insert_expiration(item, original_transaction_id, expiration)
+                    .await?
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Rebuilds the items of the next `size` original transaction ids after
+/// `after`. Returns the last id done (`None` when there are no more) and how
+/// many notifications were read.
+pub(super) async fn rebuild_chunk(
+    tx: &mut impl LedgerTx,
+    after: &str,
+    size: i64,
+) -> Result<(Option<String>, u64), sqlx::Error> {
+    let Some(last) = tx.chunk_end(after, size).await? else {
+        // Past the last notification: derived rows left here belong to no
+        // stored notification (a corrupted table, or an item a rule change
+        // now files elsewhere) and must not survive a rebuild.
+        tx.delete_derived(after, None).await?;
+        return Ok((None, 0));
+    };
+    tx.delete_derived(after, Some(&last)).await?;
+    let stored = tx.range_notifications(after, &last).await?;
+    let read = stored.len() as u64;
+    let events = read_events(tx, stored).await?;
+    for (item, (state, effects)) in ledger::fold_all(events) {
+        save(tx, &item, &state, &effects).await?;
+    }
+    Ok((Some(last), read))
+}
+
+/// A repeat of a stored notificationUUID whose content differs (signing dates
+/// aside: a re-signed retry may change them) is kept as evidence.
+async fn keep_if_conflicting(
+    tx: &mut impl LedgerTx,
+    n: &NewNotification,
+) -> Result<(), sqlx::Error> {
+    let Some((signed_payload, payload)) = tx.stored_version(&n.notification_uuid).await? else {
+        return Ok(());
+    };
+    if signed_payload == n.signed_payload || same_content(&payload, &n.payload) {
+        return Ok(());
+    }
+    tx.insert_conflict(n).await
+}
+
+fn same_content(a: &str, b: &str) -> bool {
+    fn without_signed_dates(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                map.remove("signedDate");
+                map.values_mut().for_each(without_signed_dates);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(without_signed_dates),
+            _ => {}
+        }
+    }
+    match (
+        serde_json::from_str::<serde_json::Value>(a),
+        serde_json::from_str::<serde_json::Value>(b),
+    ) {
+        (Ok(mut a), Ok(mut b)) => {
+            without_signed_dates(&mut a);
+            without_signed_dates(&mut b);
+            a == b
+        }
+        _ => a == b,
+    }
+}

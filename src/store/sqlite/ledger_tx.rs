@@ -1,0 +1,358 @@
+//! The statements the fold needs ([`LedgerTx`]), on SQLite, inside the
+//! caller's transaction.
+
+use sqlx::SqliteConnection;
+
+use super::super::fold::{LedgerTx, StoredPayload, Unfolded};
+use super::super::{NewNotification, QuarantineReason, Recorded};
+use crate::ledger::{ExpirationRecord, ItemKey, RefundRecord, State};
+use crate::model::{Environment, Subtype};
+
+const INSERT_NOTIFICATION: &str = "INSERT INTO notifications (notification_uuid, notification_type,
+        subtype, signed_date, received_at, environment, bundle_id, app_apple_id,
+        original_transaction_id, transaction_id, signed_payload, payload)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+    ON CONFLICT (notification_uuid) DO NOTHING";
+
+const INSERT_QUARANTINED: &str = "INSERT INTO quarantined_notifications (notification_uuid,
+        notification_type, subtype, signed_date, received_at, environment, bundle_id, app_apple_id,
+        original_transaction_id, transaction_id, signed_payload, payload, reason_code, reason)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+    ON CONFLICT (notification_uuid) DO NOTHING";
+
+fn stored_payloads(
+    rows: Vec<(String, Option<String>, String)>,
+) -> Vec<StoredPayload> {
+    rows.into_iter()
+        .map(
+            |(notification_uuid, original_transaction_id, payload)| StoredPayload {
+                notification_uuid,
+                original_transaction_id,
+                payload,
+            },
+        )
+        .collect()
+}
+
+impl LedgerTx for SqliteConnection {
+    async fn insert_notification(
+        &mut self,
+        n: &NewNotification,
+        quarantine: Option<&QuarantineReason>,
+    ) -> Result<Recorded, sqlx::Error> {
+        let mut query = sqlx::query(if quarantine.is_some() {
+            INSERT_QUARANTINED
+        } else {
+            INSERT_NOTIFICATION
+        })
+        .bind(&n.notification_uuid)
+        .bind(n.notification_type.as_str())
+        .bind(n.subtype.as_ref().map(Subtype::as_str))
+        .bind(n.signed_date)
+        .bind(n.received_at)
+        .bind(n.environment.as_ref().map(Environment::as_str))
+        .bind(&n.bundle_id)
+        .bind(n.app_apple_id)
+        .bind(&n.original_transaction_id)
+        .bind(&n.transaction_id)
+        .bind(&n.signed_payload)
+        .bind(&n.payload);
+        if let Some(reason) = quarantine {
+            query = query.bind(&reason.code).bind(&reason.message);
+        }
+        let result = query.execute(&mut *self).await?;
+        Ok(if result.rows_affected() == 1 {
+            Recorded::Stored
+        } else {
+            Recorded::Duplicate
+        })
+    }
+
+    async fn stored_version(
+        &mut self,
+        uuid: &str,
+    ) -> Result<Option<(String, String)>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT signed_payload, payload FROM notifications WHERE notification_uuid = ?1",
+        )
+        .bind(uuid)
+        .fetch_optional(&mut *self)
+        .await
+    }
+
+    async fn insert_conflict(&mut self, n: &NewNotification) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO notification_conflicts (notification_uuid, received_at, signed_payload, payload)
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (notification_uuid, signed_payload) DO NOTHING",
+        )
+        .bind(&n.notification_uuid)
+        .bind(n.received_at)
+        .bind(&n.signed_payload)
+        .bind(&n.payload)
+        .execute(&mut *self)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_quarantined(&mut self, quarantine_id: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM quarantined_notifications WHERE id = ?1")
+            .bind(quarantine_id)
+            .execute(&mut *self)
+            .await?;
+        Ok(())
+    }
+
+    async fn load_state(&mut self, item: &ItemKey) -> Result<Option<State>, sqlx::Error> {
+        let row: Option<String> =
+            sqlx::query_scalar("SELECT state FROM ledger_items WHERE kind = ?1 AND item_id = ?2")
+                .bind(item.kind())
+                .bind(item.id())
+                .fetch_optional(&mut *self)
+                .await?;
+        // An unreadable state (written by an older version) is folded again.
+        Ok(row.and_then(|json| serde_json::from_str(&json).ok()))
+    }
+
+    async fn item_notifications(
+        &mut self,
+        item: &ItemKey,
+    ) -> Result<Vec<StoredPayload>, sqlx::Error> {
+        let sql = match item {
+            ItemKey::Subscription(_) => {
+                "SELECT notification_uuid, original_transaction_id, payload FROM notifications
+                 WHERE original_transaction_id = ?1"
+            }
+            ItemKey::Purchase(_) => {
+                "SELECT notification_uuid, original_transaction_id, payload FROM notifications
+                 WHERE transaction_id = ?1"
+            }
+        };
+        let rows = sqlx::query_as(sql)
+            .bind(item.id())
+            .fetch_all(&mut *self)
+            .await?;
+        Ok(stored_payloads(rows))
+    }
+
+    async fn delete_item_records(&mut self, item: &ItemKey) -> Result<(), sqlx::Error> {
+        for sql in [
+            "DELETE FROM refunds WHERE kind = ?1 AND item_id = ?2",
+            "DELETE FROM expirations WHERE kind = ?1 AND item_id = ?2",
+        ] {
+            sqlx::query(sql)
+                .bind(item.kind())
+                .bind(item.id())
+                .execute(&mut *self)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn save_state(&mut self, item: &ItemKey, state: &State) -> Result<(), sqlx::Error> {
+        let json = serde_json::to_string(state).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        let original_transaction_id = state
+            .original_transaction_id
+            .as_deref()
+            .unwrap_or(item.id());
+        sqlx::query(
+            "INSERT INTO ledger_items (kind, item_id, original_transaction_id, bundle_id, environment,
+                 product_id, app_account_token, status, expires_date, last_signed_date, state)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (kind, item_id) DO UPDATE SET
+                 original_transaction_id = excluded.original_transaction_id, bundle_id = excluded.bundle_id,
+                 environment = excluded.environment, product_id = excluded.product_id,
+                 app_account_token = excluded.app_account_token, status = excluded.status,
+                 expires_date = excluded.expires_date, last_signed_date = excluded.last_signed_date,
+                 state = excluded.state",
+        )
+        .bind(item.kind())
+        .bind(item.id())
+        .bind(original_transaction_id)
+        .bind(&state.bundle_id)
+        .bind(&state.environment)
+        .bind(&state.product_id)
+        .bind(&state.app_account_token)
+        .bind(state.status.as_str())
+        .bind(state.expires_date())
+        .bind(state.last_signed_date)
+        .bind(json)
+        .execute(&mut *self)
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_refund(
+        &mut self,
+        item: &ItemKey,
+        original_transaction_id: &str,
+        r: &RefundRecord,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO refunds (notification_uuid, kind, item_id, notification_type, transaction_id,
+                 original_transaction_id, product_id, bundle_id, environment, revocation_date,
+                 revocation_reason, revocation_type, revocation_percentage, price, currency,
+                 signed_date, refund_date)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+             ON CONFLICT (notification_uuid) DO NOTHING",
+        )
+        .bind(&r.notification_uuid)
+        .bind(item.kind())
+        .bind(item.id())
+        .bind(&r.notification_type)
+        .bind(&r.transaction_id)
+        .bind(r.original_transaction_id.as_deref().unwrap_or(original_transaction_id))
+        .bind(&r.product_id)
+        .bind(&r.bundle_id)
+        .bind(&r.environment)
+        .bind(r.revocation_date)
+        .bind(r.revocation_reason)
+        .bind(&r.revocation_type)
+        .bind(r.revocation_percentage)
+        .bind(r.price)
+        .bind(&r.currency)
+        .bind(r.signed_date)
+        .bind(r.revocation_date.unwrap_or(r.signed_date))
+        .execute(&mut *self)
+        .await?;
+        Ok(())
+    }
+
+    async fn reverse_refunds(
+        &mut self,
+        item: &ItemKey,
+        transaction_id: &str,
+        reversed_at: i64,
+        reversed_by: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE refunds SET reversed_at = ?1, reversed_by = ?2
+             WHERE kind = ?3 AND item_id = ?4 AND transaction_id = ?5
+               AND reversed_at IS NULL AND signed_date <= ?1",
+        )
+        .bind(reversed_at)
+        .bind(reversed_by)
+        .bind(item.kind())
+        .bind(item.id())
+        .bind(transaction_id)
+        .execute(&mut *self)
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_expiration(
+        &mut self,
+        item: &ItemKey,
+        original_transaction_id: &str,
+        e: &ExpirationRecord,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO expirations (notification_uuid, kind, item_id, subtype, transaction_id,
+                 original_transaction_id, product_id, bundle_id, environment, expires_date, signed_date)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (notification_uuid) DO NOTHING",
+        )
+        .bind(&e.notification_uuid)
+        .bind(item.kind())
+        .bind(item.id())
+        .bind(&e.subtype)
+        .bind(&e.transaction_id)
+        .bind(e.original_transaction_id.as_deref().unwrap_or(original_transaction_id))
+        .bind(&e.product_id)
+        .bind(&e.bundle_id)
+        .bind(&e.environment)
+        .bind(e.expires_date)
+        .bind(e.signed_date)
+        .execute(&mut *self)
+        .await?;
+        Ok(())
+    }
+
+    async fn note_unfolded(
+        &mut self,
+        folded: &[String],
+        unfolded: &[Unfolded],
+    ) -> Result<(), sqlx::Error> {
+        // Nearly always empty: one cheap statement when there is something
+        // to forget, none otherwise.
+        let known: i64 = sqlx::query_scalar("SELECT count(*) FROM unfolded_notifications")
+            .fetch_one(&mut *self)
+            .await?;
+        if known > 0 {
+            for uuid in folded {
+                sqlx::query("DELETE FROM unfolded_notifications WHERE notification_uuid = ?1")
+                    .bind(uuid)
+                    .execute(&mut *self)
+                    .await?;
+            }
+        }
+        for u in unfolded {
+            sqlx::query(
+                "INSERT INTO unfolded_notifications (notification_uuid, original_transaction_id, reason)
+                 VALUES (?1, ?2, ?3)
+                 ON CONFLICT (notification_uuid) DO UPDATE SET reason = excluded.reason",
+            )
+            .bind(&u.notification_uuid)
+            .bind(&u.original_transaction_id)
+            .bind(&u.reason)
+            .execute(&mut *self)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn chunk_end(&mut self, after: &str, size: i64) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT max(original_transaction_id) FROM (SELECT DISTINCT original_transaction_id FROM notifications
+             WHERE original_transaction_id > ?1 ORDER BY original_transaction_id LIMIT ?2)",
+        )
+        .bind(after)
+        .bind(size)
+        .fetch_one(&mut *self)
+        .await
+    }
+
+    async fn delete_derived(
+        &mut self,
+        after: &str,
+        through: Option<&str>,
+    ) -> Result<(), sqlx::Error> {
+        let statements = match through {
+            Some(_) => [
+                "DELETE FROM ledger_items WHERE original_transaction_id > ?1 AND original_transaction_id <= ?2",
+                "DELETE FROM refunds WHERE original_transaction_id > ?1 AND original_transaction_id <= ?2",
+                "DELETE FROM expirations WHERE original_transaction_id > ?1 AND original_transaction_id <= ?2",
+            ],
+            None => [
+                "DELETE FROM ledger_items WHERE original_transaction_id > ?1",
+                "DELETE FROM refunds WHERE original_transaction_id > ?1",
+                "DELETE FROM expirations WHERE original_transaction_id > ?1",
+            ],
+        };
+        for sql in statements {
+            let query = sqlx::query(sql).bind(after);
+            match through {
+                Some(through) => query.bind(through),
+                None => query,
+            }
+            .execute(&mut *self)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn range_notifications(
+        &mut self,
+        after: &str,
+        through: &str,
+    ) -> Result<Vec<StoredPayload>, sqlx::Error> {
+        let rows = sqlx::query_as(
+            "SELECT notification_uuid, original_transaction_id, payload FROM notifications
+             WHERE original_transaction_id > ?1 AND original_transaction_id <= ?2",
+        )
+        .bind(after)
+        .bind(through)
+        .fetch_all(&mut *self)
+        .await?;
+        Ok(stored_payloads(rows))
+    }
+}

@@ -1,0 +1,182 @@
+//! The queries behind the API on SQLite: ledger items, history, refunds,
+//! expirations, and a snapshot of the derived tables.
+
+use std::collections::BTreeMap;
+
+use sqlx::{Row, SqliteConnection};
+
+use super::super::{ExpirationEntry, HistoryEntry, LedgerItem, RefundEntry, RefundFilter};
+use crate::ledger::ItemKey;
+
+fn item_from(kind: &str, id: String) -> ItemKey {
+    if kind == "purchase" {
+        ItemKey::Purchase(id)
+    } else {
+        ItemKey::Subscription(id)
+    }
+}
+
+pub(super) fn ledger_item(row: &sqlx::sqlite::SqliteRow) -> Result<LedgerItem, sqlx::Error> {
+    let kind: String = row.try_get("kind")?;
+    let state: String = row.try_get("state")?;
+    Ok(LedgerItem {
+        item: item_from(&kind, row.try_get("item_id")?),
+        state: serde_json::from_str(&state).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+    })
+}
+
+pub(super) async fn items_where(
+    conn: &mut SqliteConnection,
+    column: &str,
+    value: &str,
+) -> Result<Vec<LedgerItem>, sqlx::Error> {
+    let sql = match column {
+        "subscription" => "SELECT kind, item_id, state FROM ledger_items WHERE kind = 'subscription' AND item_id = ?1",
+        "app_account_token" => "SELECT kind, item_id, state FROM ledger_items WHERE app_account_token = ?1",
+        "original_transaction_id" => {
+            "SELECT kind, item_id, state FROM ledger_items WHERE original_transaction_id = ?1"
+        }
+        "transaction_id" => {
+            "SELECT kind, item_id, state FROM ledger_items WHERE original_transaction_id IN
+                 (SELECT original_transaction_id FROM notifications WHERE transaction_id = ?1)"
+        }
+        _ => return Ok(Vec::new()),
+    };
+    let rows = sqlx::query(sql).bind(value).fetch_all(&mut *conn).await?;
+    rows.iter().map(ledger_item).collect()
+}
+
+pub(super) async fn history(
+    conn: &mut SqliteConnection,
+    original_transaction_id: &str,
+) -> Result<Vec<HistoryEntry>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT notification_uuid, notification_type, subtype, signed_date, received_at, transaction_id, payload
+         FROM notifications WHERE original_transaction_id = ?1 ORDER BY signed_date, notification_uuid",
+    )
+    .bind(original_transaction_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let payload: String = row.try_get("payload")?;
+            let transaction = serde_json::from_str::<serde_json::Value>(&payload)
+                .ok()
+                .and_then(|mut p| {
+                    p.pointer_mut("/data/signedTransactionInfo")
+                        .map(serde_json::Value::take)
+                });
+            Ok(HistoryEntry {
+                notification_uuid: row.try_get("notification_uuid")?,
+                notification_type: row.try_get("notification_type")?,
+                subtype: row.try_get("subtype")?,
+                signed_date: row.try_get("signed_date")?,
+                received_at: row.try_get("received_at")?,
+                transaction_id: row.try_get("transaction_id")?,
+                transaction,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn refunds(
+    conn: &mut SqliteConnection,
+    filter: &RefundFilter,
+) -> Result<Vec<RefundEntry>, sqlx::Error> {
+    // Newest first, cursor-paginated on (refund_date, notification_uuid).
+    let (cursor_date, cursor_uuid) = filter.cursor.clone().unwrap_or((i64::MAX, String::new()));
+    let rows = sqlx::query(
+        "SELECT * FROM refunds
+         WHERE (?1 IS NULL OR bundle_id = ?1) AND (?2 IS NULL OR product_id = ?2)
+           AND (?3 IS NULL OR refund_date >= ?3) AND (?4 IS NULL OR refund_date < ?4)
+           AND (refund_date < ?5 OR (refund_date = ?5 AND (?6 = '' OR notification_uuid < ?6)))
+           AND (?8 IS NULL OR original_transaction_id = ?8)
+         ORDER BY refund_date DESC, notification_uuid DESC
+         LIMIT ?7",
+    )
+    .bind(&filter.bundle_id)
+    .bind(&filter.product_id)
+    .bind(filter.from)
+    .bind(filter.to)
+    .bind(cursor_date)
+    .bind(cursor_uuid)
+    .bind(filter.limit)
+    .bind(&filter.original_transaction_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(RefundEntry {
+                notification_uuid: row.try_get("notification_uuid")?,
+                notification_type: row.try_get("notification_type")?,
+                transaction_id: row.try_get("transaction_id")?,
+                original_transaction_id: row.try_get("original_transaction_id")?,
+                product_id: row.try_get("product_id")?,
+                bundle_id: row.try_get("bundle_id")?,
+                environment: row.try_get("environment")?,
+                revocation_date: row.try_get("revocation_date")?,
+                revocation_reason: row.try_get("revocation_reason")?,
+                revocation_type: row.try_get("revocation_type")?,
+                revocation_percentage: row.try_get("revocation_percentage")?,
+                price: row.try_get("price")?,
+                currency: row.try_get("currency")?,
+                signed_date: row.try_get("signed_date")?,
+                refund_date: row.try_get("refund_date")?,
+                reversed_at: row.try_get("reversed_at")?,
+                reversed_by: row.try_get("reversed_by")?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn expirations(
+    conn: &mut SqliteConnection,
+    original_transaction_id: &str,
+) -> Result<Vec<ExpirationEntry>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT notification_uuid, subtype, transaction_id, product_id, expires_date, signed_date
+         FROM expirations WHERE original_transaction_id = ?1 ORDER BY signed_date, notification_uuid",
+    )
+    .bind(original_transaction_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(ExpirationEntry {
+                notification_uuid: row.try_get("notification_uuid")?,
+                subtype: row.try_get("subtype")?,
+                transaction_id: row.try_get("transaction_id")?,
+                product_id: row.try_get("product_id")?,
+                expires_date: row.try_get("expires_date")?,
+                signed_date: row.try_get("signed_date")?,
+            })
+        })
+        .collect()
+}
+
+/// A snapshot of every derived table, for checking that rebuild equals
+/// incremental application.
+pub(super) async fn snapshot(
+    conn: &mut SqliteConnection,
+) -> Result<BTreeMap<String, Vec<String>>, sqlx::Error> {
+    let mut out = BTreeMap::new();
+    for (table, sql) in [
+        ("ledger_items", "SELECT kind || '|' || item_id || '|' || state FROM ledger_items ORDER BY kind, item_id"),
+        (
+            "refunds",
+            "SELECT json_array(notification_uuid, kind, item_id, notification_type, transaction_id,
+                 original_transaction_id, product_id, bundle_id, environment, revocation_date, revocation_reason,
+                 revocation_type, revocation_percentage, price, currency, signed_date, refund_date, reversed_at,
+                 reversed_by) FROM refunds ORDER BY notification_uuid",
+        ),
+        (
+            "expirations",
+            "SELECT json_array(notification_uuid, kind, item_id, subtype, transaction_id, original_transaction_id,
+                 product_id, bundle_id, environment, expires_date, signed_date) FROM expirations ORDER BY notification_uuid",
+        ),
+    ] {
+        let rows: Vec<String> = sqlx::query_scalar(sql).fetch_all(&mut *conn).await?;
+        out.insert(table.to_owned(), rows);
+    }
+    Ok(out)
+}
