@@ -146,3 +146,65 @@ fn the_current_period_is_the_latest_one_whatever_arrives_last() {
         assert_eq!(s.current_transaction_id.as_deref(), Some("late"));
     }
 }
+
+/// The status a notification implies when Apple sent no `data.status` (older
+/// notifications), type by type, from an active subscription and from one in
+/// billing retry: "unchanged" types must leave either as it was.
+#[test]
+fn without_data_status_the_type_decides_the_status() {
+    use Status::{Active, BillingGracePeriod, BillingRetry, Expired, Revoked};
+    let item = ItemKey::Subscription("s".into());
+    let t1 = transaction("t1", "monthly", T0, T0 + 30 * DAY);
+    let mut refunded = t1.clone();
+    refunded.revocation_date = Some(T0 + 5 * DAY);
+    let upgraded = transaction("t-pro", "pro", T0 + 5 * DAY, T0 + 35 * DAY);
+    let cases: &[(&str, Option<&str>, &TransactionFacts, Status, Status)] = &[
+        // type, subtype, transaction, from ACTIVE, from BILLING_RETRY
+        ("SUBSCRIBED", Some("RESUBSCRIBE"), &t1, Active, Active),
+        ("DID_RENEW", None, &t1, Active, Active),
+        ("DID_RENEW", Some("BILLING_RECOVERY"), &t1, Active, Active),
+        ("RENEWAL_EXTENDED", None, &t1, Active, Active),
+        ("REFUND_REVERSED", None, &t1, Active, Active),
+        ("OFFER_REDEEMED", None, &t1, Active, Active),
+        ("DID_CHANGE_RENEWAL_PREF", Some("UPGRADE"), &upgraded, Active, Active),
+        ("DID_CHANGE_RENEWAL_PREF", Some("DOWNGRADE"), &t1, Active, BillingRetry),
+        ("DID_CHANGE_RENEWAL_PREF", None, &t1, Active, BillingRetry),
+        ("DID_FAIL_TO_RENEW", Some("GRACE_PERIOD"), &t1, BillingGracePeriod, BillingGracePeriod),
+        ("DID_FAIL_TO_RENEW", None, &t1, BillingRetry, BillingRetry),
+        ("GRACE_PERIOD_EXPIRED", None, &t1, BillingRetry, BillingRetry),
+        ("EXPIRED", Some("VOLUNTARY"), &t1, Expired, Expired),
+        ("REVOKE", None, &refunded, Revoked, Revoked),
+        ("REFUND", None, &refunded, Revoked, Revoked),
+        ("REFUND_DECLINED", None, &t1, Active, BillingRetry),
+        ("CONSUMPTION_REQUEST", None, &t1, Active, BillingRetry),
+        ("PRICE_INCREASE", Some("PENDING"), &t1, Active, BillingRetry),
+        ("DID_CHANGE_RENEWAL_STATUS", Some("AUTO_RENEW_DISABLED"), &t1, Active, BillingRetry),
+        ("RENEWAL_EXTENSION", Some("FAILURE"), &t1, Active, BillingRetry),
+    ];
+    for &(kind, subtype, t, from_active, from_retry) in cases {
+        for (before, expected) in [
+            (event("0", "SUBSCRIBED", None, T0, t1.clone()), from_active),
+            (event("0", "DID_FAIL_TO_RENEW", None, T0, t1.clone()), from_retry),
+        ] {
+            let e = event("1", kind, subtype, T0 + 5 * DAY, t.clone());
+            let s = state(&item, vec![before.clone(), e]);
+            assert_eq!(
+                s.status, expected,
+                "{kind} {subtype:?} after {}",
+                before.notification_type.as_str()
+            );
+        }
+    }
+
+    // A refund of a period that a later renewal replaced ends nothing.
+    let t2 = transaction("t2", "monthly", T0 + 30 * DAY, T0 + 60 * DAY);
+    let s = state(
+        &item,
+        vec![
+            event("0", "SUBSCRIBED", None, T0, t1.clone()),
+            event("1", "DID_RENEW", None, T0 + 30 * DAY, t2),
+            event("2", "REFUND", None, T0 + 31 * DAY, refunded),
+        ],
+    );
+    assert_eq!(s.status, Active);
+}
