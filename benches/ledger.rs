@@ -10,7 +10,12 @@
 //! databases.
 
 // Tests may panic: that is how they fail.
-#![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -24,9 +29,9 @@ mod common;
 use common::bench::percentile;
 
 use appstore_ledger::config::Settings;
-use appstore_ledger::startup::Application;
 use appstore_ledger::ledger::Event;
 use appstore_ledger::model::{Environment, NotificationType, Subtype};
+use appstore_ledger::startup::Application;
 use appstore_ledger::store::{NewNotification, Store};
 
 const DAY: i64 = 86_400_000;

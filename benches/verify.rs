@@ -7,7 +7,12 @@
 //! compares with three bare ring P-256 verifications.
 
 // Tests may panic: that is how they fail.
-#![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
 
 #[path = "../tests/common/mod.rs"]
 mod common;

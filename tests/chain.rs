@@ -2,7 +2,12 @@
 //! exact error, on chains generated here in Apple's shape.
 
 // Tests may panic: that is how they fail.
-#![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
@@ -175,7 +180,10 @@ fn the_intermediate_and_root_validity_periods_are_checked() {
         root_validity: (date(2026), date(2039)),
         ..ChainSpec::default()
     }));
-    assert_eq!(error, VerifyError::CertificateNotYetValid(CertPosition::Root));
+    assert_eq!(
+        error,
+        VerifyError::CertificateNotYetValid(CertPosition::Root)
+    );
     let error = rejected(only(ChainSpec {
         root_validity: (date(2010), date(2025)),
         ..ChainSpec::default()

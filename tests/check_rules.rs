@@ -3,7 +3,12 @@
 //! not for a subscription whose period has not ended.
 
 // Tests may panic: that is how they fail.
-#![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
 
 use appstore_ledger::check::{check_item, FindingKind, Tolerances};
 use appstore_ledger::ledger::{ItemKey, State, Status};
@@ -109,4 +114,37 @@ fn tolerances_are_per_rule() {
     // The other rules keep their own.
     let on = active(AutoRenewStatus::On);
     assert_eq!(check_item(&item(), &on, EXPIRES + 1, &tolerances), []);
+}
+
+#[test]
+fn the_findings_to_resolve_are_the_open_ones_no_longer_found() {
+    use appstore_ledger::check::vanished;
+    use appstore_ledger::store::FindingRecord;
+    let record = |kind: &str, subject: &str| FindingRecord {
+        kind: kind.into(),
+        subject: subject.into(),
+        original_transaction_id: None,
+        bundle_id: None,
+        environment: None,
+        detail: String::new(),
+    };
+    let key = |kind: &str, subject: &str| (kind.to_owned(), subject.to_owned());
+    let open = [
+        key("EXPIRATION_OVERDUE", "a"),
+        key("EXPIRATION_OVERDUE", "b"),
+        key("IDENTITY_MISMATCH", "a"),
+    ];
+    let current = [
+        record("EXPIRATION_OVERDUE", "a"),
+        record("IDENTITY_MISMATCH", "b"),
+    ];
+    assert_eq!(
+        vanished(&open, &current),
+        [
+            key("EXPIRATION_OVERDUE", "b"),
+            key("IDENTITY_MISMATCH", "a")
+        ]
+    );
+    assert_eq!(vanished(&open, &[]), open);
+    assert_eq!(vanished(&[], &current), []);
 }

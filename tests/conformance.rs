@@ -5,7 +5,12 @@
 //! in the README's test command) and says it skipped when there is none.
 
 // Tests may panic: that is how they fail.
-#![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -141,7 +146,10 @@ fn every_token_verifies_or_fails_as_the_manifest_says() {
 fn failure_the_manifest_gives(case: &Case) -> (&'static str, &'static str) {
     let e = &case.entry;
     let reason = e["fail_reason"].as_str().unwrap_or_default();
-    match (e["chain_verified"].as_bool(), e["signature_verified"].as_bool()) {
+    match (
+        e["chain_verified"].as_bool(),
+        e["signature_verified"].as_bool(),
+    ) {
         // Placeholder strings in x5c: they are not certificates.
         (Some(false), _) if reason.contains("x5c does not parse") => (
             "MALFORMED_CERTIFICATE",

@@ -7,7 +7,12 @@
 //! store kept, and equal what `rebuild` makes of them.
 
 // Tests may panic: that is how they fail.
-#![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
@@ -207,10 +212,8 @@ fn history() -> impl Strategy<Value = (Vec<Spec>, Vec<Spec>)> {
         .prop_flat_map(|n| (0..n).map(spec).collect::<Vec<_>>())
         .prop_flat_map(|specs| {
             let n = specs.len();
-            let variants = prop::collection::vec(
-                (0..n, 1i64..(3 * DAY), prop::option::of(1i64..6)),
-                0..4,
-            );
+            let variants =
+                prop::collection::vec((0..n, 1i64..(3 * DAY), prop::option::of(1i64..6)), 0..4);
             (Just(specs), variants)
         })
         .prop_map(|(specs, variants)| {
@@ -282,10 +285,8 @@ impl TempDb {
     fn new() -> TempDb {
         static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "appstore-ledger-props-{}-{n}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("appstore-ledger-props-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         TempDb(dir)
@@ -339,7 +340,9 @@ async fn record_all(
     let store = db.store().await;
     let mut kept: Vec<NewNotification> = Vec::new();
     for n in arrivals {
-        let first = !kept.iter().any(|k| k.notification_uuid == n.notification_uuid);
+        let first = !kept
+            .iter()
+            .any(|k| k.notification_uuid == n.notification_uuid);
         let recorded = store.record_notification(n.clone()).await.unwrap();
         assert_eq!(
             recorded,
@@ -478,7 +481,8 @@ fn a_late_older_expired_does_not_roll_back_a_renewal() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let (late, states_late, _, _db, store) = record_all(&[renew.clone(), expired.clone()]).await;
+        let (late, states_late, _, _db, store) =
+            record_all(&[renew.clone(), expired.clone()]).await;
         store.close().await;
         let state = &states_late[&ItemKey::Subscription("s0".into())];
         assert_eq!(state.status, appstore_ledger::ledger::Status::Active);

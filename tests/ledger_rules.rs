@@ -3,7 +3,12 @@
 //! one-time purchase, and when `statusSince` moves.
 
 // Tests may panic: that is how they fail.
-#![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
 
 use appstore_ledger::ledger::{fold, Event, EventData, ItemKey, State, Status, TransactionFacts};
 use appstore_ledger::model::{NotificationType, ProductType, Subtype};
@@ -56,15 +61,31 @@ fn only_an_upgrade_makes_a_shorter_transaction_current() {
         (Some("DOWNGRADE"), "t-annual"),
         (None, "t-annual"),
     ] {
-        let change = event("2", "DID_CHANGE_RENEWAL_PREF", subtype, T0 + DAY, monthly.clone());
+        let change = event(
+            "2",
+            "DID_CHANGE_RENEWAL_PREF",
+            subtype,
+            T0 + DAY,
+            monthly.clone(),
+        );
         let s = state(&item, vec![subscribed.clone(), change]);
-        assert_eq!(s.current_transaction_id.as_deref(), Some(current), "{subtype:?}");
+        assert_eq!(
+            s.current_transaction_id.as_deref(),
+            Some(current),
+            "{subtype:?}"
+        );
     }
     // An upgrade notification carrying the upgraded-away transaction does
     // not make it current.
     let mut away = monthly.clone();
     away.is_upgraded = Some(true);
-    let change = event("2", "DID_CHANGE_RENEWAL_PREF", Some("UPGRADE"), T0 + DAY, away);
+    let change = event(
+        "2",
+        "DID_CHANGE_RENEWAL_PREF",
+        Some("UPGRADE"),
+        T0 + DAY,
+        away,
+    );
     let s = state(&item, vec![subscribed.clone(), change]);
     assert_eq!(s.current_transaction_id.as_deref(), Some("t-annual"));
     // Another type carrying the shorter transaction does not either.
@@ -166,30 +187,70 @@ fn without_data_status_the_type_decides_the_status() {
         ("RENEWAL_EXTENDED", None, &t1, Active, Active),
         ("REFUND_REVERSED", None, &t1, Active, Active),
         ("OFFER_REDEEMED", None, &t1, Active, Active),
-        ("DID_CHANGE_RENEWAL_PREF", Some("UPGRADE"), &upgraded, Active, Active),
-        ("DID_CHANGE_RENEWAL_PREF", Some("DOWNGRADE"), &t1, Active, BillingRetry),
+        (
+            "DID_CHANGE_RENEWAL_PREF",
+            Some("UPGRADE"),
+            &upgraded,
+            Active,
+            Active,
+        ),
+        (
+            "DID_CHANGE_RENEWAL_PREF",
+            Some("DOWNGRADE"),
+            &t1,
+            Active,
+            BillingRetry,
+        ),
         ("DID_CHANGE_RENEWAL_PREF", None, &t1, Active, BillingRetry),
-        ("DID_FAIL_TO_RENEW", Some("GRACE_PERIOD"), &t1, BillingGracePeriod, BillingGracePeriod),
+        (
+            "DID_FAIL_TO_RENEW",
+            Some("GRACE_PERIOD"),
+            &t1,
+            BillingGracePeriod,
+            BillingGracePeriod,
+        ),
         ("DID_FAIL_TO_RENEW", None, &t1, BillingRetry, BillingRetry),
-        ("GRACE_PERIOD_EXPIRED", None, &t1, BillingRetry, BillingRetry),
+        (
+            "GRACE_PERIOD_EXPIRED",
+            None,
+            &t1,
+            BillingRetry,
+            BillingRetry,
+        ),
         ("EXPIRED", Some("VOLUNTARY"), &t1, Expired, Expired),
         ("REVOKE", None, &refunded, Revoked, Revoked),
         ("REFUND", None, &refunded, Revoked, Revoked),
         ("REFUND_DECLINED", None, &t1, Active, BillingRetry),
         ("CONSUMPTION_REQUEST", None, &t1, Active, BillingRetry),
         ("PRICE_INCREASE", Some("PENDING"), &t1, Active, BillingRetry),
-        ("DID_CHANGE_RENEWAL_STATUS", Some("AUTO_RENEW_DISABLED"), &t1, Active, BillingRetry),
-        ("RENEWAL_EXTENSION", Some("FAILURE"), &t1, Active, BillingRetry),
+        (
+            "DID_CHANGE_RENEWAL_STATUS",
+            Some("AUTO_RENEW_DISABLED"),
+            &t1,
+            Active,
+            BillingRetry,
+        ),
+        (
+            "RENEWAL_EXTENSION",
+            Some("FAILURE"),
+            &t1,
+            Active,
+            BillingRetry,
+        ),
     ];
     for &(kind, subtype, t, from_active, from_retry) in cases {
         for (before, expected) in [
             (event("0", "SUBSCRIBED", None, T0, t1.clone()), from_active),
-            (event("0", "DID_FAIL_TO_RENEW", None, T0, t1.clone()), from_retry),
+            (
+                event("0", "DID_FAIL_TO_RENEW", None, T0, t1.clone()),
+                from_retry,
+            ),
         ] {
             let e = event("1", kind, subtype, T0 + 5 * DAY, t.clone());
             let s = state(&item, vec![before.clone(), e]);
             assert_eq!(
-                s.status, expected,
+                s.status,
+                expected,
                 "{kind} {subtype:?} after {}",
                 before.notification_type.as_str()
             );

@@ -2,7 +2,12 @@
 //! `unknown_fields`), and decoding then encoding gives back the same JSON.
 
 // Tests may panic: that is how they fail.
-#![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -93,5 +98,8 @@ fn unknown_numbers_read_back_exactly() {
     let stored = serde_json::to_vec(&decoded).unwrap();
     let again: ResponseBodyV2DecodedPayload = serde_json::from_slice(&stored).unwrap();
     assert_eq!(again, decoded);
-    assert_eq!(decoded.unknown_fields["ratio"], serde_json::json!(0.30000000000000004));
+    assert_eq!(
+        decoded.unknown_fields["ratio"],
+        serde_json::json!(0.30000000000000004)
+    );
 }

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::ledger::{current_period_revoked, ItemKey, State, Status};
 use crate::model::AutoRenewStatus;
 
-pub use runner::{run, spawn_periodic, CheckReport};
+pub use runner::{run, spawn_periodic, sync_findings, CheckReport, SyncSummary};
 
 const MINUTE: i64 = 60_000;
 
@@ -105,6 +105,22 @@ pub struct Finding {
     pub bundle_id: Option<String>,
     pub environment: Option<String>,
     pub detail: String,
+}
+
+/// The open findings (kind code, subject) that `current` no longer has: the
+/// ones to resolve.
+pub fn vanished(
+    open: &[(String, String)],
+    current: &[crate::store::FindingRecord],
+) -> Vec<(String, String)> {
+    let current: std::collections::HashSet<(&str, &str)> = current
+        .iter()
+        .map(|f| (f.kind.as_str(), f.subject.as_str()))
+        .collect();
+    open.iter()
+        .filter(|(kind, subject)| !current.contains(&(kind.as_str(), subject.as_str())))
+        .cloned()
+        .collect()
 }
 
 /// The findings about one ledger item at `at` (milliseconds).

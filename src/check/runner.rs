@@ -89,6 +89,36 @@ impl From<&Finding> for FindingRecord {
     }
 }
 
+/// What a sync of findings changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SyncSummary {
+    pub opened: u64,
+    pub resolved: u64,
+}
+
+/// Findings written per transaction: small enough that the webhook's writer
+/// never waits long for the lock, whatever the number of findings.
+const SYNC_BATCH: usize = 500;
+
+/// Makes the kept findings those of `records` at `now`: vanished ones
+/// resolved, the others seen again or opened, in small transactions.
+pub async fn sync_findings(
+    store: &Store,
+    records: &[FindingRecord],
+    now: i64,
+) -> Result<SyncSummary, StoreError> {
+    let open = store.open_finding_keys().await?;
+    let vanished = super::vanished(&open, records);
+    let mut summary = SyncSummary::default();
+    for batch in vanished.chunks(SYNC_BATCH) {
+        summary.resolved += store.resolve_findings(batch, now).await?;
+    }
+    for batch in records.chunks(SYNC_BATCH) {
+        summary.opened += store.upsert_findings(batch, now).await?;
+    }
+    Ok(summary)
+}
+
 /// Runs the check every `interval` until `stop` fires, keeping the findings in
 /// the store: new ones are opened, known ones seen again, vanished ones resolved.
 pub fn spawn_periodic(
@@ -105,7 +135,7 @@ pub fn spawn_periodic(
                 Ok(report) => {
                     let records: Vec<FindingRecord> =
                         report.findings.iter().map(FindingRecord::from).collect();
-                    match store.sync_findings(&records, now.as_millis()).await {
+                    match sync_findings(&store, &records, now.as_millis()).await {
                         Ok(summary) => {
                             metrics.increment(
                                 "appstore_ledger_checks_total",

@@ -129,32 +129,20 @@ pub(super) async fn history(
     State(state): State<AppState>,
     Path(original_transaction_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let entries = state
+    let history = state
         .store
         .history(&original_transaction_id)
         .await
         .map_err(unavailable)?;
-    if entries.is_empty() {
+    if history.notifications.is_empty() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "NOT_FOUND",
             "no notification for this subscription",
         ));
     }
-    let expirations = state
-        .store
-        .expirations(&original_transaction_id)
-        .await
-        .map_err(unavailable)?;
-    let refunds = state
-        .store
-        .refunds(&RefundFilter {
-            original_transaction_id: Some(original_transaction_id.clone()),
-            limit: MAX_LIMIT,
-            ..RefundFilter::default()
-        })
-        .await
-        .map_err(unavailable)?;
+    let (entries, refunds, expirations) =
+        (history.notifications, history.refunds, history.expirations);
     Ok(Json(json!({
         "originalTransactionId": original_transaction_id,
         "notifications": entries,
@@ -328,36 +316,38 @@ const CSV_COLUMNS: [&str; 17] = [
 ];
 
 fn to_csv(rows: &[RefundEntry]) -> String {
-    let mut out = CSV_COLUMNS.join(",");
-    out.push_str("\r\n");
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::new());
+    // Writing to memory cannot fail; a row that somehow did is left out
+    // rather than answered half.
+    let _ = writer.write_record(CSV_COLUMNS);
     for row in rows {
         let value = serde_json::to_value(row).unwrap_or(Value::Null);
-        let cells: Vec<String> = CSV_COLUMNS
-            .iter()
-            .map(|column| match value.get(column).unwrap_or(&Value::Null) {
-                Value::Null => String::new(),
-                Value::String(s) => csv_cell(s),
-                other => other.to_string(),
-            })
-            .collect();
-        out.push_str(&cells.join(","));
-        out.push_str("\r\n");
+        let cells =
+            CSV_COLUMNS
+                .iter()
+                .map(|column| match value.get(column).unwrap_or(&Value::Null) {
+                    Value::Null => String::new(),
+                    Value::String(s) => defuse(s),
+                    other => other.to_string(),
+                });
+        let _ = writer.write_record(cells);
     }
-    out
+    writer
+        .into_inner()
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .unwrap_or_default()
 }
 
-/// RFC 4180 quoting; a leading formula character is defused so that a
-/// spreadsheet shows the text instead of running it.
-fn csv_cell(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '-', '@']) {
+/// A leading formula character is defused so that a spreadsheet shows the
+/// text instead of running it.
+fn defuse(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@']) {
         format!("'{text}")
     } else {
         text.to_owned()
-    };
-    if text.contains([',', '"', '\r', '\n']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text
     }
 }
 
@@ -396,9 +386,32 @@ mod tests {
 
     #[test]
     fn csv_quotes_and_defuses_formulas() {
-        assert_eq!(csv_cell("plain"), "plain");
-        assert_eq!(csv_cell("a,b"), "\"a,b\"");
-        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_cell("=SUM(A1)"), "'=SUM(A1)");
+        let entry = RefundEntry {
+            notification_uuid: "u-1".into(),
+            notification_type: "REFUND".into(),
+            transaction_id: Some("a,b".into()),
+            original_transaction_id: "1".into(),
+            product_id: Some("say \"hi\"".into()),
+            bundle_id: Some("=SUM(A1)".into()),
+            environment: Some("Sandbox".into()),
+            revocation_date: Some(5),
+            revocation_reason: None,
+            revocation_type: None,
+            revocation_percentage: None,
+            price: Some(9990),
+            currency: Some("@cmd".into()),
+            signed_date: 6,
+            refund_date: 5,
+            reversed_at: None,
+            reversed_by: None,
+        };
+        let csv = to_csv(&[entry]);
+        let lines: Vec<&str> = csv.split("\r\n").collect();
+        assert_eq!(lines[0], CSV_COLUMNS.join(","));
+        assert_eq!(
+            lines[1],
+            "u-1,REFUND,\"a,b\",1,\"say \"\"hi\"\"\",'=SUM(A1),Sandbox,5,,,,9990,'@cmd,6,5,,"
+        );
+        assert_eq!(lines[2], "");
     }
 }

@@ -69,7 +69,10 @@ pub(super) async fn receive(
                 _ => (StatusCode::ACCEPTED, "quarantined"),
             };
             tracing::info!(outcome = label, "notification received");
-            (outcome, (status, Json(json!({"status": label}))).into_response())
+            (
+                outcome,
+                (status, Json(json!({"status": label}))).into_response(),
+            )
         }
         Err((outcome, error)) => (outcome, error.into_response()),
     };
@@ -141,10 +144,7 @@ async fn receive_inner(
     };
     let recorded = write.map_err(|e| {
         tracing::error!(error = %e, "notification not stored; Apple will retry");
-        (
-            Outcome::Unavailable,
-            ApiError::database_unavailable(&e),
-        )
+        (Outcome::Unavailable, ApiError::database_unavailable(&e))
     })?;
 
     Ok(match recorded {

@@ -85,8 +85,11 @@ pub(super) trait LedgerTx {
     async fn chunk_end(&mut self, after: &str, size: i64) -> Result<Option<String>, sqlx::Error>;
     /// Deletes derived rows with an original transaction id in
     /// `(after, through]`, or past `after` when `through` is `None`.
-    async fn delete_derived(&mut self, after: &str, through: Option<&str>)
-        -> Result<(), sqlx::Error>;
+    async fn delete_derived(
+        &mut self,
+        after: &str,
+        through: Option<&str>,
+    ) -> Result<(), sqlx::Error>;
     async fn range_notifications(
         &mut self,
         after: &str,

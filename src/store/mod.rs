@@ -102,6 +102,14 @@ pub enum ItemQuery {
     TransactionId(String),
 }
 
+/// Everything the history of one subscription shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionHistory {
+    pub notifications: Vec<HistoryEntry>,
+    pub refunds: Vec<RefundEntry>,
+    pub expirations: Vec<ExpirationEntry>,
+}
+
 /// One notification of a subscription's history.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -214,13 +222,6 @@ pub struct FindingFilter {
     pub limit: i64,
 }
 
-/// What a sync of findings changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SyncSummary {
-    pub opened: u64,
-    pub resolved: u64,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RefundFilter {
     pub original_transaction_id: Option<String>,
@@ -316,20 +317,13 @@ impl Store {
         on_backend!(self, b => b.ledger_items(query).await)
     }
 
-    /// Every notification of a subscription, in signedDate order.
+    /// A subscription's notifications in signedDate order, its refunds
+    /// (newest first) and its expirations, from one snapshot.
     pub async fn history(
         &self,
         original_transaction_id: &str,
-    ) -> Result<Vec<HistoryEntry>, StoreError> {
+    ) -> Result<SubscriptionHistory, StoreError> {
         on_backend!(self, b => b.history(original_transaction_id).await)
-    }
-
-    /// A subscription's expirations, in signedDate order.
-    pub async fn expirations(
-        &self,
-        original_transaction_id: &str,
-    ) -> Result<Vec<ExpirationEntry>, StoreError> {
-        on_backend!(self, b => b.expirations(original_transaction_id).await)
     }
 
     /// The refund ledger, newest first.
@@ -378,14 +372,30 @@ impl Store {
         on_backend!(self, b => b.unfolded().await)
     }
 
-    /// Makes the kept findings those of `findings` at `now`: new ones opened,
-    /// known ones seen again, the rest resolved. One transaction.
-    pub async fn sync_findings(
+    /// The (kind code, subject) of every open finding.
+    pub async fn open_finding_keys(&self) -> Result<Vec<(String, String)>, StoreError> {
+        on_backend!(self, b => b.open_finding_keys().await)
+    }
+
+    /// Marks these open findings resolved at `now`, in one transaction;
+    /// returns how many were. Callers pass small batches, so that the write
+    /// lock is never held long.
+    pub async fn resolve_findings(
         &self,
-        findings: &[FindingRecord],
+        keys: &[(String, String)],
         now: i64,
-    ) -> Result<SyncSummary, StoreError> {
-        on_backend!(self, b => b.sync_findings(findings, now).await)
+    ) -> Result<u64, StoreError> {
+        on_backend!(self, b => b.resolve_findings(keys, now).await)
+    }
+
+    /// Sees these findings again at `now`, opening the new ones, in one
+    /// transaction; returns how many were opened.
+    pub async fn upsert_findings(
+        &self,
+        records: &[FindingRecord],
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        on_backend!(self, b => b.upsert_findings(records, now).await)
     }
 
     pub async fn findings(&self, filter: &FindingFilter) -> Result<Vec<FindingEntry>, StoreError> {

@@ -428,7 +428,13 @@ async fn check_counts_every_item_it_read() {
     for i in 0..3 {
         let otid = format!("count-{i}");
         Post::new(&app, "SUBSCRIBED", now - DAY)
-            .tx(tx(&otid, &format!("{otid}-t1"), "monthly", now - DAY, now + 29 * DAY))
+            .tx(tx(
+                &otid,
+                &format!("{otid}-t1"),
+                "monthly",
+                now - DAY,
+                now + 29 * DAY,
+            ))
             .send()
             .await;
     }
@@ -436,8 +442,9 @@ async fn check_counts_every_item_it_read() {
     let out = app.cli(&["check", "--at", &at]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(
-        out.stderr
-            .contains(&format!("checked 3 subscriptions and purchases at {at}: 0 finding(s)")),
+        out.stderr.contains(&format!(
+            "checked 3 subscriptions and purchases at {at}: 0 finding(s)"
+        )),
         "{}",
         out.stderr
     );

@@ -46,7 +46,10 @@ async fn sigkill_under_load_loses_no_acknowledged_notification() {
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let addr = loop {
-        let line = lines.next().expect("the server printed its address").unwrap();
+        let line = lines
+            .next()
+            .expect("the server printed its address")
+            .unwrap();
         let log: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
         if log["message"] == "listening" {
             break log["addr"].as_str().unwrap().to_owned();

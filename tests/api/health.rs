@@ -67,7 +67,10 @@ async fn metrics_say_when_the_database_failed() {
     let app = TestApp::spawn().await;
     let text = app.get("/metrics").await.text().await.unwrap();
     assert!(text.contains("\nappstore_ledger_database_up 1\n"), "{text}");
-    assert!(text.contains("appstore_ledger_stored_notifications 0"), "{text}");
+    assert!(
+        text.contains("appstore_ledger_stored_notifications 0"),
+        "{text}"
+    );
 
     let mut db = app.db().await;
     sqlx::query("ALTER TABLE quarantined_notifications RENAME TO q_moved")
@@ -78,7 +81,10 @@ async fn metrics_say_when_the_database_failed() {
     assert_eq!(response.status().as_u16(), 200);
     let text = response.text().await.unwrap();
     assert!(text.contains("\nappstore_ledger_database_up 0\n"), "{text}");
-    assert!(!text.contains("appstore_ledger_stored_notifications"), "{text}");
+    assert!(
+        !text.contains("appstore_ledger_stored_notifications"),
+        "{text}"
+    );
 
     sqlx::query("ALTER TABLE q_moved RENAME TO quarantined_notifications")
         .execute(&mut db)

@@ -266,12 +266,14 @@ impl TestApp {
                             } else if let Ok(v) = row.try_get::<i64, _>(i) {
                                 v.to_string()
                             } else {
-                                row.try_get::<String, _>(i).unwrap_or_else(|_| "<blob>".into())
+                                row.try_get::<String, _>(i)
+                                    .unwrap_or_else(|_| "<blob>".into())
                             };
                             // Long values (tokens, payloads) by digest, so a
                             // failing comparison stays readable.
                             let value = if value.len() > 120 {
-                                let d = ring::digest::digest(&ring::digest::SHA256, value.as_bytes());
+                                let d =
+                                    ring::digest::digest(&ring::digest::SHA256, value.as_bytes());
                                 let hex: String =
                                     d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
                                 format!("<{} bytes, sha256 {hex}>", value.len())

@@ -637,7 +637,11 @@ async fn every_other_type_has_its_effect() {
     let (_, refunds) = app
         .api(&format!("/v1/refunds?originalTransactionId={otid}"))
         .await;
-    assert_eq!(refunds["refunds"], json!([]), "a declined refund is no refund");
+    assert_eq!(
+        refunds["refunds"],
+        json!([]),
+        "a declined refund is no refund"
+    );
 
     let mut extended = t1.clone();
     extended["expiresDate"] = json!(now + 50 * DAY);
@@ -685,7 +689,13 @@ async fn every_other_type_has_its_effect() {
 async fn apples_data_status_decides_over_the_type() {
     let app = TestApp::spawn().await;
     let (now, otid) = (now(), "status-1");
-    let t1 = tx(otid, "status-1-t1", "monthly", now - 40 * DAY, now - 10 * DAY);
+    let t1 = tx(
+        otid,
+        "status-1-t1",
+        "monthly",
+        now - 40 * DAY,
+        now - 10 * DAY,
+    );
     Post::new(&app, "SUBSCRIBED", now - 40 * DAY)
         .status(1)
         .tx(t1.clone())
@@ -701,7 +711,11 @@ async fn apples_data_status_decides_over_the_type() {
         .await;
     let s = subscription(&app, otid).await;
     assert_eq!(
-        (s["status"].as_str(), s["entitled"].as_bool(), s["autoRenewStatus"].as_i64()),
+        (
+            s["status"].as_str(),
+            s["entitled"].as_bool(),
+            s["autoRenewStatus"].as_i64()
+        ),
         (Some("EXPIRED"), Some(false), Some(1)),
         "{s}"
     );
@@ -727,7 +741,13 @@ async fn apples_data_status_decides_over_the_type() {
 async fn an_offer_redeemed_after_expiry_restores_access() {
     let app = TestApp::spawn().await;
     let (now, otid) = (now(), "offer-1");
-    let t1 = tx(otid, "offer-1-t1", "monthly", now - 40 * DAY, now - 10 * DAY);
+    let t1 = tx(
+        otid,
+        "offer-1-t1",
+        "monthly",
+        now - 40 * DAY,
+        now - 10 * DAY,
+    );
     Post::new(&app, "SUBSCRIBED", now - 40 * DAY)
         .tx(t1.clone())
         .send()
@@ -791,13 +811,19 @@ async fn a_renewal_extension_summary_is_filed_under_its_app() {
     .fetch_one(&mut app.db().await)
     .await
     .unwrap();
-    assert_eq!((bundle_id.as_str(), environment.as_str()), (BUNDLE_ID, "Sandbox"));
+    assert_eq!(
+        (bundle_id.as_str(), environment.as_str()),
+        (BUNDLE_ID, "Sandbox")
+    );
     let payload: Value = serde_json::from_str(&payload).unwrap();
     assert_eq!(payload["summary"]["succeededCount"], 41);
     assert_eq!(payload["summary"]["requestIdentifier"], "ext-1");
 
     let (status, body) = app.post(&summary("summary-2", "com.other.app")).await;
-    assert_eq!((status, body["status"].as_str()), (202, Some("quarantined")));
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (202, Some("quarantined"))
+    );
 }
 
 #[tokio::test]

@@ -2,7 +2,12 @@
 //! a fresh SQLite file and talks to it over HTTP.
 
 // Tests may panic: that is how they fail.
-#![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
 
 #[path = "../common/mod.rs"]
 mod common;

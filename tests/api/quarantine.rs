@@ -75,7 +75,12 @@ async fn genuine_notifications_for_an_unconfigured_app_or_environment_are_kept_a
     // Released means folded into the ledger, as if it had been accepted.
     let (status, s) = app.api(subscription).await;
     assert_eq!(
-        (status, s["status"].as_str(), s["entitled"].as_bool(), s["bundleId"].as_str()),
+        (
+            status,
+            s["status"].as_str(),
+            s["entitled"].as_bool(),
+            s["bundleId"].as_str()
+        ),
         (200, Some("ACTIVE"), Some(true), Some("com.example.new-app")),
         "{s}"
     );

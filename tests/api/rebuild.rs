@@ -1,6 +1,5 @@
 //! `rebuild` recomputes every derived row from the stored notifications.
 
-
 use crate::helpers::TestApp;
 use crate::ledger::{now, renewal, revoked, tx, Post, DAY, HOUR};
 
@@ -195,7 +194,12 @@ async fn a_notification_that_cannot_be_folded_becomes_a_finding() {
         .unwrap();
     assert_eq!(app.cli(&["rebuild"]).code, Some(0));
     let out = app.cli(&["check", "--json", "--at", &at]);
-    assert_eq!((out.code, out.stdout.as_str()), (Some(0), ""), "{}", out.stderr);
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (Some(0), ""),
+        "{}",
+        out.stderr
+    );
     assert_eq!(
         app.api(&format!("/v1/subscriptions/{otid}")).await.1["autoRenewStatus"],
         0

@@ -70,7 +70,9 @@ async fn a_repeat_answers_200_and_changes_nothing() {
     let token = NotificationSpec::new("DID_RENEW", id.clone()).sign(&app.pki);
     assert_eq!(app.post(&token).await, (200, json!({"status": "stored"})));
     let before = app.tables().await;
-    assert!(before.iter().any(|(t, rows)| t == "ledger_items" && rows.len() == 1));
+    assert!(before
+        .iter()
+        .any(|(t, rows)| t == "ledger_items" && rows.len() == 1));
     assert_eq!(
         app.post(&token).await,
         (200, json!({"status": "duplicate"}))
@@ -260,7 +262,11 @@ async fn a_restart_keeps_everything() {
     let subscription = "/v1/subscriptions/2000000000000001?at=1748736000000";
     let (status, before) = app.api(subscription).await;
     assert_eq!(
-        (status, before["status"].as_str(), before["entitled"].as_bool()),
+        (
+            status,
+            before["status"].as_str(),
+            before["entitled"].as_bool()
+        ),
         (200, Some("ACTIVE"), Some(true)),
         "{before}"
     );

@@ -3,11 +3,10 @@
 
 use sqlx::{Row, SqliteConnection};
 
-use super::read::ledger_item;
 use super::super::{
-    Conflict, FindingEntry, FindingFilter, FindingRecord, LedgerItem, SyncSummary,
-    UnfoldedNotification,
+    Conflict, FindingEntry, FindingFilter, FindingRecord, LedgerItem, UnfoldedNotification,
 };
+use super::read::ledger_item;
 
 pub(super) async fn scan(
     conn: &mut SqliteConnection,
@@ -71,31 +70,42 @@ pub(super) async fn unfolded(
         .collect()
 }
 
-pub(super) async fn sync_findings(
+pub(super) async fn open_finding_keys(
+    conn: &mut SqliteConnection,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT kind, subject FROM findings WHERE resolved_at IS NULL")
+        .fetch_all(&mut *conn)
+        .await
+}
+
+pub(super) async fn resolve_findings(
+    tx: &mut SqliteConnection,
+    keys: &[(String, String)],
+    now: i64,
+) -> Result<u64, sqlx::Error> {
+    let mut resolved = 0;
+    for (kind, subject) in keys {
+        resolved += sqlx::query(
+            "UPDATE findings SET resolved_at = ?1 WHERE kind = ?2 AND subject = ?3 AND resolved_at IS NULL",
+        )
+        .bind(now)
+        .bind(kind)
+        .bind(subject)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    }
+    Ok(resolved)
+}
+
+/// Sees each finding again, opening those not open yet; returns how many
+/// were opened.
+pub(super) async fn upsert_findings(
     tx: &mut SqliteConnection,
     findings: &[FindingRecord],
     now: i64,
-) -> Result<SyncSummary, sqlx::Error> {
-    let open: Vec<(String, String)> =
-        sqlx::query_as("SELECT kind, subject FROM findings WHERE resolved_at IS NULL")
-            .fetch_all(&mut *tx)
-            .await?;
-    let current: std::collections::HashSet<(&str, &str)> = findings
-        .iter()
-        .map(|f| (f.kind.as_str(), f.subject.as_str()))
-        .collect();
-    let mut summary = SyncSummary::default();
-    for (kind, subject) in &open {
-        if !current.contains(&(kind.as_str(), subject.as_str())) {
-            sqlx::query("UPDATE findings SET resolved_at = ?1 WHERE kind = ?2 AND subject = ?3 AND resolved_at IS NULL")
-                .bind(now)
-                .bind(kind)
-                .bind(subject)
-                .execute(&mut *tx)
-                .await?;
-            summary.resolved += 1;
-        }
-    }
+) -> Result<u64, sqlx::Error> {
+    let mut opened = 0;
     for f in findings {
         let updated = sqlx::query(
             "UPDATE findings SET last_seen = ?1, detail = ?2, bundle_id = ?3, environment = ?4,
@@ -126,10 +136,10 @@ pub(super) async fn sync_findings(
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            summary.opened += 1;
+            opened += 1;
         }
     }
-    Ok(summary)
+    Ok(opened)
 }
 
 pub(super) async fn findings(

@@ -20,9 +20,7 @@ const INSERT_QUARANTINED: &str = "INSERT INTO quarantined_notifications (notific
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
     ON CONFLICT (notification_uuid) DO NOTHING";
 
-fn stored_payloads(
-    rows: Vec<(String, Option<String>, String)>,
-) -> Vec<StoredPayload> {
+fn stored_payloads(rows: Vec<(String, Option<String>, String)>) -> Vec<StoredPayload> {
     rows.into_iter()
         .map(
             |(notification_uuid, original_transaction_id, payload)| StoredPayload {

@@ -24,9 +24,9 @@ mod read;
 
 use super::fold::{self, LedgerTx};
 use super::{
-    Conflict, Counts, ExpirationEntry, FindingEntry, FindingFilter, FindingRecord, HistoryEntry,
-    ItemQuery, LedgerItem, NewNotification, QuarantineReason, QuarantinedNotification, Recorded,
-    RefundEntry, RefundFilter, StoreError, SyncSummary, UnfoldedNotification,
+    Conflict, Counts, FindingEntry, FindingFilter, FindingRecord, ItemQuery, LedgerItem,
+    NewNotification, QuarantineReason, QuarantinedNotification, Recorded, RefundEntry,
+    RefundFilter, StoreError, SubscriptionHistory, UnfoldedNotification,
 };
 
 /// The most notifications committed together.
@@ -188,13 +188,36 @@ impl SqliteStore {
             .map_err(unavailable)
     }
 
+    /// The three reads in one read transaction: one snapshot, so a refund
+    /// committed in between cannot appear in one list and not the other.
     pub(super) async fn history(
         &self,
         original_transaction_id: &str,
-    ) -> Result<Vec<HistoryEntry>, StoreError> {
-        read::history(&mut *self.read().await?, original_transaction_id)
+    ) -> Result<SubscriptionHistory, StoreError> {
+        let mut connection = self.read().await?;
+        let mut tx = connection.begin().await.map_err(unavailable)?;
+        let notifications = read::history(&mut tx, original_transaction_id)
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        let expirations = read::expirations(&mut tx, original_transaction_id)
+            .await
+            .map_err(unavailable)?;
+        let refunds = read::refunds(
+            &mut tx,
+            &RefundFilter {
+                original_transaction_id: Some(original_transaction_id.to_owned()),
+                limit: i64::MAX,
+                ..RefundFilter::default()
+            },
+        )
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(SubscriptionHistory {
+            notifications,
+            refunds,
+            expirations,
+        })
     }
 
     pub(super) async fn scan_ledger(
@@ -219,24 +242,50 @@ impl SqliteStore {
             .map_err(unavailable)
     }
 
-    pub(super) async fn sync_findings(
+    pub(super) async fn open_finding_keys(&self) -> Result<Vec<(String, String)>, StoreError> {
+        findings::open_finding_keys(&mut *self.read().await?)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Resolves these open findings, in one short transaction.
+    pub(super) async fn resolve_findings(
         &self,
-        findings: &[FindingRecord],
+        keys: &[(String, String)],
         now: i64,
-    ) -> Result<SyncSummary, StoreError> {
-        // Its own connection and transaction: a full set of findings replaces
-        // the open ones at once, without holding up notifications for long.
+    ) -> Result<u64, StoreError> {
+        // A connection of its own, not the writer's queue: the webhook waits
+        // for one small batch of findings at most.
         let mut connection = self.own_connection().await?;
         let mut tx = connection
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(unavailable)?;
-        let summary = findings::sync_findings(&mut tx, findings, now)
+        let resolved = findings::resolve_findings(&mut tx, keys, now)
             .await
             .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
         let _ = connection.close().await;
-        Ok(summary)
+        Ok(resolved)
+    }
+
+    /// Sees these findings again or opens them, in one short transaction.
+    pub(super) async fn upsert_findings(
+        &self,
+        records: &[FindingRecord],
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let mut connection = self.own_connection().await?;
+        let mut tx = connection
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(unavailable)?;
+        let opened = findings::upsert_findings(&mut tx, records, now)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        let _ = connection.close().await;
+        Ok(opened)
     }
 
     pub(super) async fn findings(
@@ -251,15 +300,6 @@ impl SqliteStore {
     pub(super) async fn open_findings_by_kind(&self) -> Result<Vec<(String, i64)>, StoreError> {
         sqlx::query_as("SELECT kind, count(*) FROM findings WHERE resolved_at IS NULL GROUP BY kind ORDER BY kind")
             .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)
-    }
-
-    pub(super) async fn expirations(
-        &self,
-        original_transaction_id: &str,
-    ) -> Result<Vec<ExpirationEntry>, StoreError> {
-        read::expirations(&mut *self.read().await?, original_transaction_id)
             .await
             .map_err(unavailable)
     }
