@@ -164,7 +164,11 @@ async fn run(options: Options) {
     populate(&store, subscriptions, PER_SUBSCRIPTION, start, now).await;
 
     let started = Instant::now();
-    let folded = store.rebuild(|_, _| {}).await.unwrap();
+    let folded = store
+        .rebuild(|_, _| {}, &appstore_ledger::stop::Stop::never())
+        .await
+        .unwrap()
+        .notifications;
     let rebuild_time = started.elapsed();
     assert_eq!(folded as usize, subscriptions * PER_SUBSCRIPTION);
     store.close().await;
@@ -285,16 +289,21 @@ async fn check_phase(
         }
     };
     populate(&store, subscriptions, 1, start, now).await;
-    store.rebuild(|_, _| {}).await.unwrap();
+    store
+        .rebuild(|_, _| {}, &appstore_ledger::stop::Stop::never())
+        .await
+        .unwrap();
     let started = Instant::now();
     let report = appstore_ledger::check::run(
         &store,
         appstore_ledger::model::Timestamp::from_millis(now),
         &appstore_ledger::check::Tolerances::default(),
         |_, _| {},
+        &appstore_ledger::stop::Stop::never(),
     )
     .await
-    .unwrap();
+    .unwrap()
+    .expect("nothing stops the benchmark");
     let elapsed = started.elapsed();
     store.close().await;
     assert_eq!(report.items_checked as usize, subscriptions);

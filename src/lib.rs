@@ -11,5 +11,6 @@ pub mod ledger;
 pub mod metrics;
 pub mod model;
 pub mod startup;
+pub mod stop;
 pub mod store;
 pub mod telemetry;

@@ -114,9 +114,13 @@ impl Application {
         let grace = self.shutdown_grace;
         let stopper = handle.clone();
         let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
+        let stop_workers = Arc::new(stop_workers);
+        let on_shutdown = Arc::clone(&stop_workers);
         tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down: finishing requests in flight");
+            // Long jobs stop now, not after the grace period.
+            let _ = on_shutdown.send(true);
             stopper.graceful_shutdown(Some(grace));
         });
         let checker = (self.check.interval_ms > 0).then(|| {
@@ -125,7 +129,7 @@ impl Application {
                 self.check.tolerance_minutes,
                 Duration::from_millis(self.check.interval_ms),
                 Arc::clone(&self.metrics),
-                workers_stop,
+                workers_stop.into(),
             )
         });
         tracing::info!(addr = %self.local_addr, tls = self.tls.is_some(), "listening");
@@ -144,8 +148,8 @@ impl Application {
                     .await
             }
         };
-        // However the server stopped, the checker stops too (after the check
-        // it may be running) before the store closes.
+        // However the server stopped, the checker stops too (between two
+        // pages of the check it may be running) before the store closes.
         let _ = stop_workers.send(true);
         if let Some(checker) = checker {
             let _ = checker.await;

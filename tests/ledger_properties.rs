@@ -445,7 +445,7 @@ proptest! {
             prop_assert_eq!(&states_a, &folded);
 
             // And rebuild makes exactly the same derived rows.
-            store_a.rebuild(|_, _| {}).await.unwrap();
+            store_a.rebuild(|_, _| {}, &appstore_ledger::stop::Stop::never()).await.unwrap();
             prop_assert_eq!(&store_a.ledger_snapshot().await.unwrap(), &snapshot_a);
             store_a.close().await;
             Ok(())

@@ -269,3 +269,53 @@ fn without_data_status_the_type_decides_the_status() {
     );
     assert_eq!(s.status, Active);
 }
+
+/// Entitlement is a half-open span: from the first purchase (included) to
+/// the end of the period or the grace period (excluded).
+#[test]
+fn entitlement_starts_at_purchase_and_ends_before_expiry() {
+    let item = ItemKey::Subscription("s".into());
+    let mut t1 = transaction("t1", "monthly", T0, T0 + 30 * DAY);
+    t1.original_purchase_date = Some(T0);
+    let s = state(&item, vec![event("1", "SUBSCRIBED", None, T0, t1.clone())]);
+    assert!(!s.entitled_at(&item, T0 - 1));
+    assert!(s.entitled_at(&item, T0));
+    assert!(s.entitled_at(&item, T0 + 30 * DAY - 1));
+    assert!(!s.entitled_at(&item, T0 + 30 * DAY));
+
+    let grace = State {
+        status: Status::BillingGracePeriod,
+        grace_period_expires_date: Some(T0 + 36 * DAY),
+        ..s
+    };
+    assert!(grace.entitled_at(&item, T0 + 36 * DAY - 1));
+    assert!(!grace.entitled_at(&item, T0 + 36 * DAY));
+}
+
+/// A refund of the current transaction does not end access when the renewal
+/// info already shows a later period (whose transaction we have not seen).
+#[test]
+fn a_refunded_transaction_is_not_the_current_period_once_a_later_renewal_is_known() {
+    let item = ItemKey::Subscription("s".into());
+    let mut t1 = transaction("t1", "monthly", T0, T0 + 30 * DAY);
+    t1.revocation_date = Some(T0 + 40 * DAY);
+    let mut refund = event("1", "REFUND", None, T0 + 40 * DAY, t1.clone());
+    let renewal = |renewal_date| appstore_ledger::ledger::RenewalFacts {
+        original_transaction_id: Some("s".into()),
+        renewal_date: Some(renewal_date),
+        signed_date: Some(T0 + 40 * DAY),
+        ..Default::default()
+    };
+    let data = refund.data.as_mut().unwrap();
+    data.signed_renewal_info = Some(renewal(T0 + 60 * DAY));
+    let s = state(&item, vec![refund.clone()]);
+    assert_eq!(s.current_revocation_date(), None);
+    assert_eq!(s.status, Status::Active);
+    assert!(s.entitled_at(&item, T0 + 45 * DAY));
+
+    // With no later period known, the same refund ends access.
+    refund.data.as_mut().unwrap().signed_renewal_info = Some(renewal(T0 + 30 * DAY));
+    let s = state(&item, vec![refund]);
+    assert_eq!(s.current_revocation_date(), Some(T0 + 40 * DAY));
+    assert_eq!(s.status, Status::Revoked);
+}

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::{check_item, Finding, FindingKind, Tolerances};
 use crate::metrics::Metrics;
 use crate::model::Timestamp;
+use crate::stop::Stop;
 use crate::store::{FindingRecord, Store, StoreError};
 
 /// Ledger items read per page.
@@ -18,18 +19,23 @@ pub struct CheckReport {
 }
 
 /// Checks every ledger item at `at`. `progress` gets items checked so far and
-/// the total.
+/// the total. `None` when `stop` was requested before the end: a partial
+/// report must not resolve the findings it did not reach.
 pub async fn run(
     store: &Store,
     at: Timestamp,
     tolerances: &Tolerances,
     mut progress: impl FnMut(u64, u64),
-) -> Result<CheckReport, StoreError> {
+    stop: &Stop,
+) -> Result<Option<CheckReport>, StoreError> {
     let total = store.counts().await?.ledger_items;
     let total = u64::try_from(total).unwrap_or(0);
     let mut report = CheckReport::default();
     let mut after: Option<(String, String)> = None;
     loop {
+        if stop.is_requested() {
+            return Ok(None);
+        }
         let page = store.scan_ledger(after.as_ref(), PAGE).await?;
         let Some(last) = page.last() else { break };
         after = Some((last.item.kind().to_owned(), last.item.id().to_owned()));
@@ -73,7 +79,7 @@ pub async fn run(
     report
         .findings
         .sort_by(|a, b| (a.kind, &a.subject).cmp(&(b.kind, &b.subject)));
-    Ok(report)
+    Ok(Some(report))
 }
 
 impl From<&Finding> for FindingRecord {
@@ -126,13 +132,14 @@ pub fn spawn_periodic(
     tolerances: Tolerances,
     interval: Duration,
     metrics: std::sync::Arc<Metrics>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut stop: Stop,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let now = Timestamp::now();
-            match run(&store, now, &tolerances, |_, _| {}).await {
-                Ok(report) => {
+            match run(&store, now, &tolerances, |_, _| {}, &stop).await {
+                Ok(None) => return,
+                Ok(Some(report)) => {
                     let records: Vec<FindingRecord> =
                         report.findings.iter().map(FindingRecord::from).collect();
                     match sync_findings(&store, &records, now.as_millis()).await {
@@ -165,7 +172,7 @@ pub fn spawn_periodic(
             }
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
-                _ = stop.changed() => return,
+                _ = stop.requested() => return,
             }
         }
     })

@@ -9,6 +9,7 @@ use super::{EXIT_FAILED, EXIT_OK};
 use crate::check;
 use crate::config::Settings;
 use crate::model::Timestamp;
+use crate::stop::Stop;
 use crate::store::Store;
 
 #[derive(Debug, Args)]
@@ -52,6 +53,7 @@ pub(super) async fn check(settings: Settings, at: Option<Timestamp>, json: bool)
                 eprint!("\rchecking: {done}/{total} subscriptions and purchases ({percent}%)");
             }
         },
+        &Stop::on_ctrl_c(),
     )
     .await;
     if terminal {
@@ -59,7 +61,11 @@ pub(super) async fn check(settings: Settings, at: Option<Timestamp>, json: bool)
     }
     store.close().await;
     let report = match outcome {
-        Ok(report) => report,
+        Ok(Some(report)) => report,
+        Ok(None) => {
+            eprintln!("check interrupted: no findings printed (a partial check would miss some)");
+            return EXIT_FAILED;
+        }
         Err(e) => {
             eprintln!("error: {e}");
             return EXIT_FAILED;

@@ -5,7 +5,8 @@ use crate::config::Settings;
 use crate::ingest::{Ingest, Ingested};
 use crate::jws::Verifier;
 use crate::model::Timestamp;
-use crate::store::Store;
+use crate::stop::Stop;
+use crate::store::{Rebuilt, Store};
 
 /// `reprocess --quarantined`: each quarantined notification is verified again
 /// (at the time it was received, when its chain was checked) and released if a
@@ -85,21 +86,36 @@ pub(super) async fn rebuild(settings: Settings) -> u8 {
     let started = std::time::Instant::now();
     let mut last_report = std::time::Instant::now();
     let outcome = store
-        .rebuild(|done, total| {
-            if last_report.elapsed() >= std::time::Duration::from_secs(1) || done == total {
-                last_report = std::time::Instant::now();
-                let percent = if total == 0 {
-                    100.0
-                } else {
-                    done as f64 * 100.0 / total as f64
-                };
-                eprintln!("rebuild: {done}/{total} notifications ({percent:.0}%)");
-            }
-        })
+        .rebuild(
+            |done, total| {
+                if last_report.elapsed() >= std::time::Duration::from_secs(1) || done == total {
+                    last_report = std::time::Instant::now();
+                    let percent = if total == 0 {
+                        100.0
+                    } else {
+                        done as f64 * 100.0 / total as f64
+                    };
+                    eprintln!("rebuild: {done}/{total} notifications ({percent:.0}%)");
+                }
+            },
+            &Stop::on_ctrl_c(),
+        )
         .await;
     store.close().await;
     match outcome {
-        Ok(done) => {
+        Ok(Rebuilt {
+            notifications,
+            complete: false,
+        }) => {
+            eprintln!(
+                "rebuild interrupted after {notifications} notifications; every chunk done is consistent, rerun to finish"
+            );
+            EXIT_FAILED
+        }
+        Ok(Rebuilt {
+            notifications: done,
+            complete: true,
+        }) => {
             let seconds = started.elapsed().as_secs_f64();
             println!(
                 "rebuilt the ledger from {done} notifications in {seconds:.1} s ({:.0}/s)",

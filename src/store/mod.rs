@@ -78,6 +78,15 @@ pub enum StoreError {
     Migration(String),
 }
 
+/// How far a rebuild went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rebuilt {
+    /// Notifications read and folded.
+    pub notifications: u64,
+    /// False when it was stopped between two chunks; a rerun finishes it.
+    pub complete: bool,
+}
+
 /// Counts of stored notifications, for operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Counts {
@@ -335,8 +344,12 @@ impl Store {
     /// subscriptions per transaction so that an interrupted rebuild leaves
     /// every item consistent and a rerun finishes the job. `progress` gets the
     /// notifications folded so far and the total.
-    pub async fn rebuild(&self, progress: impl FnMut(u64, u64)) -> Result<u64, StoreError> {
-        on_backend!(self, b => b.rebuild(progress).await)
+    pub async fn rebuild(
+        &self,
+        progress: impl FnMut(u64, u64),
+        stop: &crate::stop::Stop,
+    ) -> Result<Rebuilt, StoreError> {
+        on_backend!(self, b => b.rebuild(progress, stop).await)
     }
 
     /// Every derived row, in a stable order (to compare rebuild and incremental).

@@ -102,3 +102,82 @@ async fn shutdown_stops_accepting_and_finishes_requests_in_flight() {
     app.stop().await;
     assert_eq!(app.count("notifications").await, 1);
 }
+
+/// A check over many subscriptions is stopped between two pages when the
+/// server shuts down: shutdown does not wait for the whole scan, and the
+/// partial scan resolves no finding.
+#[tokio::test]
+async fn shutdown_during_a_long_check_stops_it_within_the_grace() {
+    use crate::helpers::{config, pki, TestApp};
+    use appstore_ledger::ledger::Event;
+    use appstore_ledger::model::{Environment, NotificationType, Timestamp};
+    use appstore_ledger::stop::Stop;
+    use appstore_ledger::store::{NewNotification, Store};
+
+    const SUBSCRIPTIONS: usize = 50_000;
+    let (pki, dir) = (pki(), TempDir::new());
+    let text = config(&dir, &pki, "shutdown_grace_ms = 2000", "")
+        .replace("[log]", "[check]\ninterval_ms = 3600000\n[log]");
+    let settings = appstore_ledger::config::Settings::from_toml(&text).unwrap();
+    let store = Store::connect(&settings.database).await.unwrap();
+    let now = Timestamp::now().as_millis();
+    let notifications: Vec<NewNotification> = (0..SUBSCRIPTIONS)
+        .map(|i| {
+            let payload = serde_json::json!({
+                "notificationType": "SUBSCRIBED", "notificationUUID": format!("long-{i}"),
+                "signedDate": now,
+                "data": {"bundleId": crate::helpers::BUNDLE_ID, "environment": "Sandbox",
+                    "signedTransactionInfo": {
+                        "transactionId": format!("t{i}"), "originalTransactionId": format!("o{i:08}"),
+                        "type": "Auto-Renewable Subscription", "purchaseDate": now,
+                        "expiresDate": now + 86_400_000, "signedDate": now}},
+            })
+            .to_string();
+            NewNotification {
+                notification_uuid: format!("long-{i}"),
+                notification_type: NotificationType::Subscribed,
+                subtype: None,
+                signed_date: Some(now),
+                received_at: now,
+                environment: Some(Environment::Sandbox),
+                bundle_id: Some(crate::helpers::BUNDLE_ID.into()),
+                app_apple_id: None,
+                original_transaction_id: Some(format!("o{i:08}")),
+                transaction_id: Some(format!("t{i}")),
+                signed_payload: String::new(),
+                event: Event::parse(&payload).unwrap(),
+                payload,
+            }
+        })
+        .collect();
+    store.import_notifications(&notifications).await.unwrap();
+    store.rebuild(|_, _| {}, &Stop::never()).await.unwrap();
+    // How long a whole check takes here.
+    let started = Instant::now();
+    let tolerances = appstore_ledger::check::Tolerances::default();
+    let report = appstore_ledger::check::run(
+        &store,
+        Timestamp::now(),
+        &tolerances,
+        |_, _| {},
+        &Stop::never(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let whole = started.elapsed();
+    assert_eq!(report.items_checked as usize, SUBSCRIPTIONS);
+    store.close().await;
+
+    // The server starts its first check at once; stop it in the middle.
+    let mut app = TestApp::spawn_text(pki, dir, &text).await;
+    tokio::time::sleep(whole / 4).await;
+    let stopping = Instant::now();
+    app.stop().await;
+    let stopped = stopping.elapsed();
+    assert!(
+        stopped < whole / 2,
+        "stopping took {stopped:?}; a whole check takes {whole:?}"
+    );
+    assert!(stopped < Duration::from_millis(2000), "{stopped:?}");
+}

@@ -25,7 +25,7 @@ mod read;
 use super::fold::{self, LedgerTx};
 use super::{
     Conflict, Counts, FindingEntry, FindingFilter, FindingRecord, ItemQuery, LedgerItem,
-    NewNotification, QuarantineReason, QuarantinedNotification, Recorded, RefundEntry,
+    NewNotification, QuarantineReason, QuarantinedNotification, Rebuilt, Recorded, RefundEntry,
     RefundFilter, StoreError, SubscriptionHistory, UnfoldedNotification,
 };
 
@@ -324,7 +324,8 @@ impl SqliteStore {
     pub(super) async fn rebuild(
         &self,
         mut progress: impl FnMut(u64, u64),
-    ) -> Result<u64, StoreError> {
+        stop: &crate::stop::Stop,
+    ) -> Result<Rebuilt, StoreError> {
         let total: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM notifications WHERE original_transaction_id IS NOT NULL",
         )
@@ -337,7 +338,10 @@ impl SqliteStore {
         let mut connection = self.own_connection().await?;
         let mut after = String::new();
         let mut done = 0u64;
-        loop {
+        let complete = loop {
+            if stop.is_requested() {
+                break false;
+            }
             let mut tx = connection
                 .begin_with("BEGIN IMMEDIATE")
                 .await
@@ -350,11 +354,14 @@ impl SqliteStore {
             progress(done, total);
             match last {
                 Some(last) => after = last,
-                None => break,
+                None => break true,
             }
-        }
+        };
         let _ = connection.close().await;
-        Ok(done)
+        Ok(Rebuilt {
+            notifications: done,
+            complete,
+        })
     }
 
     pub(super) async fn import(
