@@ -1,60 +1,198 @@
-//! Counters of outcomes by reason, exposed in the Prometheus text format.
+//! What operators watch, in the Prometheus (OpenMetrics) text format:
+//! outcomes by reason, how long the webhook, the verifier, the database
+//! commit and the query API take, and the stored totals.
+//!
+//! One registry per service instance (no global recorder), so that tests and
+//! several instances in one process keep their own counts.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, String)>;
 
-#[derive(Debug, Default)]
+/// Latency buckets from 0.1 ms to about 6.5 s: a verification takes a tenth
+/// of a millisecond, a commit under load tens, a stuck database seconds.
+fn latency() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_1, 2.0, 17))
+}
+
+#[derive(Debug)]
 pub struct Metrics {
-    counters: Mutex<BTreeMap<(&'static str, Labels), u64>>,
+    registry: Registry,
+    notifications: Family<Labels, Counter>,
+    checks: Family<Labels, Counter>,
+    webhook_seconds: Histogram,
+    verification_seconds: Histogram,
+    commit_seconds: Histogram,
+    query_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    database_up: Gauge,
+    stored: Family<Labels, Gauge>,
+    quarantined: Family<Labels, Gauge>,
+    open_findings: Family<Labels, Gauge>,
+    /// Encoding takes `&Registry`; scrapes are serialised so that the gauges
+    /// set for one scrape are the ones it renders.
+    scrape: Mutex<()>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let notifications = Family::<Labels, Counter>::default();
+        registry.register(
+            "appstore_ledger_notifications",
+            "POSTs to the webhook, by outcome and code",
+            notifications.clone(),
+        );
+        let checks = Family::<Labels, Counter>::default();
+        registry.register(
+            "appstore_ledger_checks",
+            "periodic inconsistency checks, by outcome",
+            checks.clone(),
+        );
+        let webhook_seconds = latency();
+        registry.register(
+            "appstore_ledger_webhook_seconds",
+            "time from a notification's arrival to its answer",
+            webhook_seconds.clone(),
+        );
+        let verification_seconds = latency();
+        registry.register(
+            "appstore_ledger_verification_seconds",
+            "time to verify a signedPayload and its nested tokens",
+            verification_seconds.clone(),
+        );
+        let commit_seconds = latency();
+        registry.register(
+            "appstore_ledger_commit_seconds",
+            "time to store a notification durably (queue, transaction, fsync)",
+            commit_seconds.clone(),
+        );
+        let query_seconds =
+            Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(latency);
+        registry.register(
+            "appstore_ledger_query_seconds",
+            "time to answer the query API, by route",
+            query_seconds.clone(),
+        );
+        let database_up = Gauge::default();
+        registry.register(
+            "appstore_ledger_database_up",
+            "1 when the database answered this scrape, 0 when it did not",
+            database_up.clone(),
+        );
+        let stored = Family::<Labels, Gauge>::default();
+        registry.register(
+            "appstore_ledger_stored_notifications",
+            "notifications stored",
+            stored.clone(),
+        );
+        let quarantined = Family::<Labels, Gauge>::default();
+        registry.register(
+            "appstore_ledger_quarantined_notifications",
+            "notifications in quarantine",
+            quarantined.clone(),
+        );
+        let open_findings = Family::<Labels, Gauge>::default();
+        registry.register(
+            "appstore_ledger_open_findings",
+            "open findings of the inconsistency checker, by kind",
+            open_findings.clone(),
+        );
+        Metrics {
+            registry,
+            notifications,
+            checks,
+            webhook_seconds,
+            verification_seconds,
+            commit_seconds,
+            query_seconds,
+            database_up,
+            stored,
+            quarantined,
+            open_findings,
+            scrape: Mutex::new(()),
+        }
+    }
+}
+
+fn labels(pairs: &[(&'static str, &str)]) -> Labels {
+    pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
+}
+
+/// The database's answers for one scrape; `None` when it did not answer.
+#[derive(Debug, Clone, Default)]
+pub struct StoredTotals {
+    pub notifications: i64,
+    pub quarantined: i64,
+    /// Open findings per kind code.
+    pub open_findings: Vec<(String, i64)>,
 }
 
 impl Metrics {
-    pub fn increment(&self, name: &'static str, labels: &[(&'static str, &str)]) {
-        let labels = labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
-        let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        *counters.entry((name, labels)).or_insert(0) += 1;
+    /// One POST to the webhook, with its outcome (and code, for failures).
+    pub fn notification(&self, outcome: &str, code: Option<&str>, took: Duration) {
+        let mut pairs = vec![("outcome", outcome)];
+        pairs.extend(code.map(|code| ("code", code)));
+        self.notifications.get_or_create(&labels(&pairs)).inc();
+        self.webhook_seconds.observe(took.as_secs_f64());
     }
 
-    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
-        let counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        counters
-            .iter()
-            .filter(|((n, l), _)| {
-                *n == name
-                    && l.len() == labels.len()
-                    && l.iter()
-                        .zip(labels)
-                        .all(|((k1, v1), (k2, v2))| k1 == k2 && v1 == v2)
-            })
-            .map(|(_, count)| *count)
-            .sum()
+    pub fn check(&self, outcome: &str) {
+        self.checks
+            .get_or_create(&labels(&[("outcome", outcome)]))
+            .inc();
     }
 
-    /// Every counter, plus the given gauges, in the Prometheus text format.
-    pub fn render(&self, gauges: &[(&str, &str, i64)]) -> String {
-        let counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out = String::new();
-        let mut last = "";
-        for ((name, labels), count) in counters.iter() {
-            if *name != last {
-                let _ = writeln!(out, "# TYPE {name} counter");
-                last = name;
+    pub fn verification(&self, took: Duration) {
+        self.verification_seconds.observe(took.as_secs_f64());
+    }
+
+    pub fn commit(&self, took: Duration) {
+        self.commit_seconds.observe(took.as_secs_f64());
+    }
+
+    pub fn query(&self, route: &str, took: Duration) {
+        self.query_seconds
+            .get_or_create(&labels(&[("route", route)]))
+            .observe(took.as_secs_f64());
+    }
+
+    /// Every metric, with the stored totals of this scrape (left out, and
+    /// `appstore_ledger_database_up` 0, when the database did not answer).
+    pub fn render(&self, totals: Option<&StoredTotals>) -> String {
+        let _scrape = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+        self.stored.clear();
+        self.quarantined.clear();
+        self.open_findings.clear();
+        self.database_up.set(i64::from(totals.is_some()));
+        if let Some(totals) = totals {
+            self.stored
+                .get_or_create(&Vec::new())
+                .set(totals.notifications);
+            self.quarantined
+                .get_or_create(&Vec::new())
+                .set(totals.quarantined);
+            for kind in crate::check::FindingKind::ALL {
+                let count = totals
+                    .open_findings
+                    .iter()
+                    .find(|(k, _)| k == kind.code())
+                    .map_or(0, |(_, n)| *n);
+                self.open_findings
+                    .get_or_create(&labels(&[("kind", kind.code())]))
+                    .set(count);
             }
-            let labels: Vec<String> = labels
-                .iter()
-                .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
-                .collect();
-            let _ = writeln!(out, "{name}{{{}}} {count}", labels.join(","));
         }
-        for (name, help, value) in gauges {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
-        }
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
         out
     }
 }
@@ -64,18 +202,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_by_label_and_renders() {
+    fn counts_by_label_times_and_renders() {
         let m = Metrics::default();
-        m.increment("x_total", &[("outcome", "stored")]);
-        m.increment("x_total", &[("outcome", "stored")]);
-        m.increment(
-            "x_total",
-            &[("outcome", "rejected"), ("code", "INVALID_\"SIG")],
+        m.notification("stored", None, Duration::from_millis(3));
+        m.notification("stored", None, Duration::from_millis(5));
+        m.notification("rejected", Some("INVALID_\"SIG"), Duration::from_millis(1));
+        m.verification(Duration::from_micros(150));
+        let text = m.render(Some(&StoredTotals {
+            notifications: 5,
+            ..StoredTotals::default()
+        }));
+        assert!(
+            text.contains("appstore_ledger_notifications_total{outcome=\"stored\"} 2"),
+            "{text}"
         );
-        assert_eq!(m.get("x_total", &[("outcome", "stored")]), 2);
-        let text = m.render(&[("g", "a gauge", 5)]);
-        assert!(text.contains("x_total{outcome=\"stored\"} 2"), "{text}");
         assert!(text.contains("code=\"INVALID_\\\"SIG\""), "{text}");
-        assert!(text.contains("\ng 5\n"), "{text}");
+        assert!(
+            text.contains("\nappstore_ledger_stored_notifications 5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("appstore_ledger_webhook_seconds_count 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("appstore_ledger_verification_seconds_bucket{le=\"0.0002\"} 1"),
+            "{text}"
+        );
+        let down = m.render(None);
+        assert!(down.contains("\nappstore_ledger_database_up 0\n"), "{down}");
+        assert!(
+            !down.contains("\nappstore_ledger_stored_notifications "),
+            "{down}"
+        );
     }
 }

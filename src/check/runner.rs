@@ -144,10 +144,7 @@ pub fn spawn_periodic(
                         report.findings.iter().map(FindingRecord::from).collect();
                     match sync_findings(&store, &records, now.as_millis()).await {
                         Ok(summary) => {
-                            metrics.increment(
-                                "appstore_ledger_checks_total",
-                                &[("outcome", "completed")],
-                            );
+                            metrics.check("completed");
                             tracing::info!(
                                 items = report.items_checked,
                                 open = records.len(),
@@ -157,16 +154,13 @@ pub fn spawn_periodic(
                             );
                         }
                         Err(error) => {
-                            metrics.increment(
-                                "appstore_ledger_checks_total",
-                                &[("outcome", "failed")],
-                            );
+                            metrics.check("failed");
                             tracing::warn!(%error, "inconsistency check could not save its findings");
                         }
                     }
                 }
                 Err(error) => {
-                    metrics.increment("appstore_ledger_checks_total", &[("outcome", "failed")]);
+                    metrics.check("failed");
                     tracing::warn!(%error, "inconsistency check failed");
                 }
             }

@@ -5,6 +5,7 @@ use axum::Json;
 use serde_json::json;
 
 use super::{ApiError, AppState};
+use crate::metrics::StoredTotals;
 use crate::store::StoreError;
 
 /// 200 only when the database answers.
@@ -20,50 +21,31 @@ pub(super) async fn health(
     }
 }
 
-/// Counters by outcome and reason, stored totals and open findings, for
-/// monitoring. When the database does not answer, the totals are left out
-/// and `appstore_ledger_database_up` is 0: zeros would read as an empty
-/// database.
+/// Counters by outcome and reason, latencies, stored totals and open
+/// findings, for monitoring. When the database does not answer, the totals
+/// are left out and `appstore_ledger_database_up` is 0: zeros would read as
+/// an empty database.
 pub(super) async fn metrics(State(state): State<AppState>) -> Response {
-    let counts = state.store.counts().await;
-    let open = state.store.open_findings_by_kind().await;
-    let up = i64::from(counts.is_ok() && open.is_ok());
-    let mut gauges = vec![(
-        "appstore_ledger_database_up",
-        "1 when the database answered this scrape, 0 when it did not",
-        up,
-    )];
-    match &counts {
-        Ok(counts) => gauges.extend([
-            (
-                "appstore_ledger_stored_notifications",
-                "notifications stored",
-                counts.notifications,
-            ),
-            (
-                "appstore_ledger_quarantined_notifications",
-                "notifications in quarantine",
-                counts.quarantined,
-            ),
-        ]),
-        Err(error) => tracing::warn!(%error, "metrics: the database did not answer"),
-    }
-    let mut text = state.metrics.render(&gauges);
-    if let Ok(open) = open {
-        text.push_str(
-            "# HELP appstore_ledger_open_findings open findings of the inconsistency checker\n",
-        );
-        text.push_str("# TYPE appstore_ledger_open_findings gauge\n");
-        for kind in crate::check::FindingKind::ALL {
-            let count = open
-                .iter()
-                .find(|(k, _)| k == kind.code())
-                .map_or(0, |(_, n)| *n);
-            text.push_str(&format!(
-                "appstore_ledger_open_findings{{kind=\"{}\"}} {count}\n",
-                kind.code()
-            ));
+    let totals = match (
+        state.store.counts().await,
+        state.store.open_findings_by_kind().await,
+    ) {
+        (Ok(counts), Ok(open_findings)) => Some(StoredTotals {
+            notifications: counts.notifications,
+            quarantined: counts.quarantined,
+            open_findings,
+        }),
+        (Err(error), _) | (_, Err(error)) => {
+            tracing::warn!(%error, "metrics: the database did not answer");
+            None
         }
-    }
-    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    };
+    (
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(totals.as_ref()),
+    )
+        .into_response()
 }

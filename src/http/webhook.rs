@@ -14,8 +14,6 @@ use crate::ingest::Ingested;
 use crate::model::Timestamp;
 use crate::store::{Recorded, StoreError};
 
-const COUNTER: &str = "appstore_ledger_notifications_total";
-
 #[derive(Deserialize)]
 struct Body {
     #[serde(rename = "signedPayload")]
@@ -37,7 +35,7 @@ enum Outcome {
 }
 
 impl Outcome {
-    fn count(self, state: &AppState) {
+    fn count(self, state: &AppState, took: std::time::Duration) {
         let (outcome, code) = match self {
             Outcome::Stored => ("stored", None),
             Outcome::Duplicate => ("duplicate", None),
@@ -46,12 +44,7 @@ impl Outcome {
             Outcome::Invalid(code) => ("invalid", Some(code)),
             Outcome::Unavailable => ("unavailable", Some("DATABASE_UNAVAILABLE")),
         };
-        match code {
-            Some(code) => state
-                .metrics
-                .increment(COUNTER, &[("outcome", outcome), ("code", code)]),
-            None => state.metrics.increment(COUNTER, &[("outcome", outcome)]),
-        }
+        state.metrics.notification(outcome, code, took);
     }
 }
 
@@ -61,6 +54,7 @@ pub(super) async fn receive(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let started = std::time::Instant::now();
     let (outcome, response) = match receive_inner(&state, body).await {
         Ok(outcome) => {
             let (status, label) = match outcome {
@@ -76,7 +70,7 @@ pub(super) async fn receive(
         }
         Err((outcome, error)) => (outcome, error.into_response()),
     };
-    outcome.count(&state);
+    outcome.count(&state, started.elapsed());
     response
 }
 
@@ -111,23 +105,24 @@ async fn receive_inner(
     })?;
 
     let now = Timestamp::now();
-    let ingested = state
-        .ingest
-        .classify(&body.signed_payload, now, now)
-        .map_err(|error| {
-            // Forged or broken: counted and logged, never stored.
-            tracing::warn!(code = error.code(), %error, "notification rejected");
-            (
-                Outcome::Rejected(error.code()),
-                ApiError::new(StatusCode::FORBIDDEN, error.code(), error.to_string()),
-            )
-        })?;
+    let verifying = std::time::Instant::now();
+    let classified = state.ingest.classify(&body.signed_payload, now, now);
+    state.metrics.verification(verifying.elapsed());
+    let ingested = classified.map_err(|error| {
+        // Forged or broken: counted and logged, never stored.
+        tracing::warn!(code = error.code(), %error, "notification rejected");
+        (
+            Outcome::Rejected(error.code()),
+            ApiError::new(StatusCode::FORBIDDEN, error.code(), error.to_string()),
+        )
+    })?;
 
     let notification = ingested.notification();
     let span = tracing::Span::current();
     span.record("notification_uuid", notification.notification_uuid.as_str());
     span.record("notification_type", notification.notification_type.as_str());
 
+    let committing = std::time::Instant::now();
     let (write, accepted) = match ingested {
         Ingested::Accepted(n) => (
             within(state, state.store.record_notification(n)).await,
@@ -142,6 +137,7 @@ async fn receive_inner(
             )
         }
     };
+    state.metrics.commit(committing.elapsed());
     let recorded = write.map_err(|e| {
         tracing::error!(error = %e, "notification not stored; Apple will retry");
         (Outcome::Unavailable, ApiError::database_unavailable(&e))

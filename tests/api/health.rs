@@ -58,6 +58,28 @@ async fn metrics_count_outcomes_by_reason() {
         text.contains("appstore_ledger_stored_notifications 1"),
         "{text}"
     );
+    // Latencies: every answer, two verifications that got that far, one
+    // commit per write, and the query API by route.
+    assert!(
+        text.contains("appstore_ledger_webhook_seconds_count 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("appstore_ledger_verification_seconds_count 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("appstore_ledger_commit_seconds_count 2"),
+        "{text}"
+    );
+    app.api("/v1/subscriptions/none").await;
+    let text = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        text.contains(
+            r#"appstore_ledger_query_seconds_count{route="/v1/subscriptions/{original_transaction_id}"} 1"#
+        ),
+        "{text}"
+    );
 }
 
 /// When the database does not answer, /metrics says so instead of reporting
