@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::progress::Progress;
 use super::{EXIT_FAILED, EXIT_OK};
 use crate::check;
 use crate::config::Settings;
@@ -42,23 +43,16 @@ pub(super) async fn check(settings: Settings, at: Option<Timestamp>, json: bool)
         }
     };
     let at = at.unwrap_or_else(Timestamp::now);
-    let terminal = io::IsTerminal::is_terminal(&io::stderr());
+    let mut progress = Progress::new("checking", "subscriptions and purchases");
     let outcome = check::run(
         &store,
         at,
         &settings.check.tolerance_minutes,
-        |done, total| {
-            if terminal {
-                let percent = (done * 100).checked_div(total).unwrap_or(100);
-                eprint!("\rchecking: {done}/{total} subscriptions and purchases ({percent}%)");
-            }
-        },
+        |done, total| progress.update(done, total),
         &Stop::on_ctrl_c(),
     )
     .await;
-    if terminal {
-        eprintln!();
-    }
+    progress.finish();
     store.close().await;
     let report = match outcome {
         Ok(Some(report)) => report,

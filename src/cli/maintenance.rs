@@ -1,5 +1,6 @@
 //! Maintenance commands: `reprocess --quarantined` and `rebuild`.
 
+use super::progress::Progress;
 use super::{EXIT_FAILED, EXIT_OK};
 use crate::config::Settings;
 use crate::ingest::{Ingest, Ingested};
@@ -28,7 +29,9 @@ pub(super) async fn reprocess_quarantined(settings: Settings) -> u8 {
         }
     };
     let total = store.counts().await.map(|c| c.quarantined).unwrap_or(0);
-    let (mut seen, mut released, mut kept, mut failed) = (0i64, 0u64, 0u64, 0u64);
+    let total = u64::try_from(total).unwrap_or(0);
+    let mut progress = Progress::new("reprocess", "checked");
+    let (mut seen, mut released, mut kept, mut failed) = (0u64, 0u64, 0u64, 0u64);
     let mut after = 0;
     let outcome = loop {
         let page = match store.quarantined(after, 500).await {
@@ -58,8 +61,9 @@ pub(super) async fn reprocess_quarantined(settings: Settings) -> u8 {
                 }
             }
         }
-        eprintln!("reprocess: {seen}/{total} checked");
+        progress.update(seen, total);
     };
+    progress.finish();
     store.close().await;
     println!("released {released}, still quarantined {kept}, failed {failed}");
     match outcome {
@@ -84,23 +88,14 @@ pub(super) async fn rebuild(settings: Settings) -> u8 {
         }
     };
     let started = std::time::Instant::now();
-    let mut last_report = std::time::Instant::now();
+    let mut progress = Progress::new("rebuild", "notifications");
     let outcome = store
         .rebuild(
-            |done, total| {
-                if last_report.elapsed() >= std::time::Duration::from_secs(1) || done == total {
-                    last_report = std::time::Instant::now();
-                    let percent = if total == 0 {
-                        100.0
-                    } else {
-                        done as f64 * 100.0 / total as f64
-                    };
-                    eprintln!("rebuild: {done}/{total} notifications ({percent:.0}%)");
-                }
-            },
+            |done, total| progress.update(done, total),
             &Stop::on_ctrl_c(),
         )
         .await;
+    progress.finish();
     store.close().await;
     match outcome {
         Ok(Rebuilt {

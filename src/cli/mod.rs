@@ -2,6 +2,7 @@
 
 mod check;
 mod maintenance;
+mod progress;
 mod verify;
 
 use std::ffi::OsString;
