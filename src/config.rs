@@ -12,8 +12,11 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::check::Tolerances;
+// The store owns its settings type, so that it does not depend on config
+// (config -> check -> store must not lead back to config).
 use crate::jws::{ExpectedIdentity, TrustAnchors};
 use crate::model::Environment;
+pub use crate::store::DatabaseSettings;
 
 pub const ENV_PREFIX: &str = "APPSTORE_LEDGER__";
 
@@ -53,17 +56,6 @@ pub struct ServerSettings {
     pub request_timeout_ms: u64,
     /// How long in-flight requests may take to finish on SIGINT/SIGTERM.
     pub shutdown_grace_ms: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DatabaseSettings {
-    /// `sqlite://PATH` (created and migrated on start) or `postgres://...`.
-    pub url: String,
-    pub max_connections: u32,
-    /// How long a write waits for a lock held by another process before the
-    /// notification is refused with 503 (and Apple retries).
-    pub busy_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -131,7 +131,7 @@ fn labels(pairs: &[(&'static str, &str)]) -> Labels {
 pub struct StoredTotals {
     pub notifications: i64,
     pub quarantined: i64,
-    /// Open findings per kind code.
+    /// Open findings per kind code, every kind (zeros too).
     pub open_findings: Vec<(String, i64)>,
 }
 
@@ -179,15 +179,10 @@ impl Metrics {
             self.quarantined
                 .get_or_create(&Vec::new())
                 .set(totals.quarantined);
-            for kind in crate::check::FindingKind::ALL {
-                let count = totals
-                    .open_findings
-                    .iter()
-                    .find(|(k, _)| k == kind.code())
-                    .map_or(0, |(_, n)| *n);
+            for (kind, count) in &totals.open_findings {
                 self.open_findings
-                    .get_or_create(&labels(&[("kind", kind.code())]))
-                    .set(count);
+                    .get_or_create(&vec![("kind", kind.clone())])
+                    .set(*count);
             }
         }
         let mut out = String::new();

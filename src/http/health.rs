@@ -30,10 +30,19 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
         state.store.counts().await,
         state.store.open_findings_by_kind().await,
     ) {
-        (Ok(counts), Ok(open_findings)) => Some(StoredTotals {
+        (Ok(counts), Ok(open)) => Some(StoredTotals {
             notifications: counts.notifications,
             quarantined: counts.quarantined,
-            open_findings,
+            open_findings: crate::check::FindingKind::ALL
+                .iter()
+                .map(|kind| {
+                    let count = open
+                        .iter()
+                        .find(|(k, _)| k == kind.code())
+                        .map_or(0, |(_, n)| *n);
+                    (kind.code().to_owned(), count)
+                })
+                .collect(),
         }),
         (Err(error), _) | (_, Err(error)) => {
             tracing::warn!(%error, "metrics: the database did not answer");
