@@ -21,3 +21,16 @@ pub fn init(settings: &LogSettings) {
         builder.try_init()
     };
 }
+
+/// An error and every cause under it, `: `-separated: what a log line or an
+/// operator needs, where `Display` alone says only the outermost part.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

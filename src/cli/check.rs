@@ -38,7 +38,7 @@ pub(super) async fn check(settings: Settings, at: Option<Timestamp>, json: bool)
     let store = match Store::connect(&settings.database).await {
         Ok(store) => store,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", e.chain());
             return EXIT_FAILED;
         }
     };
@@ -61,7 +61,7 @@ pub(super) async fn check(settings: Settings, at: Option<Timestamp>, json: bool)
             return EXIT_FAILED;
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", e.chain());
             return EXIT_FAILED;
         }
     };

@@ -18,7 +18,7 @@ pub(super) async fn reprocess_quarantined(settings: Settings) -> u8 {
         let anchors = settings.trust_anchors().map_err(|e| e.to_string())?;
         let store = Store::connect(&settings.database)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.chain())?;
         Ok::<_, String>((Ingest::new(Verifier::new(anchors), &settings.apps), store))
     };
     let (ingest, store) = match prepared.await {
@@ -37,7 +37,7 @@ pub(super) async fn reprocess_quarantined(settings: Settings) -> u8 {
         let page = match store.quarantined(after, 500).await {
             Ok(page) if page.is_empty() => break Ok(()),
             Ok(page) => page,
-            Err(e) => break Err(e.to_string()),
+            Err(e) => break Err(e.chain()),
         };
         for q in page {
             after = q.id;
@@ -48,7 +48,7 @@ pub(super) async fn reprocess_quarantined(settings: Settings) -> u8 {
                     Ok(_) => released += 1,
                     Err(e) => {
                         failed += 1;
-                        eprintln!("{}: not released: {e}", q.notification_uuid);
+                        eprintln!("{}: not released: {}", q.notification_uuid, e.chain());
                     }
                 },
                 Ok(Ingested::Quarantined(_, reason)) => {
@@ -83,7 +83,7 @@ pub(super) async fn rebuild(settings: Settings) -> u8 {
     let store = match Store::connect(&settings.database).await {
         Ok(store) => store,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", e.chain());
             return EXIT_FAILED;
         }
     };
@@ -119,7 +119,7 @@ pub(super) async fn rebuild(settings: Settings) -> u8 {
             EXIT_OK
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", e.chain());
             EXIT_FAILED
         }
     }

@@ -141,7 +141,7 @@ async fn serve(settings: Settings) -> u8 {
     let application = match Application::build(settings).await {
         Ok(application) => application,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::telemetry::chain(&e));
             return EXIT_FAILED;
         }
     };

@@ -15,9 +15,7 @@ pub(super) async fn health(
     match tokio::time::timeout(state.store_timeout, state.store.health()).await {
         Ok(Ok(())) => Ok(Json(json!({"status": "ok"}))),
         Ok(Err(e)) => Err(ApiError::database_unavailable(&e)),
-        Err(_) => Err(ApiError::database_unavailable(&StoreError::Unavailable(
-            "the database did not answer in time".into(),
-        ))),
+        Err(_) => Err(ApiError::database_unavailable(&StoreError::TimedOut)),
     }
 }
 
@@ -45,7 +43,7 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
                 .collect(),
         }),
         (Err(error), _) | (_, Err(error)) => {
-            tracing::warn!(%error, "metrics: the database did not answer");
+            tracing::warn!(error = %error.chain(), "metrics: the database did not answer");
             None
         }
     };

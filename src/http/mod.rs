@@ -21,7 +21,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -139,8 +139,8 @@ impl ApiError {
 
     /// The database failed. Its own words (file paths, SQL) go to the log,
     /// never to the client, which gets the stable code only.
-    pub fn database_unavailable(error: &dyn std::error::Error) -> Self {
-        tracing::error!(%error, "database unavailable");
+    pub fn database_unavailable(error: &StoreError) -> Self {
+        tracing::error!(error = %error.chain(), "database unavailable");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "DATABASE_UNAVAILABLE",

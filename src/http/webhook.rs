@@ -139,7 +139,7 @@ async fn receive_inner(
     };
     state.metrics.commit(committing.elapsed());
     let recorded = write.map_err(|e| {
-        tracing::error!(error = %e, "notification not stored; Apple will retry");
+        tracing::error!(error = %e.chain(), "notification not stored; Apple will retry");
         (Outcome::Unavailable, ApiError::database_unavailable(&e))
     })?;
 
@@ -160,9 +160,5 @@ async fn within(
 ) -> Result<Recorded, StoreError> {
     tokio::time::timeout(state.store_timeout, write)
         .await
-        .unwrap_or_else(|_| {
-            Err(StoreError::Unavailable(
-                "the database did not answer in time".into(),
-            ))
-        })
+        .unwrap_or_else(|_| Err(StoreError::TimedOut))
 }

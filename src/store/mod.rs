@@ -7,6 +7,7 @@ mod fold;
 mod sqlite;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -79,15 +80,37 @@ pub enum Recorded {
     AlreadyAccepted,
 }
 
+/// What went wrong with the database. The database's own error is kept as
+/// the source (for logs, with [`StoreError::chain`]); clients see only a
+/// stable code.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database did not answer or refused the write; nothing was written.
-    #[error("the database is unavailable: {0}")]
-    Unavailable(String),
-    #[error("the database could not be opened: {0}")]
-    Open(String),
-    #[error("the database schema could not be migrated: {0}")]
-    Migration(String),
+    #[error("the database is unavailable")]
+    Unavailable(#[source] Arc<sqlx::Error>),
+    /// The database did not answer within the caller's deadline.
+    #[error("the database did not answer in time")]
+    TimedOut,
+    /// The store was closed, or its writer stopped.
+    #[error("the store is closed")]
+    Closed,
+    #[error("the database could not be opened")]
+    Open(#[source] Arc<sqlx::Error>),
+    #[error("database.url: {0}")]
+    UnsupportedUrl(String),
+    #[error("the database schema could not be migrated")]
+    Migration(#[source] Arc<sqlx::migrate::MigrateError>),
+}
+
+impl StoreError {
+    pub(crate) fn unavailable(e: sqlx::Error) -> StoreError {
+        StoreError::Unavailable(Arc::new(e))
+    }
+
+    /// This error and every cause under it, for logs and operators.
+    pub fn chain(&self) -> String {
+        crate::telemetry::chain(self)
+    }
 }
 
 /// How far a rebuild went.
@@ -282,8 +305,8 @@ impl Store {
     /// Opens the database named by `settings.url`, creating and migrating it.
     pub async fn connect(settings: &DatabaseSettings) -> Result<Store, StoreError> {
         if !settings.url.starts_with("sqlite:") {
-            return Err(StoreError::Open(
-                "database.url: only sqlite: is supported by this version".into(),
+            return Err(StoreError::UnsupportedUrl(
+                "only sqlite: is supported by this version".into(),
             ));
         }
         let backend = sqlite::SqliteStore::connect(

@@ -59,8 +59,8 @@ pub(super) struct SqliteStore {
     writer: mpsc::Sender<Job>,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+fn unavailable(e: sqlx::Error) -> StoreError {
+    StoreError::unavailable(e)
 }
 
 impl SqliteStore {
@@ -70,7 +70,7 @@ impl SqliteStore {
         busy_timeout: Duration,
     ) -> Result<SqliteStore, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Open(e.to_string()))?
+            .map_err(|e| StoreError::Open(std::sync::Arc::new(e)))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // In WAL mode, NORMAL survives a process crash but may lose the last
@@ -84,11 +84,11 @@ impl SqliteStore {
             .acquire_timeout(busy_timeout.max(Duration::from_secs(1)))
             .connect_with(options.clone())
             .await
-            .map_err(|e| StoreError::Open(e.to_string()))?;
+            .map_err(|e| StoreError::Open(std::sync::Arc::new(e)))?;
         MIGRATOR
             .run(&pool)
             .await
-            .map_err(|e| StoreError::Migration(e.to_string()))?;
+            .map_err(|e| StoreError::Migration(std::sync::Arc::new(e)))?;
         let (writer, jobs) = mpsc::channel(QUEUE);
         tokio::spawn(run_writer(options.clone(), jobs));
         Ok(SqliteStore {
@@ -127,10 +127,8 @@ impl SqliteStore {
         self.writer
             .send(Job::Write(op, reply))
             .await
-            .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable("the writer stopped".into()))?
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     pub(super) async fn quarantined(
@@ -460,7 +458,7 @@ async fn run_writer(options: SqliteConnectOptions, mut jobs: mpsc::Receiver<Job>
             };
             for ((_, reply), result) in batch.drain(..).zip(results) {
                 if let Err(error) = &result {
-                    tracing::warn!(%error, "write failed; nothing was stored");
+                    tracing::warn!(error = %error.chain(), "write failed; nothing was stored");
                     // The connection may be broken; open a fresh one next time.
                     connection = None;
                 }
