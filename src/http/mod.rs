@@ -2,6 +2,7 @@
 
 mod health;
 mod query;
+mod views;
 mod webhook;
 
 use std::sync::Arc;

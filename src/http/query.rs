@@ -2,8 +2,6 @@
 //! entitlements, history and refunds. JSON in Apple's camelCase names and
 //! millisecond timestamps. Every answer reads committed state.
 
-use std::collections::HashMap;
-
 use axum::extract::{Path, Query, Request, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::StatusCode;
@@ -17,6 +15,9 @@ use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
+use serde::Deserialize;
+
+use super::views::{self, ExpirationView, FindingView, HistoryView, RefundView};
 use super::{ApiError, AppState};
 use crate::ledger::{ItemKey, State as LedgerState};
 use crate::model::Timestamp;
@@ -67,18 +68,70 @@ fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "INVALID_QUERY", message)
 }
 
-fn parse_millis(params: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {
-    params
-        .get(name)
-        .map(|v| {
-            v.parse::<i64>()
-                .map_err(|_| invalid(format!("{name} must be milliseconds since 1970")))
-        })
-        .transpose()
+/// Query parameters, decoded or refused with `INVALID_QUERY` (axum's own
+/// rejection would be plain text without a stable code).
+pub(super) struct Params<T>(T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for Params<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(params)| Params(params))
+            .map_err(|rejection| invalid(rejection.body_text()))
+    }
 }
 
-fn at(params: &HashMap<String, String>) -> Result<i64, ApiError> {
-    Ok(parse_millis(params, "at")?.unwrap_or_else(|| Timestamp::now().as_millis()))
+/// How many rows a page holds: 1 to [`MAX_LIMIT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Limit(i64);
+
+impl Limit {
+    fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Limit {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse::<i64>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .map(Limit)
+            .ok_or_else(|| serde::de::Error::custom(format!("limit must be 1 to {MAX_LIMIT}")))
+    }
+}
+
+/// Milliseconds since 1970, as the query API takes every moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Millis(i64);
+
+impl<'de> Deserialize<'de> for Millis {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse::<i64>()
+            .map(Millis)
+            .map_err(|_| serde::de::Error::custom("expected milliseconds since 1970"))
+    }
+}
+
+/// `?at=ms`, default now.
+#[derive(Deserialize)]
+pub(super) struct AtParams {
+    at: Option<Millis>,
+}
+
+fn at_or_now(at: Option<Millis>) -> i64 {
+    at.map_or_else(|| Timestamp::now().as_millis(), |Millis(at)| at)
 }
 
 fn subscription_json(item: &LedgerItem, at: i64) -> Value {
@@ -110,9 +163,9 @@ fn subscription_json(item: &LedgerItem, at: i64) -> Value {
 pub(super) async fn subscription(
     State(state): State<AppState>,
     Path(original_transaction_id): Path<String>,
-    Query(params): Query<HashMap<String, String>>,
+    Params(params): Params<AtParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let at = at(&params)?;
+    let at = at_or_now(params.at);
     let items = state
         .store
         .ledger_items(&ItemQuery::Subscription(original_transaction_id))
@@ -141,36 +194,42 @@ pub(super) async fn history(
             "no notification for this subscription",
         ));
     }
-    let (entries, refunds, expirations) =
-        (history.notifications, history.refunds, history.expirations);
     Ok(Json(json!({
         "originalTransactionId": original_transaction_id,
-        "notifications": entries,
-        "refunds": refunds,
-        "expirations": expirations,
+        "notifications": views::all::<_, HistoryView>(&history.notifications),
+        "refunds": views::all::<_, RefundView>(&history.refunds),
+        "expirations": views::all::<_, ExpirationView>(&history.expirations),
     })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct EntitlementParams {
+    app_account_token: Option<String>,
+    original_transaction_id: Option<String>,
+    transaction_id: Option<String>,
+    at: Option<Millis>,
 }
 
 /// `GET /v1/entitlements?appAccountToken=|originalTransactionId=|transactionId=[&at=ms]`
 pub(super) async fn entitlements(
     State(state): State<AppState>,
-    Query(params): Query<HashMap<String, String>>,
+    Params(params): Params<EntitlementParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let at = at(&params)?;
-    let mut given = [
-        (
-            "appAccountToken",
-            ItemQuery::AppAccountToken as fn(String) -> ItemQuery,
-        ),
-        ("originalTransactionId", ItemQuery::OriginalTransactionId),
-        ("transactionId", ItemQuery::TransactionId),
-    ]
-    .into_iter()
-    .filter_map(|(name, query)| params.get(name).map(|v| query(v.clone())));
-    let (Some(query), None) = (given.next(), given.next()) else {
-        return Err(invalid(
-            "give exactly one of appAccountToken, originalTransactionId, transactionId",
-        ));
+    let at = at_or_now(params.at);
+    let query = match (
+        params.app_account_token,
+        params.original_transaction_id,
+        params.transaction_id,
+    ) {
+        (Some(token), None, None) => ItemQuery::AppAccountToken(token),
+        (None, Some(id), None) => ItemQuery::OriginalTransactionId(id),
+        (None, None, Some(id)) => ItemQuery::TransactionId(id),
+        _ => {
+            return Err(invalid(
+                "give exactly one of appAccountToken, originalTransactionId, transactionId",
+            ))
+        }
     };
     let items = state
         .store
@@ -202,41 +261,38 @@ pub(super) async fn entitlements(
 
 const MAX_LIMIT: i64 = 1000;
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct FindingParams {
+    kind: Option<String>,
+    bundle_id: Option<String>,
+    open: Option<bool>,
+    limit: Option<Limit>,
+}
+
 /// `GET /v1/inconsistencies?kind=&bundleId=&open=true|false&limit=`
 pub(super) async fn inconsistencies(
     State(state): State<AppState>,
-    Query(params): Query<HashMap<String, String>>,
+    Params(params): Params<FindingParams>,
 ) -> Result<Json<Value>, ApiError> {
     let kind = params
-        .get("kind")
+        .kind
         .map(|k| {
-            crate::check::FindingKind::from_code(k)
+            crate::check::FindingKind::from_code(&k)
                 .map(|k| k.code().to_owned())
                 .ok_or_else(|| invalid(format!("unknown kind {k}")))
         })
         .transpose()?;
-    let open = match params.get("open").map(String::as_str) {
-        None => None,
-        Some("true") => Some(true),
-        Some("false") => Some(false),
-        Some(_) => return Err(invalid("open must be true or false")),
-    };
-    let limit = match params.get("limit") {
-        None => MAX_LIMIT,
-        Some(v) => v
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| invalid(format!("limit must be 1 to {MAX_LIMIT}")))?,
-    };
     let filter = crate::store::FindingFilter {
         kind,
-        bundle_id: params.get("bundleId").cloned(),
-        open,
-        limit,
+        bundle_id: params.bundle_id,
+        open: params.open,
+        limit: params.limit.map_or(MAX_LIMIT, Limit::get),
     };
     let findings = state.store.findings(&filter).await.map_err(unavailable)?;
-    Ok(Json(json!({ "inconsistencies": findings })))
+    Ok(Json(
+        json!({ "inconsistencies": views::all::<_, FindingView>(&findings) }),
+    ))
 }
 
 fn encode_cursor(entry: &RefundEntry) -> String {
@@ -249,34 +305,44 @@ fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
     Some((date.parse().ok()?, uuid.to_owned()))
 }
 
+#[derive(Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum Format {
+    #[default]
+    Json,
+    Csv,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct RefundParams {
+    original_transaction_id: Option<String>,
+    bundle_id: Option<String>,
+    product_id: Option<String>,
+    from: Option<Millis>,
+    to: Option<Millis>,
+    limit: Option<Limit>,
+    cursor: Option<String>,
+    #[serde(default)]
+    format: Format,
+}
+
 /// `GET /v1/refunds?bundleId=&productId=&from=&to=&limit=&cursor=[&format=csv]`
 pub(super) async fn refunds(
     State(state): State<AppState>,
-    Query(params): Query<HashMap<String, String>>,
+    Params(params): Params<RefundParams>,
 ) -> Result<Response, ApiError> {
-    let limit = match params.get("limit") {
-        None => 100,
-        Some(v) => v
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| invalid(format!("limit must be 1 to {MAX_LIMIT}")))?,
-    };
+    let limit = params.limit.map_or(100, Limit::get);
     let cursor = params
-        .get("cursor")
-        .map(|c| decode_cursor(c).ok_or_else(|| invalid("cursor is not one this API gave")))
+        .cursor
+        .map(|c| decode_cursor(&c).ok_or_else(|| invalid("cursor is not one this API gave")))
         .transpose()?;
-    let csv = match params.get("format").map(String::as_str) {
-        None | Some("json") => false,
-        Some("csv") => true,
-        Some(_) => return Err(invalid("format must be json or csv")),
-    };
     let filter = RefundFilter {
-        original_transaction_id: params.get("originalTransactionId").cloned(),
-        bundle_id: params.get("bundleId").cloned(),
-        product_id: params.get("productId").cloned(),
-        from: parse_millis(&params, "from")?,
-        to: parse_millis(&params, "to")?,
+        original_transaction_id: params.original_transaction_id,
+        bundle_id: params.bundle_id,
+        product_id: params.product_id,
+        from: params.from.map(|Millis(m)| m),
+        to: params.to.map(|Millis(m)| m),
         limit,
         cursor,
     };
@@ -284,7 +350,7 @@ pub(super) async fn refunds(
     let next_cursor = (rows.len() as i64 == limit)
         .then(|| rows.last().map(encode_cursor))
         .flatten();
-    if csv {
+    if params.format == Format::Csv {
         let mut response =
             ([(CONTENT_TYPE, "text/csv; charset=utf-8")], to_csv(&rows)).into_response();
         if let Some(next) = next_cursor.and_then(|c| axum::http::HeaderValue::from_str(&c).ok()) {
@@ -292,7 +358,11 @@ pub(super) async fn refunds(
         }
         return Ok(response);
     }
-    Ok(Json(json!({ "refunds": rows, "nextCursor": next_cursor })).into_response())
+    Ok(Json(json!({
+        "refunds": views::all::<_, RefundView>(&rows),
+        "nextCursor": next_cursor,
+    }))
+    .into_response())
 }
 
 const CSV_COLUMNS: [&str; 17] = [
@@ -323,7 +393,7 @@ fn to_csv(rows: &[RefundEntry]) -> String {
     // rather than answered half.
     let _ = writer.write_record(CSV_COLUMNS);
     for row in rows {
-        let value = serde_json::to_value(row).unwrap_or(Value::Null);
+        let value = serde_json::to_value(RefundView::from(row)).unwrap_or(Value::Null);
         let cells =
             CSV_COLUMNS
                 .iter()

@@ -10,8 +10,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
-
 use crate::ledger::{Event, ItemKey, State};
 use crate::model::{Environment, NotificationType, Subtype};
 
@@ -59,7 +57,7 @@ pub struct QuarantineReason {
 }
 
 /// A notification in quarantine.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct QuarantinedNotification {
     pub id: i64,
     pub notification_uuid: String,
@@ -155,10 +153,8 @@ pub struct SubscriptionHistory {
 }
 
 /// One notification of a subscription's history.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HistoryEntry {
-    #[serde(rename = "notificationUUID")]
     pub notification_uuid: String,
     pub notification_type: String,
     pub subtype: Option<String>,
@@ -170,10 +166,8 @@ pub struct HistoryEntry {
 }
 
 /// A row of the refund ledger.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct RefundEntry {
-    #[serde(rename = "notificationUUID")]
     pub notification_uuid: String,
     pub notification_type: String,
     pub transaction_id: Option<String>,
@@ -192,15 +186,12 @@ pub struct RefundEntry {
     /// order of the ledger.
     pub refund_date: i64,
     pub reversed_at: Option<i64>,
-    #[serde(rename = "reversedByNotificationUUID")]
     pub reversed_by: Option<String>,
 }
 
 /// An expiry of a subscription, with its reason (the EXPIRED subtype).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ExpirationEntry {
-    #[serde(rename = "notificationUUID")]
     pub notification_uuid: String,
     pub subtype: Option<String>,
     pub transaction_id: Option<String>,
@@ -210,7 +201,7 @@ pub struct ExpirationEntry {
 }
 
 /// A notificationUUID that arrived with differing content.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Conflict {
     pub notification_uuid: String,
     pub original_transaction_id: Option<String>,
@@ -222,7 +213,7 @@ pub struct Conflict {
 
 /// A stored notification the ledger could not fold: its stored payload does
 /// not read as a ledger event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct UnfoldedNotification {
     pub notification_uuid: String,
     pub original_transaction_id: Option<String>,
@@ -243,8 +234,7 @@ pub struct FindingRecord {
 }
 
 /// A kept finding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct FindingEntry {
     pub kind: String,
     pub subject: String,

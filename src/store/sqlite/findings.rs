@@ -1,7 +1,7 @@
 //! The inconsistency checker's reads and writes on SQLite: the ledger scan,
 //! conflicting duplicates, unfolded notifications and the kept findings.
 
-use sqlx::{Row, SqliteConnection};
+use sqlx::SqliteConnection;
 
 use super::super::{
     Conflict, FindingEntry, FindingFilter, FindingRecord, LedgerItem, UnfoldedNotification,
@@ -27,47 +27,27 @@ pub(super) async fn scan(
 }
 
 pub(super) async fn conflicts(conn: &mut SqliteConnection) -> Result<Vec<Conflict>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, Conflict>(
         "SELECT c.notification_uuid, n.original_transaction_id, n.bundle_id, n.environment, count(*) AS versions
          FROM notification_conflicts c JOIN notifications n ON n.notification_uuid = c.notification_uuid
          GROUP BY c.notification_uuid ORDER BY c.notification_uuid",
     )
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(Conflict {
-                notification_uuid: row.try_get("notification_uuid")?,
-                original_transaction_id: row.try_get("original_transaction_id")?,
-                bundle_id: row.try_get("bundle_id")?,
-                environment: row.try_get("environment")?,
-                versions: row.try_get("versions")?,
-            })
-        })
-        .collect()
+    Ok(rows)
 }
 
 pub(super) async fn unfolded(
     conn: &mut SqliteConnection,
 ) -> Result<Vec<UnfoldedNotification>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, UnfoldedNotification>(
         "SELECT u.notification_uuid, u.original_transaction_id, u.reason, n.bundle_id, n.environment
          FROM unfolded_notifications u LEFT JOIN notifications n ON n.notification_uuid = u.notification_uuid
          ORDER BY u.notification_uuid",
     )
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(UnfoldedNotification {
-                notification_uuid: row.try_get("notification_uuid")?,
-                original_transaction_id: row.try_get("original_transaction_id")?,
-                bundle_id: row.try_get("bundle_id")?,
-                environment: row.try_get("environment")?,
-                reason: row.try_get("reason")?,
-            })
-        })
-        .collect()
+    Ok(rows)
 }
 
 pub(super) async fn open_finding_keys(
@@ -146,7 +126,7 @@ pub(super) async fn findings(
     conn: &mut SqliteConnection,
     filter: &FindingFilter,
 ) -> Result<Vec<FindingEntry>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, FindingEntry>(
         "SELECT * FROM findings
          WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR bundle_id = ?2)
            AND (?3 IS NULL OR (?3 = 1 AND resolved_at IS NULL) OR (?3 = 0 AND resolved_at IS NOT NULL))
@@ -158,19 +138,5 @@ pub(super) async fn findings(
     .bind(filter.limit)
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(FindingEntry {
-                kind: row.try_get("kind")?,
-                subject: row.try_get("subject")?,
-                original_transaction_id: row.try_get("original_transaction_id")?,
-                bundle_id: row.try_get("bundle_id")?,
-                environment: row.try_get("environment")?,
-                detail: row.try_get("detail")?,
-                first_seen: row.try_get("first_seen")?,
-                last_seen: row.try_get("last_seen")?,
-                resolved_at: row.try_get("resolved_at")?,
-            })
-        })
-        .collect()
+    Ok(rows)
 }

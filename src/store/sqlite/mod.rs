@@ -136,7 +136,7 @@ impl SqliteStore {
         after_id: i64,
         limit: i64,
     ) -> Result<Vec<QuarantinedNotification>, StoreError> {
-        let rows = sqlx::query(
+        sqlx::query_as::<_, QuarantinedNotification>(
             "SELECT id, notification_uuid, received_at, signed_payload, reason_code
              FROM quarantined_notifications WHERE id > ?1 ORDER BY id LIMIT ?2",
         )
@@ -144,19 +144,7 @@ impl SqliteStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await
-        .map_err(unavailable)?;
-        rows.iter()
-            .map(|row| {
-                Ok(QuarantinedNotification {
-                    id: row.try_get("id")?,
-                    notification_uuid: row.try_get("notification_uuid")?,
-                    received_at: row.try_get("received_at")?,
-                    signed_payload: row.try_get("signed_payload")?,
-                    reason_code: row.try_get("reason_code")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(unavailable)
+        .map_err(unavailable)
     }
 
     /// A connection of its own, outside the pool and the writer, for long jobs
@@ -175,13 +163,7 @@ impl SqliteStore {
         &self,
         query: &ItemQuery,
     ) -> Result<Vec<LedgerItem>, StoreError> {
-        let (column, value) = match query {
-            ItemQuery::Subscription(id) => ("subscription", id),
-            ItemQuery::AppAccountToken(token) => ("app_account_token", token),
-            ItemQuery::OriginalTransactionId(id) => ("original_transaction_id", id),
-            ItemQuery::TransactionId(id) => ("transaction_id", id),
-        };
-        read::items_where(&mut *self.read().await?, column, value)
+        read::items_where(&mut *self.read().await?, query)
             .await
             .map_err(unavailable)
     }

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use sqlx::{Row, SqliteConnection};
 
-use super::super::{ExpirationEntry, HistoryEntry, LedgerItem, RefundEntry, RefundFilter};
+use super::super::{
+    ExpirationEntry, HistoryEntry, ItemQuery, LedgerItem, RefundEntry, RefundFilter,
+};
 use crate::ledger::ItemKey;
 
 fn item_from(kind: &str, id: String) -> ItemKey {
@@ -27,20 +29,26 @@ pub(super) fn ledger_item(row: &sqlx::sqlite::SqliteRow) -> Result<LedgerItem, s
 
 pub(super) async fn items_where(
     conn: &mut SqliteConnection,
-    column: &str,
-    value: &str,
+    query: &ItemQuery,
 ) -> Result<Vec<LedgerItem>, sqlx::Error> {
-    let sql = match column {
-        "subscription" => "SELECT kind, item_id, state FROM ledger_items WHERE kind = 'subscription' AND item_id = ?1",
-        "app_account_token" => "SELECT kind, item_id, state FROM ledger_items WHERE app_account_token = ?1",
-        "original_transaction_id" => {
-            "SELECT kind, item_id, state FROM ledger_items WHERE original_transaction_id = ?1"
-        }
-        "transaction_id" => {
+    let (sql, value) = match query {
+        ItemQuery::Subscription(id) => (
+            "SELECT kind, item_id, state FROM ledger_items WHERE kind = 'subscription' AND item_id = ?1",
+            id,
+        ),
+        ItemQuery::AppAccountToken(token) => (
+            "SELECT kind, item_id, state FROM ledger_items WHERE app_account_token = ?1",
+            token,
+        ),
+        ItemQuery::OriginalTransactionId(id) => (
+            "SELECT kind, item_id, state FROM ledger_items WHERE original_transaction_id = ?1",
+            id,
+        ),
+        ItemQuery::TransactionId(id) => (
             "SELECT kind, item_id, state FROM ledger_items WHERE original_transaction_id IN
-                 (SELECT original_transaction_id FROM notifications WHERE transaction_id = ?1)"
-        }
-        _ => return Ok(Vec::new()),
+                 (SELECT original_transaction_id FROM notifications WHERE transaction_id = ?1)",
+            id,
+        ),
     };
     let rows = sqlx::query(sql).bind(value).fetch_all(&mut *conn).await?;
     rows.iter().map(ledger_item).collect()
@@ -85,7 +93,7 @@ pub(super) async fn refunds(
 ) -> Result<Vec<RefundEntry>, sqlx::Error> {
     // Newest first, cursor-paginated on (refund_date, notification_uuid).
     let (cursor_date, cursor_uuid) = filter.cursor.clone().unwrap_or((i64::MAX, String::new()));
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, RefundEntry>(
         "SELECT * FROM refunds
          WHERE (?1 IS NULL OR bundle_id = ?1) AND (?2 IS NULL OR product_id = ?2)
            AND (?3 IS NULL OR refund_date >= ?3) AND (?4 IS NULL OR refund_date < ?4)
@@ -104,54 +112,21 @@ pub(super) async fn refunds(
     .bind(&filter.original_transaction_id)
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(RefundEntry {
-                notification_uuid: row.try_get("notification_uuid")?,
-                notification_type: row.try_get("notification_type")?,
-                transaction_id: row.try_get("transaction_id")?,
-                original_transaction_id: row.try_get("original_transaction_id")?,
-                product_id: row.try_get("product_id")?,
-                bundle_id: row.try_get("bundle_id")?,
-                environment: row.try_get("environment")?,
-                revocation_date: row.try_get("revocation_date")?,
-                revocation_reason: row.try_get("revocation_reason")?,
-                revocation_type: row.try_get("revocation_type")?,
-                revocation_percentage: row.try_get("revocation_percentage")?,
-                price: row.try_get("price")?,
-                currency: row.try_get("currency")?,
-                signed_date: row.try_get("signed_date")?,
-                refund_date: row.try_get("refund_date")?,
-                reversed_at: row.try_get("reversed_at")?,
-                reversed_by: row.try_get("reversed_by")?,
-            })
-        })
-        .collect()
+    Ok(rows)
 }
 
 pub(super) async fn expirations(
     conn: &mut SqliteConnection,
     original_transaction_id: &str,
 ) -> Result<Vec<ExpirationEntry>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, ExpirationEntry>(
         "SELECT notification_uuid, subtype, transaction_id, product_id, expires_date, signed_date
          FROM expirations WHERE original_transaction_id = ?1 ORDER BY signed_date, notification_uuid",
     )
     .bind(original_transaction_id)
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(ExpirationEntry {
-                notification_uuid: row.try_get("notification_uuid")?,
-                subtype: row.try_get("subtype")?,
-                transaction_id: row.try_get("transaction_id")?,
-                product_id: row.try_get("product_id")?,
-                expires_date: row.try_get("expires_date")?,
-                signed_date: row.try_get("signed_date")?,
-            })
-        })
-        .collect()
+    Ok(rows)
 }
 
 /// A snapshot of every derived table, for checking that rebuild equals

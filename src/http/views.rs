@@ -1,0 +1,147 @@
+//! What the query API shows: Apple's camelCase names over the store's rows.
+//! The store's types stay storage types; the shape of an answer is decided
+//! here.
+
+use serde::Serialize;
+
+use crate::store::{ExpirationEntry, FindingEntry, HistoryEntry, RefundEntry};
+
+/// One notification of a subscription's history.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct HistoryView<'a> {
+    #[serde(rename = "notificationUUID")]
+    notification_uuid: &'a str,
+    notification_type: &'a str,
+    subtype: Option<&'a str>,
+    signed_date: Option<i64>,
+    received_at: i64,
+    transaction_id: Option<&'a str>,
+    /// The decoded transaction the notification carried.
+    transaction: Option<&'a serde_json::Value>,
+}
+
+impl<'a> From<&'a HistoryEntry> for HistoryView<'a> {
+    fn from(e: &'a HistoryEntry) -> Self {
+        HistoryView {
+            notification_uuid: &e.notification_uuid,
+            notification_type: &e.notification_type,
+            subtype: e.subtype.as_deref(),
+            signed_date: e.signed_date,
+            received_at: e.received_at,
+            transaction_id: e.transaction_id.as_deref(),
+            transaction: e.transaction.as_ref(),
+        }
+    }
+}
+
+/// A row of the refund ledger (JSON and, column by column, CSV).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct RefundView<'a> {
+    #[serde(rename = "notificationUUID")]
+    notification_uuid: &'a str,
+    notification_type: &'a str,
+    transaction_id: Option<&'a str>,
+    original_transaction_id: &'a str,
+    product_id: Option<&'a str>,
+    bundle_id: Option<&'a str>,
+    environment: Option<&'a str>,
+    revocation_date: Option<i64>,
+    revocation_reason: Option<i64>,
+    revocation_type: Option<&'a str>,
+    revocation_percentage: Option<i64>,
+    price: Option<i64>,
+    currency: Option<&'a str>,
+    signed_date: i64,
+    refund_date: i64,
+    reversed_at: Option<i64>,
+    #[serde(rename = "reversedByNotificationUUID")]
+    reversed_by: Option<&'a str>,
+}
+
+impl<'a> From<&'a RefundEntry> for RefundView<'a> {
+    fn from(r: &'a RefundEntry) -> Self {
+        RefundView {
+            notification_uuid: &r.notification_uuid,
+            notification_type: &r.notification_type,
+            transaction_id: r.transaction_id.as_deref(),
+            original_transaction_id: &r.original_transaction_id,
+            product_id: r.product_id.as_deref(),
+            bundle_id: r.bundle_id.as_deref(),
+            environment: r.environment.as_deref(),
+            revocation_date: r.revocation_date,
+            revocation_reason: r.revocation_reason,
+            revocation_type: r.revocation_type.as_deref(),
+            revocation_percentage: r.revocation_percentage,
+            price: r.price,
+            currency: r.currency.as_deref(),
+            signed_date: r.signed_date,
+            refund_date: r.refund_date,
+            reversed_at: r.reversed_at,
+            reversed_by: r.reversed_by.as_deref(),
+        }
+    }
+}
+
+/// An expiry, with Apple's reason (the EXPIRED subtype).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ExpirationView<'a> {
+    #[serde(rename = "notificationUUID")]
+    notification_uuid: &'a str,
+    subtype: Option<&'a str>,
+    transaction_id: Option<&'a str>,
+    product_id: Option<&'a str>,
+    expires_date: Option<i64>,
+    signed_date: i64,
+}
+
+impl<'a> From<&'a ExpirationEntry> for ExpirationView<'a> {
+    fn from(e: &'a ExpirationEntry) -> Self {
+        ExpirationView {
+            notification_uuid: &e.notification_uuid,
+            subtype: e.subtype.as_deref(),
+            transaction_id: e.transaction_id.as_deref(),
+            product_id: e.product_id.as_deref(),
+            expires_date: e.expires_date,
+            signed_date: e.signed_date,
+        }
+    }
+}
+
+/// A kept finding of the inconsistency checker.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct FindingView<'a> {
+    kind: &'a str,
+    subject: &'a str,
+    original_transaction_id: Option<&'a str>,
+    bundle_id: Option<&'a str>,
+    environment: Option<&'a str>,
+    detail: &'a str,
+    first_seen: i64,
+    last_seen: i64,
+    resolved_at: Option<i64>,
+}
+
+impl<'a> From<&'a FindingEntry> for FindingView<'a> {
+    fn from(f: &'a FindingEntry) -> Self {
+        FindingView {
+            kind: &f.kind,
+            subject: &f.subject,
+            original_transaction_id: f.original_transaction_id.as_deref(),
+            bundle_id: f.bundle_id.as_deref(),
+            environment: f.environment.as_deref(),
+            detail: &f.detail,
+            first_seen: f.first_seen,
+            last_seen: f.last_seen,
+            resolved_at: f.resolved_at,
+        }
+    }
+}
+
+/// Views of every row, for a JSON list.
+pub(super) fn all<'a, T, V: From<&'a T>>(rows: &'a [T]) -> Vec<V> {
+    rows.iter().map(V::from).collect()
+}
