@@ -4,6 +4,7 @@
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod finding;
 pub mod http;
 pub mod ingest;
 pub mod jws;

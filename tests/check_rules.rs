@@ -118,10 +118,9 @@ fn tolerances_are_per_rule() {
 
 #[test]
 fn the_findings_to_resolve_are_the_open_ones_no_longer_found() {
-    use appstore_ledger::check::vanished;
-    use appstore_ledger::store::FindingRecord;
-    let record = |kind: &str, subject: &str| FindingRecord {
-        kind: kind.into(),
+    use appstore_ledger::check::{vanished, Finding};
+    let record = |kind: &str, subject: &str| Finding {
+        kind: FindingKind::from_code(kind).unwrap(),
         subject: subject.into(),
         original_transaction_id: None,
         bundle_id: None,

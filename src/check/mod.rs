@@ -23,52 +23,10 @@ use serde::{Deserialize, Serialize};
 use crate::ledger::{current_period_revoked, ItemKey, State, Status};
 use crate::model::AutoRenewStatus;
 
+pub use crate::finding::{Finding, FindingKind};
 pub use runner::{run, spawn_periodic, sync_findings, CheckReport, SyncSummary};
 
 const MINUTE: i64 = 60_000;
-
-/// The kinds of finding, with their stable codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum FindingKind {
-    RefundWithoutExpiration,
-    RenewalOutcomeOverdue,
-    ExpirationOverdue,
-    GracePeriodOverrun,
-    ConflictingDuplicate,
-    IdentityMismatch,
-    MissingRefundNotification,
-    UnfoldedNotification,
-}
-
-impl FindingKind {
-    pub const ALL: [FindingKind; 8] = [
-        FindingKind::RefundWithoutExpiration,
-        FindingKind::RenewalOutcomeOverdue,
-        FindingKind::ExpirationOverdue,
-        FindingKind::GracePeriodOverrun,
-        FindingKind::ConflictingDuplicate,
-        FindingKind::IdentityMismatch,
-        FindingKind::MissingRefundNotification,
-        FindingKind::UnfoldedNotification,
-    ];
-
-    pub fn code(self) -> &'static str {
-        match self {
-            FindingKind::RefundWithoutExpiration => "REFUND_WITHOUT_EXPIRATION",
-            FindingKind::RenewalOutcomeOverdue => "RENEWAL_OUTCOME_OVERDUE",
-            FindingKind::ExpirationOverdue => "EXPIRATION_OVERDUE",
-            FindingKind::GracePeriodOverrun => "GRACE_PERIOD_OVERRUN",
-            FindingKind::ConflictingDuplicate => "CONFLICTING_DUPLICATE",
-            FindingKind::IdentityMismatch => "IDENTITY_MISMATCH",
-            FindingKind::MissingRefundNotification => "MISSING_REFUND_NOTIFICATION",
-            FindingKind::UnfoldedNotification => "UNFOLDED_NOTIFICATION",
-        }
-    }
-
-    pub fn from_code(code: &str) -> Option<FindingKind> {
-        FindingKind::ALL.into_iter().find(|k| k.code() == code)
-    }
-}
 
 /// How long after the moment Apple should have spoken a silence becomes a
 /// finding, in minutes, per rule.
@@ -94,28 +52,12 @@ impl Default for Tolerances {
     }
 }
 
-/// One open finding.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
-    pub kind: FindingKind,
-    /// What it is about: an originalTransactionId (subscriptions), a
-    /// transactionId (purchases) or a notificationUUID (conflicts).
-    pub subject: String,
-    pub original_transaction_id: Option<String>,
-    pub bundle_id: Option<String>,
-    pub environment: Option<String>,
-    pub detail: String,
-}
-
 /// The open findings (kind code, subject) that `current` no longer has: the
 /// ones to resolve.
-pub fn vanished(
-    open: &[(String, String)],
-    current: &[crate::store::FindingRecord],
-) -> Vec<(String, String)> {
+pub fn vanished(open: &[(String, String)], current: &[Finding]) -> Vec<(String, String)> {
     let current: std::collections::HashSet<(&str, &str)> = current
         .iter()
-        .map(|f| (f.kind.as_str(), f.subject.as_str()))
+        .map(|f| (f.kind.code(), f.subject.as_str()))
         .collect();
     open.iter()
         .filter(|(kind, subject)| !current.contains(&(kind.as_str(), subject.as_str())))

@@ -7,7 +7,7 @@ use super::{check_item, Finding, FindingKind, Tolerances};
 use crate::metrics::Metrics;
 use crate::model::Timestamp;
 use crate::stop::Stop;
-use crate::store::{FindingRecord, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Ledger items read per page.
 const PAGE: i64 = 10_000;
@@ -82,19 +82,6 @@ pub async fn run(
     Ok(Some(report))
 }
 
-impl From<&Finding> for FindingRecord {
-    fn from(f: &Finding) -> Self {
-        FindingRecord {
-            kind: f.kind.code().to_owned(),
-            subject: f.subject.clone(),
-            original_transaction_id: f.original_transaction_id.clone(),
-            bundle_id: f.bundle_id.clone(),
-            environment: f.environment.clone(),
-            detail: f.detail.clone(),
-        }
-    }
-}
-
 /// What a sync of findings changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SyncSummary {
@@ -110,7 +97,7 @@ const SYNC_BATCH: usize = 500;
 /// resolved, the others seen again or opened, in small transactions.
 pub async fn sync_findings(
     store: &Store,
-    records: &[FindingRecord],
+    records: &[Finding],
     now: i64,
 ) -> Result<SyncSummary, StoreError> {
     let open = store.open_finding_keys().await?;
@@ -140,9 +127,8 @@ pub fn spawn_periodic(
             match run(&store, now, &tolerances, |_, _| {}, &stop).await {
                 Ok(None) => return,
                 Ok(Some(report)) => {
-                    let records: Vec<FindingRecord> =
-                        report.findings.iter().map(FindingRecord::from).collect();
-                    match sync_findings(&store, &records, now.as_millis()).await {
+                    let records = &report.findings;
+                    match sync_findings(&store, records, now.as_millis()).await {
                         Ok(summary) => {
                             metrics.check("completed");
                             tracing::info!(

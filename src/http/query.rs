@@ -296,7 +296,10 @@ pub(super) async fn inconsistencies(
 }
 
 fn encode_cursor(entry: &RefundEntry) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}:{}", entry.refund_date, entry.notification_uuid))
+    URL_SAFE_NO_PAD.encode(format!(
+        "{}:{}",
+        entry.refund_date, entry.refund.notification_uuid
+    ))
 }
 
 fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
@@ -428,20 +431,22 @@ mod tests {
     #[test]
     fn cursor_round_trip_and_garbage() {
         let entry = RefundEntry {
-            notification_uuid: "u-1".into(),
-            notification_type: "REFUND".into(),
-            transaction_id: None,
-            original_transaction_id: "1".into(),
-            product_id: None,
-            bundle_id: None,
-            environment: None,
-            revocation_date: Some(5),
-            revocation_reason: None,
-            revocation_type: None,
-            revocation_percentage: None,
-            price: None,
-            currency: None,
-            signed_date: 6,
+            refund: crate::ledger::RefundRecord {
+                notification_uuid: "u-1".into(),
+                notification_type: "REFUND".into(),
+                transaction_id: None,
+                original_transaction_id: Some("1".into()),
+                product_id: None,
+                bundle_id: None,
+                environment: None,
+                revocation_date: Some(5),
+                revocation_reason: None,
+                revocation_type: None,
+                revocation_percentage: None,
+                price: None,
+                currency: None,
+                signed_date: 6,
+            },
             refund_date: 5,
             reversed_at: None,
             reversed_by: None,
@@ -457,20 +462,22 @@ mod tests {
     #[test]
     fn csv_quotes_and_defuses_formulas() {
         let entry = RefundEntry {
-            notification_uuid: "u-1".into(),
-            notification_type: "REFUND".into(),
-            transaction_id: Some("a,b".into()),
-            original_transaction_id: "1".into(),
-            product_id: Some("say \"hi\"".into()),
-            bundle_id: Some("=SUM(A1)".into()),
-            environment: Some("Sandbox".into()),
-            revocation_date: Some(5),
-            revocation_reason: None,
-            revocation_type: None,
-            revocation_percentage: None,
-            price: Some(9990),
-            currency: Some("@cmd".into()),
-            signed_date: 6,
+            refund: crate::ledger::RefundRecord {
+                notification_uuid: "u-1".into(),
+                notification_type: "REFUND".into(),
+                transaction_id: Some("a,b".into()),
+                original_transaction_id: Some("1".into()),
+                product_id: Some("say \"hi\"".into()),
+                bundle_id: Some("=SUM(A1)".into()),
+                environment: Some("Sandbox".into()),
+                revocation_date: Some(5),
+                revocation_reason: None,
+                revocation_type: None,
+                revocation_percentage: None,
+                price: Some(9990),
+                currency: Some("@cmd".into()),
+                signed_date: 6,
+            },
             refund_date: 5,
             reversed_at: None,
             reversed_by: None,

@@ -4,7 +4,8 @@
 
 use serde::Serialize;
 
-use crate::store::{ExpirationEntry, FindingEntry, HistoryEntry, RefundEntry};
+use crate::ledger::ExpirationRecord;
+use crate::store::{FindingEntry, HistoryEntry, RefundEntry};
 
 /// One notification of a subscription's history.
 #[derive(Serialize)]
@@ -61,12 +62,14 @@ pub(super) struct RefundView<'a> {
 }
 
 impl<'a> From<&'a RefundEntry> for RefundView<'a> {
-    fn from(r: &'a RefundEntry) -> Self {
+    fn from(entry: &'a RefundEntry) -> Self {
+        let r = &entry.refund;
         RefundView {
             notification_uuid: &r.notification_uuid,
             notification_type: &r.notification_type,
             transaction_id: r.transaction_id.as_deref(),
-            original_transaction_id: &r.original_transaction_id,
+            // Always stored (the item's id when the transaction lacked one).
+            original_transaction_id: r.original_transaction_id.as_deref().unwrap_or_default(),
             product_id: r.product_id.as_deref(),
             bundle_id: r.bundle_id.as_deref(),
             environment: r.environment.as_deref(),
@@ -77,9 +80,9 @@ impl<'a> From<&'a RefundEntry> for RefundView<'a> {
             price: r.price,
             currency: r.currency.as_deref(),
             signed_date: r.signed_date,
-            refund_date: r.refund_date,
-            reversed_at: r.reversed_at,
-            reversed_by: r.reversed_by.as_deref(),
+            refund_date: entry.refund_date,
+            reversed_at: entry.reversed_at,
+            reversed_by: entry.reversed_by.as_deref(),
         }
     }
 }
@@ -97,8 +100,8 @@ pub(super) struct ExpirationView<'a> {
     signed_date: i64,
 }
 
-impl<'a> From<&'a ExpirationEntry> for ExpirationView<'a> {
-    fn from(e: &'a ExpirationEntry) -> Self {
+impl<'a> From<&'a ExpirationRecord> for ExpirationView<'a> {
+    fn from(e: &'a ExpirationRecord) -> Self {
         ExpirationView {
             notification_uuid: &e.notification_uuid,
             subtype: e.subtype.as_deref(),

@@ -110,10 +110,8 @@ pub struct State {
 }
 
 /// A refund or revocation, as the refund ledger records it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefundRecord {
-    #[serde(rename = "notificationUUID")]
     pub notification_uuid: String,
     /// `REFUND` or `REVOKE`.
     pub notification_type: String,
@@ -132,10 +130,8 @@ pub struct RefundRecord {
 }
 
 /// An expiry, with Apple's reason (the EXPIRED subtype).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExpirationRecord {
-    #[serde(rename = "notificationUUID")]
     pub notification_uuid: String,
     pub subtype: Option<String>,
     pub transaction_id: Option<String>,

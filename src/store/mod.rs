@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::ledger::{Event, ItemKey, State};
+use crate::finding::Finding;
+use crate::ledger::{Event, ExpirationRecord, ItemKey, RefundRecord, State};
 use crate::model::{Environment, NotificationType, Subtype};
 
 /// Where the database is and how to use it (`[database]` in the
@@ -149,7 +150,7 @@ pub enum ItemQuery {
 pub struct SubscriptionHistory {
     pub notifications: Vec<HistoryEntry>,
     pub refunds: Vec<RefundEntry>,
-    pub expirations: Vec<ExpirationEntry>,
+    pub expirations: Vec<ExpirationRecord>,
 }
 
 /// One notification of a subscription's history.
@@ -165,39 +166,16 @@ pub struct HistoryEntry {
     pub transaction: Option<serde_json::Value>,
 }
 
-/// A row of the refund ledger.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+/// A row of the refund ledger: the refund as the ledger recorded it, and
+/// what the store adds (its place in the ledger, its reversal).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefundEntry {
-    pub notification_uuid: String,
-    pub notification_type: String,
-    pub transaction_id: Option<String>,
-    pub original_transaction_id: String,
-    pub product_id: Option<String>,
-    pub bundle_id: Option<String>,
-    pub environment: Option<String>,
-    pub revocation_date: Option<i64>,
-    pub revocation_reason: Option<i64>,
-    pub revocation_type: Option<String>,
-    pub revocation_percentage: Option<i64>,
-    pub price: Option<i64>,
-    pub currency: Option<String>,
-    pub signed_date: i64,
+    pub refund: RefundRecord,
     /// `revocationDate`, or the notification's signedDate without one: the
     /// order of the ledger.
     pub refund_date: i64,
     pub reversed_at: Option<i64>,
     pub reversed_by: Option<String>,
-}
-
-/// An expiry of a subscription, with its reason (the EXPIRED subtype).
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct ExpirationEntry {
-    pub notification_uuid: String,
-    pub subtype: Option<String>,
-    pub transaction_id: Option<String>,
-    pub product_id: Option<String>,
-    pub expires_date: Option<i64>,
-    pub signed_date: i64,
 }
 
 /// A notificationUUID that arrived with differing content.
@@ -220,17 +198,6 @@ pub struct UnfoldedNotification {
     pub bundle_id: Option<String>,
     pub environment: Option<String>,
     pub reason: String,
-}
-
-/// A finding as the store keeps it (see `check`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FindingRecord {
-    pub kind: String,
-    pub subject: String,
-    pub original_transaction_id: Option<String>,
-    pub bundle_id: Option<String>,
-    pub environment: Option<String>,
-    pub detail: String,
 }
 
 /// A kept finding.
@@ -428,11 +395,7 @@ impl Store {
 
     /// Sees these findings again at `now`, opening the new ones, in one
     /// transaction; returns how many were opened.
-    pub async fn upsert_findings(
-        &self,
-        records: &[FindingRecord],
-        now: i64,
-    ) -> Result<u64, StoreError> {
+    pub async fn upsert_findings(&self, records: &[Finding], now: i64) -> Result<u64, StoreError> {
         on_backend!(self, b => b.upsert_findings(records, now).await)
     }
 

@@ -3,9 +3,9 @@
 
 use sqlx::SqliteConnection;
 
-use super::super::{
-    Conflict, FindingEntry, FindingFilter, FindingRecord, LedgerItem, UnfoldedNotification,
-};
+use crate::finding::Finding;
+
+use super::super::{Conflict, FindingEntry, FindingFilter, LedgerItem, UnfoldedNotification};
 use super::read::ledger_item;
 
 pub(super) async fn scan(
@@ -82,7 +82,7 @@ pub(super) async fn resolve_findings(
 /// were opened.
 pub(super) async fn upsert_findings(
     tx: &mut SqliteConnection,
-    findings: &[FindingRecord],
+    findings: &[Finding],
     now: i64,
 ) -> Result<u64, sqlx::Error> {
     let mut opened = 0;
@@ -97,7 +97,7 @@ pub(super) async fn upsert_findings(
         .bind(&f.bundle_id)
         .bind(&f.environment)
         .bind(&f.original_transaction_id)
-        .bind(&f.kind)
+        .bind(f.kind.code())
         .bind(&f.subject)
         .execute(&mut *tx)
         .await?;
@@ -107,7 +107,7 @@ pub(super) async fn upsert_findings(
                      first_seen, last_seen)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
             )
-            .bind(&f.kind)
+            .bind(f.kind.code())
             .bind(&f.subject)
             .bind(&f.original_transaction_id)
             .bind(&f.bundle_id)

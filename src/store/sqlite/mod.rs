@@ -24,10 +24,11 @@ mod read;
 
 use super::fold::{self, LedgerTx};
 use super::{
-    Conflict, Counts, FindingEntry, FindingFilter, FindingRecord, ItemQuery, LedgerItem,
-    NewNotification, QuarantineReason, QuarantinedNotification, Rebuilt, Recorded, RefundEntry,
-    RefundFilter, StoreError, SubscriptionHistory, UnfoldedNotification,
+    Conflict, Counts, FindingEntry, FindingFilter, ItemQuery, LedgerItem, NewNotification,
+    QuarantineReason, QuarantinedNotification, Rebuilt, Recorded, RefundEntry, RefundFilter,
+    StoreError, SubscriptionHistory, UnfoldedNotification,
 };
+use crate::finding::Finding;
 
 /// The most notifications committed together.
 const MAX_BATCH: usize = 256;
@@ -252,7 +253,7 @@ impl SqliteStore {
     /// Sees these findings again or opens them, in one short transaction.
     pub(super) async fn upsert_findings(
         &self,
-        records: &[FindingRecord],
+        records: &[Finding],
         now: i64,
     ) -> Result<u64, StoreError> {
         let mut connection = self.own_connection().await?;

@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 
 use sqlx::{Row, SqliteConnection};
 
-use super::super::{
-    ExpirationEntry, HistoryEntry, ItemQuery, LedgerItem, RefundEntry, RefundFilter,
-};
+use sqlx::sqlite::SqliteRow;
+
+use super::super::{HistoryEntry, ItemQuery, LedgerItem, RefundEntry, RefundFilter};
 use crate::ledger::ItemKey;
+use crate::ledger::{ExpirationRecord, RefundRecord};
 
 fn item_from(kind: &str, id: String) -> ItemKey {
     if kind == "purchase" {
@@ -118,10 +119,9 @@ pub(super) async fn refunds(
 pub(super) async fn expirations(
     conn: &mut SqliteConnection,
     original_transaction_id: &str,
-) -> Result<Vec<ExpirationEntry>, sqlx::Error> {
-    let rows = sqlx::query_as::<_, ExpirationEntry>(
-        "SELECT notification_uuid, subtype, transaction_id, product_id, expires_date, signed_date
-         FROM expirations WHERE original_transaction_id = ?1 ORDER BY signed_date, notification_uuid",
+) -> Result<Vec<ExpirationRecord>, sqlx::Error> {
+    let rows = sqlx::query_as::<_, ExpirationRecord>(
+        "SELECT * FROM expirations WHERE original_transaction_id = ?1 ORDER BY signed_date, notification_uuid",
     )
     .bind(original_transaction_id)
     .fetch_all(&mut *conn)
@@ -154,4 +154,49 @@ pub(super) async fn snapshot(
         out.insert(table.to_owned(), rows);
     }
     Ok(out)
+}
+
+// The ledger's records are pure (no sqlx in the ledger); how a row reads
+// back into one is the backend's business.
+
+impl sqlx::FromRow<'_, SqliteRow> for RefundEntry {
+    fn from_row(row: &SqliteRow) -> Result<Self, sqlx::Error> {
+        Ok(RefundEntry {
+            refund: RefundRecord {
+                notification_uuid: row.try_get("notification_uuid")?,
+                notification_type: row.try_get("notification_type")?,
+                transaction_id: row.try_get("transaction_id")?,
+                original_transaction_id: row.try_get("original_transaction_id")?,
+                product_id: row.try_get("product_id")?,
+                bundle_id: row.try_get("bundle_id")?,
+                environment: row.try_get("environment")?,
+                revocation_date: row.try_get("revocation_date")?,
+                revocation_reason: row.try_get("revocation_reason")?,
+                revocation_type: row.try_get("revocation_type")?,
+                revocation_percentage: row.try_get("revocation_percentage")?,
+                price: row.try_get("price")?,
+                currency: row.try_get("currency")?,
+                signed_date: row.try_get("signed_date")?,
+            },
+            refund_date: row.try_get("refund_date")?,
+            reversed_at: row.try_get("reversed_at")?,
+            reversed_by: row.try_get("reversed_by")?,
+        })
+    }
+}
+
+impl sqlx::FromRow<'_, SqliteRow> for ExpirationRecord {
+    fn from_row(row: &SqliteRow) -> Result<Self, sqlx::Error> {
+        Ok(ExpirationRecord {
+            notification_uuid: row.try_get("notification_uuid")?,
+            subtype: row.try_get("subtype")?,
+            transaction_id: row.try_get("transaction_id")?,
+            original_transaction_id: row.try_get("original_transaction_id")?,
+            product_id: row.try_get("product_id")?,
+            bundle_id: row.try_get("bundle_id")?,
+            environment: row.try_get("environment")?,
+            expires_date: row.try_get("expires_date")?,
+            signed_date: row.try_get("signed_date")?,
+        })
+    }
 }
