@@ -12,10 +12,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ring::digest::{digest, SHA256};
 use secrecy::ExposeSecret;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
-
-use serde::Deserialize;
 
 use super::views::{self, ExpirationView, FindingView, HistoryView, RefundView};
 use super::{ApiError, AppState};
