@@ -449,3 +449,64 @@ async fn check_counts_every_item_it_read() {
         out.stderr
     );
 }
+
+/// Syncing the kept findings says what it opened and resolved, across
+/// several batches.
+#[tokio::test]
+async fn syncing_findings_counts_what_it_opened_and_resolved() {
+    use appstore_ledger::check::{sync_findings, Finding, FindingKind, SyncSummary};
+    use appstore_ledger::config::DatabaseSettings;
+    use appstore_ledger::store::{FindingFilter, Store};
+
+    let dir = TempDir::new();
+    let store = Store::connect(&DatabaseSettings {
+        url: format!("sqlite://{}", dir.path("findings.db").display()),
+        max_connections: 2,
+        busy_timeout_ms: 5000,
+    })
+    .await
+    .unwrap();
+    let finding = |subject: String| Finding {
+        kind: FindingKind::ExpirationOverdue,
+        subject,
+        original_transaction_id: None,
+        bundle_id: None,
+        environment: None,
+        detail: String::new(),
+    };
+    let first: Vec<Finding> = (0..1200).map(|i| finding(format!("s{i}"))).collect();
+    assert_eq!(
+        sync_findings(&store, &first, 1).await.unwrap(),
+        SyncSummary {
+            opened: 1200,
+            resolved: 0
+        }
+    );
+    // Half seen again, half vanished, two new.
+    let mut second: Vec<Finding> = (600..1200).map(|i| finding(format!("s{i}"))).collect();
+    second.extend([finding("new-1".into()), finding("new-2".into())]);
+    assert_eq!(
+        sync_findings(&store, &second, 2).await.unwrap(),
+        SyncSummary {
+            opened: 2,
+            resolved: 600
+        }
+    );
+    let open = store
+        .findings(&FindingFilter {
+            open: Some(true),
+            limit: 5000,
+            ..FindingFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(open.len(), 602);
+    assert_eq!(
+        sync_findings(&store, &[], 3).await.unwrap(),
+        SyncSummary {
+            opened: 0,
+            resolved: 602
+        }
+    );
+    store.close().await;
+}
