@@ -30,6 +30,7 @@ use common::payloads::{subscribed, BUNDLE_ID};
 use common::pki::{TestPki, AT};
 
 struct Fixture {
+    pki: TestPki,
     verifier: Verifier,
     expected: ExpectedIdentity,
     notification: String,
@@ -73,6 +74,7 @@ fn fixture() -> Fixture {
         .collect();
     let leaf = x509_leaf_key(&pki.leaf_der);
     Fixture {
+        pki,
         verifier,
         expected,
         notification,
@@ -146,6 +148,80 @@ fn summary() {
     );
 }
 
+/// The library's own cost for one token of a batch: kind detected, any app,
+/// as `verify --kind auto` asks.
+fn library_verify(f: &Fixture) {
+    black_box(
+        f.verifier
+            .verify(
+                black_box(&f.notification),
+                None,
+                &ExpectedIdentity::any(),
+                AT,
+            )
+            .unwrap(),
+    );
+}
+
+/// Runs `appstore-ledger verify --kind auto` over a file of `count` tokens
+/// (one per line, on standard input) and returns the seconds it took, best of
+/// `runs`. Checks that every token verified and printed its line.
+fn cli_batch(f: &Fixture, count: usize, runs: usize) -> f64 {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let dir = std::env::temp_dir().join(format!(
+        "appstore-ledger-verify-bench-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = dir.join("root.der");
+    std::fs::write(&root, &f.pki.root_der).unwrap();
+    let tokens = dir.join("tokens.txt");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&tokens).unwrap());
+    for _ in 0..count {
+        writeln!(file, "{}", f.notification).unwrap();
+    }
+    file.flush().unwrap();
+    drop(file);
+    let at = AT.to_string();
+    let mut best = f64::MAX;
+    for _ in 0..runs {
+        let started = Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_appstore-ledger"))
+            .args(["verify", "--kind", "auto", "--at", &at, "--root"])
+            .arg(&root)
+            .stdin(Stdio::from(std::fs::File::open(&tokens).unwrap()))
+            .stdout(Stdio::piped())
+            .output()
+            .unwrap();
+        let seconds = started.elapsed().as_secs_f64();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout.iter().filter(|&&b| b == b'\n').count(), count);
+        best = best.min(seconds);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    best
+}
+
+fn cli_summary(f: &Fixture) {
+    const TOKENS: usize = 20_000;
+    let library = rate(Duration::from_secs(3), || library_verify(f));
+    let cli = TOKENS as f64 / cli_batch(f, TOKENS, 3);
+    println!();
+    println!("the verify command over a file of {TOKENS} tokens (--kind auto), one core:");
+    println!("  library, tokens per second:                   {library:>8.0}");
+    println!("  verify command, tokens per second:            {cli:>8.0}");
+    println!(
+        "  command cost / library cost:                  {:>8.3}",
+        library / cli
+    );
+    println!("  target: within 15% of the library (ratio <= 1.15)");
+}
+
 criterion_group!(group, benches);
 
 fn main() {
@@ -155,5 +231,9 @@ fn main() {
     // benchmarks once without it, to check them, and that needs no summary.
     if std::env::args().any(|a| a == "--bench") {
         summary();
+        cli_summary(&fixture());
+    } else {
+        // Under cargo test: the command's harness works on a few tokens.
+        cli_batch(&fixture(), 10, 1);
     }
 }
