@@ -156,6 +156,24 @@ impl SqliteStore {
             .map_err(unavailable)
     }
 
+    /// Runs `work` in one write transaction on a connection of its own: the
+    /// webhook's writer waits for this one transaction at most, never for a
+    /// queue of them.
+    async fn in_own_transaction<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, StoreError> {
+        let mut connection = self.own_connection().await?;
+        let mut tx = connection
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(unavailable)?;
+        let out = work(&mut tx).await.map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        let _ = connection.close().await;
+        Ok(out)
+    }
+
     async fn read(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>, StoreError> {
         self.pool.acquire().await.map_err(unavailable)
     }
@@ -235,19 +253,8 @@ impl SqliteStore {
         keys: &[(String, String)],
         now: i64,
     ) -> Result<u64, StoreError> {
-        // A connection of its own, not the writer's queue: the webhook waits
-        // for one small batch of findings at most.
-        let mut connection = self.own_connection().await?;
-        let mut tx = connection
-            .begin_with("BEGIN IMMEDIATE")
+        self.in_own_transaction(async |tx| findings::resolve_findings(tx, keys, now).await)
             .await
-            .map_err(unavailable)?;
-        let resolved = findings::resolve_findings(&mut tx, keys, now)
-            .await
-            .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
-        let _ = connection.close().await;
-        Ok(resolved)
     }
 
     /// Sees these findings again or opens them, in one short transaction.
@@ -256,17 +263,8 @@ impl SqliteStore {
         records: &[Finding],
         now: i64,
     ) -> Result<u64, StoreError> {
-        let mut connection = self.own_connection().await?;
-        let mut tx = connection
-            .begin_with("BEGIN IMMEDIATE")
+        self.in_own_transaction(async |tx| findings::upsert_findings(tx, records, now).await)
             .await
-            .map_err(unavailable)?;
-        let opened = findings::upsert_findings(&mut tx, records, now)
-            .await
-            .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
-        let _ = connection.close().await;
-        Ok(opened)
     }
 
     pub(super) async fn findings(
@@ -349,20 +347,16 @@ impl SqliteStore {
         &self,
         notifications: &[NewNotification],
     ) -> Result<u64, StoreError> {
-        let mut connection = self.own_connection().await?;
-        let mut tx = connection
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(unavailable)?;
-        let mut stored = 0;
-        for n in notifications {
-            if tx.insert_notification(n, None).await.map_err(unavailable)? == Recorded::Stored {
-                stored += 1;
+        self.in_own_transaction(async |tx| {
+            let mut stored = 0;
+            for n in notifications {
+                if tx.insert_notification(n, None).await? == Recorded::Stored {
+                    stored += 1;
+                }
             }
-        }
-        tx.commit().await.map_err(unavailable)?;
-        let _ = connection.close().await;
-        Ok(stored)
+            Ok(stored)
+        })
+        .await
     }
 
     pub(super) async fn counts(&self) -> Result<Counts, StoreError> {
