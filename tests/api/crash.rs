@@ -1,14 +1,13 @@
 //! kill -9 under load: every notification acknowledged before the kill is
 //! there after a restart, folded into its subscription's state.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{client, config, pki, NotificationSpec, TempDir, TestApp};
+use crate::helpers::{client, config, pki, spawn_serve, NotificationSpec, TempDir, TestApp};
 
 const BIN: &str = env!("CARGO_BIN_EXE_appstore-ledger");
 const NOTIFICATIONS: usize = 600;
@@ -36,25 +35,12 @@ async fn sigkill_under_load_loses_no_acknowledged_notification() {
     let text = config(&dir, &pki, "", "");
     let config_path = dir.path("config.toml");
     std::fs::write(&config_path, &text).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&config_path)
-        .env("APPSTORE_LEDGER__LOG__FORMAT", "json")
-        .env("APPSTORE_LEDGER__LOG__LEVEL", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the server printed its address")
-            .unwrap();
-        let log: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if log["message"] == "listening" {
-            break log["addr"].as_str().unwrap().to_owned();
-        }
-    };
+    let (mut child, addr, lines) = spawn_serve(
+        Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .env("APPSTORE_LEDGER__LOG__LEVEL", "info"),
+    );
     // Keep reading the log so that the server never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
 

@@ -329,3 +329,33 @@ pub async fn db(path: &Path) -> SqliteConnection {
 pub fn uuid() -> String {
     uuid::Uuid::new_v4().to_string()
 }
+
+/// Starts the binary as `command` says, with JSON logs on a pipe, and waits
+/// for its listening address. Returns the child, the address, and the rest of
+/// its log lines.
+pub fn spawn_serve(
+    command: &mut std::process::Command,
+) -> (
+    std::process::Child,
+    String,
+    std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+) {
+    use std::io::BufRead;
+    let mut child = command
+        .env("APPSTORE_LEDGER__LOG__FORMAT", "json")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the server printed its address")
+            .unwrap();
+        let log: Value = serde_json::from_str(&line).unwrap_or_default();
+        if log["message"] == "listening" {
+            break log["addr"].as_str().unwrap().to_owned();
+        }
+    };
+    (child, addr, lines)
+}
