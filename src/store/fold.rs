@@ -31,6 +31,24 @@ pub(super) struct Unfolded {
     pub(super) reason: String,
 }
 
+/// A refund record to insert, with its reversal when the same fold reversed it.
+#[derive(Debug)]
+pub(super) struct RefundRow<'a> {
+    pub(super) item: &'a ItemKey,
+    pub(super) original_transaction_id: &'a str,
+    pub(super) refund: &'a RefundRecord,
+    /// `(reversed_at, reversed_by)`.
+    pub(super) reversed: Option<(i64, &'a str)>,
+}
+
+/// An expiration record to insert.
+#[derive(Debug)]
+pub(super) struct ExpirationRow<'a> {
+    pub(super) item: &'a ItemKey,
+    pub(super) original_transaction_id: &'a str,
+    pub(super) expiration: &'a ExpirationRecord,
+}
+
 /// The statements of one database transaction that the fold needs.
 pub(super) trait LedgerTx {
     /// Inserts once per `notification_uuid` (into quarantine with a reason).
@@ -52,15 +70,11 @@ pub(super) trait LedgerTx {
     ) -> Result<Vec<StoredPayload>, sqlx::Error>;
     /// Removes an item's refunds and expirations (its state is overwritten).
     async fn delete_item_records(&mut self, item: &ItemKey) -> Result<(), sqlx::Error>;
-    async fn save_state(&mut self, item: &ItemKey, state: &State) -> Result<(), sqlx::Error>;
-    async fn insert_refund(
-        &mut self,
-        item: &ItemKey,
-        original_transaction_id: &str,
-        refund: &RefundRecord,
-    ) -> Result<(), sqlx::Error>;
-    /// Marks every unreversed refund of `transaction_id` reported no later
-    /// than `reversed_at` as reversed.
+    /// Inserts or replaces the states of items.
+    async fn save_states(&mut self, items: &[(&ItemKey, &State)]) -> Result<(), sqlx::Error>;
+    async fn insert_refunds(&mut self, refunds: &[RefundRow<'_>]) -> Result<(), sqlx::Error>;
+    /// Marks every stored unreversed refund of `transaction_id` reported no
+    /// later than `reversed_at` as reversed.
     async fn reverse_refunds(
         &mut self,
         item: &ItemKey,
@@ -68,11 +82,9 @@ pub(super) trait LedgerTx {
         reversed_at: i64,
         reversed_by: &str,
     ) -> Result<(), sqlx::Error>;
-    async fn insert_expiration(
+    async fn insert_expirations(
         &mut self,
-        item: &ItemKey,
-        original_transaction_id: &str,
-        expiration: &ExpirationRecord,
+        expirations: &[ExpirationRow<'_>],
     ) -> Result<(), sqlx::Error>;
     /// Forgets `folded` as unfolded and keeps `unfolded`.
     async fn note_unfolded(
@@ -196,32 +208,61 @@ async fn save(
     state: &State,
     effects: &[Effect],
 ) -> Result<(), sqlx::Error> {
-    tx.save_state(item, state).await?;
-    let original_transaction_id = state
-        .original_transaction_id
-        .as_deref()
-        .unwrap_or(item.id());
-    for effect in effects {
-        match effect {
-            Effect::Refund(refund) => {
-                tx.insert_refund(item, original_transaction_id, refund)
-                    .await?
-            }
-            Effect::RefundReversed {
-                transaction_id,
-                reversed_at,
-                reversed_by,
-            } => {
-                tx.reverse_refunds(item, transaction_id, *reversed_at, reversed_by)
-                    .await?
-            }
-            Effect::Expiration(expiration) => {
-                tx.insert_expiration(item, original_transaction_id, expiration)
-                    .await?
+    save_all(tx, &[(item, state, effects)]).await
+}
+
+/// Saves items with the records their effects make, in as few statements as
+/// the backend allows: a rebuild saves thousands of items per transaction.
+async fn save_all(
+    tx: &mut impl LedgerTx,
+    items: &[(&ItemKey, &State, &[Effect])],
+) -> Result<(), sqlx::Error> {
+    let states: Vec<(&ItemKey, &State)> = items.iter().map(|(i, s, _)| (*i, *s)).collect();
+    tx.save_states(&states).await?;
+    let mut refunds = Vec::new();
+    let mut expirations = Vec::new();
+    for (item, state, effects) in items {
+        let original_transaction_id = state
+            .original_transaction_id
+            .as_deref()
+            .unwrap_or(item.id());
+        let first_refund = refunds.len();
+        for effect in *effects {
+            match effect {
+                Effect::Refund(refund) => refunds.push(RefundRow {
+                    item,
+                    original_transaction_id,
+                    refund,
+                    reversed: None,
+                }),
+                Effect::RefundReversed {
+                    transaction_id,
+                    reversed_at,
+                    reversed_by,
+                } => {
+                    // Refunds stored by earlier transactions, then the ones
+                    // this fold is about to insert.
+                    tx.reverse_refunds(item, transaction_id, *reversed_at, reversed_by)
+                        .await?;
+                    for row in refunds.iter_mut().skip(first_refund) {
+                        if row.reversed.is_none()
+                            && row.refund.transaction_id.as_deref() == Some(transaction_id.as_str())
+                            && row.refund.signed_date <= *reversed_at
+                        {
+                            row.reversed = Some((*reversed_at, reversed_by.as_str()));
+                        }
+                    }
+                }
+                Effect::Expiration(expiration) => expirations.push(ExpirationRow {
+                    item,
+                    original_transaction_id,
+                    expiration,
+                }),
             }
         }
     }
-    Ok(())
+    tx.insert_refunds(&refunds).await?;
+    tx.insert_expirations(&expirations).await
 }
 
 /// Rebuilds the items of the next `size` original transaction ids after
@@ -243,9 +284,12 @@ pub(super) async fn rebuild_chunk(
     let stored = tx.range_notifications(after, &last).await?;
     let read = stored.len() as u64;
     let events = read_events(tx, stored).await?;
-    for (item, (state, effects)) in ledger::fold_all(events) {
-        save(tx, &item, &state, &effects).await?;
-    }
+    let folded = ledger::fold_all(events);
+    let items: Vec<(&ItemKey, &State, &[Effect])> = folded
+        .iter()
+        .map(|(item, (state, effects))| (item, state, effects.as_slice()))
+        .collect();
+    save_all(tx, &items).await?;
     Ok((Some(last), read))
 }
 

@@ -1,11 +1,11 @@
 //! The statements the fold needs ([`LedgerTx`]), on SQLite, inside the
 //! caller's transaction.
 
-use sqlx::SqliteConnection;
+use sqlx::{QueryBuilder, SqliteConnection};
 
-use super::super::fold::{LedgerTx, StoredPayload, Unfolded};
+use super::super::fold::{ExpirationRow, LedgerTx, RefundRow, StoredPayload, Unfolded};
 use super::super::{NewNotification, QuarantineReason, Recorded};
-use crate::ledger::{ExpirationRecord, ItemKey, RefundRecord, State};
+use crate::ledger::{ItemKey, State};
 use crate::model::{Environment, Subtype};
 
 const INSERT_NOTIFICATION: &str = "INSERT INTO notifications (notification_uuid, notification_type,
@@ -19,6 +19,10 @@ const INSERT_QUARANTINED: &str = "INSERT INTO quarantined_notifications (notific
         original_transaction_id, transaction_id, signed_payload, payload, reason_code, reason)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
     ON CONFLICT (notification_uuid) DO NOTHING";
+
+/// Rows per multi-row INSERT: the widest (refunds, 19 columns) stays well
+/// under SQLite's 32,766 bound parameters.
+const ROWS_PER_STATEMENT: usize = 500;
 
 fn stored_payloads(rows: Vec<(String, Option<String>, String)>) -> Vec<StoredPayload> {
     rows.into_iter()
@@ -146,72 +150,87 @@ impl LedgerTx for SqliteConnection {
         Ok(())
     }
 
-    async fn save_state(&mut self, item: &ItemKey, state: &State) -> Result<(), sqlx::Error> {
-        let json = serde_json::to_string(state).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-        let original_transaction_id = state
-            .original_transaction_id
-            .as_deref()
-            .unwrap_or(item.id());
-        sqlx::query(
-            "INSERT INTO ledger_items (kind, item_id, original_transaction_id, bundle_id, environment,
-                 product_id, app_account_token, status, expires_date, last_signed_date, state)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-             ON CONFLICT (kind, item_id) DO UPDATE SET
-                 original_transaction_id = excluded.original_transaction_id, bundle_id = excluded.bundle_id,
-                 environment = excluded.environment, product_id = excluded.product_id,
-                 app_account_token = excluded.app_account_token, status = excluded.status,
-                 expires_date = excluded.expires_date, last_signed_date = excluded.last_signed_date,
-                 state = excluded.state",
-        )
-        .bind(item.kind())
-        .bind(item.id())
-        .bind(original_transaction_id)
-        .bind(&state.bundle_id)
-        .bind(&state.environment)
-        .bind(&state.product_id)
-        .bind(&state.app_account_token)
-        .bind(state.status.as_str())
-        .bind(state.expires_date())
-        .bind(state.last_signed_date)
-        .bind(json)
-        .execute(&mut *self)
-        .await?;
+    async fn save_states(&mut self, items: &[(&ItemKey, &State)]) -> Result<(), sqlx::Error> {
+        for batch in items.chunks(ROWS_PER_STATEMENT) {
+            let mut json = Vec::with_capacity(batch.len());
+            for (_, state) in batch {
+                json.push(
+                    serde_json::to_string(state).map_err(|e| sqlx::Error::Encode(Box::new(e)))?,
+                );
+            }
+            let mut query = QueryBuilder::new(
+                "INSERT INTO ledger_items (kind, item_id, original_transaction_id, bundle_id, environment,
+                     product_id, app_account_token, status, expires_date, last_signed_date, state) ",
+            );
+            query.push_values(batch.iter().zip(json), |mut row, ((item, state), json)| {
+                row.push_bind(item.kind())
+                    .push_bind(item.id())
+                    .push_bind(
+                        state
+                            .original_transaction_id
+                            .as_deref()
+                            .unwrap_or(item.id()),
+                    )
+                    .push_bind(state.bundle_id.as_deref())
+                    .push_bind(state.environment.as_deref())
+                    .push_bind(state.product_id.as_deref())
+                    .push_bind(state.app_account_token.as_deref())
+                    .push_bind(state.status.as_str())
+                    .push_bind(state.expires_date())
+                    .push_bind(state.last_signed_date)
+                    .push_bind(json);
+            });
+            query.push(
+                " ON CONFLICT (kind, item_id) DO UPDATE SET
+                     original_transaction_id = excluded.original_transaction_id, bundle_id = excluded.bundle_id,
+                     environment = excluded.environment, product_id = excluded.product_id,
+                     app_account_token = excluded.app_account_token, status = excluded.status,
+                     expires_date = excluded.expires_date, last_signed_date = excluded.last_signed_date,
+                     state = excluded.state",
+            );
+            query.build().execute(&mut *self).await?;
+        }
         Ok(())
     }
 
-    async fn insert_refund(
-        &mut self,
-        item: &ItemKey,
-        original_transaction_id: &str,
-        r: &RefundRecord,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO refunds (notification_uuid, kind, item_id, notification_type, transaction_id,
-                 original_transaction_id, product_id, bundle_id, environment, revocation_date,
-                 revocation_reason, revocation_type, revocation_percentage, price, currency,
-                 signed_date, refund_date)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
-             ON CONFLICT (notification_uuid) DO NOTHING",
-        )
-        .bind(&r.notification_uuid)
-        .bind(item.kind())
-        .bind(item.id())
-        .bind(&r.notification_type)
-        .bind(&r.transaction_id)
-        .bind(r.original_transaction_id.as_deref().unwrap_or(original_transaction_id))
-        .bind(&r.product_id)
-        .bind(&r.bundle_id)
-        .bind(&r.environment)
-        .bind(r.revocation_date)
-        .bind(r.revocation_reason)
-        .bind(&r.revocation_type)
-        .bind(r.revocation_percentage)
-        .bind(r.price)
-        .bind(&r.currency)
-        .bind(r.signed_date)
-        .bind(r.revocation_date.unwrap_or(r.signed_date))
-        .execute(&mut *self)
-        .await?;
+    async fn insert_refunds(&mut self, refunds: &[RefundRow<'_>]) -> Result<(), sqlx::Error> {
+        for batch in refunds.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::new(
+                "INSERT INTO refunds (notification_uuid, kind, item_id, notification_type, transaction_id,
+                     original_transaction_id, product_id, bundle_id, environment, revocation_date,
+                     revocation_reason, revocation_type, revocation_percentage, price, currency,
+                     signed_date, refund_date, reversed_at, reversed_by) ",
+            );
+            query.push_values(batch, |mut row, r| {
+                let refund = r.refund;
+                row.push_bind(refund.notification_uuid.as_str())
+                    .push_bind(r.item.kind())
+                    .push_bind(r.item.id())
+                    .push_bind(refund.notification_type.as_str())
+                    .push_bind(refund.transaction_id.as_deref())
+                    .push_bind(
+                        refund
+                            .original_transaction_id
+                            .as_deref()
+                            .unwrap_or(r.original_transaction_id),
+                    )
+                    .push_bind(refund.product_id.as_deref())
+                    .push_bind(refund.bundle_id.as_deref())
+                    .push_bind(refund.environment.as_deref())
+                    .push_bind(refund.revocation_date)
+                    .push_bind(refund.revocation_reason)
+                    .push_bind(refund.revocation_type.as_deref())
+                    .push_bind(refund.revocation_percentage)
+                    .push_bind(refund.price)
+                    .push_bind(refund.currency.as_deref())
+                    .push_bind(refund.signed_date)
+                    .push_bind(refund.revocation_date.unwrap_or(refund.signed_date))
+                    .push_bind(r.reversed.map(|(at, _)| at))
+                    .push_bind(r.reversed.map(|(_, by)| by));
+            });
+            query.push(" ON CONFLICT (notification_uuid) DO NOTHING");
+            query.build().execute(&mut *self).await?;
+        }
         Ok(())
     }
 
@@ -237,31 +256,37 @@ impl LedgerTx for SqliteConnection {
         Ok(())
     }
 
-    async fn insert_expiration(
+    async fn insert_expirations(
         &mut self,
-        item: &ItemKey,
-        original_transaction_id: &str,
-        e: &ExpirationRecord,
+        expirations: &[ExpirationRow<'_>],
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO expirations (notification_uuid, kind, item_id, subtype, transaction_id,
-                 original_transaction_id, product_id, bundle_id, environment, expires_date, signed_date)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-             ON CONFLICT (notification_uuid) DO NOTHING",
-        )
-        .bind(&e.notification_uuid)
-        .bind(item.kind())
-        .bind(item.id())
-        .bind(&e.subtype)
-        .bind(&e.transaction_id)
-        .bind(e.original_transaction_id.as_deref().unwrap_or(original_transaction_id))
-        .bind(&e.product_id)
-        .bind(&e.bundle_id)
-        .bind(&e.environment)
-        .bind(e.expires_date)
-        .bind(e.signed_date)
-        .execute(&mut *self)
-        .await?;
+        for batch in expirations.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::new(
+                "INSERT INTO expirations (notification_uuid, kind, item_id, subtype, transaction_id,
+                     original_transaction_id, product_id, bundle_id, environment, expires_date, signed_date) ",
+            );
+            query.push_values(batch, |mut row, e| {
+                let expiration = e.expiration;
+                row.push_bind(expiration.notification_uuid.as_str())
+                    .push_bind(e.item.kind())
+                    .push_bind(e.item.id())
+                    .push_bind(expiration.subtype.as_deref())
+                    .push_bind(expiration.transaction_id.as_deref())
+                    .push_bind(
+                        expiration
+                            .original_transaction_id
+                            .as_deref()
+                            .unwrap_or(e.original_transaction_id),
+                    )
+                    .push_bind(expiration.product_id.as_deref())
+                    .push_bind(expiration.bundle_id.as_deref())
+                    .push_bind(expiration.environment.as_deref())
+                    .push_bind(expiration.expires_date)
+                    .push_bind(expiration.signed_date);
+            });
+            query.push(" ON CONFLICT (notification_uuid) DO NOTHING");
+            query.build().execute(&mut *self).await?;
+        }
         Ok(())
     }
 
