@@ -30,6 +30,7 @@ pub struct Settings {
     pub api: ApiSettings,
     pub log: LogSettings,
     pub check: CheckSettings,
+    pub appstore_api: AppStoreApiSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,13 +66,54 @@ pub struct VerificationSettings {
     pub trusted_roots: Vec<PathBuf>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppSettings {
     pub bundle_id: String,
     /// Required when Production is allowed: Apple always sends it there.
     pub app_apple_id: Option<i64>,
     pub environments: Vec<String>,
+    /// The App Store Server API, to ask Apple when a push was lost.
+    #[serde(default)]
+    pub api: Option<AppApiSettings>,
+}
+
+/// An app's App Store Server API key (App Store Connect > Users and Access >
+/// Integrations > In-App Purchase).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppApiSettings {
+    pub issuer_id: String,
+    pub key_id: String,
+    /// The `.p8` file; or the key itself in `private_key`.
+    #[serde(default)]
+    pub private_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub private_key: Option<SecretString>,
+    /// Overrides, for proxies and tests (plain http:// only for loopback).
+    #[serde(default)]
+    pub production_url: Option<String>,
+    #[serde(default)]
+    pub sandbox_url: Option<String>,
+    /// Stays below Apple's per-endpoint limits.
+    #[serde(default = "default_max_requests_per_second")]
+    pub max_requests_per_second: u32,
+}
+
+fn default_max_requests_per_second() -> u32 {
+    20
+}
+
+/// What `serve` asks Apple on its own, for apps with `[apps.api]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppStoreApiSettings {
+    /// How often to backfill from Notification History; 0 never.
+    pub backfill_interval_ms: u64,
+    /// How far back each scheduled backfill looks.
+    pub backfill_look_back_hours: u64,
+    /// How often to reconcile the subscriptions with open findings; 0 never.
+    pub reconcile_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -96,10 +138,12 @@ struct Defaults {
     server: ServerSettings,
     database: DatabaseSettings,
     verification: VerificationSettings,
-    apps: Vec<AppSettings>,
+    /// No app by default; the type only has to serialise as a list.
+    apps: Vec<String>,
     api: ApiDefaults,
     log: LogSettings,
     check: CheckSettings,
+    appstore_api: AppStoreApiSettings,
 }
 
 #[derive(Serialize)]
@@ -133,7 +177,70 @@ fn defaults() -> Defaults {
             interval_ms: 300_000,
             tolerance_minutes: Tolerances::default(),
         },
+        appstore_api: AppStoreApiSettings {
+            backfill_interval_ms: 3_600_000,
+            // Production retries for three days: anything older is lost
+            // unless a backfill finds it.
+            backfill_look_back_hours: 96,
+            reconcile_interval_ms: 3_600_000,
+        },
     }
+}
+
+/// Checks an app's API settings now, so that a wrong key stops start-up;
+/// errors name the key and never print the secret.
+fn validate_api(api: &AppApiSettings, key: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+    use crate::appstore_api::{check_base_url, is_issuer_id, is_key_id, parse_p8};
+    use secrecy::ExposeSecret;
+    let fail = |field: &str, why: &str| Err(ConfigError(format!("{}: {why}", key(field))));
+    if !is_issuer_id(&api.issuer_id) {
+        return fail(
+            "issuer_id",
+            "must be a UUID, as App Store Connect shows it above the keys",
+        );
+    }
+    if !is_key_id(&api.key_id) {
+        return fail(
+            "key_id",
+            "must be ten upper-case letters and digits, as in SubscriptionKey_<key id>.p8",
+        );
+    }
+    let (field, pem) = match (&api.private_key_file, &api.private_key) {
+        (Some(file), None) => (
+            "private_key_file",
+            std::fs::read_to_string(file).map_err(|e| {
+                ConfigError(format!(
+                    "{}: cannot read {}: {e}",
+                    key("private_key_file"),
+                    file.display()
+                ))
+            })?,
+        ),
+        (None, Some(pem)) => ("private_key", pem.expose_secret().to_owned()),
+        _ => {
+            return fail(
+                "private_key_file",
+                "give exactly one of private_key_file and private_key",
+            )
+        }
+    };
+    if let Err(e) = parse_p8(&pem) {
+        return fail(field, &e.to_string());
+    }
+    for (field, url) in [
+        ("production_url", &api.production_url),
+        ("sandbox_url", &api.sandbox_url),
+    ] {
+        if let Some(url) = url {
+            if let Err(why) = check_base_url(url) {
+                return fail(field, &why);
+            }
+        }
+    }
+    if api.max_requests_per_second == 0 {
+        return fail("max_requests_per_second", "must be positive");
+    }
+    Ok(())
 }
 
 /// A configuration problem, naming the key.
@@ -219,6 +326,9 @@ impl Settings {
             }
             if app.environments.iter().any(|e| e == "Production") && app.app_apple_id.is_none() {
                 return fail(&key("app_apple_id"), "required when Production is allowed");
+            }
+            if let Some(api) = &app.api {
+                validate_api(api, &|field| key(&format!("api.{field}")))?;
             }
         }
         let t = &self.check.tolerance_minutes;

@@ -259,6 +259,7 @@ fn fixture() -> &'static Fixture {
                 bundle_id: BUNDLE_ID.into(),
                 app_apple_id: Some(APP_APPLE_ID),
                 environments: vec!["Sandbox".into()],
+                api: None,
             }],
         );
         Fixture { pki, ingest }

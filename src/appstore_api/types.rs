@@ -1,0 +1,140 @@
+//! Requests and answers of the App Store Server API, in Apple's names.
+//! Signed values stay strings here: whoever uses one verifies it first.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::SubscriptionStatus;
+
+/// The body of Get Notification History.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationHistoryRequest {
+    /// Milliseconds; inclusive.
+    pub start_date: i64,
+    /// Milliseconds; exclusive.
+    pub end_date: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notification_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notification_subtype: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub only_failures: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationHistoryResponse {
+    #[serde(default)]
+    pub pagination_token: Option<String>,
+    #[serde(default)]
+    pub has_more: bool,
+    #[serde(default)]
+    pub notification_history: Vec<NotificationHistoryItem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationHistoryItem {
+    pub signed_payload: String,
+    #[serde(default)]
+    pub send_attempts: Vec<SendAttempt>,
+}
+
+/// One attempt of Apple's to deliver a notification to our endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SendAttempt {
+    #[serde(default)]
+    pub attempt_date: Option<i64>,
+    /// `SUCCESS`, or why it failed (`TIMED_OUT`, `TLS_ISSUE`, ...).
+    #[serde(default)]
+    pub send_attempt_result: Option<String>,
+}
+
+/// Get All Subscription Statuses.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusResponse {
+    #[serde(default)]
+    pub environment: Option<String>,
+    #[serde(default)]
+    pub bundle_id: Option<String>,
+    #[serde(default)]
+    pub app_apple_id: Option<i64>,
+    #[serde(default)]
+    pub data: Vec<SubscriptionGroupStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionGroupStatus {
+    #[serde(default)]
+    pub subscription_group_identifier: Option<String>,
+    #[serde(default)]
+    pub last_transactions: Vec<LastTransaction>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastTransaction {
+    #[serde(default)]
+    pub status: Option<SubscriptionStatus>,
+    #[serde(default)]
+    pub original_transaction_id: Option<String>,
+    #[serde(default)]
+    pub signed_transaction_info: Option<String>,
+    #[serde(default)]
+    pub signed_renewal_info: Option<String>,
+}
+
+/// Get Transaction History (v2): a page of the customer's transactions.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryResponse {
+    #[serde(default)]
+    pub revision: Option<String>,
+    #[serde(default)]
+    pub has_more: bool,
+    #[serde(default)]
+    pub bundle_id: Option<String>,
+    #[serde(default)]
+    pub environment: Option<String>,
+    #[serde(default)]
+    pub signed_transactions: Vec<String>,
+}
+
+/// Get Transaction Info.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionInfoResponse {
+    pub signed_transaction_info: String,
+}
+
+/// Request a Test Notification.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SendTestNotificationResponse {
+    pub test_notification_token: String,
+}
+
+/// Get Test Notification Status.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckTestNotificationResponse {
+    #[serde(default)]
+    pub signed_payload: Option<String>,
+    #[serde(default)]
+    pub send_attempts: Vec<SendAttempt>,
+}
+
+/// Apple's error body: `{"errorCode": 4040010, "errorMessage": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ErrorBody {
+    #[serde(default)]
+    pub(super) error_code: Option<i64>,
+    #[serde(default)]
+    pub(super) error_message: Option<String>,
+}
