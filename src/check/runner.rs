@@ -104,7 +104,7 @@ pub async fn sync_findings(
     let vanished = super::vanished(&open, records);
     let mut summary = SyncSummary::default();
     for batch in vanished.chunks(SYNC_BATCH) {
-        summary.resolved += store.resolve_findings(batch, now).await?;
+        summary.resolved += store.resolve_findings(batch, now, None).await?;
     }
     for batch in records.chunks(SYNC_BATCH) {
         summary.opened += store.upsert_findings(batch, now).await?;

@@ -8,12 +8,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::jws::VerifiedNotification;
 use crate::model::{
-    AutoRenewStatus, ExpirationIntent, InAppOwnershipType, NotificationType, PriceIncreaseStatus,
-    ProductType, RevocationReason, RevocationType, SubscriptionStatus, Subtype,
+    AutoRenewStatus, ExpirationIntent, InAppOwnershipType, JwsRenewalInfoDecodedPayload,
+    JwsTransactionDecodedPayload, NotificationType, PriceIncreaseStatus, ProductType,
+    RevocationReason, RevocationType, SubscriptionStatus, Subtype,
 };
 
-/// One verified notification, as the ledger sees it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// One verified notification, as the ledger sees it. Apple's answers to
+/// the App Store Server API are kept in the same shape (see [`sources`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
     #[serde(rename = "notificationUUID")]
@@ -27,7 +29,7 @@ pub struct Event {
     pub data: Option<EventData>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EventData {
     #[serde(default)]
@@ -112,6 +114,64 @@ pub struct RenewalFacts {
     pub app_account_token: Option<String>,
 }
 
+fn millis(t: Option<crate::model::Timestamp>) -> Option<i64> {
+    t.map(|t| t.as_millis())
+}
+
+impl TransactionFacts {
+    /// The facts of a verified transaction.
+    pub fn from_decoded(t: &JwsTransactionDecodedPayload) -> TransactionFacts {
+        TransactionFacts {
+            transaction_id: t.transaction_id.clone(),
+            original_transaction_id: t.original_transaction_id.clone(),
+            product_id: t.product_id.clone(),
+            subscription_group_identifier: t.subscription_group_identifier.clone(),
+            product_type: t.product_type.clone(),
+            purchase_date: millis(t.purchase_date),
+            original_purchase_date: millis(t.original_purchase_date),
+            expires_date: millis(t.expires_date),
+            signed_date: millis(t.signed_date),
+            revocation_date: millis(t.revocation_date),
+            revocation_reason: t.revocation_reason,
+            revocation_type: t.revocation_type.clone(),
+            revocation_percentage: t.revocation_percentage,
+            is_upgraded: t.is_upgraded,
+            app_account_token: t.app_account_token.clone(),
+            in_app_ownership_type: t.in_app_ownership_type.clone(),
+            price: t.price,
+            currency: t.currency.clone(),
+        }
+    }
+}
+
+impl RenewalFacts {
+    /// The facts of a verified renewal info.
+    pub fn from_decoded(r: &JwsRenewalInfoDecodedPayload) -> RenewalFacts {
+        RenewalFacts {
+            original_transaction_id: r.original_transaction_id.clone(),
+            auto_renew_product_id: r.auto_renew_product_id.clone(),
+            auto_renew_status: r.auto_renew_status,
+            expiration_intent: r.expiration_intent,
+            grace_period_expires_date: millis(r.grace_period_expires_date),
+            is_in_billing_retry_period: r.is_in_billing_retry_period,
+            renewal_date: millis(r.renewal_date),
+            price_increase_status: r.price_increase_status,
+            renewal_price: r.renewal_price,
+            signed_date: millis(r.signed_date),
+            app_account_token: r.app_account_token.clone(),
+        }
+    }
+}
+
+/// The `notificationType` under which Apple's answers to the App Store
+/// Server API are folded. Not Apple's notification types: no push has them.
+pub mod sources {
+    /// Get All Subscription Statuses: status, latest transaction, renewal info.
+    pub const SUBSCRIPTION_STATUS: &str = "GET_ALL_SUBSCRIPTION_STATUSES";
+    /// Get Transaction History: a transaction no notification brought.
+    pub const TRANSACTION_HISTORY: &str = "GET_TRANSACTION_HISTORY";
+}
+
 /// What the ledger keeps state for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ItemKey {
@@ -157,44 +217,15 @@ impl Event {
     /// from the verified notification itself, without a round trip through
     /// JSON.
     pub fn from_verified(n: &VerifiedNotification) -> Event {
-        let millis = |t: Option<crate::model::Timestamp>| t.map(|t| t.as_millis());
         let data = n.payload.data.as_ref().map(|d| EventData {
             bundle_id: d.bundle_id.clone(),
             environment: d.environment.as_ref().map(|e| e.as_str().to_owned()),
             status: d.status,
-            signed_transaction_info: n.transaction_info.as_ref().map(|t| TransactionFacts {
-                transaction_id: t.transaction_id.clone(),
-                original_transaction_id: t.original_transaction_id.clone(),
-                product_id: t.product_id.clone(),
-                subscription_group_identifier: t.subscription_group_identifier.clone(),
-                product_type: t.product_type.clone(),
-                purchase_date: millis(t.purchase_date),
-                original_purchase_date: millis(t.original_purchase_date),
-                expires_date: millis(t.expires_date),
-                signed_date: millis(t.signed_date),
-                revocation_date: millis(t.revocation_date),
-                revocation_reason: t.revocation_reason,
-                revocation_type: t.revocation_type.clone(),
-                revocation_percentage: t.revocation_percentage,
-                is_upgraded: t.is_upgraded,
-                app_account_token: t.app_account_token.clone(),
-                in_app_ownership_type: t.in_app_ownership_type.clone(),
-                price: t.price,
-                currency: t.currency.clone(),
-            }),
-            signed_renewal_info: n.renewal_info.as_ref().map(|r| RenewalFacts {
-                original_transaction_id: r.original_transaction_id.clone(),
-                auto_renew_product_id: r.auto_renew_product_id.clone(),
-                auto_renew_status: r.auto_renew_status,
-                expiration_intent: r.expiration_intent,
-                grace_period_expires_date: millis(r.grace_period_expires_date),
-                is_in_billing_retry_period: r.is_in_billing_retry_period,
-                renewal_date: millis(r.renewal_date),
-                price_increase_status: r.price_increase_status,
-                renewal_price: r.renewal_price,
-                signed_date: millis(r.signed_date),
-                app_account_token: r.app_account_token.clone(),
-            }),
+            signed_transaction_info: n
+                .transaction_info
+                .as_ref()
+                .map(TransactionFacts::from_decoded),
+            signed_renewal_info: n.renewal_info.as_ref().map(RenewalFacts::from_decoded),
         });
         Event {
             notification_uuid: n.notification_uuid.clone(),

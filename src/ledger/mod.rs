@@ -54,7 +54,9 @@ mod state;
 
 use std::collections::BTreeMap;
 
-pub use event::{in_order, Event, EventData, EventKey, ItemKey, RenewalFacts, TransactionFacts};
+pub use event::{
+    in_order, sources, Event, EventData, EventKey, ItemKey, RenewalFacts, TransactionFacts,
+};
 pub use state::{
     apply, current_period_revoked, Effect, ExpirationRecord, RefundRecord, State, Status,
 };

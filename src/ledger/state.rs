@@ -90,6 +90,10 @@ pub struct State {
     /// The signedDate of the last REFUND_DECLINED.
     #[serde(default)]
     pub refund_declined_date: Option<i64>,
+    /// The signedDate of Apple's latest status answer (Get All Subscription
+    /// Statuses): what Apple said then is known, whatever push was lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apple_status_date: Option<i64>,
     pub price: Option<i64>,
     pub currency: Option<String>,
     /// signedDate of the renewal info applied (newer ones replace it).
@@ -166,6 +170,9 @@ pub fn apply(state: Option<State>, item: &ItemKey, event: &Event) -> (State, Vec
     s.last_signed_date = s.last_signed_date.max(signed);
     s.last_notification_type = Some(kind.as_str().to_owned());
     s.last_notification_subtype = event.subtype.as_ref().map(|t| t.as_str().to_owned());
+    if kind.as_str() == super::sources::SUBSCRIPTION_STATUS {
+        s.apple_status_date = s.apple_status_date.max(Some(signed));
+    }
     if let Some(data) = &event.data {
         note_conflict(
             &mut s.identity_conflicts,

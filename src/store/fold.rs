@@ -11,7 +11,7 @@ use crate::ledger::{
     self, can_apply_after, Effect, Event, ExpirationRecord, ItemKey, RefundRecord, State,
 };
 
-use super::{NewNotification, QuarantineReason, Recorded};
+use super::{NewEvidence, NewNotification, QuarantineReason, Recorded};
 
 /// A stored notification as the fold reads it back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +61,8 @@ pub(super) trait LedgerTx {
     async fn stored_version(&mut self, uuid: &str)
         -> Result<Option<(String, String)>, sqlx::Error>;
     async fn insert_conflict(&mut self, n: &NewNotification) -> Result<(), sqlx::Error>;
+    /// Inserts once per `evidence_id`; true when it was new.
+    async fn insert_evidence(&mut self, e: &NewEvidence) -> Result<bool, sqlx::Error>;
     async fn delete_quarantined(&mut self, quarantine_id: i64) -> Result<(), sqlx::Error>;
 
     async fn load_state(&mut self, item: &ItemKey) -> Result<Option<State>, sqlx::Error>;
@@ -122,6 +124,19 @@ pub(super) async fn record(
         _ => keep_if_conflicting(tx, n).await?,
     }
     Ok(recorded)
+}
+
+/// Keeps Apple's answer and, when it is new, folds it like a notification:
+/// by its signedDate, so a later push still wins.
+pub(super) async fn record_evidence(
+    tx: &mut impl LedgerTx,
+    e: &NewEvidence,
+) -> Result<bool, sqlx::Error> {
+    if !tx.insert_evidence(e).await? {
+        return Ok(false);
+    }
+    apply(tx, &e.event).await?;
+    Ok(true)
 }
 
 /// Keeps a genuine notification aside, unless it is already accepted.

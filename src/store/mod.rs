@@ -49,6 +49,50 @@ pub struct NewNotification {
     pub event: Event,
 }
 
+/// Apple's answer to the App Store Server API, verified: kept as evidence
+/// and folded into the ledger like a notification.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvidence {
+    /// From the signed content, so that the same answer is kept once.
+    pub evidence_id: String,
+    /// One of [`crate::ledger::sources`].
+    pub source: &'static str,
+    pub original_transaction_id: Option<String>,
+    pub transaction_id: Option<String>,
+    pub signed_date: i64,
+    pub fetched_at: i64,
+    pub bundle_id: Option<String>,
+    pub environment: Option<String>,
+    /// The tokens as Apple sent them, as JSON.
+    pub signed_data: String,
+    /// What the ledger folds; its `notification_uuid` is `evidence_id`.
+    pub event: Event,
+}
+
+/// A backfill request: an unfinished run of the same request continues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackfillRequest {
+    pub bundle_id: String,
+    pub environment: String,
+    pub start_date: i64,
+    /// `None`: until the moment the run began.
+    pub until: Option<i64>,
+    pub only_failures: bool,
+}
+
+/// Where a backfill stands.
+#[derive(Debug, Clone, PartialEq, Eq, Default, sqlx::FromRow)]
+pub struct BackfillRun {
+    pub id: i64,
+    pub end_date: i64,
+    /// The next page to ask for; `None` at the start.
+    pub pagination_token: Option<String>,
+    pub fetched: i64,
+    pub stored: i64,
+    pub duplicates: i64,
+    pub rejected: i64,
+}
+
 /// Why a genuine notification was kept aside.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuarantineReason {
@@ -151,6 +195,8 @@ pub struct SubscriptionHistory {
     pub notifications: Vec<HistoryEntry>,
     pub refunds: Vec<RefundEntry>,
     pub expirations: Vec<ExpirationRecord>,
+    /// Apple's answers to reconciliation, folded like notifications.
+    pub evidence: Vec<EvidenceEntry>,
 }
 
 /// One notification of a subscription's history.
@@ -164,6 +210,18 @@ pub struct HistoryEntry {
     pub transaction_id: Option<String>,
     /// The decoded transaction the notification carried.
     pub transaction: Option<serde_json::Value>,
+    /// Apple's delivery attempts, when a backfill read them.
+    pub send_attempts: Option<serde_json::Value>,
+}
+
+/// One of Apple's answers kept for a subscription.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct EvidenceEntry {
+    pub evidence_id: String,
+    pub source: String,
+    pub transaction_id: Option<String>,
+    pub signed_date: i64,
+    pub fetched_at: i64,
 }
 
 /// A row of the refund ledger: the refund as the ledger recorded it, and
@@ -212,6 +270,9 @@ pub struct FindingEntry {
     pub first_seen: i64,
     pub last_seen: i64,
     pub resolved_at: Option<i64>,
+    /// `CONFIRMED_BY_APPLE` or `CORRECTED_FROM_APPLE` when Apple's answer
+    /// settled it; none when a notification did.
+    pub resolution: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -313,6 +374,54 @@ impl Store {
         on_backend!(self, b => b.quarantined(after_id, limit).await)
     }
 
+    /// Keeps Apple's answers and folds each new one into the ledger, in one
+    /// transaction; returns how many were new.
+    pub async fn record_evidence(&self, evidence: &[NewEvidence]) -> Result<u64, StoreError> {
+        on_backend!(self, b => b.record_evidence(evidence).await)
+    }
+
+    /// Keeps Apple's delivery attempts of a notification (Notification History).
+    pub async fn note_send_attempts(
+        &self,
+        notification_uuid: &str,
+        send_attempts: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        on_backend!(self, b => b.note_send_attempts(notification_uuid, send_attempts, now).await)
+    }
+
+    /// The unfinished run of `request`, or a new one ending at `now` when
+    /// the request names no end.
+    pub async fn backfill_run(
+        &self,
+        request: &BackfillRequest,
+        now: i64,
+    ) -> Result<BackfillRun, StoreError> {
+        on_backend!(self, b => b.backfill_run(request, now).await)
+    }
+
+    /// Records a page read: the next token and the counts so far.
+    pub async fn backfill_progress(
+        &self,
+        run: &BackfillRun,
+        finished_at: Option<i64>,
+    ) -> Result<(), StoreError> {
+        on_backend!(self, b => b.backfill_progress(run, finished_at).await)
+    }
+
+    /// Which of these transaction ids a notification or evidence brought.
+    pub async fn known_transaction_ids(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        on_backend!(self, b => b.known_transaction_ids(ids).await)
+    }
+
+    /// Whether a notification with this UUID is stored (accepted or quarantined).
+    pub async fn has_notification(&self, notification_uuid: &str) -> Result<bool, StoreError> {
+        on_backend!(self, b => b.has_notification(notification_uuid).await)
+    }
+
     /// Ledger items matching `query`.
     pub async fn ledger_items(&self, query: &ItemQuery) -> Result<Vec<LedgerItem>, StoreError> {
         on_backend!(self, b => b.ledger_items(query).await)
@@ -389,8 +498,21 @@ impl Store {
         &self,
         keys: &[(String, String)],
         now: i64,
+        resolution: Option<&str>,
     ) -> Result<u64, StoreError> {
-        on_backend!(self, b => b.resolve_findings(keys, now).await)
+        on_backend!(self, b => b.resolve_findings(keys, now, resolution).await)
+    }
+
+    /// Says how findings about `subject` resolved since `since` (and not yet
+    /// attributed) were settled: a periodic check may have resolved them
+    /// between Apple's answer being folded and the reconciler's own resolve.
+    pub async fn attribute_resolution(
+        &self,
+        subject: &str,
+        since: i64,
+        resolution: &str,
+    ) -> Result<u64, StoreError> {
+        on_backend!(self, b => b.attribute_resolution(subject, since, resolution).await)
     }
 
     /// Sees these findings again at `now`, opening the new ones, in one

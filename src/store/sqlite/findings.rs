@@ -62,20 +62,41 @@ pub(super) async fn resolve_findings(
     tx: &mut SqliteConnection,
     keys: &[(String, String)],
     now: i64,
+    resolution: Option<&str>,
 ) -> Result<u64, sqlx::Error> {
     let mut resolved = 0;
     for (kind, subject) in keys {
         resolved += sqlx::query(
-            "UPDATE findings SET resolved_at = ?1 WHERE kind = ?2 AND subject = ?3 AND resolved_at IS NULL",
+            "UPDATE findings SET resolved_at = ?1, resolution = ?4
+             WHERE kind = ?2 AND subject = ?3 AND resolved_at IS NULL",
         )
         .bind(now)
         .bind(kind)
         .bind(subject)
+        .bind(resolution)
         .execute(&mut *tx)
         .await?
         .rows_affected();
     }
     Ok(resolved)
+}
+
+pub(super) async fn attribute_resolution(
+    tx: &mut SqliteConnection,
+    subject: &str,
+    since: i64,
+    resolution: &str,
+) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE findings SET resolution = ?1
+         WHERE subject = ?2 AND resolved_at >= ?3 AND resolution IS NULL",
+    )
+    .bind(resolution)
+    .bind(subject)
+    .bind(since)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected())
 }
 
 /// Sees each finding again, opening those not open yet; returns how many

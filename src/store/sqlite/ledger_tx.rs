@@ -4,7 +4,7 @@
 use sqlx::{QueryBuilder, SqliteConnection};
 
 use super::super::fold::{ExpirationRow, LedgerTx, RefundRow, StoredPayload, Unfolded};
-use super::super::{NewNotification, QuarantineReason, Recorded};
+use super::super::{NewEvidence, NewNotification, QuarantineReason, Recorded};
 use crate::ledger::{ItemKey, State};
 use crate::model::{Environment, Subtype};
 
@@ -96,6 +96,30 @@ impl LedgerTx for SqliteConnection {
         Ok(())
     }
 
+    async fn insert_evidence(&mut self, e: &NewEvidence) -> Result<bool, sqlx::Error> {
+        let payload = serde_json::to_string(&e.event)
+            .map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
+        let result = sqlx::query(
+            "INSERT INTO apple_evidence (evidence_id, source, original_transaction_id, transaction_id,
+                 signed_date, fetched_at, bundle_id, environment, signed_data, payload)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT (evidence_id) DO NOTHING",
+        )
+        .bind(&e.evidence_id)
+        .bind(e.source)
+        .bind(&e.original_transaction_id)
+        .bind(&e.transaction_id)
+        .bind(e.signed_date)
+        .bind(e.fetched_at)
+        .bind(&e.bundle_id)
+        .bind(&e.environment)
+        .bind(&e.signed_data)
+        .bind(payload)
+        .execute(&mut *self)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
     async fn delete_quarantined(&mut self, quarantine_id: i64) -> Result<(), sqlx::Error> {
         sqlx::query("DELETE FROM quarantined_notifications WHERE id = ?1")
             .bind(quarantine_id)
@@ -122,10 +146,16 @@ impl LedgerTx for SqliteConnection {
         let sql = match item {
             ItemKey::Subscription(_) => {
                 "SELECT notification_uuid, original_transaction_id, payload FROM notifications
+                 WHERE original_transaction_id = ?1
+                 UNION ALL
+                 SELECT evidence_id, original_transaction_id, payload FROM apple_evidence
                  WHERE original_transaction_id = ?1"
             }
             ItemKey::Purchase(_) => {
                 "SELECT notification_uuid, original_transaction_id, payload FROM notifications
+                 WHERE transaction_id = ?1
+                 UNION ALL
+                 SELECT evidence_id, original_transaction_id, payload FROM apple_evidence
                  WHERE transaction_id = ?1"
             }
         };
@@ -324,12 +354,23 @@ impl LedgerTx for SqliteConnection {
     }
 
     async fn chunk_end(&mut self, after: &str, size: i64) -> Result<Option<String>, sqlx::Error> {
-        sqlx::query_scalar(
+        let end: Option<String> = sqlx::query_scalar(
             "SELECT max(original_transaction_id) FROM (SELECT DISTINCT original_transaction_id FROM notifications
              WHERE original_transaction_id > ?1 ORDER BY original_transaction_id LIMIT ?2)",
         )
         .bind(after)
         .bind(size)
+        .fetch_one(&mut *self)
+        .await?;
+        if end.is_some() {
+            return Ok(end);
+        }
+        // Past the notifications: items only Apple's answers speak of (few),
+        // in one last chunk.
+        sqlx::query_scalar(
+            "SELECT max(original_transaction_id) FROM apple_evidence WHERE original_transaction_id > ?1",
+        )
+        .bind(after)
         .fetch_one(&mut *self)
         .await
     }
@@ -370,6 +411,9 @@ impl LedgerTx for SqliteConnection {
     ) -> Result<Vec<StoredPayload>, sqlx::Error> {
         let rows = sqlx::query_as(
             "SELECT notification_uuid, original_transaction_id, payload FROM notifications
+             WHERE original_transaction_id > ?1 AND original_transaction_id <= ?2
+             UNION ALL
+             SELECT evidence_id, original_transaction_id, payload FROM apple_evidence
              WHERE original_transaction_id > ?1 AND original_transaction_id <= ?2",
         )
         .bind(after)

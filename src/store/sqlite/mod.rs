@@ -18,15 +18,16 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
+mod appstore;
 mod findings;
 mod ledger_tx;
 mod read;
 
 use super::fold::{self, LedgerTx};
 use super::{
-    Conflict, Counts, FindingEntry, FindingFilter, ItemQuery, LedgerItem, NewNotification,
-    QuarantineReason, QuarantinedNotification, Rebuilt, Recorded, RefundEntry, RefundFilter,
-    StoreError, SubscriptionHistory, UnfoldedNotification,
+    BackfillRequest, BackfillRun, Conflict, Counts, FindingEntry, FindingFilter, ItemQuery,
+    LedgerItem, NewEvidence, NewNotification, QuarantineReason, QuarantinedNotification, Rebuilt,
+    Recorded, RefundEntry, RefundFilter, StoreError, SubscriptionHistory, UnfoldedNotification,
 };
 use crate::finding::Finding;
 
@@ -178,6 +179,68 @@ impl SqliteStore {
         self.pool.acquire().await.map_err(unavailable)
     }
 
+    pub(super) async fn record_evidence(
+        &self,
+        evidence: &[NewEvidence],
+    ) -> Result<u64, StoreError> {
+        self.in_own_transaction(async |tx| {
+            let mut stored = 0;
+            for e in evidence {
+                stored += u64::from(fold::record_evidence(&mut *tx, e).await?);
+            }
+            Ok(stored)
+        })
+        .await
+    }
+
+    pub(super) async fn note_send_attempts(
+        &self,
+        notification_uuid: &str,
+        send_attempts: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.in_own_transaction(async |tx| {
+            appstore::note_send_attempts(tx, notification_uuid, send_attempts, now).await
+        })
+        .await
+    }
+
+    pub(super) async fn backfill_run(
+        &self,
+        request: &BackfillRequest,
+        now: i64,
+    ) -> Result<BackfillRun, StoreError> {
+        self.in_own_transaction(async |tx| appstore::backfill_run(tx, request, now).await)
+            .await
+    }
+
+    pub(super) async fn backfill_progress(
+        &self,
+        run: &BackfillRun,
+        finished_at: Option<i64>,
+    ) -> Result<(), StoreError> {
+        self.in_own_transaction(async |tx| appstore::backfill_progress(tx, run, finished_at).await)
+            .await
+    }
+
+    pub(super) async fn known_transaction_ids(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        appstore::known_transaction_ids(&mut *self.read().await?, ids)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub(super) async fn has_notification(
+        &self,
+        notification_uuid: &str,
+    ) -> Result<bool, StoreError> {
+        appstore::has_notification(&mut *self.read().await?, notification_uuid)
+            .await
+            .map_err(unavailable)
+    }
+
     pub(super) async fn ledger_items(
         &self,
         query: &ItemQuery,
@@ -187,7 +250,7 @@ impl SqliteStore {
             .map_err(unavailable)
     }
 
-    /// The three reads in one read transaction: one snapshot, so a refund
+    /// The four reads in one read transaction: one snapshot, so a refund
     /// committed in between cannot appear in one list and not the other.
     pub(super) async fn history(
         &self,
@@ -211,11 +274,15 @@ impl SqliteStore {
         )
         .await
         .map_err(unavailable)?;
+        let evidence = read::evidence(&mut tx, original_transaction_id)
+            .await
+            .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
         Ok(SubscriptionHistory {
             notifications,
             refunds,
             expirations,
+            evidence,
         })
     }
 
@@ -252,9 +319,24 @@ impl SqliteStore {
         &self,
         keys: &[(String, String)],
         now: i64,
+        resolution: Option<&str>,
     ) -> Result<u64, StoreError> {
-        self.in_own_transaction(async |tx| findings::resolve_findings(tx, keys, now).await)
-            .await
+        self.in_own_transaction(async |tx| {
+            findings::resolve_findings(tx, keys, now, resolution).await
+        })
+        .await
+    }
+
+    pub(super) async fn attribute_resolution(
+        &self,
+        subject: &str,
+        since: i64,
+        resolution: &str,
+    ) -> Result<u64, StoreError> {
+        self.in_own_transaction(async |tx| {
+            findings::attribute_resolution(tx, subject, since, resolution).await
+        })
+        .await
     }
 
     /// Sees these findings again or opens them, in one short transaction.

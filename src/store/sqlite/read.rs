@@ -7,7 +7,7 @@ use sqlx::{Row, SqliteConnection};
 
 use sqlx::sqlite::SqliteRow;
 
-use super::super::{HistoryEntry, ItemQuery, LedgerItem, RefundEntry, RefundFilter};
+use super::super::{EvidenceEntry, HistoryEntry, ItemQuery, LedgerItem, RefundEntry, RefundFilter};
 use crate::ledger::ItemKey;
 use crate::ledger::{ExpirationRecord, RefundRecord};
 
@@ -60,8 +60,10 @@ pub(super) async fn history(
     original_transaction_id: &str,
 ) -> Result<Vec<HistoryEntry>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT notification_uuid, notification_type, subtype, signed_date, received_at, transaction_id, payload
-         FROM notifications WHERE original_transaction_id = ?1 ORDER BY signed_date, notification_uuid",
+        "SELECT n.notification_uuid, notification_type, subtype, signed_date, received_at, transaction_id,
+             payload, a.send_attempts
+         FROM notifications n LEFT JOIN notification_send_attempts a USING (notification_uuid)
+         WHERE original_transaction_id = ?1 ORDER BY signed_date, n.notification_uuid",
     )
     .bind(original_transaction_id)
     .fetch_all(&mut *conn)
@@ -83,9 +85,25 @@ pub(super) async fn history(
                 received_at: row.try_get("received_at")?,
                 transaction_id: row.try_get("transaction_id")?,
                 transaction,
+                send_attempts: row
+                    .try_get::<Option<String>, _>("send_attempts")?
+                    .and_then(|a| serde_json::from_str(&a).ok()),
             })
         })
         .collect()
+}
+
+pub(super) async fn evidence(
+    conn: &mut SqliteConnection,
+    original_transaction_id: &str,
+) -> Result<Vec<EvidenceEntry>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT evidence_id, source, transaction_id, signed_date, fetched_at FROM apple_evidence
+         WHERE original_transaction_id = ?1 ORDER BY signed_date, evidence_id",
+    )
+    .bind(original_transaction_id)
+    .fetch_all(&mut *conn)
+    .await
 }
 
 pub(super) async fn refunds(
