@@ -68,7 +68,15 @@ fn each_rule_waits_for_its_whole_tolerance() {
         last_refund_signed_date: Some(refunded),
         ..active(AutoRenewStatus::Off)
     };
-    let due = refunded + t.refund_without_expiration * MINUTE;
+    // Apple's next word after a refund comes when the refunded period ends.
+    assert_eq!(
+        kinds(
+            &revoked,
+            refunded + t.refund_without_expiration * MINUTE + 1
+        ),
+        []
+    );
+    let due = EXPIRES + t.refund_without_expiration * MINUTE;
     assert_eq!(kinds(&revoked, due), []);
     assert_eq!(
         kinds(&revoked, due + 1),
@@ -146,4 +154,103 @@ fn the_findings_to_resolve_are_the_open_ones_no_longer_found() {
     );
     assert_eq!(vanished(&open, &[]), open);
     assert_eq!(vanished(&[], &current), []);
+}
+
+/// Apple's status answer, signed after the moment Apple should have spoken,
+/// is its word: a refunded period it confirmed after its end is settled, and
+/// other silences count again from the answer.
+#[test]
+fn apple_s_status_answer_settles_or_restarts_the_silence() {
+    let t = Tolerances::default();
+    let refunded = EXPIRES - 200 * 1440 * MINUTE;
+    let revoked = State {
+        status: Status::Revoked,
+        revocation_date: Some(refunded),
+        last_refund_signed_date: Some(refunded),
+        ..active(AutoRenewStatus::Off)
+    };
+    let late = EXPIRES + 10 * 1440 * MINUTE;
+    assert_eq!(
+        kinds(&revoked, late),
+        [FindingKind::RefundWithoutExpiration]
+    );
+    let confirmed_before_the_end = State {
+        apple_status_date: Some(EXPIRES - MINUTE),
+        ..revoked.clone()
+    };
+    assert_eq!(
+        kinds(&confirmed_before_the_end, late),
+        [FindingKind::RefundWithoutExpiration]
+    );
+    let confirmed = State {
+        apple_status_date: Some(EXPIRES),
+        ..revoked
+    };
+    assert_eq!(kinds(&confirmed, late), []);
+
+    let on = State {
+        apple_status_date: Some(late),
+        ..active(AutoRenewStatus::On)
+    };
+    let due = late + t.renewal_outcome_overdue * MINUTE;
+    assert_eq!(kinds(&on, due), []);
+    assert_eq!(kinds(&on, due + 1), [FindingKind::RenewalOutcomeOverdue]);
+}
+
+#[test]
+fn the_next_expected_event_date_says_when_apple_speaks_next() {
+    use appstore_ledger::check::next_expected_event_date;
+    let on = active(AutoRenewStatus::On);
+    assert_eq!(next_expected_event_date(&item(), &on), Some(EXPIRES));
+    let refunded = State {
+        status: Status::Revoked,
+        revocation_date: Some(EXPIRES - 100),
+        last_refund_signed_date: Some(EXPIRES - 100),
+        ..on.clone()
+    };
+    assert_eq!(next_expected_event_date(&item(), &refunded), Some(EXPIRES));
+    let expired = State {
+        last_expired_signed_date: Some(EXPIRES),
+        ..refunded.clone()
+    };
+    assert_eq!(next_expected_event_date(&item(), &expired), None);
+    let grace = State {
+        status: Status::BillingGracePeriod,
+        grace_period_expires_date: Some(EXPIRES + 5),
+        ..on.clone()
+    };
+    assert_eq!(next_expected_event_date(&item(), &grace), Some(EXPIRES + 5));
+    let over = State {
+        status: Status::Expired,
+        ..on
+    };
+    assert_eq!(next_expected_event_date(&item(), &over), None);
+    assert_eq!(
+        next_expected_event_date(&ItemKey::Purchase("p".into()), &refunded),
+        None
+    );
+}
+
+#[test]
+fn a_resolution_says_whether_apple_changed_the_answer() {
+    use appstore_ledger::check::{resolution, CONFIRMED_BY_APPLE, CORRECTED_FROM_APPLE};
+    let before = active(AutoRenewStatus::On);
+    let confirmed = State {
+        apple_status_date: Some(EXPIRES),
+        last_signed_date: EXPIRES,
+        ..before.clone()
+    };
+    assert_eq!(
+        resolution(Some(&before), Some(&confirmed)),
+        CONFIRMED_BY_APPLE
+    );
+    let renewed = State {
+        transaction_expires_date: Some(EXPIRES + 30 * 1440 * MINUTE),
+        ..before.clone()
+    };
+    assert_eq!(
+        resolution(Some(&before), Some(&renewed)),
+        CORRECTED_FROM_APPLE
+    );
+    assert_eq!(resolution(None, Some(&before)), CORRECTED_FROM_APPLE);
 }

@@ -3,11 +3,15 @@
 //! Each rule is a pure function of a ledger item's state, the moment of the
 //! check and a tolerance. A finding names the subscription (or purchase, or
 //! notification) and says what is missing; it disappears once the missing
-//! notification arrives, because the state it is computed from changes.
+//! notification arrives, because the state it is computed from changes, or
+//! once Apple's own answer (reconciliation: Get All Subscription Statuses,
+//! signed after the moment Apple should have spoken) is folded in: the silence
+//! then counts from that answer, and a refunded period Apple confirmed after
+//! its end is settled.
 //!
 //! | code | finding |
 //! | --- | --- |
-//! | `REFUND_WITHOUT_EXPIRATION` | the current period of an auto-renewable subscription was refunded or revoked and no EXPIRED arrived within the tolerance after the refund's signedDate. Entitlement already ended at `revocationDate`; Apple's follow-up is missing. |
+//! | `REFUND_WITHOUT_EXPIRATION` | the current period of an auto-renewable subscription was refunded or revoked, the refunded period's `expiresDate` passed more than the tolerance ago, and Apple said nothing since (no EXPIRED, no renewal, no status answer). Apple's next word after a refund comes when the refunded period ends, which for an annual plan can be months later; entitlement already ended at `revocationDate`. |
 //! | `RENEWAL_OUTCOME_OVERDUE` | auto-renew on, `expiresDate` passed more than the tolerance ago, and neither DID_RENEW, DID_FAIL_TO_RENEW nor EXPIRED arrived for the next period |
 //! | `EXPIRATION_OVERDUE` | auto-renew off, `expiresDate` passed more than the tolerance ago, and no EXPIRED arrived |
 //! | `GRACE_PERIOD_OVERRUN` | in the billing grace period, `gracePeriodExpiresDate` passed more than the tolerance ago, and neither GRACE_PERIOD_EXPIRED, DID_RENEW nor EXPIRED arrived |
@@ -106,26 +110,38 @@ pub fn check_item(item: &ItemKey, state: &State, at: i64, tolerances: &Tolerance
         let expired_since = state
             .last_expired_signed_date
             .is_some_and(|e| e >= refunded);
-        if !expired_since && past(refunded, tolerances.refund_without_expiration) {
+        // Apple speaks again when the refunded period ends, not at once.
+        let period_end = state
+            .transaction_expires_date
+            .map_or(refunded, |end| end.max(refunded));
+        let settled_by_apple = state.apple_status_date.is_some_and(|s| s >= period_end);
+        if !expired_since
+            && !settled_by_apple
+            && past(period_end, tolerances.refund_without_expiration)
+        {
             findings.push(finding(
                 FindingKind::RefundWithoutExpiration,
                 format!(
-                    "current period refunded (revocationDate {}, reported {refunded}); no EXPIRED followed. Not entitled since revocationDate",
+                    "current period refunded (revocationDate {}, reported {refunded}); it ended at {period_end} and no EXPIRED followed. Not entitled since revocationDate",
                     state.revocation_date.unwrap_or(refunded)
                 ),
             ));
         }
     }
+    // Apple's status answer, signed after the moment it should have spoken,
+    // is its word: the silence counts from that answer.
+    let since = |moment: i64| state.apple_status_date.map_or(moment, |s| s.max(moment));
     if state.status == Status::Active && !revoked {
         if let Some(expires) = state.expires_date() {
+            let from = since(expires);
             match state.auto_renew_status {
-                Some(AutoRenewStatus::On) if past(expires, tolerances.renewal_outcome_overdue) => {
+                Some(AutoRenewStatus::On) if past(from, tolerances.renewal_outcome_overdue) => {
                     findings.push(finding(
                         FindingKind::RenewalOutcomeOverdue,
                         format!("expiresDate {expires} passed with auto-renew on; no DID_RENEW, DID_FAIL_TO_RENEW or EXPIRED for the next period"),
                     ));
                 }
-                Some(AutoRenewStatus::Off) if past(expires, tolerances.expiration_overdue) => {
+                Some(AutoRenewStatus::Off) if past(from, tolerances.expiration_overdue) => {
                     findings.push(finding(
                         FindingKind::ExpirationOverdue,
                         format!("expiresDate {expires} passed with auto-renew off; no EXPIRED"),
@@ -137,7 +153,7 @@ pub fn check_item(item: &ItemKey, state: &State, at: i64, tolerances: &Tolerance
     }
     if state.status == Status::BillingGracePeriod {
         if let Some(grace) = state.grace_period_expires_date {
-            if past(grace, tolerances.grace_period_overrun) {
+            if past(since(grace), tolerances.grace_period_overrun) {
                 findings.push(finding(
                     FindingKind::GracePeriodOverrun,
                     format!("gracePeriodExpiresDate {grace} passed; no GRACE_PERIOD_EXPIRED, DID_RENEW or EXPIRED"),
@@ -146,4 +162,59 @@ pub fn check_item(item: &ItemKey, state: &State, at: i64, tolerances: &Tolerance
         }
     }
     findings
+}
+
+/// When Apple's next word about a subscription is due, so that support can
+/// answer "why no EXPIRED yet": the end of a refunded period, the renewal
+/// outcome at `expiresDate`, the end of a billing grace period. None when
+/// nothing more is expected (expired, revoked, or in billing retry, whose
+/// end Apple does not announce).
+pub fn next_expected_event_date(item: &ItemKey, state: &State) -> Option<i64> {
+    let ItemKey::Subscription(_) = item else {
+        return None;
+    };
+    if current_period_revoked(state) {
+        let refunded = state.last_refund_signed_date?;
+        if state
+            .last_expired_signed_date
+            .is_some_and(|e| e >= refunded)
+        {
+            return None;
+        }
+        let end = state.transaction_expires_date?;
+        return match state.apple_status_date {
+            Some(confirmed) if confirmed >= end => None,
+            _ => Some(end),
+        };
+    }
+    match state.status {
+        Status::Active => state.expires_date(),
+        Status::BillingGracePeriod => state.grace_period_expires_date,
+        _ => None,
+    }
+}
+
+/// How an answer from Apple settled a finding.
+pub const CONFIRMED_BY_APPLE: &str = "CONFIRMED_BY_APPLE";
+pub const CORRECTED_FROM_APPLE: &str = "CORRECTED_FROM_APPLE";
+
+/// `CONFIRMED_BY_APPLE` when Apple's answer left what the ledger says about
+/// entitlement as it was, `CORRECTED_FROM_APPLE` when it changed it.
+pub fn resolution(before: Option<&State>, after: Option<&State>) -> &'static str {
+    let answer = |s: &State| {
+        (
+            s.status,
+            s.expires_date(),
+            s.current_transaction_id.clone(),
+            s.current_revocation_date(),
+            s.auto_renew_status,
+            s.grace_period_expires_date,
+            s.product_id.clone(),
+        )
+    };
+    if before.map(answer) == after.map(answer) {
+        CONFIRMED_BY_APPLE
+    } else {
+        CORRECTED_FROM_APPLE
+    }
 }

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
-use super::views::{self, ExpirationView, FindingView, HistoryView, RefundView};
+use super::views::{self, EvidenceView, ExpirationView, FindingView, HistoryView, RefundView};
 use super::{ApiError, AppState};
 use crate::ledger::{ItemKey, State as LedgerState};
 use crate::model::Timestamp;
@@ -155,6 +155,10 @@ fn subscription_json(item: &LedgerItem, at: i64) -> Value {
         "refundDeclinedDate": s.refund_declined_date,
         "lastSignedDate": s.last_signed_date,
         "transactionId": s.current_transaction_id,
+        // When Apple's next word is due (e.g. the EXPIRED after a refund
+        // comes when the refunded period ends), and Apple's last status answer.
+        "nextExpectedEventDate": crate::check::next_expected_event_date(&item.item, s),
+        "appleStatusDate": s.apple_status_date,
     })
 }
 
@@ -198,6 +202,7 @@ pub(super) async fn history(
         "notifications": views::all::<_, HistoryView>(&history.notifications),
         "refunds": views::all::<_, RefundView>(&history.refunds),
         "expirations": views::all::<_, ExpirationView>(&history.expirations),
+        "appleAnswers": views::all::<_, EvidenceView>(&history.evidence),
     })))
 }
 

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::ledger::ExpirationRecord;
-use crate::store::{FindingEntry, HistoryEntry, RefundEntry};
+use crate::store::{EvidenceEntry, FindingEntry, HistoryEntry, RefundEntry};
 
 /// One notification of a subscription's history.
 #[derive(Serialize)]
@@ -20,6 +20,9 @@ pub(super) struct HistoryView<'a> {
     transaction_id: Option<&'a str>,
     /// The decoded transaction the notification carried.
     transaction: Option<&'a serde_json::Value>,
+    /// Apple's attempts to deliver it (from Notification History).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    send_attempts: Option<&'a serde_json::Value>,
 }
 
 impl<'a> From<&'a HistoryEntry> for HistoryView<'a> {
@@ -32,6 +35,31 @@ impl<'a> From<&'a HistoryEntry> for HistoryView<'a> {
             received_at: e.received_at,
             transaction_id: e.transaction_id.as_deref(),
             transaction: e.transaction.as_ref(),
+            send_attempts: e.send_attempts.as_ref(),
+        }
+    }
+}
+
+/// One of Apple's answers kept as evidence.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct EvidenceView<'a> {
+    evidence_id: &'a str,
+    /// `GET_ALL_SUBSCRIPTION_STATUSES` or `GET_TRANSACTION_HISTORY`.
+    source: &'a str,
+    transaction_id: Option<&'a str>,
+    signed_date: i64,
+    fetched_at: i64,
+}
+
+impl<'a> From<&'a EvidenceEntry> for EvidenceView<'a> {
+    fn from(e: &'a EvidenceEntry) -> Self {
+        EvidenceView {
+            evidence_id: &e.evidence_id,
+            source: &e.source,
+            transaction_id: e.transaction_id.as_deref(),
+            signed_date: e.signed_date,
+            fetched_at: e.fetched_at,
         }
     }
 }
@@ -126,6 +154,7 @@ pub(super) struct FindingView<'a> {
     first_seen: i64,
     last_seen: i64,
     resolved_at: Option<i64>,
+    resolution: Option<&'a str>,
 }
 
 impl<'a> From<&'a FindingEntry> for FindingView<'a> {
@@ -140,6 +169,7 @@ impl<'a> From<&'a FindingEntry> for FindingView<'a> {
             first_seen: f.first_seen,
             last_seen: f.last_seen,
             resolved_at: f.resolved_at,
+            resolution: f.resolution.as_deref(),
         }
     }
 }

@@ -33,26 +33,26 @@ fn kinds_for(findings: &[Value], subject: &str) -> Vec<String> {
 async fn refund_without_expiration_is_found_and_resolves_when_expired_arrives() {
     let app = TestApp::spawn().await;
     let (now, otid) = (now(), "c-refund");
-    let t1 = tx(
-        otid,
-        "c-refund-t1",
-        "annual",
-        now - 100 * DAY,
-        now + 265 * DAY,
-    );
-    Post::new(&app, "SUBSCRIBED", now - 100 * DAY)
+    // An annual plan whose refunded period ended three days ago.
+    let end = now - 3 * DAY;
+    let t1 = tx(otid, "c-refund-t1", "annual", end - 365 * DAY, end);
+    Post::new(&app, "SUBSCRIBED", end - 365 * DAY)
         .tx(t1.clone())
-        .renewal(renewal(otid, "annual", 1, now - 100 * DAY))
+        .renewal(renewal(otid, "annual", 1, end - 365 * DAY))
         .send()
         .await;
-    let refunded = now - 3 * DAY;
+    let refunded = end - 200 * DAY;
     Post::new(&app, "REFUND", refunded)
         .tx(revoked(t1.clone(), refunded - HOUR, "REFUND_FULL"))
         .send()
         .await;
 
-    // Within the 24 h tolerance: nothing yet.
-    assert_eq!(check(&app, refunded + 23 * HOUR), (Some(0), vec![]));
+    // Apple's next word comes when the refunded period ends, not after the
+    // refund: days and months after the refund, nothing is missing yet...
+    assert_eq!(check(&app, refunded + 2 * DAY), (Some(0), vec![]));
+    assert_eq!(check(&app, refunded + 150 * DAY), (Some(0), vec![]));
+    // ...nor within the 24 h tolerance after the period's end.
+    assert_eq!(check(&app, end + 23 * HOUR), (Some(0), vec![]));
     let (code, findings) = check(&app, now);
     assert_eq!(code, Some(3));
     assert_eq!(kinds_for(&findings, otid), ["REFUND_WITHOUT_EXPIRATION"]);
@@ -356,14 +356,9 @@ async fn serve_keeps_findings_and_resolves_them_by_itself() {
     )
     .await;
     let (now, otid) = (now(), "c-serve");
-    let t1 = tx(
-        otid,
-        "c-serve-t1",
-        "annual",
-        now - 100 * DAY,
-        now + 265 * DAY,
-    );
-    Post::new(&app, "SUBSCRIBED", now - 100 * DAY)
+    // Refunded three days ago; the refunded period ended yesterday.
+    let t1 = tx(otid, "c-serve-t1", "monthly", now - 31 * DAY, now - DAY);
+    Post::new(&app, "SUBSCRIBED", now - 31 * DAY)
         .tx(t1.clone())
         .send()
         .await;
