@@ -81,6 +81,18 @@ impl Ingest {
         !self.apps.is_empty()
     }
 
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    /// What a configured app's signed data must say.
+    pub fn expected(&self, bundle_id: &str) -> Option<&ExpectedIdentity> {
+        self.apps
+            .iter()
+            .find(|(id, _)| id == bundle_id)
+            .map(|(_, expected)| expected)
+    }
+
     /// Verifies `signed_payload` and every nested token at `at`, then checks it
     /// against the configured apps. An error means the payload is not genuine
     /// (or not a notification) and must not be stored.

@@ -1,6 +1,7 @@
 //! appstore-ledger: receives App Store Server Notifications V2, proves each one
 //! genuine, and keeps the truth about every customer's purchases.
 
+pub mod appstore_api;
 pub mod check;
 pub mod cli;
 pub mod config;
@@ -14,4 +15,5 @@ pub mod model;
 pub mod startup;
 pub mod stop;
 pub mod store;
+pub mod sync;
 pub mod telemetry;

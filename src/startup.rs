@@ -35,6 +35,9 @@ pub enum StartupError {
 
 pub struct Application {
     check: crate::config::CheckSettings,
+    appstore_api: Arc<crate::appstore_api::AppStoreApi>,
+    appstore_api_settings: crate::config::AppStoreApiSettings,
+    ingest: Arc<Ingest>,
     metrics: Arc<Metrics>,
     listener: std::net::TcpListener,
     local_addr: SocketAddr,
@@ -58,10 +61,15 @@ impl Application {
                 "no [[apps]] configured: every genuine notification will be quarantined"
             );
         }
+        let appstore_api = crate::appstore_api::AppStoreApi::from_settings(
+            &settings.apps,
+            crate::appstore_api::RetryPolicy::default(),
+        )?;
+        let ingest = Arc::new(ingest);
         let request_timeout = settings.request_timeout();
         let metrics = Arc::new(Metrics::default());
         let state = AppState {
-            ingest: Arc::new(ingest),
+            ingest: Arc::clone(&ingest),
             store: store.clone(),
             metrics: Arc::clone(&metrics),
             // Leave the handler time to answer 503 before the request times out.
@@ -77,6 +85,9 @@ impl Application {
         let local_addr = listener.local_addr().map_err(listen_error)?;
         Ok(Application {
             check: settings.check.clone(),
+            appstore_api: Arc::new(appstore_api),
+            appstore_api_settings: settings.appstore_api.clone(),
+            ingest,
             metrics,
             listener,
             local_addr,
@@ -123,6 +134,15 @@ impl Application {
             let _ = on_shutdown.send(true);
             stopper.graceful_shutdown(Some(grace));
         });
+        let workers: crate::stop::Stop = workers_stop.clone().into();
+        let syncs = crate::sync::spawn_periodic(
+            Arc::clone(&self.appstore_api),
+            Arc::clone(&self.ingest),
+            self.store.clone(),
+            &self.appstore_api_settings,
+            self.check.tolerance_minutes,
+            &workers,
+        );
         let checker = (self.check.interval_ms > 0).then(|| {
             crate::check::spawn_periodic(
                 self.store.clone(),
@@ -153,6 +173,13 @@ impl Application {
         let _ = stop_workers.send(true);
         if let Some(checker) = checker {
             let _ = checker.await;
+        }
+        // A call to Apple may be waiting out a 429: it gets the grace
+        // period, then is dropped (its transaction rolls back).
+        for mut sync in syncs {
+            if tokio::time::timeout(grace, &mut sync).await.is_err() {
+                sync.abort();
+            }
         }
         self.store.close().await;
         tracing::info!("stopped");

@@ -1,5 +1,6 @@
 //! The command line: `appstore-ledger <command>`.
 
+mod appstore;
 mod check;
 mod maintenance;
 mod progress;
@@ -15,6 +16,7 @@ use crate::config::Settings;
 use crate::startup::Application;
 use crate::telemetry;
 
+pub use appstore::{ApiCheckArgs, BackfillArgs, ReconcileArgs};
 pub use check::{CheckArgs, EXIT_FINDINGS};
 pub use verify::{verify, At, KindArg, VerifyArgs};
 
@@ -48,6 +50,12 @@ pub enum Command {
     Rebuild(RebuildArgs),
     /// Find what Apple should have told us and did not.
     Check(CheckArgs),
+    /// Store what Apple's Notification History holds and the webhook missed.
+    Backfill(BackfillArgs),
+    /// Ask Apple how subscriptions stand and settle the findings it answers.
+    Reconcile(ReconcileArgs),
+    /// Check the App Store Server API and notification wiring end to end.
+    ApiCheck(ApiCheckArgs),
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +112,27 @@ where
             with_runtime(maintenance::reprocess_quarantined, args.config.as_deref())
         }
         Command::Rebuild(args) => with_runtime(maintenance::rebuild, args.config.as_deref()),
+        Command::Backfill(args) => {
+            let config = args.config.clone();
+            with_runtime(
+                move |settings| appstore::backfill(settings, args),
+                config.as_deref(),
+            )
+        }
+        Command::Reconcile(args) => {
+            let config = args.config.clone();
+            with_runtime(
+                move |settings| appstore::reconcile(settings, args),
+                config.as_deref(),
+            )
+        }
+        Command::ApiCheck(args) => {
+            let config = args.config.clone();
+            with_runtime(
+                move |settings| appstore::api_check(settings, args),
+                config.as_deref(),
+            )
+        }
         Command::Check(args) => {
             let (at, json) = (args.at, args.json);
             with_runtime(

@@ -50,6 +50,22 @@ impl Progress {
         }
     }
 
+    /// `done` so far, of a total not known in advance.
+    pub(super) fn count(&mut self, done: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_length(done);
+            bar.set_position(done);
+            return;
+        }
+        if self
+            .last_line
+            .is_none_or(|last| last.elapsed() >= Duration::from_secs(1))
+        {
+            self.last_line = Some(Instant::now());
+            eprintln!("{}: {done} {}", self.label, self.unit);
+        }
+    }
+
     pub(super) fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish();

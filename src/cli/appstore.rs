@@ -1,0 +1,268 @@
+//! Commands that ask Apple: `backfill`, `reconcile` and `api-check`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{ArgGroup, Args};
+
+use super::progress::Progress;
+use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::appstore_api::{AppStoreApi, Client, RetryPolicy};
+use crate::config::Settings;
+use crate::ingest::Ingest;
+use crate::jws::Verifier;
+use crate::model::{Environment, Timestamp};
+use crate::stop::Stop;
+use crate::store::Store;
+use crate::sync::{self, BackfillWindow};
+
+/// A moment: milliseconds since the epoch, or RFC 3339.
+fn moment(text: &str) -> Result<i64, String> {
+    text.parse::<i64>()
+        .ok()
+        .or_else(|| Timestamp::parse_rfc3339(text).map(Timestamp::as_millis))
+        .ok_or_else(|| format!("{text:?} is neither milliseconds nor an RFC 3339 time"))
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[arg(long, value_name = "BUNDLE_ID")]
+    pub bundle_id: String,
+    /// Production or Sandbox.
+    #[arg(long)]
+    pub environment: String,
+    /// From (inclusive): milliseconds or RFC 3339. Apple keeps 180 days.
+    #[arg(long, value_parser = moment)]
+    pub since: i64,
+    /// Until (exclusive); now when left out.
+    #[arg(long, value_parser = moment)]
+    pub until: Option<i64>,
+    /// Only the notifications Apple failed to deliver to us.
+    #[arg(long)]
+    pub only_failures: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("which").required(true).args(["original_transaction_id", "open_findings"])))]
+pub struct ReconcileArgs {
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// One subscription.
+    #[arg(long, value_name = "ID")]
+    pub original_transaction_id: Option<String>,
+    /// Every subscription with an open finding Apple's answer can settle.
+    #[arg(long)]
+    pub open_findings: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApiCheckArgs {
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[arg(long, value_name = "BUNDLE_ID")]
+    pub bundle_id: String,
+    /// Production or Sandbox.
+    #[arg(long)]
+    pub environment: String,
+    /// How long to wait for the test notification to arrive.
+    #[arg(long, default_value_t = 60)]
+    pub wait_seconds: u64,
+}
+
+/// What the commands share: the clients, the webhook's verifier, the store.
+struct Context {
+    api: Arc<AppStoreApi>,
+    ingest: Ingest,
+    store: Store,
+}
+
+async fn context(settings: &Settings) -> Result<Context, (u8, String)> {
+    let usage = |e: String| (EXIT_USAGE, e);
+    let anchors = settings.trust_anchors().map_err(|e| usage(e.to_string()))?;
+    let api = AppStoreApi::from_settings(&settings.apps, RetryPolicy::default())
+        .map_err(|e| usage(e.to_string()))?;
+    if api.is_empty() {
+        return Err(usage(
+            "no app has [apps.api]: configure the App Store Server API key first".into(),
+        ));
+    }
+    let store = Store::connect(&settings.database)
+        .await
+        .map_err(|e| (EXIT_FAILED, e.chain()))?;
+    Ok(Context {
+        api: Arc::new(api),
+        ingest: Ingest::new(Verifier::new(anchors), &settings.apps),
+        store,
+    })
+}
+
+/// The client of the app and environment asked for, or a usage error.
+async fn client<'a>(cx: &'a Context, bundle_id: &str, environment: &str) -> Result<&'a Client, u8> {
+    let environment = Environment::from_raw(environment);
+    match cx.api.client(bundle_id, &environment) {
+        Some(client) => Ok(client),
+        None => {
+            eprintln!("error: no [apps.api] for {bundle_id} in {environment}: configure the app with this environment and an API key");
+            cx.store.close().await;
+            Err(EXIT_USAGE)
+        }
+    }
+}
+
+macro_rules! prepared {
+    ($settings:expr) => {
+        match context(&$settings).await {
+            Ok(context) => context,
+            Err((code, e)) => {
+                eprintln!("error: {e}");
+                return code;
+            }
+        }
+    };
+}
+
+/// `backfill`: last line `fetched N, stored S, duplicates D, rejected R`;
+/// exit 0 when every page was read.
+pub(super) async fn backfill(settings: Settings, args: BackfillArgs) -> u8 {
+    let cx = prepared!(settings);
+    let client = match client(&cx, &args.bundle_id, &args.environment).await {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    let window = BackfillWindow {
+        since: args.since,
+        until: args.until,
+        only_failures: args.only_failures,
+    };
+    let mut progress = Progress::new("backfill", "notifications");
+    let outcome = sync::backfill(
+        client,
+        &cx.ingest,
+        &cx.store,
+        &window,
+        |report| progress.count(report.fetched.unsigned_abs()),
+        &Stop::on_ctrl_c(),
+    )
+    .await;
+    progress.finish();
+    cx.store.close().await;
+    match outcome {
+        Ok(report) => {
+            if !report.complete {
+                eprintln!("backfill interrupted: run the same command again to continue");
+            }
+            println!("{report}");
+            if report.complete {
+                EXIT_OK
+            } else {
+                EXIT_FAILED
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", e.code());
+            EXIT_FAILED
+        }
+    }
+}
+
+/// `reconcile`: one line per subscription, then a summary.
+pub(super) async fn reconcile(settings: Settings, args: ReconcileArgs) -> u8 {
+    let cx = prepared!(settings);
+    let tolerances = settings.check.tolerance_minutes;
+    let results = match &args.original_transaction_id {
+        Some(otid) => Ok(vec![sync::reconcile(
+            &cx.api,
+            &cx.ingest,
+            &cx.store,
+            otid,
+            &tolerances,
+        )
+        .await
+        .map_err(|e| (otid.clone(), e))]),
+        None => sync::reconcile_open_findings(&cx.api, &cx.ingest, &cx.store, &tolerances).await,
+    };
+    cx.store.close().await;
+    let results = match results {
+        Ok(results) => results,
+        Err(e) => {
+            eprintln!("error: {}: {e}", e.code());
+            return EXIT_FAILED;
+        }
+    };
+    let (mut resolved, mut failed) = (0usize, 0usize);
+    for result in &results {
+        match result {
+            Ok(r) => {
+                resolved += r.resolved.len();
+                let settled: Vec<String> = r
+                    .resolved
+                    .iter()
+                    .map(|(kind, how)| format!("{kind} {how}"))
+                    .collect();
+                println!(
+                    "{}: {} new answers from Apple; resolved [{}]; still open [{}]",
+                    r.original_transaction_id,
+                    r.evidence_stored,
+                    settled.join(", "),
+                    r.still_open.join(", ")
+                );
+            }
+            Err((otid, e)) => {
+                failed += 1;
+                eprintln!("{otid}: {}: {e}", e.code());
+            }
+        }
+    }
+    println!(
+        "reconciled {}, findings resolved {resolved}, failed {failed}",
+        results.len() - failed
+    );
+    if failed == 0 {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    }
+}
+
+/// `api-check`: exit 0 when the test notification arrived here.
+pub(super) async fn api_check(settings: Settings, args: ApiCheckArgs) -> u8 {
+    let cx = prepared!(settings);
+    let client = match client(&cx, &args.bundle_id, &args.environment).await {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    println!(
+        "asking Apple ({} {}) for a test notification...",
+        client.bundle_id(),
+        client.environment()
+    );
+    let outcome = sync::api_check(
+        client,
+        &cx.ingest,
+        &cx.store,
+        Duration::from_secs(args.wait_seconds),
+        Duration::from_secs(2).min(Duration::from_secs(args.wait_seconds.max(1))),
+    )
+    .await;
+    cx.store.close().await;
+    match outcome {
+        Ok(report) => {
+            println!("authenticated: key, issuer and bundle id accepted by Apple");
+            for line in report.diagnosis() {
+                println!("{line}");
+            }
+            if report.arrived {
+                EXIT_OK
+            } else {
+                EXIT_FAILED
+            }
+        }
+        Err(e) => {
+            println!("{}: {e}", e.code());
+            EXIT_FAILED
+        }
+    }
+}

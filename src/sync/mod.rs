@@ -1,0 +1,49 @@
+//! Asking Apple when it stays silent: backfill from Notification History,
+//! reconciliation from subscription statuses and transaction history, and
+//! an end-to-end check of the wiring. Everything Apple answers is verified
+//! by the webhook's verifier and stored through the webhook's path.
+
+mod api_check;
+mod backfill;
+mod reconcile;
+mod schedule;
+
+pub use api_check::{api_check, ApiCheckReport};
+pub use backfill::{backfill, BackfillReport, BackfillWindow};
+pub use reconcile::{reconcile, reconcile_open_findings, Reconciled};
+pub use schedule::spawn_periodic;
+
+use crate::appstore_api;
+use crate::jws::VerifyError;
+use crate::store::StoreError;
+
+/// What can stop a sync job.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Apple(#[from] appstore_api::Error),
+    #[error("database: {}", .0.chain())]
+    Store(#[from] StoreError),
+    #[error("Apple's answer does not verify: {0}")]
+    Verification(#[from] VerifyError),
+    #[error("no [apps.api] configured for {bundle_id} in {environment}")]
+    NotConfigured {
+        bundle_id: String,
+        environment: String,
+    },
+    #[error("subscription {0} is unknown here and in every configured app and environment")]
+    UnknownSubscription(String),
+}
+
+impl SyncError {
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SyncError::Apple(e) => e.code(),
+            SyncError::Store(_) => "DATABASE_UNAVAILABLE",
+            SyncError::Verification(e) => e.code(),
+            SyncError::NotConfigured { .. } => "API_NOT_CONFIGURED",
+            SyncError::UnknownSubscription(_) => "UNKNOWN_SUBSCRIPTION",
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! Reconciliation: ask Apple how a subscription stands (Get All Subscription
+//! Statuses, and Transaction History for renewals the ledger never saw),
+//! keep the verified answer as evidence, fold it by its signedDate, and
+//! settle the findings it answers.
+
+use ring::digest::{digest, SHA256};
+use serde_json::json;
+
+use super::SyncError;
+use crate::appstore_api::{AppStoreApi, Client, Error as ApiError};
+use crate::check::{check_item, resolution, Tolerances};
+use crate::finding::FindingKind;
+use crate::ingest::Ingest;
+use crate::jws::unverified_signed_date;
+use crate::ledger::{sources, Event, EventData, ItemKey, RenewalFacts, State, TransactionFacts};
+use crate::model::{Environment, NotificationType, Timestamp};
+use crate::store::{FindingFilter, ItemQuery, NewEvidence, Store};
+
+/// What reconciling one subscription did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reconciled {
+    pub original_transaction_id: String,
+    /// Answers kept that were not kept before.
+    pub evidence_stored: u64,
+    /// Findings settled, with how (`CONFIRMED_BY_APPLE`, `CORRECTED_FROM_APPLE`).
+    pub resolved: Vec<(String, &'static str)>,
+    /// Findings Apple's answer did not settle.
+    pub still_open: Vec<String>,
+}
+
+/// The findings a status answer can settle: silences, and a refund whose
+/// notification never came.
+const ANSWERABLE: [FindingKind; 5] = [
+    FindingKind::RefundWithoutExpiration,
+    FindingKind::RenewalOutcomeOverdue,
+    FindingKind::ExpirationOverdue,
+    FindingKind::GracePeriodOverrun,
+    FindingKind::MissingRefundNotification,
+];
+
+/// Reconciles one subscription.
+pub async fn reconcile(
+    api: &AppStoreApi,
+    ingest: &Ingest,
+    store: &Store,
+    original_transaction_id: &str,
+    tolerances: &Tolerances,
+) -> Result<Reconciled, SyncError> {
+    let item = ItemKey::Subscription(original_transaction_id.to_owned());
+    let before = state_of(store, original_transaction_id).await?;
+    let clients = candidates(api, before.as_ref());
+    let mut answered = None;
+    for client in clients {
+        match ask(client, ingest, store, original_transaction_id).await {
+            Ok(evidence) => {
+                answered = Some(evidence);
+                break;
+            }
+            // Asked of the wrong environment: the next one may know it.
+            Err(SyncError::Apple(ApiError::TransactionNotFound { .. })) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    let Some(evidence) = answered else {
+        return Err(SyncError::UnknownSubscription(
+            original_transaction_id.to_owned(),
+        ));
+    };
+    let folded_at = Timestamp::now().as_millis();
+    let evidence_stored = store.record_evidence(&evidence).await?;
+    let after = state_of(store, original_transaction_id).await?;
+    let how = resolution(before.as_ref(), after.as_ref());
+
+    let now = Timestamp::now().as_millis();
+    let current = after
+        .as_ref()
+        .map(|state| check_item(&item, state, now, tolerances))
+        .unwrap_or_default();
+    let open: Vec<(String, String)> = store
+        .open_finding_keys()
+        .await?
+        .into_iter()
+        .filter(|(_, subject)| subject == original_transaction_id)
+        .collect();
+    let settled = crate::check::vanished(&open, &current);
+    store.resolve_findings(&settled, now, Some(how)).await?;
+    store
+        .attribute_resolution(original_transaction_id, folded_at, how)
+        .await?;
+    let still_open: Vec<String> = current.iter().map(|f| f.kind.code().to_owned()).collect();
+    store.upsert_findings(&current, now).await?;
+    Ok(Reconciled {
+        original_transaction_id: original_transaction_id.to_owned(),
+        evidence_stored,
+        resolved: settled.into_iter().map(|(kind, _)| (kind, how)).collect(),
+        still_open,
+    })
+}
+
+/// Reconciles every subscription with an open finding Apple's answer can
+/// settle. Returns what each gave; one failure does not stop the others.
+pub async fn reconcile_open_findings(
+    api: &AppStoreApi,
+    ingest: &Ingest,
+    store: &Store,
+    tolerances: &Tolerances,
+) -> Result<Vec<Result<Reconciled, (String, SyncError)>>, SyncError> {
+    let open = store
+        .findings(&FindingFilter {
+            open: Some(true),
+            limit: i64::MAX,
+            ..FindingFilter::default()
+        })
+        .await?;
+    let mut subjects: Vec<String> = open
+        .into_iter()
+        .filter(|f| FindingKind::from_code(&f.kind).is_some_and(|kind| ANSWERABLE.contains(&kind)))
+        .filter_map(|f| f.original_transaction_id)
+        .collect();
+    subjects.sort();
+    subjects.dedup();
+    let mut results = Vec::with_capacity(subjects.len());
+    for otid in subjects {
+        results.push(
+            reconcile(api, ingest, store, &otid, tolerances)
+                .await
+                .map_err(|e| (otid, e)),
+        );
+    }
+    Ok(results)
+}
+
+async fn state_of(
+    store: &Store,
+    original_transaction_id: &str,
+) -> Result<Option<State>, SyncError> {
+    Ok(store
+        .ledger_items(&ItemQuery::Subscription(original_transaction_id.to_owned()))
+        .await?
+        .into_iter()
+        .next()
+        .map(|item| item.state))
+}
+
+/// The clients to ask: the subscription's own app and environment when the
+/// ledger knows them, else every configured one (Production first).
+fn candidates<'a>(api: &'a AppStoreApi, state: Option<&State>) -> Vec<&'a Client> {
+    if let Some(state) = state {
+        if let (Some(bundle), Some(environment)) = (&state.bundle_id, &state.environment) {
+            if let Some(client) = api.client(bundle, &Environment::from_raw(environment)) {
+                return vec![client];
+            }
+        }
+    }
+    let mut clients: Vec<&Client> = api.clients().collect();
+    clients.sort_by_key(|c| *c.environment() != Environment::Production);
+    clients
+}
+
+/// Transaction History (transactions the ledger never saw), then the
+/// subscription statuses, all verified, as evidence.
+async fn ask(
+    client: &Client,
+    ingest: &Ingest,
+    store: &Store,
+    original_transaction_id: &str,
+) -> Result<Vec<NewEvidence>, SyncError> {
+    let expected = ingest
+        .expected(client.bundle_id())
+        .cloned()
+        .ok_or_else(|| SyncError::NotConfigured {
+            bundle_id: client.bundle_id().to_owned(),
+            environment: client.environment().as_str().to_owned(),
+        })?;
+    let verifier = ingest.verifier();
+    let fetched_at = Timestamp::now().as_millis();
+    let mut evidence = Vec::new();
+
+    let mut revision: Option<String> = None;
+    loop {
+        let page = client
+            .transaction_history(original_transaction_id, revision.as_deref())
+            .await?;
+        let mut transactions = Vec::new();
+        for token in &page.signed_transactions {
+            let at = unverified_signed_date(token)?;
+            let t = verifier.verify_transaction(token, &expected, at)?;
+            transactions.push((token, t));
+        }
+        let ids: Vec<String> = transactions
+            .iter()
+            .filter_map(|(_, t)| t.transaction_id.clone())
+            .collect();
+        let known = store.known_transaction_ids(&ids).await?;
+        for (token, t) in transactions {
+            if t.transaction_id
+                .as_ref()
+                .is_some_and(|id| known.contains(id))
+            {
+                continue;
+            }
+            let facts = TransactionFacts::from_decoded(&t);
+            evidence.push(new_evidence(
+                sources::TRANSACTION_HISTORY,
+                &json!({ "signedTransactionInfo": token }),
+                None,
+                Some(facts),
+                None,
+                &expected_environment(client),
+                client.bundle_id(),
+                fetched_at,
+            ));
+        }
+        if !page.has_more || page.revision.is_none() || page.revision == revision {
+            break;
+        }
+        revision = page.revision;
+    }
+
+    let statuses = client
+        .all_subscription_statuses(original_transaction_id)
+        .await?;
+    for group in &statuses.data {
+        for last in &group.last_transactions {
+            let transaction = match &last.signed_transaction_info {
+                Some(token) => {
+                    let at = unverified_signed_date(token)?;
+                    Some(verifier.verify_transaction(token, &expected, at)?)
+                }
+                None => None,
+            };
+            let renewal = match &last.signed_renewal_info {
+                Some(token) => {
+                    let at = unverified_signed_date(token)?;
+                    Some(verifier.verify_renewal_info(token, &expected, at)?)
+                }
+                None => None,
+            };
+            if transaction.is_none() && renewal.is_none() {
+                continue;
+            }
+            evidence.push(new_evidence(
+                sources::SUBSCRIPTION_STATUS,
+                &json!({
+                    "status": last.status,
+                    "signedTransactionInfo": last.signed_transaction_info,
+                    "signedRenewalInfo": last.signed_renewal_info,
+                }),
+                last.status,
+                transaction.as_ref().map(TransactionFacts::from_decoded),
+                renewal.as_ref().map(RenewalFacts::from_decoded),
+                &expected_environment(client),
+                client.bundle_id(),
+                fetched_at,
+            ));
+        }
+    }
+    Ok(evidence)
+}
+
+fn expected_environment(client: &Client) -> String {
+    client.environment().as_str().to_owned()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn new_evidence(
+    source: &'static str,
+    signed_data: &serde_json::Value,
+    status: Option<crate::model::SubscriptionStatus>,
+    transaction: Option<TransactionFacts>,
+    renewal: Option<RenewalFacts>,
+    environment: &str,
+    bundle_id: &str,
+    fetched_at: i64,
+) -> NewEvidence {
+    let signed_data = signed_data.to_string();
+    let hash = digest(&SHA256, signed_data.as_bytes());
+    let hex: String = hash
+        .as_ref()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let evidence_id = format!("{source}:{hex}");
+    // Signed when Apple answered: the newest of the tokens' own dates.
+    let signed_date = transaction
+        .as_ref()
+        .and_then(|t| t.signed_date)
+        .max(renewal.as_ref().and_then(|r| r.signed_date))
+        .unwrap_or(fetched_at);
+    let original_transaction_id = transaction
+        .as_ref()
+        .and_then(|t| t.original_transaction_id.clone())
+        .or_else(|| {
+            renewal
+                .as_ref()
+                .and_then(|r| r.original_transaction_id.clone())
+        });
+    let transaction_id = transaction.as_ref().and_then(|t| t.transaction_id.clone());
+    NewEvidence {
+        evidence_id: evidence_id.clone(),
+        source,
+        original_transaction_id,
+        transaction_id,
+        signed_date,
+        fetched_at,
+        bundle_id: Some(bundle_id.to_owned()),
+        environment: Some(environment.to_owned()),
+        signed_data,
+        event: Event {
+            notification_uuid: evidence_id,
+            notification_type: NotificationType::from_raw(source),
+            subtype: None,
+            signed_date: Some(signed_date),
+            data: Some(EventData {
+                bundle_id: Some(bundle_id.to_owned()),
+                environment: Some(environment.to_owned()),
+                status,
+                signed_transaction_info: transaction,
+                signed_renewal_info: renewal,
+            }),
+        },
+    }
+}
