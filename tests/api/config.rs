@@ -87,3 +87,51 @@ fn apps_can_be_given_in_the_environment() {
         "{err}"
     );
 }
+
+/// An App Store Server API key is checked at start-up; the error names the
+/// key and never prints the secret.
+#[test]
+fn a_wrong_api_key_stops_start_up_naming_the_key_not_the_secret() {
+    let app = "[[apps]]\nbundle_id = \"a\"\nenvironments = [\"Sandbox\"]\n[apps.api]\n";
+    let good_ids =
+        "issuer_id = \"57246542-96fe-1a63-e053-0824d011072a\"\nkey_id = \"2X9R4HXF34\"\n";
+    let sec1 = "-----BEGIN EC PRIVATE KEY-----\nc2VjcmV0LXNlY3JldA==\n-----END EC PRIVATE KEY-----";
+    let p8 = crate::fake_apple::p8_pem();
+    let garbage = "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LXNlY3JldA==\n-----END PRIVATE KEY-----";
+    let cases = [
+        (format!("{app}{good_ids}private_key = \"\"\"{sec1}\"\"\"\n"), "apps[0].api.private_key", "SEC1"),
+        (format!("{app}{good_ids}private_key = \"\"\"{garbage}\"\"\"\n"), "apps[0].api.private_key", "P-256"),
+        (format!("{app}{good_ids}private_key = \"not pem\"\n"), "apps[0].api.private_key", "PEM"),
+        (format!("{app}{good_ids}private_key_file = \"missing.p8\"\n"), "apps[0].api.private_key_file", "missing.p8"),
+        (format!("{app}{good_ids}"), "apps[0].api.private_key_file", "exactly one"),
+        (
+            format!("{app}issuer_id = \"nope\"\nkey_id = \"2X9R4HXF34\"\nprivate_key = \"x\"\n"),
+            "apps[0].api.issuer_id",
+            "UUID",
+        ),
+        (
+            format!("{app}issuer_id = \"57246542-96fe-1a63-e053-0824d011072a\"\nkey_id = \"abc\"\nprivate_key = \"x\"\n"),
+            "apps[0].api.key_id",
+            "ten",
+        ),
+        (
+            format!("{app}{good_ids}private_key = \"\"\"{p8}\"\"\"\nproduction_url = \"http://example.com\"\n"),
+            "apps[0].api.production_url",
+            "loopback",
+        ),
+        (
+            format!("{app}{good_ids}private_key = \"\"\"{p8}\"\"\"\nmax_requests_per_second = 0\n"),
+            "apps[0].api.max_requests_per_second",
+            "positive",
+        ),
+    ];
+    for (text, key, why) in cases {
+        let (code, err) = serve(Some(&text), &[]);
+        assert_eq!(code, Some(2), "{text}\n{err}");
+        assert!(
+            err.contains(key) && err.contains(why),
+            "{key} / {why}: {err}"
+        );
+        assert!(!err.contains("c2VjcmV0"), "the secret was printed: {err}");
+    }
+}

@@ -49,6 +49,7 @@ pub(crate) struct Post<'a> {
     status: Option<i64>,
     transaction: Option<Value>,
     renewal: Option<Value>,
+    uuid: Option<String>,
 }
 
 impl<'a> Post<'a> {
@@ -61,7 +62,12 @@ impl<'a> Post<'a> {
             status: None,
             transaction: None,
             renewal: None,
+            uuid: None,
         }
+    }
+    pub(crate) fn uuid(mut self, uuid: &str) -> Self {
+        self.uuid = Some(uuid.to_owned());
+        self
     }
     pub(crate) fn subtype(mut self, subtype: &'a str) -> Self {
         self.subtype = Some(subtype);
@@ -93,7 +99,8 @@ impl<'a> Post<'a> {
             data["status"] = json!(status);
         }
         let mut payload = json!({
-            "notificationType": self.notification_type, "notificationUUID": uuid(),
+            "notificationType": self.notification_type,
+            "notificationUUID": self.uuid.clone().unwrap_or_else(uuid),
             "data": data, "version": "2.0", "signedDate": self.signed,
         });
         if let Some(subtype) = self.subtype {

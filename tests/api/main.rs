@@ -14,10 +14,12 @@ mod common;
 
 mod helpers;
 
+mod appstore;
 mod check;
 mod config;
 mod crash;
 mod effects;
+mod fake_apple;
 mod health;
 mod https;
 mod ledger;

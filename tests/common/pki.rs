@@ -76,6 +76,7 @@ impl Default for ChainSpec {
     }
 }
 
+#[derive(Clone)]
 pub struct TestPki {
     pub root_der: Vec<u8>,
     pub intermediate_der: Vec<u8>,
