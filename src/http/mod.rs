@@ -53,10 +53,6 @@ pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration)
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             query::require_token,
-        ))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            time_query,
         ));
     Router::new()
         .merge(queries)
@@ -97,23 +93,6 @@ pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration)
                     request_timeout,
                 )),
         )
-}
-
-/// Observes the query API's answer time, by matched route.
-async fn time_query(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_default();
-    let started = std::time::Instant::now();
-    let response = next.run(request).await;
-    state.metrics.query(&route, started.elapsed());
-    response
 }
 
 async fn not_found() -> ApiError {
