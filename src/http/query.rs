@@ -36,7 +36,9 @@ pub(super) async fn require_token(
         .get::<axum::extract::MatchedPath>()
         .cloned();
     let response = authorized(&state, request, next).await;
-    let route = route.as_ref().map_or("", axum::extract::MatchedPath::as_str);
+    let route = route
+        .as_ref()
+        .map_or("", axum::extract::MatchedPath::as_str);
     state.metrics.query(route, started.elapsed());
     response
 }

@@ -20,6 +20,8 @@ pub(super) struct StoredPayload {
     pub(super) original_transaction_id: Option<String>,
     /// The decoded notification as stored at ingest.
     pub(super) payload: String,
+    /// Kept as unfolded by an earlier fold: to forget if it folds now.
+    pub(super) was_unfolded: bool,
 }
 
 /// A notification kept but not folded: its stored payload does not read as a
@@ -88,7 +90,8 @@ pub(super) trait LedgerTx {
         &mut self,
         expirations: &[ExpirationRow<'_>],
     ) -> Result<(), sqlx::Error>;
-    /// Forgets `folded` as unfolded and keeps `unfolded`.
+    /// Forgets `folded` as unfolded and keeps `unfolded` (called only when
+    /// one of them is not empty).
     async fn note_unfolded(
         &mut self,
         folded: &[String],
@@ -194,12 +197,14 @@ async fn read_events(
     stored: Vec<StoredPayload>,
 ) -> Result<Vec<Event>, sqlx::Error> {
     let mut events = Vec::with_capacity(stored.len());
-    let mut folded = Vec::with_capacity(stored.len());
+    let mut folded = Vec::new();
     let mut unfolded = Vec::new();
     for s in stored {
         match Event::parse(&s.payload) {
             Ok(event) => {
-                folded.push(s.notification_uuid);
+                if s.was_unfolded {
+                    folded.push(s.notification_uuid);
+                }
                 events.push(event);
             }
             Err(error) => {
@@ -213,7 +218,10 @@ async fn read_events(
             }
         }
     }
-    tx.note_unfolded(&folded, &unfolded).await?;
+    // Nearly always nothing to note: then no statement at all.
+    if !folded.is_empty() || !unfolded.is_empty() {
+        tx.note_unfolded(&folded, &unfolded).await?;
+    }
     Ok(events)
 }
 

@@ -93,11 +93,15 @@ pub async fn api_check(
         report.send_attempts = status.send_attempts;
         if let Some(signed_payload) = &status.signed_payload {
             let at = unverified_signed_date(signed_payload)?;
-            let verified = ingest.verifier().verify_notification(
-                signed_payload,
-                &ExpectedIdentity::any(),
-                at,
-            )?;
+            // The app's own identity: a test notification of another app
+            // or environment is not ours.
+            let expected = ingest
+                .expected(client.bundle_id())
+                .cloned()
+                .unwrap_or_else(ExpectedIdentity::any);
+            let verified = ingest
+                .verifier()
+                .verify_notification(signed_payload, &expected, at)?;
             report.arrived = store.has_notification(&verified.notification_uuid).await?;
             report.notification_uuid = Some(verified.notification_uuid);
         }

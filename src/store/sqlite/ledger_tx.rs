@@ -24,16 +24,41 @@ const INSERT_QUARANTINED: &str = "INSERT INTO quarantined_notifications (notific
 /// under SQLite's 32,766 bound parameters.
 const ROWS_PER_STATEMENT: usize = 500;
 
-fn stored_payloads(rows: Vec<(String, Option<String>, String)>) -> Vec<StoredPayload> {
+fn stored_payloads(rows: Vec<(String, Option<String>, String, bool)>) -> Vec<StoredPayload> {
     rows.into_iter()
         .map(
-            |(notification_uuid, original_transaction_id, payload)| StoredPayload {
+            |(notification_uuid, original_transaction_id, payload, was_unfolded)| StoredPayload {
                 notification_uuid,
                 original_transaction_id,
                 payload,
+                was_unfolded,
             },
         )
         .collect()
+}
+
+/// What the fold reads of notifications and of Apple's answers, with
+/// whether an earlier fold kept each as unfolded (one statement, no second
+/// look at unfolded_notifications).
+macro_rules! stored_where {
+    ($condition:literal) => {
+        concat!(
+            "SELECT n.notification_uuid, n.original_transaction_id, n.payload, u.id IS NOT NULL
+             FROM notifications n
+             LEFT JOIN (SELECT notification_uuid AS id FROM unfolded_notifications) u
+                 ON u.id = n.notification_uuid
+             WHERE ",
+            $condition,
+            "
+             UNION ALL
+             SELECT e.evidence_id, e.original_transaction_id, e.payload, u.id IS NOT NULL
+             FROM apple_evidence e
+             LEFT JOIN (SELECT notification_uuid AS id FROM unfolded_notifications) u
+                 ON u.id = e.evidence_id
+             WHERE ",
+            $condition
+        )
+    };
 }
 
 impl LedgerTx for SqliteConnection {
@@ -144,20 +169,8 @@ impl LedgerTx for SqliteConnection {
         item: &ItemKey,
     ) -> Result<Vec<StoredPayload>, sqlx::Error> {
         let sql = match item {
-            ItemKey::Subscription(_) => {
-                "SELECT notification_uuid, original_transaction_id, payload FROM notifications
-                 WHERE original_transaction_id = ?1
-                 UNION ALL
-                 SELECT evidence_id, original_transaction_id, payload FROM apple_evidence
-                 WHERE original_transaction_id = ?1"
-            }
-            ItemKey::Purchase(_) => {
-                "SELECT notification_uuid, original_transaction_id, payload FROM notifications
-                 WHERE transaction_id = ?1
-                 UNION ALL
-                 SELECT evidence_id, original_transaction_id, payload FROM apple_evidence
-                 WHERE transaction_id = ?1"
-            }
+            ItemKey::Subscription(_) => stored_where!("original_transaction_id = ?1"),
+            ItemKey::Purchase(_) => stored_where!("transaction_id = ?1"),
         };
         let rows = sqlx::query_as(sql)
             .bind(item.id())
@@ -325,18 +338,11 @@ impl LedgerTx for SqliteConnection {
         folded: &[String],
         unfolded: &[Unfolded],
     ) -> Result<(), sqlx::Error> {
-        // Nearly always empty: one cheap statement when there is something
-        // to forget, none otherwise.
-        let known: i64 = sqlx::query_scalar("SELECT count(*) FROM unfolded_notifications")
-            .fetch_one(&mut *self)
-            .await?;
-        if known > 0 {
-            for uuid in folded {
-                sqlx::query("DELETE FROM unfolded_notifications WHERE notification_uuid = ?1")
-                    .bind(uuid)
-                    .execute(&mut *self)
-                    .await?;
-            }
+        for uuid in folded {
+            sqlx::query("DELETE FROM unfolded_notifications WHERE notification_uuid = ?1")
+                .bind(uuid)
+                .execute(&mut *self)
+                .await?;
         }
         for u in unfolded {
             sqlx::query(
@@ -409,13 +415,9 @@ impl LedgerTx for SqliteConnection {
         after: &str,
         through: &str,
     ) -> Result<Vec<StoredPayload>, sqlx::Error> {
-        let rows = sqlx::query_as(
-            "SELECT notification_uuid, original_transaction_id, payload FROM notifications
-             WHERE original_transaction_id > ?1 AND original_transaction_id <= ?2
-             UNION ALL
-             SELECT evidence_id, original_transaction_id, payload FROM apple_evidence
-             WHERE original_transaction_id > ?1 AND original_transaction_id <= ?2",
-        )
+        let rows = sqlx::query_as(stored_where!(
+            "original_transaction_id > ?1 AND original_transaction_id <= ?2"
+        ))
         .bind(after)
         .bind(through)
         .fetch_all(&mut *self)
