@@ -1,0 +1,222 @@
+//! Reconciliation: Apple's answer settles or corrects what the ledger says.
+
+use super::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refunded_annual_plan_is_no_finding_before_its_period_ends_and_reconcile_settles_it() {
+    let fake = FakeApple::start().await;
+    let app = app(&fake).await;
+    let otid = "7400";
+    let purchase = now() - 400 * DAY;
+    let expires = purchase + 365 * DAY; // 35 days ago
+    let annual = tx(otid, "740001", "annual", purchase, expires);
+    Post::new(&app, "SUBSCRIBED", purchase)
+        .subtype("INITIAL_BUY")
+        .status(1)
+        .tx(annual.clone())
+        .renewal(renewal(otid, "annual", 1, purchase))
+        .send()
+        .await;
+    let refunded = purchase + 30 * DAY;
+    let refunded_tx = revoked(annual.clone(), refunded, "REFUND_FULL");
+    Post::new(&app, "REFUND", refunded)
+        .status(5)
+        .tx(refunded_tx.clone())
+        .renewal(renewal(otid, "annual", 0, refunded))
+        .send()
+        .await;
+
+    // Months after the refund, before the refunded period ends: Apple owes nothing yet.
+    assert!(check_and_keep(&app, expires - DAY).await.is_empty());
+    let answer = subscription(&app, otid).await;
+    assert_eq!(answer["nextExpectedEventDate"], expires, "{answer}");
+    // After it ended (and the tolerance), Apple's silence is a finding.
+    let findings = check_and_keep(&app, now()).await;
+    assert_eq!(findings, vec![format!("REFUND_WITHOUT_EXPIRATION {otid}")]);
+
+    // Apple confirms: revoked, auto-renew off.
+    fake.state().statuses.insert(
+        otid.into(),
+        status_answer(&app, otid, 5, &refunded_tx, &renewal(otid, "annual", 0, 0)),
+    );
+    fake.state()
+        .transactions
+        .insert(otid.into(), vec![app.pki.sign(&refunded_tx)]);
+    let run = cli(&app, &["reconcile", "--open-findings"]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("REFUND_WITHOUT_EXPIRATION CONFIRMED_BY_APPLE"),
+        "{}",
+        run.stdout
+    );
+    let (_, body) = app.api("/v1/inconsistencies?open=false").await;
+    let finding = &body["inconsistencies"][0];
+    assert_eq!(finding["resolution"], "CONFIRMED_BY_APPLE", "{body}");
+    assert!(finding["resolvedAt"].is_i64());
+    // Settled for good: the next check finds nothing, and nothing more is expected.
+    assert!(check_and_keep(&app, now()).await.is_empty());
+    assert!(subscription(&app, otid).await["nextExpectedEventDate"].is_null());
+    assert!(fake.state().refused_tokens.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_corrects_a_missed_renewal_from_transaction_history() {
+    let fake = FakeApple::start().await;
+    let app = app(&fake).await;
+    let otid = "7500";
+    let purchase = now() - 32 * DAY;
+    let first = tx(otid, "750001", "monthly", purchase, purchase + 30 * DAY);
+    Post::new(&app, "SUBSCRIBED", purchase)
+        .status(1)
+        .tx(first.clone())
+        .renewal(renewal(otid, "monthly", 1, purchase))
+        .send()
+        .await;
+    assert_eq!(
+        check_and_keep(&app, now()).await,
+        vec![format!("RENEWAL_OUTCOME_OVERDUE {otid}")]
+    );
+    assert_eq!(subscription(&app, otid).await["entitled"], false);
+
+    // The DID_RENEW push was lost; Apple knows the renewal.
+    let renewed_at = purchase + 30 * DAY;
+    let second = tx(otid, "750002", "monthly", renewed_at, renewed_at + 30 * DAY);
+    fake.state().transactions.insert(
+        otid.into(),
+        vec![app.pki.sign(&first), app.pki.sign(&second)],
+    );
+    fake.state().statuses.insert(
+        otid.into(),
+        status_answer(&app, otid, 1, &second, &renewal(otid, "monthly", 1, 0)),
+    );
+    let run = cli(&app, &["reconcile", "--original-transaction-id", otid]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("RENEWAL_OUTCOME_OVERDUE CORRECTED_FROM_APPLE"),
+        "{}",
+        run.stdout
+    );
+    let answer = subscription(&app, otid).await;
+    assert_eq!(answer["entitled"], true, "{answer}");
+    assert_eq!(answer["transactionId"], "750002");
+    assert_eq!(answer["expiresDate"], renewed_at + 30 * DAY);
+    let (_, history) = app.api(&format!("/v1/subscriptions/{otid}/history")).await;
+    assert_eq!(
+        history["appleAnswers"].as_array().unwrap().len(),
+        2,
+        "{history}"
+    );
+    // Only the transaction the ledger never saw was kept from the history.
+    assert_eq!(
+        rows(&app, "SELECT source FROM apple_evidence ORDER BY source").await,
+        vec!["GET_ALL_SUBSCRIPTION_STATUSES", "GET_TRANSACTION_HISTORY"]
+    );
+
+    // A later push still wins: it is ordered by signedDate, after Apple's answer.
+    Post::new(&app, "EXPIRED", now() + 1_000)
+        .subtype("VOLUNTARY")
+        .status(2)
+        .tx(second.clone())
+        .renewal(renewal(otid, "monthly", 0, now() + 1_000))
+        .send()
+        .await;
+    assert_eq!(subscription(&app, otid).await["status"], "EXPIRED");
+    // And rebuild gives the same ledger, evidence included.
+    let before = rows(
+        &app,
+        "SELECT kind || item_id || state FROM ledger_items ORDER BY 1",
+    )
+    .await;
+    assert_eq!(cli(&app, &["rebuild"]).await.code, Some(0));
+    assert_eq!(
+        rows(
+            &app,
+            "SELECT kind || item_id || state FROM ledger_items ORDER BY 1"
+        )
+        .await,
+        before
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_unknown_in_production_is_found_in_sandbox() {
+    let production = FakeApple::start().await;
+    let sandbox = FakeApple::start().await;
+    let dir = TempDir::new();
+    let extra = api_config(
+        &dir,
+        &production.key_pem,
+        &production.url,
+        &sandbox.url,
+        NO_SCHEDULE,
+    );
+    // Both fakes must accept the same key.
+    sandbox.trust_key_of(&production);
+    let app = TestApp::spawn_with(pki(), dir, &extra).await;
+    let otid = "7600";
+    let t = tx(otid, "760001", "monthly", now() - DAY, now() + 29 * DAY);
+    sandbox.state().statuses.insert(
+        otid.into(),
+        status_answer(&app, otid, 1, &t, &renewal(otid, "monthly", 1, 0)),
+    );
+    sandbox.state().transactions.insert(otid.into(), vec![]);
+
+    let run = cli(&app, &["reconcile", "--original-transaction-id", otid]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        production.seen("/inApps/v2/history").len(),
+        1,
+        "asked Production first"
+    );
+    assert_eq!(subscription(&app, otid).await["entitled"], true);
+
+    let unknown = cli(&app, &["reconcile", "--original-transaction-id", "7699"]).await;
+    assert_eq!(unknown.code, Some(1));
+    assert!(
+        unknown.stderr.contains("UNKNOWN_SUBSCRIPTION"),
+        "{}",
+        unknown.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_reconciles_open_findings_on_its_own() {
+    let fake = FakeApple::start().await;
+    let dir = TempDir::new();
+    let mut extra = api_config(
+        &dir,
+        &fake.key_pem,
+        &fake.url,
+        &fake.url,
+        "backfill_interval_ms = 0\nreconcile_interval_ms = 200",
+    );
+    extra.push_str("\n[check]\ninterval_ms = 100\n");
+    let app = TestApp::spawn_with(pki(), dir, &extra).await;
+    let otid = "7800";
+    let purchase = now() - 32 * DAY;
+    let first = tx(otid, "780001", "monthly", purchase, purchase + 30 * DAY);
+    Post::new(&app, "SUBSCRIBED", purchase)
+        .status(1)
+        .tx(first.clone())
+        .renewal(renewal(otid, "monthly", 0, purchase))
+        .send()
+        .await;
+    // Apple says it expired; the EXPIRED push was lost.
+    fake.state().statuses.insert(
+        otid.into(),
+        status_answer(&app, otid, 2, &first, &renewal(otid, "monthly", 0, 0)),
+    );
+    fake.state().transactions.insert(otid.into(), vec![]);
+    for _ in 0..100 {
+        let (_, body) = app.api("/v1/inconsistencies?open=false").await;
+        if body["inconsistencies"][0]["resolution"] == "CORRECTED_FROM_APPLE" {
+            assert_eq!(body["inconsistencies"][0]["kind"], "EXPIRATION_OVERDUE");
+            assert_eq!(subscription(&app, otid).await["status"], "EXPIRED");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("serve did not reconcile the open finding within 10 s");
+}
