@@ -176,8 +176,9 @@ impl Application {
         }
         // A call to Apple may be waiting out a 429: it gets the grace
         // period, then is dropped (its transaction rolls back).
+        let deadline = tokio::time::Instant::now() + grace;
         for mut sync in syncs {
-            if tokio::time::timeout(grace, &mut sync).await.is_err() {
+            if tokio::time::timeout_at(deadline, &mut sync).await.is_err() {
                 sync.abort();
             }
         }
