@@ -283,13 +283,31 @@ fn entitlement_starts_at_purchase_and_ends_before_expiry() {
     assert!(s.entitled_at(&item, T0 + 30 * DAY - 1));
     assert!(!s.entitled_at(&item, T0 + 30 * DAY));
 
-    let grace = State {
-        status: Status::BillingGracePeriod,
-        grace_period_expires_date: Some(T0 + 36 * DAY),
-        ..s
-    };
+    // Billing failed at the period's end, with six days of grace.
+    let mut failed = event(
+        "2",
+        "DID_FAIL_TO_RENEW",
+        Some("GRACE_PERIOD"),
+        T0 + 30 * DAY,
+        t1.clone(),
+    );
+    failed.data.as_mut().unwrap().signed_renewal_info =
+        Some(appstore_ledger::ledger::RenewalFacts {
+            original_transaction_id: Some("s".into()),
+            grace_period_expires_date: Some(T0 + 36 * DAY),
+            signed_date: Some(T0 + 30 * DAY),
+            ..Default::default()
+        });
+    let grace = state(
+        &item,
+        vec![event("1", "SUBSCRIBED", None, T0, t1.clone()), failed],
+    );
+    assert_eq!(grace.status, Status::BillingGracePeriod);
+    assert!(grace.entitled_at(&item, T0 + 30 * DAY));
     assert!(grace.entitled_at(&item, T0 + 36 * DAY - 1));
     assert!(!grace.entitled_at(&item, T0 + 36 * DAY));
+    // Before the purchase, never; the grace answers for its own days only.
+    assert!(!grace.entitled_at(&item, T0 - 1));
 }
 
 /// A refund of the current transaction does not end access when the renewal

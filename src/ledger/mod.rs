@@ -43,14 +43,21 @@
 //! A one-time purchase is ACTIVE until its transaction carries a revocation,
 //! then REVOKED (and ACTIVE again if a REFUND_REVERSED re-signs it without).
 //!
-//! Entitlement at a moment T ([`State::entitled_at`]): never at or after the
-//! revocation of the current period; never at or after the moment the status
-//! became BILLING_RETRY, EXPIRED or REVOKED; otherwise while T is before the
-//! end of the latest period, or, in the billing grace period, before
-//! `gracePeriodExpiresDate`. Consumables are not entitlements.
+//! Entitlement at a moment T ([`State::entitled_at`]) is answered from the
+//! item's [`Timeline`]: the periods bought (product, purchase, expiry, an
+//! upgrade cutting the period it replaces) and the statuses Apple gave, each
+//! from the notification that established it, by everything known now. Not
+//! entitled while the period covering T is revoked (a refund dated before T
+//! counts even if reported later, until a REFUND_REVERSED), nor while Apple's
+//! status at T is BILLING_RETRY, EXPIRED or REVOKED; entitled while a period
+//! covers T, or in the billing grace period until `gracePeriodExpiresDate`.
+//! Consumables are not entitlements. A notification whose `data.status`
+//! contradicts its type keeps Apple's status and is noted for the checker.
 
+mod entitlement;
 mod event;
 mod state;
+mod timeline;
 
 use std::collections::BTreeMap;
 
@@ -59,7 +66,9 @@ pub use event::{
 };
 pub use state::{
     apply, current_period_revoked, Effect, ExpirationRecord, RefundRecord, State, Status,
+    MAX_CONTRADICTIONS,
 };
+pub use timeline::{Period, Revocation, StatusSpan, Timeline};
 
 /// The state and records of one item after all of `events` that concern it,
 /// whatever their order and however often each appears.

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::event::{Event, EventKey, ItemKey, TransactionFacts};
+use super::timeline::{StatusSpan, Timeline};
 use crate::model::{
     AutoRenewStatus, ExpirationIntent, NotificationType, PriceIncreaseStatus, ProductType,
     RevocationReason, RevocationType, SubscriptionStatus, Subtype,
@@ -31,6 +32,12 @@ impl Status {
             Status::Expired => "EXPIRED",
             Status::Revoked => "REVOKED",
         }
+    }
+
+    /// Whether the customer has access in this status (grace: until
+    /// `gracePeriodExpiresDate`).
+    pub fn entitles(self) -> bool {
+        matches!(self, Status::Active | Status::BillingGracePeriod)
     }
 
     fn from_apple(status: SubscriptionStatus) -> Option<Status> {
@@ -111,7 +118,19 @@ pub struct State {
     /// Each as `field: first value != later value`, sorted, once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub identity_conflicts: Vec<String>,
+    /// Notifications whose `data.status` contradicts their type (a DID_RENEW
+    /// for a paid period carrying BILLING_RETRY): Apple's status is kept,
+    /// and the checker raises each. Sorted, once, at most
+    /// [`MAX_CONTRADICTIONS`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub status_contradictions: Vec<String>,
+    /// The periods bought and the statuses Apple gave, over time.
+    #[serde(default, skip_serializing_if = "Timeline::is_empty")]
+    pub timeline: Timeline,
 }
+
+/// More contradictions than this say nothing new.
+pub const MAX_CONTRADICTIONS: usize = 20;
 
 /// A refund or revocation, as the refund ledger records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,6 +224,7 @@ pub fn apply(state: Option<State>, item: &ItemKey, event: &Event) -> (State, Vec
     }
 
     if let Some(t) = event.transaction() {
+        s.timeline.note_transaction(t, signed);
         s.original_transaction_id = t
             .original_transaction_id
             .clone()
@@ -248,20 +268,62 @@ pub fn apply(state: Option<State>, item: &ItemKey, event: &Event) -> (State, Vec
     let status = match item {
         ItemKey::Purchase(_) if s.revocation_date.is_some() => Some(Status::Revoked),
         ItemKey::Purchase(_) => Some(Status::Active),
-        ItemKey::Subscription(_) => event
-            .status()
-            .and_then(Status::from_apple)
-            .or_else(|| derived_status(&s, event)),
+        ItemKey::Subscription(_) => {
+            let implied = derived_status(&s, event);
+            let apple = event.status().and_then(Status::from_apple);
+            if let (Some(implied), Some(apple)) = (implied, apple) {
+                if implied.entitles() != apple.entitles() {
+                    note_contradiction(&mut s.status_contradictions, event, apple, implied);
+                }
+            }
+            apple.or(implied)
+        }
     };
     if let Some(status) = status {
         if status != s.status || s.status_since == 0 {
             s.status = status;
             s.status_since = signed;
         }
+        if let ItemKey::Subscription(_) = item {
+            let grace = (status == Status::BillingGracePeriod)
+                .then_some(s.grace_period_expires_date)
+                .flatten()
+                .map(|until| {
+                    (
+                        s.transaction_expires_date.unwrap_or(signed).min(until),
+                        until,
+                    )
+                });
+            s.timeline.note_status(StatusSpan {
+                from: signed,
+                status,
+                grace,
+            });
+        }
     }
 
     let effects = effects(&mut s, event, signed);
     (s, effects)
+}
+
+fn note_contradiction(
+    contradictions: &mut Vec<String>,
+    event: &Event,
+    apple: Status,
+    implied: Status,
+) {
+    let note = format!(
+        "{} {}: data.status {} where the type means {}",
+        event.notification_type.as_str(),
+        event.notification_uuid,
+        apple.as_str(),
+        implied.as_str()
+    );
+    if contradictions.len() < MAX_CONTRADICTIONS {
+        if let Err(at) = contradictions.binary_search(&note) {
+            contradictions.insert(at, note);
+        }
+    }
 }
 
 fn note_conflict(
@@ -428,46 +490,6 @@ impl State {
             self.revocation_date
         } else {
             None
-        }
-    }
-
-    /// Is the customer entitled at `at` (milliseconds)?
-    pub fn entitled_at(&self, item: &ItemKey, at: i64) -> bool {
-        if self
-            .current_revocation_date()
-            .is_some_and(|revoked| at >= revoked)
-        {
-            return false;
-        }
-        match item {
-            ItemKey::Purchase(_) => {
-                // A consumable is used up, not an entitlement.
-                self.product_type != Some(ProductType::Consumable)
-                    && self.purchase_date.is_none_or(|p| at >= p)
-            }
-            ItemKey::Subscription(_) => {
-                if self
-                    .original_purchase_date
-                    .or(self.purchase_date)
-                    .is_some_and(|p| at < p)
-                {
-                    return false;
-                }
-                let ended = matches!(
-                    self.status,
-                    Status::BillingRetry | Status::Expired | Status::Revoked
-                );
-                if ended && at >= self.status_since {
-                    return false;
-                }
-                if self.expires_date().is_some_and(|end| at < end) {
-                    return true;
-                }
-                self.status == Status::BillingGracePeriod
-                    && self
-                        .grace_period_expires_date
-                        .is_some_and(|grace| at < grace)
-            }
         }
     }
 }

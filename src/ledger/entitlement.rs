@@ -1,0 +1,151 @@
+//! Entitlement at any moment: answered from an item's timeline by
+//! everything known now. A refund dated before T ends access at its
+//! `revocationDate` even when Apple reported it later, until a reversal;
+//! grace counts until `gracePeriodExpiresDate`; billing retry and expiry are
+//! not entitled; the product at T is the one whose period covers T.
+
+use super::event::ItemKey;
+use super::state::{State, Status};
+use crate::model::ProductType;
+
+impl State {
+    /// Is the customer entitled at `at` (milliseconds)? Answered from the
+    /// timeline by everything known now: the period that covers `at`, its
+    /// revocations (even those reported later, until a reversal), and the
+    /// status Apple gave at `at`.
+    pub fn entitled_at(&self, item: &ItemKey, at: i64) -> bool {
+        if self.timeline.is_empty() {
+            return self.entitled_at_without_timeline(item, at);
+        }
+        match item {
+            ItemKey::Purchase(_) => {
+                // A consumable is used up, not an entitlement.
+                self.product_type != Some(ProductType::Consumable)
+                    && self
+                        .timeline
+                        .covering(at, None)
+                        .is_some_and(|p| !p.revoked_at(at))
+            }
+            ItemKey::Subscription(_) => self.status_at(item, at).is_some_and(Status::entitles),
+        }
+    }
+
+    /// The status at `at`, from the timeline: REVOKED while the period then
+    /// is revoked, else Apple's status then; a time no period and no grace
+    /// covers is EXPIRED. None before the first purchase.
+    pub fn status_at(&self, item: &ItemKey, at: i64) -> Option<Status> {
+        if self.timeline.is_empty() {
+            return Some(self.status);
+        }
+        if self
+            .timeline
+            .first_purchase()
+            .is_none_or(|first| at < first)
+        {
+            return None;
+        }
+        let covering = self
+            .timeline
+            .covering(at, self.renewal_date_if_subscription(item));
+        if covering.is_some_and(|p| p.revoked_at(at)) {
+            return Some(Status::Revoked);
+        }
+        if let ItemKey::Purchase(_) = item {
+            return Some(Status::Active);
+        }
+        let span = self.timeline.status_span_at(at);
+        match span.map(|s| s.status) {
+            Some(ended @ (Status::BillingRetry | Status::Expired | Status::Revoked)) => Some(ended),
+            _ if covering.is_some() => Some(Status::Active),
+            _ => {
+                let in_grace = self.timeline.statuses.iter().any(|s| {
+                    s.grace
+                        .is_some_and(|(from, until)| from <= at && at < until)
+                });
+                Some(if in_grace {
+                    Status::BillingGracePeriod
+                } else {
+                    Status::Expired
+                })
+            }
+        }
+    }
+
+    /// When the period covering `at` ends (for the latest, as renewal info
+    /// says); the latest period's end when none covers it.
+    pub fn expires_at(&self, item: &ItemKey, at: i64) -> Option<i64> {
+        if let ItemKey::Purchase(_) = item {
+            return None;
+        }
+        self.timeline
+            .covering_until(at, self.renewal_date)
+            .and_then(|(_, end)| end)
+            .or_else(|| self.expires_date())
+    }
+
+    /// The product whose period covers `at`; between periods, the one of
+    /// the last period begun by then.
+    pub fn product_at(&self, item: &ItemKey, at: i64) -> Option<&str> {
+        if self.timeline.is_empty() {
+            return self.product_id.as_deref();
+        }
+        self.timeline
+            .covering(at, self.renewal_date_if_subscription(item))
+            .or_else(|| {
+                self.timeline
+                    .periods
+                    .iter()
+                    .rev()
+                    .find(|p| p.purchase_date <= at)
+            })
+            .and_then(|p| p.product_id.as_deref())
+    }
+
+    fn renewal_date_if_subscription(&self, item: &ItemKey) -> Option<i64> {
+        match item {
+            ItemKey::Subscription(_) => self.renewal_date,
+            ItemKey::Purchase(_) => None,
+        }
+    }
+
+    /// States folded before the timeline existed (until `rebuild`): the
+    /// current state, with the refund cut-off applied to the past.
+    fn entitled_at_without_timeline(&self, item: &ItemKey, at: i64) -> bool {
+        if self
+            .current_revocation_date()
+            .is_some_and(|revoked| at >= revoked)
+        {
+            return false;
+        }
+        match item {
+            ItemKey::Purchase(_) => {
+                // A consumable is used up, not an entitlement.
+                self.product_type != Some(ProductType::Consumable)
+                    && self.purchase_date.is_none_or(|p| at >= p)
+            }
+            ItemKey::Subscription(_) => {
+                if self
+                    .original_purchase_date
+                    .or(self.purchase_date)
+                    .is_some_and(|p| at < p)
+                {
+                    return false;
+                }
+                let ended = matches!(
+                    self.status,
+                    Status::BillingRetry | Status::Expired | Status::Revoked
+                );
+                if ended && at >= self.status_since {
+                    return false;
+                }
+                if self.expires_date().is_some_and(|end| at < end) {
+                    return true;
+                }
+                self.status == Status::BillingGracePeriod
+                    && self
+                        .grace_period_expires_date
+                        .is_some_and(|grace| at < grace)
+            }
+        }
+    }
+}
