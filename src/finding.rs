@@ -13,10 +13,11 @@ pub enum FindingKind {
     IdentityMismatch,
     MissingRefundNotification,
     UnfoldedNotification,
+    StatusContradictsType,
 }
 
 impl FindingKind {
-    pub const ALL: [FindingKind; 8] = [
+    pub const ALL: [FindingKind; 9] = [
         FindingKind::RefundWithoutExpiration,
         FindingKind::RenewalOutcomeOverdue,
         FindingKind::ExpirationOverdue,
@@ -25,6 +26,7 @@ impl FindingKind {
         FindingKind::IdentityMismatch,
         FindingKind::MissingRefundNotification,
         FindingKind::UnfoldedNotification,
+        FindingKind::StatusContradictsType,
     ];
 
     pub fn code(self) -> &'static str {
@@ -37,6 +39,7 @@ impl FindingKind {
             FindingKind::IdentityMismatch => "IDENTITY_MISMATCH",
             FindingKind::MissingRefundNotification => "MISSING_REFUND_NOTIFICATION",
             FindingKind::UnfoldedNotification => "UNFOLDED_NOTIFICATION",
+            FindingKind::StatusContradictsType => "STATUS_CONTRADICTS_TYPE",
         }
     }
 

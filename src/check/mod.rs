@@ -18,6 +18,7 @@
 //! | `CONFLICTING_DUPLICATE` | the same notificationUUID arrived with different content (both kept; the first stays authoritative) |
 //! | `IDENTITY_MISMATCH` | notifications of one subscription disagree on bundle id, environment, subscription group or appAccountToken |
 //! | `UNFOLDED_NOTIFICATION` | a notification was stored (and acknowledged to Apple) but its stored payload does not read as a ledger event, so the ledger leaves it out; `rebuild` folds it once the cause is fixed |
+//! | `STATUS_CONTRADICTS_TYPE` | a notification's `data.status` contradicts its type (a DID_RENEW for a paid period carrying BILLING_RETRY): Apple's status is kept, and this finding says so, so that a customer who paid is never locked out silently |
 //! | `MISSING_REFUND_NOTIFICATION` | the current transaction carries a revocation (seen in some other notification) but no REFUND or REVOKE ever arrived, so the refund ledger lacks it |
 
 mod runner;
@@ -88,6 +89,15 @@ pub fn check_item(item: &ItemKey, state: &State, at: i64, tolerances: &Tolerance
         findings.push(finding(
             FindingKind::IdentityMismatch,
             state.identity_conflicts.join("; "),
+        ));
+    }
+    if !state.status_contradictions.is_empty() {
+        findings.push(finding(
+            FindingKind::StatusContradictsType,
+            format!(
+                "Apple's data.status was kept (entitlement follows it): {}",
+                state.status_contradictions.join("; ")
+            ),
         ));
     }
     if let (Some(revoked), None) = (state.revocation_date, state.last_refund_signed_date) {
