@@ -18,7 +18,7 @@ use subtle::ConstantTimeEq;
 
 use super::views::{self, EvidenceView, ExpirationView, FindingView, HistoryView, RefundView};
 use super::{ApiError, AppState};
-use crate::ledger::{ItemKey, State as LedgerState};
+use crate::ledger::State as LedgerState;
 use crate::model::Timestamp;
 use crate::store::{ItemQuery, LedgerItem, RefundEntry, RefundFilter, StoreError};
 
@@ -139,23 +139,58 @@ impl<'de> Deserialize<'de> for Millis {
     }
 }
 
-/// `?at=ms`, default now.
+/// `?at=ms` (default now) and `knownAt=ms`: the answer the service would
+/// have given at `knownAt`, from the notifications received by then.
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub(super) struct AtParams {
     at: Option<Millis>,
+    known_at: Option<Millis>,
+}
+
+/// The item as the ledger knew it at `known_at`: folded again from what had
+/// been received by then. None when nothing about it had arrived.
+async fn as_known_at(
+    state: &AppState,
+    item: &LedgerItem,
+    known_at: Option<Millis>,
+) -> Result<Option<LedgerItem>, ApiError> {
+    let Some(Millis(known_at)) = known_at else {
+        return Ok(Some(item.clone()));
+    };
+    let payloads = state
+        .store
+        .item_payloads_known_at(&item.item, known_at)
+        .await
+        .map_err(unavailable)?;
+    let events = payloads
+        .iter()
+        .filter_map(|p| crate::ledger::Event::parse(p).ok())
+        .collect();
+    Ok(
+        crate::ledger::fold(&item.item, events).map(|(state, _)| LedgerItem {
+            item: item.item.clone(),
+            state,
+        }),
+    )
 }
 
 fn at_or_now(at: Option<Millis>) -> i64 {
     at.map_or_else(|| Timestamp::now().as_millis(), |Millis(at)| at)
 }
 
-fn subscription_json(item: &LedgerItem, at: i64) -> Value {
+fn subscription_json(item: &LedgerItem, at: i64, known_at: Option<Millis>) -> Value {
     let s: &LedgerState = &item.state;
     json!({
         "originalTransactionId": item.item.id(),
         "status": s.status.as_str(),
         "entitled": s.entitled_at(&item.item, at),
         "at": at,
+        // The status and product at `at`, from the timeline.
+        "statusAt": s.status_at(&item.item, at).map(|status| status.as_str()),
+        "productIdAt": s.product_at(&item.item, at),
+        "expiresDateAt": s.expires_at(&item.item, at),
+        "knownAt": known_at.map(|Millis(k)| k),
         "productId": s.product_id,
         "autoRenewProductId": s.auto_renew_product_id,
         "autoRenewStatus": s.auto_renew_status.map(|a| a.raw()),
@@ -190,10 +225,18 @@ pub(super) async fn subscription(
         .ledger_items(&ItemQuery::Subscription(original_transaction_id))
         .await
         .map_err(unavailable)?;
-    let item = items
-        .first()
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such subscription"))?;
-    Ok(Json(subscription_json(item, at)))
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such subscription");
+    let item = items.first().ok_or_else(not_found)?;
+    let item = as_known_at(&state, item, params.known_at)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "nothing about this subscription had been received by knownAt",
+            )
+        })?;
+    Ok(Json(subscription_json(&item, at, params.known_at)))
 }
 
 /// `GET /v1/subscriptions/{originalTransactionId}/history`
@@ -229,9 +272,10 @@ pub(super) struct EntitlementParams {
     original_transaction_id: Option<String>,
     transaction_id: Option<String>,
     at: Option<Millis>,
+    known_at: Option<Millis>,
 }
 
-/// `GET /v1/entitlements?appAccountToken=|originalTransactionId=|transactionId=[&at=ms]`
+/// `GET /v1/entitlements?appAccountToken=|originalTransactionId=|transactionId=[&at=ms][&knownAt=ms]`
 pub(super) async fn entitlements(
     State(state): State<AppState>,
     Params(params): Params<EntitlementParams>,
@@ -256,19 +300,22 @@ pub(super) async fn entitlements(
         .ledger_items(&query)
         .await
         .map_err(unavailable)?;
-    let entitlements: Vec<Value> = items
+    let mut known = Vec::with_capacity(items.len());
+    for item in &items {
+        if let Some(item) = as_known_at(&state, item, params.known_at).await? {
+            known.push(item);
+        }
+    }
+    let entitlements: Vec<Value> = known
         .iter()
         .filter(|item| item.state.entitled_at(&item.item, at))
         .map(|item| {
             let s = &item.state;
             json!({
                 "type": item.item.kind(),
-                "productId": s.product_id,
-                "status": s.status.as_str(),
-                "expiresDate": match item.item {
-                    ItemKey::Subscription(_) => s.expires_date(),
-                    ItemKey::Purchase(_) => None,
-                },
+                "productId": s.product_at(&item.item, at),
+                "status": s.status_at(&item.item, at).map(|status| status.as_str()),
+                "expiresDate": s.expires_at(&item.item, at),
                 "originalTransactionId": s.original_transaction_id,
                 "transactionId": s.current_transaction_id,
                 "bundleId": s.bundle_id,
@@ -276,7 +323,11 @@ pub(super) async fn entitlements(
             })
         })
         .collect();
-    Ok(Json(json!({ "at": at, "entitlements": entitlements })))
+    Ok(Json(json!({
+        "at": at,
+        "knownAt": params.known_at.map(|Millis(k)| k),
+        "entitlements": entitlements,
+    })))
 }
 
 const MAX_LIMIT: i64 = 1000;

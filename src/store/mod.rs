@@ -422,6 +422,17 @@ impl Store {
         on_backend!(self, b => b.has_notification(notification_uuid).await)
     }
 
+    /// The stored payloads of an item (notifications and Apple's answers)
+    /// that had reached us by `known_at` (`receivedAt`, `fetchedAt`): what
+    /// the ledger knew then.
+    pub async fn item_payloads_known_at(
+        &self,
+        item: &ItemKey,
+        known_at: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        on_backend!(self, b => b.item_payloads_known_at(item, known_at).await)
+    }
+
     /// Ledger items matching `query`.
     pub async fn ledger_items(&self, query: &ItemQuery) -> Result<Vec<LedgerItem>, StoreError> {
         on_backend!(self, b => b.ledger_items(query).await)

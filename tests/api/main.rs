@@ -28,4 +28,5 @@ mod rebuild;
 mod refunds;
 mod shutdown;
 mod subscriptions;
+mod timeline;
 mod webhook;

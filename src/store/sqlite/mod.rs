@@ -241,6 +241,16 @@ impl SqliteStore {
             .map_err(unavailable)
     }
 
+    pub(super) async fn item_payloads_known_at(
+        &self,
+        item: &crate::ledger::ItemKey,
+        known_at: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        read::item_payloads_known_at(&mut *self.read().await?, item, known_at)
+            .await
+            .map_err(unavailable)
+    }
+
     pub(super) async fn ledger_items(
         &self,
         query: &ItemQuery,

@@ -55,6 +55,30 @@ pub(super) async fn items_where(
     rows.iter().map(ledger_item).collect()
 }
 
+pub(super) async fn item_payloads_known_at(
+    conn: &mut SqliteConnection,
+    item: &ItemKey,
+    known_at: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    let sql = match item {
+        ItemKey::Subscription(_) => {
+            "SELECT payload FROM notifications WHERE original_transaction_id = ?1 AND received_at <= ?2
+             UNION ALL
+             SELECT payload FROM apple_evidence WHERE original_transaction_id = ?1 AND fetched_at <= ?2"
+        }
+        ItemKey::Purchase(_) => {
+            "SELECT payload FROM notifications WHERE transaction_id = ?1 AND received_at <= ?2
+             UNION ALL
+             SELECT payload FROM apple_evidence WHERE transaction_id = ?1 AND fetched_at <= ?2"
+        }
+    };
+    sqlx::query_scalar(sql)
+        .bind(item.id())
+        .bind(known_at)
+        .fetch_all(&mut *conn)
+        .await
+}
+
 pub(super) async fn history(
     conn: &mut SqliteConnection,
     original_transaction_id: &str,
