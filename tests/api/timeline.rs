@@ -357,3 +357,142 @@ async fn a_status_that_contradicts_its_type_is_kept_and_raised() {
         "{finding}"
     );
 }
+
+/// knownAt=K is a replay of what had been received by K: the same answers,
+/// at every moment, as a service that received only that.
+#[tokio::test]
+async fn known_at_equals_a_replay_of_what_had_been_received() {
+    let t0 = now() - 200 * DAY;
+    let otid = "tl-replay";
+    let period = |n: i64, from: i64| {
+        let purchase = t0 + from * DAY;
+        signed(
+            tx(
+                otid,
+                &format!("tl-replay-{n}"),
+                if n == 2 { "premium" } else { "monthly" },
+                purchase,
+                purchase + 30 * DAY,
+            ),
+            purchase,
+        )
+    };
+    // (type, subtype, signed day, status, transaction)
+    let history: Vec<(&str, Option<&str>, i64, i64, Value)> = vec![
+        ("SUBSCRIBED", Some("INITIAL_BUY"), 0, 1, period(1, 0)),
+        (
+            "DID_CHANGE_RENEWAL_PREF",
+            Some("UPGRADE"),
+            10,
+            1,
+            period(2, 10),
+        ),
+        (
+            "DID_FAIL_TO_RENEW",
+            None,
+            40,
+            3,
+            signed(period(2, 10), t0 + 40 * DAY),
+        ),
+        ("DID_RENEW", Some("BILLING_RECOVERY"), 45, 1, period(3, 45)),
+        (
+            "REFUND",
+            None,
+            55,
+            5,
+            signed(
+                revoked(period(3, 45), t0 + 55 * DAY, "REFUND_FULL"),
+                t0 + 55 * DAY,
+            ),
+        ),
+        (
+            "REFUND_REVERSED",
+            None,
+            60,
+            1,
+            signed(period(3, 45), t0 + 60 * DAY),
+        ),
+        (
+            "EXPIRED",
+            Some("VOLUNTARY"),
+            75,
+            2,
+            signed(period(3, 45), t0 + 75 * DAY),
+        ),
+        ("SUBSCRIBED", Some("RESUBSCRIBE"), 90, 1, period(4, 90)),
+    ];
+    for seed in 1..=3u64 {
+        let all = TestApp::spawn().await;
+        let replay = TestApp::spawn_with(all.pki.clone(), crate::helpers::TempDir::new(), "").await;
+        let mut order: Vec<usize> = (0..history.len()).collect();
+        let mut state = seed;
+        for i in (1..order.len()).rev() {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            order.swap(i, (state >> 33) as usize % (i + 1));
+        }
+        let split = 1 + (seed as usize * 2) % (history.len() - 1);
+        let tokens: Vec<String> = order
+            .iter()
+            .map(|&i| {
+                let (kind, subtype, day, status, t) = &history[i];
+                let mut post = Post::new(&all, kind, t0 + day * DAY)
+                    .status(*status)
+                    .tx(t.clone());
+                if let Some(subtype) = subtype {
+                    post = post.subtype(subtype);
+                }
+                post.token()
+            })
+            .collect();
+        for token in &tokens[..split] {
+            assert_eq!(all.post(token).await.0, 200);
+            assert_eq!(replay.post(token).await.0, 200);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let known_at = now();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        for token in &tokens[split..] {
+            assert_eq!(all.post(token).await.0, 200);
+        }
+        for day in (-2..130).step_by(3) {
+            let at = t0 + day * DAY + DAY / 3;
+            let then = all
+                .api(&format!(
+                    "/v1/subscriptions/{otid}?at={at}&knownAt={known_at}"
+                ))
+                .await;
+            let replayed = replay
+                .api(&format!("/v1/subscriptions/{otid}?at={at}"))
+                .await;
+            for field in [
+                "entitled",
+                "statusAt",
+                "productIdAt",
+                "expiresDateAt",
+                "status",
+            ] {
+                assert_eq!(
+                    then.1[field], replayed.1[field],
+                    "seed {seed}, day {day}, {field}: {} vs {}",
+                    then.1, replayed.1
+                );
+            }
+            let listed = all
+                .api(&format!(
+                    "/v1/entitlements?originalTransactionId={otid}&at={at}&knownAt={known_at}"
+                ))
+                .await;
+            let listed_replay = replay
+                .api(&format!(
+                    "/v1/entitlements?originalTransactionId={otid}&at={at}"
+                ))
+                .await;
+            assert_eq!(
+                listed.1["entitlements"], listed_replay.1["entitlements"],
+                "seed {seed}, day {day}"
+            );
+        }
+    }
+}
