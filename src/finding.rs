@@ -14,10 +14,11 @@ pub enum FindingKind {
     MissingRefundNotification,
     UnfoldedNotification,
     StatusContradictsType,
+    AppAccountTokenMismatch,
 }
 
 impl FindingKind {
-    pub const ALL: [FindingKind; 9] = [
+    pub const ALL: [FindingKind; 10] = [
         FindingKind::RefundWithoutExpiration,
         FindingKind::RenewalOutcomeOverdue,
         FindingKind::ExpirationOverdue,
@@ -27,6 +28,7 @@ impl FindingKind {
         FindingKind::MissingRefundNotification,
         FindingKind::UnfoldedNotification,
         FindingKind::StatusContradictsType,
+        FindingKind::AppAccountTokenMismatch,
     ];
 
     pub fn code(self) -> &'static str {
@@ -40,6 +42,7 @@ impl FindingKind {
             FindingKind::MissingRefundNotification => "MISSING_REFUND_NOTIFICATION",
             FindingKind::UnfoldedNotification => "UNFOLDED_NOTIFICATION",
             FindingKind::StatusContradictsType => "STATUS_CONTRADICTS_TYPE",
+            FindingKind::AppAccountTokenMismatch => "APP_ACCOUNT_TOKEN_MISMATCH",
         }
     }
 

@@ -107,6 +107,7 @@ impl Builder {
                     ..RenewalFacts::default()
                 }),
             }),
+            reported_app_account_token: None,
         });
     }
 }

@@ -19,6 +19,7 @@
 //! | `IDENTITY_MISMATCH` | notifications of one subscription disagree on bundle id, environment, subscription group or appAccountToken |
 //! | `UNFOLDED_NOTIFICATION` | a notification was stored (and acknowledged to Apple) but its stored payload does not read as a ledger event, so the ledger leaves it out; `rebuild` folds it once the cause is fixed |
 //! | `STATUS_CONTRADICTS_TYPE` | a notification's `data.status` contradicts its type (a DID_RENEW for a paid period carrying BILLING_RETRY): Apple's status is kept, and this finding says so, so that a customer who paid is never locked out silently |
+//! | `APP_ACCOUNT_TOKEN_MISMATCH` | a backend reported a transaction (POST /v1/transactions) for another appAccountToken than the one Apple signed into it: a sign of a replayed purchase |
 //! | `MISSING_REFUND_NOTIFICATION` | the current transaction carries a revocation (seen in some other notification) but no REFUND or REVOKE ever arrived, so the refund ledger lacks it |
 
 mod runner;
@@ -97,6 +98,15 @@ pub fn check_item(item: &ItemKey, state: &State, at: i64, tolerances: &Tolerance
             format!(
                 "Apple's data.status was kept (entitlement follows it): {}",
                 state.status_contradictions.join("; ")
+            ),
+        ));
+    }
+    if !state.app_account_token_mismatches.is_empty() {
+        findings.push(finding(
+            FindingKind::AppAccountTokenMismatch,
+            format!(
+                "a backend reported a purchase for another account than Apple signed it for (a replayed purchase?): {}",
+                state.app_account_token_mismatches.join("; ")
             ),
         ));
     }

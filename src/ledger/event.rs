@@ -27,6 +27,10 @@ pub struct Event {
     pub signed_date: Option<i64>,
     #[serde(default)]
     pub data: Option<EventData>,
+    /// The appAccountToken a backend said the purchase belongs to, when the
+    /// app reported the transaction (POST /v1/transactions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_app_account_token: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -170,6 +174,11 @@ pub mod sources {
     pub const SUBSCRIPTION_STATUS: &str = "GET_ALL_SUBSCRIPTION_STATUSES";
     /// Get Transaction History: a transaction no notification brought.
     pub const TRANSACTION_HISTORY: &str = "GET_TRANSACTION_HISTORY";
+    /// Get Transaction Info, asked for a transaction id a backend reported.
+    pub const TRANSACTION_INFO: &str = "GET_TRANSACTION_INFO";
+    /// A signed transaction the app reported (StoreKit's jwsRepresentation),
+    /// forwarded by a backend.
+    pub const APP_REPORTED: &str = "APP_REPORTED_TRANSACTION";
 }
 
 /// What the ledger keeps state for.
@@ -233,6 +242,7 @@ impl Event {
             subtype: n.payload.subtype.clone(),
             signed_date: millis(n.payload.signed_date),
             data,
+            reported_app_account_token: None,
         }
     }
 

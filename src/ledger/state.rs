@@ -124,6 +124,11 @@ pub struct State {
     /// [`MAX_CONTRADICTIONS`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub status_contradictions: Vec<String>,
+    /// Transactions a backend reported for another appAccountToken than the
+    /// one Apple signed in (a sign of a replayed purchase). Sorted, once, at
+    /// most [`MAX_CONTRADICTIONS`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_account_token_mismatches: Vec<String>,
     /// The periods bought and the statuses Apple gave, over time.
     #[serde(default, skip_serializing_if = "Timeline::is_empty")]
     pub timeline: Timeline,
@@ -223,6 +228,20 @@ pub fn apply(state: Option<State>, item: &ItemKey, event: &Event) -> (State, Vec
         );
     }
 
+    if let (Some(reported), Some(t)) = (&event.reported_app_account_token, event.transaction()) {
+        if t.app_account_token.as_ref() != Some(reported) {
+            let note = format!(
+                "transaction {}: reported for {reported}, signed for {}",
+                t.transaction_id.as_deref().unwrap_or("?"),
+                t.app_account_token.as_deref().unwrap_or("none")
+            );
+            if s.app_account_token_mismatches.len() < MAX_CONTRADICTIONS {
+                if let Err(at) = s.app_account_token_mismatches.binary_search(&note) {
+                    s.app_account_token_mismatches.insert(at, note);
+                }
+            }
+        }
+    }
     if let Some(t) = event.transaction() {
         s.timeline.note_transaction(t, signed);
         s.original_transaction_id = t
