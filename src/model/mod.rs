@@ -7,6 +7,7 @@
 mod app_transaction;
 mod enums;
 mod notification;
+mod receipt;
 mod renewal_info;
 mod timestamp;
 mod transaction;
@@ -16,6 +17,7 @@ pub use enums::*;
 pub use notification::{
     AppData, Data, ExternalPurchaseToken, ResponseBodyV2DecodedPayload, Summary,
 };
+pub use receipt::{receipt_purchases, ReceiptError, ReceiptPurchase};
 pub use renewal_info::JwsRenewalInfoDecodedPayload;
 pub use timestamp::Timestamp;
 pub use transaction::JwsTransactionDecodedPayload;
