@@ -121,6 +121,8 @@ pub struct AppStoreApiSettings {
 pub struct ApiSettings {
     /// Bearer tokens accepted by the query APIs.
     pub tokens: Vec<SecretString>,
+    /// Purchases a token may report per minute (POST /v1/transactions).
+    pub reports_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -149,6 +151,7 @@ struct Defaults {
 #[derive(Serialize)]
 struct ApiDefaults {
     tokens: Vec<String>,
+    reports_per_minute: u32,
 }
 
 fn defaults() -> Defaults {
@@ -168,7 +171,10 @@ fn defaults() -> Defaults {
         },
         verification: VerificationSettings::default(),
         apps: Vec::new(),
-        api: ApiDefaults { tokens: Vec::new() },
+        api: ApiDefaults {
+            tokens: Vec::new(),
+            reports_per_minute: 600,
+        },
         log: LogSettings {
             format: "human".into(),
             level: "info".into(),
@@ -330,6 +336,9 @@ impl Settings {
             if let Some(api) = &app.api {
                 validate_api(api, &|field| key(&format!("api.{field}")))?;
             }
+        }
+        if self.api.reports_per_minute == 0 {
+            return fail("api.reports_per_minute", "must be positive");
         }
         let t = &self.check.tolerance_minutes;
         for (key, minutes) in [

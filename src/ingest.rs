@@ -4,7 +4,7 @@
 use crate::config::AppSettings;
 use crate::jws::{ExpectedIdentity, VerifiedNotification, Verifier, VerifyError};
 use crate::ledger::Event;
-use crate::model::Timestamp;
+use crate::model::{JwsRenewalInfoDecodedPayload, JwsTransactionDecodedPayload, Timestamp};
 use crate::store::{NewNotification, QuarantineReason};
 
 /// What to do with a genuine notification.
@@ -59,6 +59,15 @@ impl Quarantine {
     }
 }
 
+/// A transaction the app reported, verified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reported {
+    pub bundle_id: String,
+    pub environment: String,
+    pub transaction: JwsTransactionDecodedPayload,
+    pub renewal_info: Option<JwsRenewalInfoDecodedPayload>,
+}
+
 /// The verifier and the configured apps.
 #[derive(Debug)]
 pub struct Ingest {
@@ -91,6 +100,57 @@ impl Ingest {
             .iter()
             .find(|(id, _)| id == bundle_id)
             .map(|(_, expected)| expected)
+    }
+
+    /// Verifies a transaction the app reported (StoreKit's
+    /// `jwsRepresentation`), and its renewal info if given, at `at`, like a
+    /// nested notification token: the chain, ES256, and a configured app's
+    /// bundle id and environment. Returns them with the app's identity.
+    pub fn verify_reported(
+        &self,
+        signed_transaction: &str,
+        signed_renewal_info: Option<&str>,
+        at: Timestamp,
+    ) -> Result<Reported, VerifyError> {
+        let any =
+            self.verifier
+                .verify_transaction(signed_transaction, &ExpectedIdentity::any(), at)?;
+        let bundle_id = any.bundle_id.clone().unwrap_or_default();
+        let Some(expected) = self.expected(&bundle_id) else {
+            return Err(VerifyError::BundleMismatch {
+                expected: self
+                    .apps
+                    .iter()
+                    .map(|(id, _)| id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+                found: bundle_id,
+            });
+        };
+        expected.check_environment(any.environment.as_ref())?;
+        let renewal_info = match signed_renewal_info {
+            Some(token) => {
+                let renewal = self.verifier.verify_renewal_info(token, expected, at)?;
+                if renewal.original_transaction_id != any.original_transaction_id {
+                    return Err(VerifyError::TransactionMismatch(
+                        any.original_transaction_id.clone().unwrap_or_default(),
+                        renewal.original_transaction_id.clone().unwrap_or_default(),
+                    ));
+                }
+                Some(renewal)
+            }
+            None => None,
+        };
+        Ok(Reported {
+            environment: any
+                .environment
+                .as_ref()
+                .map(|e| e.as_str().to_owned())
+                .unwrap_or_default(),
+            bundle_id,
+            transaction: any,
+            renewal_info,
+        })
     }
 
     /// Verifies `signed_payload` and every nested token at `at`, then checks it

@@ -61,10 +61,10 @@ impl Application {
                 "no [[apps]] configured: every genuine notification will be quarantined"
             );
         }
-        let appstore_api = crate::appstore_api::AppStoreApi::from_settings(
+        let appstore_api = Arc::new(crate::appstore_api::AppStoreApi::from_settings(
             &settings.apps,
             crate::appstore_api::RetryPolicy::default(),
-        )?;
+        )?);
         let ingest = Arc::new(ingest);
         let request_timeout = settings.request_timeout();
         let metrics = Arc::new(Metrics::default());
@@ -75,6 +75,10 @@ impl Application {
             // Leave the handler time to answer 503 before the request times out.
             store_timeout: request_timeout.mul_f64(0.8),
             api_tokens: Arc::new(settings.api.tokens.clone()),
+            appstore_api: Arc::clone(&appstore_api),
+            report_limiter: Arc::new(crate::http::ReportLimiter::new(
+                settings.api.reports_per_minute,
+            )),
         };
         let app = router(state, settings.server.max_body_bytes, request_timeout);
 
@@ -85,7 +89,7 @@ impl Application {
         let local_addr = listener.local_addr().map_err(listen_error)?;
         Ok(Application {
             check: settings.check.clone(),
-            appstore_api: Arc::new(appstore_api),
+            appstore_api,
             appstore_api_settings: settings.appstore_api.clone(),
             ingest,
             metrics,

@@ -2,6 +2,9 @@
 
 mod health;
 mod query;
+mod transactions;
+
+pub use transactions::ReportLimiter;
 mod views;
 mod webhook;
 
@@ -34,6 +37,10 @@ pub struct AppState {
     pub store_timeout: Duration,
     /// Bearer tokens accepted by the query API.
     pub api_tokens: Arc<Vec<SecretString>>,
+    /// To ask Apple about a reported transaction id or receipt.
+    pub appstore_api: Arc<crate::appstore_api::AppStoreApi>,
+    /// Reports per token and minute.
+    pub report_limiter: Arc<transactions::ReportLimiter>,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration) -> Router {
@@ -50,6 +57,7 @@ pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration)
         .route("/v1/entitlements", get(query::entitlements))
         .route("/v1/refunds", get(query::refunds))
         .route("/v1/inconsistencies", get(query::inconsistencies))
+        .route("/v1/transactions", post(transactions::report))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             query::require_token,

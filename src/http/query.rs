@@ -249,11 +249,11 @@ pub(super) async fn history(
         .history(&original_transaction_id)
         .await
         .map_err(unavailable)?;
-    if history.notifications.is_empty() {
+    if history.notifications.is_empty() && history.evidence.is_empty() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "NOT_FOUND",
-            "no notification for this subscription",
+            "no notification or answer from Apple for this subscription",
         ));
     }
     Ok(Json(json!({

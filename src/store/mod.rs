@@ -184,6 +184,8 @@ pub struct LedgerItem {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ItemQuery {
     Subscription(String),
+    /// A one-time purchase, by its transactionId.
+    Purchase(String),
     AppAccountToken(String),
     OriginalTransactionId(String),
     TransactionId(String),

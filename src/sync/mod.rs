@@ -6,11 +6,13 @@
 mod api_check;
 mod backfill;
 mod reconcile;
+mod reported;
 mod schedule;
 
 pub use api_check::{api_check, ApiCheckReport};
 pub use backfill::{backfill, BackfillReport, BackfillWindow};
 pub use reconcile::{reconcile, reconcile_open_findings, Reconciled};
+pub use reported::{report, AppReport, ReportOutcome};
 pub use schedule::spawn_periodic;
 
 use crate::appstore_api;
@@ -33,6 +35,14 @@ pub enum SyncError {
     },
     #[error("subscription {0} is unknown here and in every configured app and environment")]
     UnknownSubscription(String),
+    #[error("transaction {0} is unknown in every configured app and environment")]
+    UnknownTransaction(String),
+    #[error(transparent)]
+    Receipt(#[from] crate::model::ReceiptError),
+    #[error("the receipt lists no in-app purchase")]
+    EmptyReceipt,
+    #[error("a transaction id or a receipt is asked of Apple: configure [apps.api] first")]
+    ApiNotConfigured,
 }
 
 impl SyncError {
@@ -44,6 +54,10 @@ impl SyncError {
             SyncError::Verification(e) => e.code(),
             SyncError::NotConfigured { .. } => "API_NOT_CONFIGURED",
             SyncError::UnknownSubscription(_) => "UNKNOWN_SUBSCRIPTION",
+            SyncError::UnknownTransaction(_) => "UNKNOWN_TRANSACTION",
+            SyncError::Receipt(e) => e.code(),
+            SyncError::EmptyReceipt => "EMPTY_RECEIPT",
+            SyncError::ApiNotConfigured => "API_NOT_CONFIGURED",
         }
     }
 }

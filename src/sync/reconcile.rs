@@ -144,7 +144,7 @@ async fn state_of(
 
 /// The clients to ask: the subscription's own app and environment when the
 /// ledger knows them, else every configured one (Production first).
-fn candidates<'a>(api: &'a AppStoreApi, state: Option<&State>) -> Vec<&'a Client> {
+pub(super) fn candidates<'a>(api: &'a AppStoreApi, state: Option<&State>) -> Vec<&'a Client> {
     if let Some(state) = state {
         if let (Some(bundle), Some(environment)) = (&state.bundle_id, &state.environment) {
             if let Some(client) = api.client(bundle, &Environment::from_raw(environment)) {
@@ -165,13 +165,7 @@ async fn ask(
     store: &Store,
     original_transaction_id: &str,
 ) -> Result<Vec<NewEvidence>, SyncError> {
-    let expected = ingest
-        .expected(client.bundle_id())
-        .cloned()
-        .ok_or_else(|| SyncError::NotConfigured {
-            bundle_id: client.bundle_id().to_owned(),
-            environment: client.environment().as_str().to_owned(),
-        })?;
+    let expected = expected_identity(ingest, client)?;
     let verifier = ingest.verifier();
     let fetched_at = Timestamp::now().as_millis();
     let mut evidence = Vec::new();
@@ -200,16 +194,17 @@ async fn ask(
                 continue;
             }
             let facts = TransactionFacts::from_decoded(&t);
-            evidence.push(new_evidence(
-                sources::TRANSACTION_HISTORY,
-                &json!({ "signedTransactionInfo": token }),
-                None,
-                Some(facts),
-                None,
-                &expected_environment(client),
-                client.bundle_id(),
+            evidence.push(new_evidence(Answer {
+                source: sources::TRANSACTION_HISTORY,
+                signed_data: json!({ "signedTransactionInfo": token }),
+                status: None,
+                transaction: Some(facts),
+                renewal: None,
+                environment: client.environment().as_str().to_owned(),
+                bundle_id: client.bundle_id().to_owned(),
                 fetched_at,
-            ));
+                reported_app_account_token: None,
+            }));
         }
         if !page.has_more || page.revision.is_none() || page.revision == revision {
             break;
@@ -217,64 +212,105 @@ async fn ask(
         revision = page.revision;
     }
 
-    let statuses = client
-        .all_subscription_statuses(original_transaction_id)
-        .await?;
+    evidence.extend(
+        statuses(
+            client,
+            ingest,
+            &expected,
+            original_transaction_id,
+            fetched_at,
+        )
+        .await?,
+    );
+    Ok(evidence)
+}
+
+/// Get All Subscription Statuses for the customer of `transaction_id`,
+/// verified, as evidence.
+pub(super) async fn statuses(
+    client: &Client,
+    ingest: &Ingest,
+    expected: &crate::jws::ExpectedIdentity,
+    transaction_id: &str,
+    fetched_at: i64,
+) -> Result<Vec<NewEvidence>, SyncError> {
+    let verifier = ingest.verifier();
+    let statuses = client.all_subscription_statuses(transaction_id).await?;
+    let mut evidence = Vec::new();
     for group in &statuses.data {
         for last in &group.last_transactions {
             let transaction = match &last.signed_transaction_info {
                 Some(token) => {
                     let at = unverified_signed_date(token)?;
-                    Some(verifier.verify_transaction(token, &expected, at)?)
+                    Some(verifier.verify_transaction(token, expected, at)?)
                 }
                 None => None,
             };
             let renewal = match &last.signed_renewal_info {
                 Some(token) => {
                     let at = unverified_signed_date(token)?;
-                    Some(verifier.verify_renewal_info(token, &expected, at)?)
+                    Some(verifier.verify_renewal_info(token, expected, at)?)
                 }
                 None => None,
             };
             if transaction.is_none() && renewal.is_none() {
                 continue;
             }
-            evidence.push(new_evidence(
-                sources::SUBSCRIPTION_STATUS,
-                &json!({
+            evidence.push(new_evidence(Answer {
+                source: sources::SUBSCRIPTION_STATUS,
+                signed_data: json!({
                     "status": last.status,
                     "signedTransactionInfo": last.signed_transaction_info,
                     "signedRenewalInfo": last.signed_renewal_info,
                 }),
-                last.status,
-                transaction.as_ref().map(TransactionFacts::from_decoded),
-                renewal.as_ref().map(RenewalFacts::from_decoded),
-                &expected_environment(client),
-                client.bundle_id(),
+                status: last.status,
+                transaction: transaction.as_ref().map(TransactionFacts::from_decoded),
+                renewal: renewal.as_ref().map(RenewalFacts::from_decoded),
+                environment: client.environment().as_str().to_owned(),
+                bundle_id: client.bundle_id().to_owned(),
                 fetched_at,
-            ));
+                reported_app_account_token: None,
+            }));
         }
     }
     Ok(evidence)
 }
 
-fn expected_environment(client: &Client) -> String {
-    client.environment().as_str().to_owned()
+/// What Apple (or the app) said, verified, before it becomes evidence.
+pub(super) struct Answer {
+    pub(super) source: &'static str,
+    /// The tokens as received, as JSON.
+    pub(super) signed_data: serde_json::Value,
+    pub(super) status: Option<crate::model::SubscriptionStatus>,
+    pub(super) transaction: Option<TransactionFacts>,
+    pub(super) renewal: Option<RenewalFacts>,
+    pub(super) environment: String,
+    pub(super) bundle_id: String,
+    pub(super) fetched_at: i64,
+    pub(super) reported_app_account_token: Option<String>,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn new_evidence(
-    source: &'static str,
-    signed_data: &serde_json::Value,
-    status: Option<crate::model::SubscriptionStatus>,
-    transaction: Option<TransactionFacts>,
-    renewal: Option<RenewalFacts>,
-    environment: &str,
-    bundle_id: &str,
-    fetched_at: i64,
-) -> NewEvidence {
+/// Evidence whose id comes from the signed content (and the account it was
+/// reported for): the same answer is kept once.
+pub(super) fn new_evidence(answer: Answer) -> NewEvidence {
+    let Answer {
+        source,
+        signed_data,
+        status,
+        transaction,
+        renewal,
+        environment,
+        bundle_id,
+        fetched_at,
+        reported_app_account_token,
+    } = answer;
     let signed_data = signed_data.to_string();
-    let hash = digest(&SHA256, signed_data.as_bytes());
+    let mut hashed = signed_data.clone();
+    if let Some(token) = &reported_app_account_token {
+        hashed.push('\n');
+        hashed.push_str(token);
+    }
+    let hash = digest(&SHA256, hashed.as_bytes());
     let hex: String = hash
         .as_ref()
         .iter()
@@ -304,8 +340,8 @@ fn new_evidence(
         transaction_id,
         signed_date,
         fetched_at,
-        bundle_id: Some(bundle_id.to_owned()),
-        environment: Some(environment.to_owned()),
+        bundle_id: Some(bundle_id.clone()),
+        environment: Some(environment.clone()),
         signed_data,
         event: Event {
             notification_uuid: evidence_id,
@@ -313,12 +349,27 @@ fn new_evidence(
             subtype: None,
             signed_date: Some(signed_date),
             data: Some(EventData {
-                bundle_id: Some(bundle_id.to_owned()),
-                environment: Some(environment.to_owned()),
+                bundle_id: Some(bundle_id),
+                environment: Some(environment),
                 status,
                 signed_transaction_info: transaction,
                 signed_renewal_info: renewal,
             }),
+            reported_app_account_token,
         },
     }
+}
+
+/// What the signed data of `client`'s app must say.
+pub(super) fn expected_identity(
+    ingest: &Ingest,
+    client: &Client,
+) -> Result<crate::jws::ExpectedIdentity, SyncError> {
+    ingest
+        .expected(client.bundle_id())
+        .cloned()
+        .ok_or_else(|| SyncError::NotConfigured {
+            bundle_id: client.bundle_id().to_owned(),
+            environment: client.environment().as_str().to_owned(),
+        })
 }

@@ -58,6 +58,8 @@ pub struct FakeState {
     pub statuses: HashMap<String, Value>,
     /// originalTransactionId -> signed transactions (Transaction History).
     pub transactions: HashMap<String, Vec<String>>,
+    /// transactionId -> signed transaction (Get Transaction Info).
+    pub transaction_info: HashMap<String, String>,
     pub scripted: VecDeque<Scripted>,
     pub seen: Vec<Seen>,
     /// Why tokens were refused; a test expects none unless it says so.
@@ -257,7 +259,10 @@ async fn handle(
             .into_response(),
             None => apple_error(StatusCode::NOT_FOUND, 4040010),
         },
-        ("GET", ["inApps", "v1", "transactions", _]) => apple_error(StatusCode::NOT_FOUND, 4040010),
+        ("GET", ["inApps", "v1", "transactions", id]) => match s.transaction_info.get(*id) {
+            Some(token) => axum::Json(json!({"signedTransactionInfo": token})).into_response(),
+            None => apple_error(StatusCode::NOT_FOUND, 4040010),
+        },
         ("POST", ["inApps", "v1", "notifications", "test"]) => {
             if let (Some(payload), Some(to)) = (s.test_notification.clone(), s.deliver_to.clone()) {
                 s.test_send_attempts =

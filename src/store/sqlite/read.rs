@@ -37,6 +37,10 @@ pub(super) async fn items_where(
             "SELECT kind, item_id, state FROM ledger_items WHERE kind = 'subscription' AND item_id = ?1",
             id,
         ),
+        ItemQuery::Purchase(id) => (
+            "SELECT kind, item_id, state FROM ledger_items WHERE kind = 'purchase' AND item_id = ?1",
+            id,
+        ),
         ItemQuery::AppAccountToken(token) => (
             "SELECT kind, item_id, state FROM ledger_items WHERE app_account_token = ?1",
             token,

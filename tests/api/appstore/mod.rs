@@ -6,6 +6,7 @@
 mod backfill;
 mod client;
 mod reconcile;
+mod reported;
 
 use serde_json::{json, Value};
 

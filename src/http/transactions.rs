@@ -1,0 +1,184 @@
+//! `POST /v1/transactions`: a backend forwards the app's proof of purchase
+//! (StoreKit's signed transaction, or a transaction id or a legacy receipt
+//! to ask Apple about) and gets the entitlement it produces at once.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::State;
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use ring::digest::{digest, SHA256};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiError, AppState};
+use crate::ledger::ItemKey;
+use crate::model::Timestamp;
+use crate::sync::{self, AppReport, SyncError};
+
+/// At most `per_minute` reports per bearer token in any minute-long window.
+#[derive(Debug)]
+pub struct ReportLimiter {
+    per_minute: u32,
+    windows: Mutex<HashMap<Vec<u8>, (Instant, u32)>>,
+}
+
+impl ReportLimiter {
+    pub fn new(per_minute: u32) -> Self {
+        ReportLimiter {
+            per_minute,
+            windows: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// None when allowed; else how long until the window reopens.
+    fn check(&self, token: &[u8]) -> Option<Duration> {
+        let key = digest(&SHA256, token).as_ref().to_vec();
+        let now = Instant::now();
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        let (start, count) = windows.entry(key).or_insert((now, 0));
+        if now.duration_since(*start) >= Duration::from_secs(60) {
+            (*start, *count) = (now, 0);
+        }
+        if *count >= self.per_minute {
+            return Some(Duration::from_secs(60).saturating_sub(now.duration_since(*start)));
+        }
+        *count += 1;
+        None
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct ReportBody {
+    signed_transaction: Option<String>,
+    signed_renewal_info: Option<String>,
+    app_account_token: Option<String>,
+    transaction_id: Option<String>,
+    receipt: Option<String>,
+}
+
+fn invalid(message: &str) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "INVALID_BODY", message)
+}
+
+fn refused(error: &SyncError) -> ApiError {
+    let status = match error {
+        SyncError::Verification(_) => StatusCode::FORBIDDEN,
+        SyncError::Receipt(_) | SyncError::EmptyReceipt | SyncError::ApiNotConfigured => {
+            StatusCode::BAD_REQUEST
+        }
+        SyncError::UnknownTransaction(_) | SyncError::UnknownSubscription(_) => {
+            StatusCode::NOT_FOUND
+        }
+        SyncError::Apple(_) | SyncError::NotConfigured { .. } => StatusCode::BAD_GATEWAY,
+        SyncError::Store(e) => return ApiError::database_unavailable(e),
+    };
+    ApiError::new(status, error.code(), error.to_string())
+}
+
+/// `POST /v1/transactions` with `{"signedTransaction": ..., ["signedRenewalInfo": ...],
+/// ["appAccountToken": ...]}`, or `{"transactionId": ...}`, or `{"receipt": ...}`.
+pub(super) async fn report(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<ReportBody>, JsonRejection>,
+) -> Response {
+    match report_inner(&state, &headers, body).await {
+        Ok(answer) => answer.into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn report_inner(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Json<ReportBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let token = headers
+        .get(AUTHORIZATION)
+        .map(HeaderValue::as_bytes)
+        .unwrap_or_default();
+    if let Some(wait) = state.report_limiter.check(token) {
+        let mut response = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            "too many reports for this token; see Retry-After",
+        )
+        .into_response();
+        if let Ok(value) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            response.headers_mut().insert("retry-after", value);
+        }
+        return Ok(response);
+    }
+    let Json(body) = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "BODY_TOO_LARGE",
+                rejection.body_text(),
+            )
+        } else {
+            invalid(&rejection.body_text())
+        }
+    })?;
+    let report = match (body.signed_transaction, body.transaction_id, body.receipt) {
+        (Some(signed_transaction), None, None) => AppReport::Signed {
+            signed_transaction,
+            signed_renewal_info: body.signed_renewal_info,
+        },
+        (None, Some(id), None) if body.signed_renewal_info.is_none() => AppReport::TransactionId(id),
+        (None, None, Some(receipt)) if body.signed_renewal_info.is_none() => {
+            let receipt: String = receipt.chars().filter(|c| !c.is_whitespace()).collect();
+            AppReport::Receipt(STANDARD.decode(receipt).map_err(|_| {
+                ApiError::new(StatusCode::BAD_REQUEST, "MALFORMED_RECEIPT", "the receipt is not base64")
+            })?)
+        }
+        _ => {
+            return Err(invalid(
+                "give exactly one of signedTransaction (with signedRenewalInfo if known), transactionId, receipt",
+            ))
+        }
+    };
+    let outcome = sync::report(
+        &state.appstore_api,
+        &state.ingest,
+        &state.store,
+        report,
+        body.app_account_token,
+    )
+    .await
+    .map_err(|e| refused(&e))?;
+    let at = Timestamp::now().as_millis();
+    let s = &outcome.state;
+    let item = &outcome.item;
+    Ok(Json(json!({
+        "type": item.kind(),
+        "originalTransactionId": match item {
+            ItemKey::Subscription(id) => Some(id.as_str()),
+            ItemKey::Purchase(_) => s.original_transaction_id.as_deref(),
+        },
+        "transactionId": match item {
+            ItemKey::Purchase(id) => Some(id.as_str()),
+            ItemKey::Subscription(_) => s.current_transaction_id.as_deref(),
+        },
+        "productId": s.product_at(item, at),
+        "status": s.status_at(item, at).map(|status| status.as_str()),
+        "entitled": s.entitled_at(item, at),
+        "expiresDate": s.expires_at(item, at),
+        "at": at,
+        "stored": outcome.stored,
+        "appAccountTokenMismatch": outcome.app_account_token_mismatch.map(|(reported, signed)| json!({
+            "reported": reported,
+            "signed": signed,
+        })),
+    }))
+    .into_response())
+}
