@@ -282,9 +282,9 @@ impl Client {
                     // Never sooner than Apple said; without a usable
                     // Retry-After, the backoff.
                     let wait = match until {
-                        Some(until) => {
-                            Duration::from_millis(u64::try_from(until - now_millis()).unwrap_or(0))
-                        }
+                        Some(until) => Duration::from_millis(
+                            u64::try_from(until.saturating_sub(now_millis())).unwrap_or(0),
+                        ),
                         None => self.retry.backoff(rate_limited),
                     };
                     if rate_limited >= self.retry.max_attempts
@@ -387,10 +387,19 @@ impl Client {
             })));
         }
         if status == StatusCode::TOO_MANY_REQUESTS {
+            // Apple sends a UNIX time in milliseconds; a proxy in between
+            // may send HTTP's delay in seconds instead.
             let until = headers
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<i64>().ok());
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .map(|value| {
+                    if value < 100_000_000_000 {
+                        now_millis().saturating_add(value.saturating_mul(1000))
+                    } else {
+                        value
+                    }
+                });
             return Ok(Attempt::RateLimited { until });
         }
         let error: Option<ErrorBody> = serde_json::from_slice(&bytes).ok();

@@ -35,6 +35,8 @@ pub struct Scripted {
     pub body: Option<Value>,
     /// `Retry-After` in milliseconds from now (a UNIX time in ms is sent).
     pub retry_after_ms: Option<i64>,
+    /// Send `Retry-After` as HTTP's delay in whole seconds instead.
+    pub in_seconds: bool,
 }
 
 /// One request as the fake saw it.
@@ -215,10 +217,14 @@ async fn handle(
             None => StatusCode::from_u16(x.status).unwrap().into_response(),
         };
         if let Some(after) = x.retry_after_ms {
-            response.headers_mut().insert(
-                "retry-after",
-                HeaderValue::from_str(&(now_ms() + after).to_string()).unwrap(),
-            );
+            let value = if x.in_seconds {
+                (after / 1000).to_string()
+            } else {
+                (now_ms() + after).to_string()
+            };
+            response
+                .headers_mut()
+                .insert("retry-after", HeaderValue::from_str(&value).unwrap());
         }
         return response;
     }

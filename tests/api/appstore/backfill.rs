@@ -88,6 +88,7 @@ async fn an_interrupted_backfill_continues_and_ends_as_an_uninterrupted_one() {
         status: 400,
         body: Some(json!({"errorCode": 4000006, "errorMessage": "Invalid request."})),
         retry_after_ms: None,
+        in_seconds: false,
     });
     let args = [
         "backfill",
@@ -149,6 +150,7 @@ async fn apple_s_429_is_waited_out_and_retryable_codes_are_retried() {
             status: 429,
             body: None,
             retry_after_ms: Some(1_500),
+            in_seconds: false,
         });
         s.scripted.push_back(Scripted {
             path: "/inApps/v1/notifications/history",
@@ -156,6 +158,7 @@ async fn apple_s_429_is_waited_out_and_retryable_codes_are_retried() {
             status: 500,
             body: Some(json!({"errorCode": 5000001, "errorMessage": "An unknown error occurred. Please try again."})),
             retry_after_ms: None,
+            in_seconds: false,
         });
     }
     let run = backfill(&app, "Sandbox", &since()).await;

@@ -90,6 +90,7 @@ async fn the_client_keeps_its_rate_bounds_its_retries_and_names_the_other_enviro
             status: 500,
             body: Some(json!({"errorCode": 5000000, "errorMessage": "An unknown error occurred."})),
             retry_after_ms: None,
+            in_seconds: false,
         });
     }
     let error = sandbox.all_subscription_statuses("123").await.unwrap_err();
@@ -98,6 +99,22 @@ async fn the_client_keeps_its_rate_bounds_its_retries_and_names_the_other_enviro
         "{error}"
     );
     assert_eq!(fake.seen("/inApps/v1/subscriptions").len(), 3);
+
+    // A Retry-After in seconds (as a proxy may send it) is honoured too.
+    fake.state().scripted.push_back(Scripted {
+        path: "/inApps/v1/transactions",
+        query: "",
+        status: 429,
+        body: None,
+        retry_after_ms: Some(1_000),
+        in_seconds: true,
+    });
+    let before = fake.seen("/inApps/v1/transactions").len();
+    let _ = sandbox.transaction_info("123").await;
+    let seen = fake.seen("/inApps/v1/transactions");
+    assert_eq!(seen.len(), before + 2);
+    let gap = seen[before + 1].at - seen[before].at;
+    assert!(gap >= 1_000, "retried after {gap} ms");
 
     // 50 requests per second at most (the configured limit): ten take 180 ms or more.
     let started = std::time::Instant::now();
