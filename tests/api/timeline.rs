@@ -496,3 +496,44 @@ async fn known_at_equals_a_replay_of_what_had_been_received() {
         }
     }
 }
+
+/// An active customer who resubscribed was entitled in their earlier
+/// period, even when no transaction carries originalPurchaseDate (the
+/// current-state answer took the current period's purchase as the start).
+#[tokio::test]
+async fn before_a_resubscription_s_period_the_earlier_period_still_counts() {
+    let app = TestApp::spawn().await;
+    let (t0, otid) = (now() - 100 * DAY, "tl-resub");
+    let without_original = |tid: &str, from: i64| {
+        let mut t = tx(
+            otid,
+            tid,
+            "monthly",
+            t0 + from * DAY,
+            t0 + (from + 30) * DAY,
+        );
+        t.as_object_mut().unwrap().remove("originalPurchaseDate");
+        signed(t, t0 + from * DAY)
+    };
+    Post::new(&app, "SUBSCRIBED", t0 + 80 * DAY)
+        .subtype("RESUBSCRIBE")
+        .status(1)
+        .tx(without_original("tl-resub-2", 80))
+        .send()
+        .await;
+    Post::new(&app, "SUBSCRIBED", t0)
+        .subtype("INITIAL_BUY")
+        .status(1)
+        .tx(without_original("tl-resub-1", 0))
+        .send()
+        .await;
+    assert_eq!(
+        at(&app, otid, t0 + 10 * DAY).await,
+        is(true, "ACTIVE", "monthly")
+    );
+    assert_eq!(
+        at(&app, otid, t0 + 50 * DAY).await,
+        is(false, "EXPIRED", "monthly")
+    );
+    assert_eq!(at(&app, otid, now()).await, is(true, "ACTIVE", "monthly"));
+}
