@@ -43,13 +43,24 @@ pub(super) async fn require_token(
     response
 }
 
+/// The token of the one `Authorization: Bearer <token>` header. The scheme
+/// is case-insensitive (RFC 7235); two Authorization headers are refused,
+/// since proxies and servers may disagree on which one counts.
+pub(super) fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let value = values.next()?.to_str().ok()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|token| !token.is_empty())
+}
+
 async fn authorized(state: &AppState, request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+    let presented = bearer_token(request.headers());
     let authorized = presented.is_some_and(|presented| {
         // Comparing digests keeps the comparison constant-time whatever the
         // lengths; every configured token is compared, match or not.

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
-use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -102,11 +101,10 @@ async fn report_inner(
     headers: &HeaderMap,
     body: Result<Json<ReportBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let token = headers
-        .get(AUTHORIZATION)
-        .map(HeaderValue::as_bytes)
-        .unwrap_or_default();
-    if let Some(wait) = state.report_limiter.check(token) {
+    // By the token itself, so that another spelling of the scheme is the
+    // same allowance.
+    let token = super::query::bearer_token(headers).unwrap_or_default();
+    if let Some(wait) = state.report_limiter.check(token.as_bytes()) {
         let mut response = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "RATE_LIMITED",

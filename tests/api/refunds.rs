@@ -92,6 +92,45 @@ async fn the_query_api_needs_a_token_and_answers_clear_errors() {
         200,
         "every configured token is accepted"
     );
+    // The scheme is case-insensitive (RFC 7235); two Authorization headers
+    // are refused, whatever they hold.
+    let url = format!("{}/v1/entitlements?transactionId=1", app.address);
+    let lower = app
+        .client
+        .get(&url)
+        .header(
+            "authorization",
+            format!("bearer {}", crate::helpers::API_TOKEN),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lower.status().as_u16(), 200);
+    let twice = app
+        .client
+        .get(&url)
+        .header(
+            "authorization",
+            format!("Bearer {}", crate::helpers::API_TOKEN),
+        )
+        .header(
+            "authorization",
+            format!("Bearer {}", crate::helpers::API_TOKEN),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(twice.status().as_u16(), 401);
+    for malformed in ["Bearer", "Basic dGVzdA==", "Bearertest-token"] {
+        let response = app
+            .client
+            .get(&url)
+            .header("authorization", malformed)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 401, "{malformed}");
+    }
 
     assert_eq!(app.api("/v1/subscriptions/nope").await.0, 404);
     assert_eq!(app.api("/v1/subscriptions/nope/history").await.0, 404);

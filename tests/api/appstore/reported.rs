@@ -223,6 +223,16 @@ async fn reports_are_rate_limited_per_token() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 429);
     assert!(response.headers().contains_key("retry-after"));
+    // Another spelling of the scheme is the same token, the same allowance.
+    let respelled = limited
+        .client
+        .post(format!("{}/v1/transactions", limited.address))
+        .header("authorization", format!("BEARER {API_TOKEN}"))
+        .json(&json!({"signedTransaction": token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(respelled.status().as_u16(), 429);
     // Another token has its own allowance.
     let other = limited
         .client
