@@ -69,6 +69,9 @@ pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration)
         .route("/metrics", get(health::metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            refuse_oversized(max_body_bytes, request, next)
+        }))
         .with_state(state)
         .layer(
             ServiceBuilder::new()
@@ -101,6 +104,30 @@ pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration)
                     request_timeout,
                 )),
         )
+}
+
+/// A declared `Content-Length` over the limit is refused before any of the
+/// body is read: at once rather than after the request timeout, and before
+/// an `Expect: 100-continue` client is told to send it.
+async fn refuse_oversized(
+    max_body_bytes: usize,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|length| length > max_body_bytes as u64) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            format!("the body may be at most {max_body_bytes} bytes"),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 async fn not_found() -> ApiError {

@@ -120,7 +120,7 @@ async fn report_inner(
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "BODY_TOO_LARGE",
+                "PAYLOAD_TOO_LARGE",
                 rejection.body_text(),
             )
         } else {

@@ -208,6 +208,36 @@ async fn an_oversized_body_is_refused_with_413() {
     assert_eq!(body["error"]["code"], "PAYLOAD_TOO_LARGE");
 }
 
+/// A declared length over the limit is refused at once, before the body is
+/// sent: not after the request timeout, and not with `100 Continue`.
+#[tokio::test]
+async fn a_declared_oversized_length_is_refused_before_the_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn().await;
+    let port = app.address.rsplit(':').next().unwrap().to_owned();
+    for expect in ["", "Expect: 100-continue\r\n"] {
+        let mut stream = tokio::net::TcpStream::connect(format!("127.0.0.1:{port}"))
+            .await
+            .unwrap();
+        let head = format!(
+            "POST /v2/notifications HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+             Content-Length: 100000000\r\n{expect}\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let started = std::time::Instant::now();
+        let mut answer = vec![0u8; 512];
+        let read =
+            tokio::time::timeout(std::time::Duration::from_secs(2), stream.read(&mut answer))
+                .await
+                .expect("an answer before any body byte")
+                .unwrap();
+        let answer = String::from_utf8_lossy(&answer[..read]).into_owned();
+        assert!(answer.starts_with("HTTP/1.1 413"), "{expect:?}: {answer}");
+        assert!(answer.contains("PAYLOAD_TOO_LARGE"), "{answer}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    }
+}
+
 #[tokio::test]
 async fn a_test_notification_is_stored_like_any_other() {
     let app = TestApp::spawn().await;
