@@ -78,6 +78,32 @@ fn require(present: bool, what: &str) -> Result<(), VerifyError> {
     }
 }
 
+/// A transaction has its id; anything else in its place (a renewal info, a
+/// whole notification) is not one.
+fn check_transaction(t: &JwsTransactionDecodedPayload) -> Result<(), VerifyError> {
+    require(
+        t.transaction_id.is_some(),
+        "a transaction without transactionId",
+    )
+}
+
+/// Renewal info names its subscription and no transaction of its own: a
+/// transaction in its place is not one.
+fn check_renewal_info(r: &JwsRenewalInfoDecodedPayload) -> Result<(), VerifyError> {
+    require(
+        r.original_transaction_id.is_some(),
+        "a renewal info without originalTransactionId",
+    )?;
+    require(
+        !r.unknown_fields.contains_key("transactionId"),
+        "a renewal info with a transactionId (a transaction in the renewal info's place)",
+    )
+}
+
+fn check_app_transaction(a: &JwsAppTransactionDecodedPayload) -> Result<(), VerifyError> {
+    require(a.bundle_id.is_some(), "an app transaction without bundleId")
+}
+
 fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, VerifyError> {
     serde_json::from_slice(payload).map_err(|e| VerifyError::MalformedPayload(e.to_string()))
 }
@@ -162,10 +188,7 @@ impl Verifier {
         at: Timestamp,
     ) -> Result<JwsTransactionDecodedPayload, VerifyError> {
         let transaction: JwsTransactionDecodedPayload = self.verify_token(token, at)?;
-        require(
-            transaction.transaction_id.is_some(),
-            "a transaction without transactionId",
-        )?;
+        check_transaction(&transaction)?;
         expected.check_bundle_id(transaction.bundle_id.as_deref())?;
         expected.check_environment(transaction.environment.as_ref())?;
         Ok(transaction)
@@ -178,10 +201,7 @@ impl Verifier {
         at: Timestamp,
     ) -> Result<JwsRenewalInfoDecodedPayload, VerifyError> {
         let renewal_info: JwsRenewalInfoDecodedPayload = self.verify_token(token, at)?;
-        require(
-            renewal_info.original_transaction_id.is_some(),
-            "a renewal info without originalTransactionId",
-        )?;
+        check_renewal_info(&renewal_info)?;
         // Renewal info names no bundle id; its environment is all there is to check.
         expected.check_environment(renewal_info.environment.as_ref())?;
         Ok(renewal_info)
@@ -194,10 +214,7 @@ impl Verifier {
         at: Timestamp,
     ) -> Result<JwsAppTransactionDecodedPayload, VerifyError> {
         let app_transaction: JwsAppTransactionDecodedPayload = self.verify_token(token, at)?;
-        require(
-            app_transaction.bundle_id.is_some(),
-            "an app transaction without bundleId",
-        )?;
+        check_app_transaction(&app_transaction)?;
         expected.check(&PayloadIdentity {
             bundle_id: app_transaction.bundle_id.clone(),
             environment: app_transaction.environment().cloned(),
@@ -237,17 +254,27 @@ impl Verifier {
         const APP_TRANSACTION: &str = "appData.signedAppTransactionInfo";
         let transaction_info = data
             .and_then(|d| d.signed_transaction_info.as_deref())
-            .map(|t| self.verify_token::<JwsTransactionDecodedPayload>(t, at))
+            .map(|t| {
+                let transaction = self.verify_token::<JwsTransactionDecodedPayload>(t, at)?;
+                check_transaction(&transaction).map(|()| transaction)
+            })
             .transpose()
             .map_err(VerifyError::nested(TRANSACTION))?;
         let renewal_info = data
             .and_then(|d| d.signed_renewal_info.as_deref())
-            .map(|t| self.verify_token::<JwsRenewalInfoDecodedPayload>(t, at))
+            .map(|t| {
+                let renewal = self.verify_token::<JwsRenewalInfoDecodedPayload>(t, at)?;
+                check_renewal_info(&renewal).map(|()| renewal)
+            })
             .transpose()
             .map_err(VerifyError::nested(RENEWAL))?;
         let app_transaction_info = app_data
             .and_then(|d| d.signed_app_transaction_info.as_deref())
-            .map(|t| self.verify_token::<JwsAppTransactionDecodedPayload>(t, at))
+            .map(|t| {
+                let app_transaction =
+                    self.verify_token::<JwsAppTransactionDecodedPayload>(t, at)?;
+                check_app_transaction(&app_transaction).map(|()| app_transaction)
+            })
             .transpose()
             .map_err(VerifyError::nested(APP_TRANSACTION))?;
 
