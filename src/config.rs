@@ -193,6 +193,15 @@ fn defaults() -> Defaults {
     }
 }
 
+/// The file of a `sqlite:` URL (none for an in-memory database).
+fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+}
+
 /// Checks an app's API settings now, so that a wrong key stops start-up;
 /// errors name the key and never print the secret.
 fn validate_api(api: &AppApiSettings, key: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
@@ -302,6 +311,18 @@ impl Settings {
         if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres:"))
         {
             return fail("database.url", "must start with sqlite: or postgres:");
+        }
+        if let Some(path) = sqlite_path(&self.database.url) {
+            let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+            if parent.is_some_and(|dir| !dir.is_dir()) {
+                return fail(
+                    "database.url",
+                    &format!(
+                        "the directory of {} does not exist (the file is created, the directory is not)",
+                        path.display()
+                    ),
+                );
+            }
         }
         if self.database.max_connections == 0 {
             return fail("database.max_connections", "must be positive");

@@ -33,6 +33,19 @@ pub enum StartupError {
     Tls(String),
 }
 
+impl StartupError {
+    /// 2 for what the configuration says (a key to fix), 1 for what
+    /// happened at run time (a port taken, a database that failed).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartupError::Config(_)
+            | StartupError::Tls(_)
+            | StartupError::Store(StoreError::UnsupportedUrl(_)) => crate::cli::EXIT_USAGE,
+            StartupError::Store(_) | StartupError::Listen { .. } => crate::cli::EXIT_FAILED,
+        }
+    }
+}
+
 pub struct Application {
     check: crate::config::CheckSettings,
     appstore_api: Arc<crate::appstore_api::AppStoreApi>,

@@ -171,7 +171,7 @@ async fn serve(settings: Settings) -> u8 {
         Ok(application) => application,
         Err(e) => {
             eprintln!("error: {}", crate::telemetry::chain(&e));
-            return EXIT_FAILED;
+            return e.exit_code();
         }
     };
     match application.run_until_stopped().await {

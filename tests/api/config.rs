@@ -61,7 +61,7 @@ fn a_missing_config_file_or_bad_root_is_reported() {
             "[\"/nonexistent.der\"]",
         )],
     );
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(2));
     assert!(err.contains("verification.trusted_roots[0]"), "{err}");
 
     let out = Command::new(BIN)
@@ -133,5 +133,29 @@ fn a_wrong_api_key_stops_start_up_naming_the_key_not_the_secret() {
             "{key} / {why}: {err}"
         );
         assert!(!err.contains("c2VjcmV0"), "the secret was printed: {err}");
+    }
+}
+
+/// Every configuration error exits 2 and names its key: a bad TLS file, an
+/// unsupported database URL, a database directory that does not exist.
+#[test]
+fn configuration_errors_exit_2_naming_the_key() {
+    for (config, key) in [
+        (
+            "[server]\ntls_cert = \"/nonexistent/cert.pem\"\ntls_key = \"/nonexistent/key.pem\"\n",
+            "server.tls_cert",
+        ),
+        (
+            "[database]\nurl = \"postgres://localhost/ledger\"\n",
+            "database.url",
+        ),
+        (
+            "[database]\nurl = \"sqlite:///nonexistent/dir/ledger.db\"\n",
+            "database.url",
+        ),
+    ] {
+        let (code, err) = serve(Some(config), &[]);
+        assert_eq!(code, Some(2), "{config}: {err}");
+        assert!(err.contains(key), "{config}: {err}");
     }
 }
