@@ -145,7 +145,7 @@ async fn run(options: Options) {
         [database]
         url = "sqlite://{}/ledger.db"
         [api]
-        tokens = ["bench"]
+        tokens = ["bench-token-0123456789"]
         [log]
         level = "error"
         "#,
@@ -190,7 +190,12 @@ async fn run(options: Options) {
             // Spread over all subscriptions (a multiplicative hash of i).
             let s = (i.wrapping_mul(2_654_435_761)) % subscriptions;
             let url = format!("{base}/v1/entitlements?originalTransactionId=1{s:015}");
-            let response = client.get(&url).bearer_auth("bench").send().await.unwrap();
+            let response = client
+                .get(&url)
+                .bearer_auth("bench-token-0123456789")
+                .send()
+                .await
+                .unwrap();
             assert_eq!(response.status().as_u16(), 200);
             let body: serde_json::Value = response.json().await.unwrap();
             // Each answer is checked against what the generator made: the
@@ -221,7 +226,12 @@ async fn run(options: Options) {
                 let s = (i.wrapping_mul(2_654_435_761)) % subscriptions;
                 let at = start(s) + 45 * DAY;
                 let url = format!("{base}/v1/entitlements?originalTransactionId=1{s:015}&at={at}");
-                let response = client.get(&url).bearer_auth("bench").send().await.unwrap();
+                let response = client
+                    .get(&url)
+                    .bearer_auth("bench-token-0123456789")
+                    .send()
+                    .await
+                    .unwrap();
                 assert_eq!(response.status().as_u16(), 200);
                 let body: serde_json::Value = response.json().await.unwrap();
                 let entitlements = body["entitlements"].as_array().expect("entitlements");

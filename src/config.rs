@@ -20,6 +20,10 @@ pub use crate::store::DatabaseSettings;
 
 pub const ENV_PREFIX: &str = "APPSTORE_LEDGER__";
 
+/// Shorter bearer tokens can be guessed; the README's example is public.
+const MIN_TOKEN_CHARS: usize = 16;
+const PLACEHOLDER_TOKEN: &str = "change-me";
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
@@ -358,6 +362,23 @@ impl Settings {
                 validate_api(api, &|field| key(&format!("api.{field}")))?;
             }
         }
+        for (i, token) in self.api.tokens.iter().enumerate() {
+            let token = secrecy::ExposeSecret::expose_secret(token);
+            if token == PLACEHOLDER_TOKEN {
+                return fail(
+                    &format!("api.tokens[{i}]"),
+                    "is the README's placeholder; generate a random token (e.g. openssl rand -hex 32)",
+                );
+            }
+            if token.chars().count() < MIN_TOKEN_CHARS {
+                return fail(
+                    &format!("api.tokens[{i}]"),
+                    &format!(
+                        "must be at least {MIN_TOKEN_CHARS} characters (e.g. openssl rand -hex 32)"
+                    ),
+                );
+            }
+        }
         if self.api.reports_per_minute == 0 {
             return fail("api.reports_per_minute", "must be positive");
         }
@@ -453,7 +474,7 @@ mod tests {
             app_apple_id = 1234567890
             environments = ["Production", "Sandbox"]
             [api]
-            tokens = ["change-me"]
+            tokens = ["a-long-random-token-for-tests"]
             [log]
             format = "json"
             "#,

@@ -149,6 +149,11 @@ fn configuration_errors_exit_2_naming_the_key() {
             "[database]\nurl = \"postgres://localhost/ledger\"\n",
             "database.url",
         ),
+        ("[api]\ntokens = [\"short\"]\n", "api.tokens[0]"),
+        (
+            "[api]\ntokens = [\"a-long-enough-token-0\", \"change-me\"]\n",
+            "api.tokens[1]",
+        ),
         (
             "[database]\nurl = \"sqlite:///nonexistent/dir/ledger.db\"\n",
             "database.url",

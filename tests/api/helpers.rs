@@ -80,7 +80,7 @@ pub fn config(dir: &TempDir, pki: &TestPki, server_extra: &str, extra: &str) -> 
         app_apple_id = {APP_APPLE_ID}
         environments = ["Production", "Sandbox"]
         [api]
-        tokens = ["{API_TOKEN}", "second-token"]
+        tokens = ["{API_TOKEN}", "{SECOND_TOKEN}"]
         [log]
         level = "warn"
         {extra}
@@ -90,7 +90,8 @@ pub fn config(dir: &TempDir, pki: &TestPki, server_extra: &str, extra: &str) -> 
     )
 }
 
-pub const API_TOKEN: &str = "test-token";
+pub const API_TOKEN: &str = "test-token-0123456789";
+pub const SECOND_TOKEN: &str = "second-token-0123456789";
 
 pub fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();

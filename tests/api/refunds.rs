@@ -83,7 +83,7 @@ async fn the_query_api_needs_a_token_and_answers_clear_errors() {
     let second = app
         .client
         .get(format!("{}/v1/entitlements?transactionId=1", app.address))
-        .bearer_auth("second-token")
+        .bearer_auth(crate::helpers::SECOND_TOKEN)
         .send()
         .await
         .unwrap();

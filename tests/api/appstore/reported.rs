@@ -237,7 +237,7 @@ async fn reports_are_rate_limited_per_token() {
     let other = limited
         .client
         .post(format!("{}/v1/transactions", limited.address))
-        .bearer_auth("second-token")
+        .bearer_auth(crate::helpers::SECOND_TOKEN)
         .json(&json!({"signedTransaction": token}))
         .send()
         .await
