@@ -280,6 +280,65 @@ async fn an_unavailable_database_answers_503_and_a_later_retry_succeeds() {
     assert_eq!(app.count("notifications").await, 1);
 }
 
+/// A notification whose request already answered 503 (it waited behind a
+/// lock held elsewhere until the request gave up) is not committed later:
+/// Apple will retry it, and the service said it was not stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_requester_gave_up_is_not_committed_later() {
+    let (pki, dir) = (crate::helpers::pki(), crate::helpers::TempDir::new());
+    let text = crate::helpers::config(&dir, &pki, "", "")
+        .replace("busy_timeout_ms = 200", "busy_timeout_ms = 4000")
+        .replace("request_timeout_ms = 5000", "request_timeout_ms = 1000");
+    let app = TestApp::spawn_text(pki, dir, &text).await;
+    let first = NotificationSpec::new("DID_RENEW", uuid()).sign(&app.pki);
+    let second = NotificationSpec::new("DID_RENEW", uuid()).sign(&app.pki);
+
+    let mut blocker = app.db().await;
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    // The first takes the writer, which waits on the lock; the second
+    // queues behind it. Both requests give up before the lock is freed.
+    let app = std::sync::Arc::new(app);
+    let posting = {
+        let app = std::sync::Arc::clone(&app);
+        tokio::spawn(async move { app.post(&first).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (status, _) = app.post(&second).await;
+    assert_eq!(status, 503);
+    assert_eq!(posting.await.unwrap().0, 503);
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+    drop(blocker);
+    // The first was already in its transaction; the second never starts one.
+    tokio::time::sleep(std::time::Duration::from_millis(3_000)).await;
+    let uuids: Vec<String> = sqlx::query_scalar("SELECT notification_uuid FROM notifications")
+        .fetch_all(&mut app.db().await)
+        .await
+        .unwrap();
+    assert!(uuids.len() <= 1, "{uuids:?}");
+    let second_uuid = serde_json::from_str::<serde_json::Value>(&payload_of(&second)).unwrap()
+        ["notificationUUID"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        !uuids.contains(&second_uuid),
+        "the abandoned write was committed"
+    );
+}
+
+fn payload_of(token: &str) -> String {
+    use base64::Engine;
+    String::from_utf8(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap()
+}
+
 #[tokio::test]
 async fn a_restart_keeps_everything() {
     let app = TestApp::spawn().await;
