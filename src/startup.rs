@@ -62,6 +62,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        survive_file_size_limit();
         let anchors = settings.trust_anchors()?;
         let tls = match (&settings.server.tls_cert, &settings.server.tls_key) {
             (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
@@ -231,6 +232,20 @@ fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> Result<RustlsCon
         .map_err(|e| StartupError::Tls(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(RustlsConfig::from_config(Arc::new(config)))
+}
+
+/// A file-size limit (RLIMIT_FSIZE) reached by a write raises SIGXFSZ,
+/// whose default action kills the process with every request in flight.
+/// With a handler registered (tokio keeps it for the life of the process)
+/// the write fails with EFBIG instead, and the request gets 503.
+fn survive_file_size_limit() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Err(error) = signal(SignalKind::from_raw(libc::SIGXFSZ)) {
+            tracing::warn!(%error, "cannot handle SIGXFSZ; a file-size limit would kill the process");
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -23,6 +23,7 @@ mod fake_apple;
 mod health;
 mod https;
 mod ledger;
+mod limits;
 mod quarantine;
 mod rebuild;
 mod refunds;
