@@ -25,9 +25,9 @@ mod read;
 
 use super::fold::{self, LedgerTx};
 use super::{
-    BackfillRequest, BackfillRun, Conflict, Counts, FindingEntry, FindingFilter, ItemQuery,
-    LedgerItem, NewEvidence, NewNotification, QuarantineReason, QuarantinedNotification, Rebuilt,
-    Recorded, RefundEntry, RefundFilter, StoreError, SubscriptionHistory, UnfoldedNotification,
+    Conflict, Counts, FindingEntry, FindingFilter, ItemQuery, LedgerItem, NewNotification,
+    QuarantineReason, QuarantinedNotification, Rebuilt, Recorded, RefundEntry, RefundFilter,
+    StoreError, SubscriptionHistory, UnfoldedNotification,
 };
 use crate::finding::Finding;
 
@@ -177,78 +177,6 @@ impl SqliteStore {
 
     async fn read(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>, StoreError> {
         self.pool.acquire().await.map_err(unavailable)
-    }
-
-    pub(super) async fn record_evidence(
-        &self,
-        evidence: &[NewEvidence],
-    ) -> Result<u64, StoreError> {
-        self.in_own_transaction(async |tx| {
-            let mut stored = 0;
-            for e in evidence {
-                stored += u64::from(fold::record_evidence(&mut *tx, e).await?);
-            }
-            Ok(stored)
-        })
-        .await
-    }
-
-    pub(super) async fn note_send_attempts(
-        &self,
-        notification_uuid: &str,
-        send_attempts: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        self.in_own_transaction(async |tx| {
-            appstore::note_send_attempts(tx, notification_uuid, send_attempts, now).await
-        })
-        .await
-    }
-
-    pub(super) async fn backfill_run(
-        &self,
-        request: &BackfillRequest,
-        now: i64,
-    ) -> Result<BackfillRun, StoreError> {
-        self.in_own_transaction(async |tx| appstore::backfill_run(tx, request, now).await)
-            .await
-    }
-
-    pub(super) async fn backfill_progress(
-        &self,
-        run: &BackfillRun,
-        finished_at: Option<i64>,
-    ) -> Result<(), StoreError> {
-        self.in_own_transaction(async |tx| appstore::backfill_progress(tx, run, finished_at).await)
-            .await
-    }
-
-    pub(super) async fn known_transaction_ids(
-        &self,
-        ids: &[String],
-    ) -> Result<std::collections::HashSet<String>, StoreError> {
-        appstore::known_transaction_ids(&mut *self.read().await?, ids)
-            .await
-            .map_err(unavailable)
-    }
-
-    pub(super) async fn has_notification(
-        &self,
-        notification_uuid: &str,
-    ) -> Result<bool, StoreError> {
-        appstore::has_notification(&mut *self.read().await?, notification_uuid)
-            .await
-            .map_err(unavailable)
-    }
-
-    pub(super) async fn item_payloads_known_at(
-        &self,
-        item: &crate::ledger::ItemKey,
-        known_at: i64,
-    ) -> Result<Vec<String>, StoreError> {
-        read::item_payloads_known_at(&mut *self.read().await?, item, known_at)
-            .await
-            .map_err(unavailable)
     }
 
     pub(super) async fn ledger_items(
