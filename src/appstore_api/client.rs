@@ -2,7 +2,7 @@
 //! request, keeps below the configured rate, waits out 429s as Apple says,
 //! retries what Apple calls retryable with jittered backoff, and explains 401s.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use reqwest::header::{DATE, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
@@ -18,7 +18,7 @@ use super::types::{
     NotificationHistoryResponse, SendTestNotificationResponse, StatusResponse,
     TransactionInfoResponse,
 };
-use crate::model::Environment;
+use crate::model::{Environment, Timestamp};
 
 pub const PRODUCTION_URL: &str = "https://api.storekit.apple.com";
 pub const SANDBOX_URL: &str = "https://api.storekit-sandbox.apple.com";
@@ -109,18 +109,8 @@ enum Attempt<T> {
     RateLimited { until: Option<i64> },
 }
 
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    Timestamp::now().as_millis()
 }
 
 impl Client {
@@ -327,7 +317,7 @@ impl Client {
         body: Option<&impl Serialize>,
     ) -> Result<Attempt<T>, Error> {
         self.limiter.acquire().await;
-        let our_time = now_secs();
+        let our_time = now_millis() / 1000;
         let token = self
             .key
             .token(our_time)

@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
+use super::reconcile::expected_identity;
 use super::SyncError;
 use crate::appstore_api::{Client, SendAttempt};
 use crate::ingest::Ingest;
-use crate::jws::{unverified_signed_date, ExpectedIdentity};
+use crate::jws::unverified_signed_date;
 use crate::store::Store;
 
 /// What the check found.
@@ -78,6 +79,9 @@ pub async fn api_check(
     wait: Duration,
     poll: Duration,
 ) -> Result<ApiCheckReport, SyncError> {
+    // The app's own identity: a test notification of another app or
+    // environment is not ours.
+    let expected = expected_identity(ingest, client)?;
     let requested = client.request_test_notification().await?;
     let mut report = ApiCheckReport {
         test_notification_token: requested.test_notification_token,
@@ -93,12 +97,6 @@ pub async fn api_check(
         report.send_attempts = status.send_attempts;
         if let Some(signed_payload) = &status.signed_payload {
             let at = unverified_signed_date(signed_payload)?;
-            // The app's own identity: a test notification of another app
-            // or environment is not ours.
-            let expected = ingest
-                .expected(client.bundle_id())
-                .cloned()
-                .unwrap_or_else(ExpectedIdentity::any);
             let verified = ingest
                 .verifier()
                 .verify_notification(signed_payload, &expected, at)?;

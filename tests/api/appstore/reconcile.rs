@@ -144,17 +144,9 @@ async fn reconcile_corrects_a_missed_renewal_from_transaction_history() {
 async fn a_subscription_unknown_in_production_is_found_in_sandbox() {
     let production = FakeApple::start().await;
     let sandbox = FakeApple::start().await;
-    let dir = TempDir::new();
-    let extra = api_config(
-        &dir,
-        &production.key_pem,
-        &production.url,
-        &sandbox.url,
-        NO_SCHEDULE,
-    );
     // Both fakes must accept the same key.
     sandbox.trust_key_of(&production);
-    let app = TestApp::spawn_with(pki(), dir, &extra).await;
+    let app = app_with(&production, &sandbox, NO_SCHEDULE, pki()).await;
     let otid = "7600";
     let t = tx(otid, "760001", "monthly", now() - DAY, now() + 29 * DAY);
     sandbox.state().statuses.insert(
