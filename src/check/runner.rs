@@ -100,7 +100,7 @@ pub async fn sync_findings(
     records: &[Finding],
     now: i64,
 ) -> Result<SyncSummary, StoreError> {
-    let open = store.open_finding_keys().await?;
+    let open = store.open_finding_keys(None).await?;
     let vanished = super::vanished(&open, records);
     let mut summary = SyncSummary::default();
     for batch in vanished.chunks(SYNC_BATCH) {

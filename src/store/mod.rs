@@ -499,9 +499,13 @@ impl Store {
         on_backend!(self, b => b.unfolded().await)
     }
 
-    /// The (kind code, subject) of every open finding.
-    pub async fn open_finding_keys(&self) -> Result<Vec<(String, String)>, StoreError> {
-        on_backend!(self, b => b.open_finding_keys().await)
+    /// The (kind code, subject) of every open finding, or of those about
+    /// `subject`.
+    pub async fn open_finding_keys(
+        &self,
+        subject: Option<&str>,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        on_backend!(self, b => b.open_finding_keys(subject).await)
     }
 
     /// Marks these open findings resolved at `now`, in one transaction;

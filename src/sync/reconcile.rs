@@ -76,12 +76,9 @@ pub async fn reconcile(
         .as_ref()
         .map(|state| check_item(&item, state, now, tolerances))
         .unwrap_or_default();
-    let open: Vec<(String, String)> = store
-        .open_finding_keys()
-        .await?
-        .into_iter()
-        .filter(|(_, subject)| subject == original_transaction_id)
-        .collect();
+    let open = store
+        .open_finding_keys(Some(original_transaction_id))
+        .await?;
     let settled = crate::check::vanished(&open, &current);
     store.resolve_findings(&settled, now, Some(how)).await?;
     store

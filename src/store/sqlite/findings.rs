@@ -52,10 +52,15 @@ pub(super) async fn unfolded(
 
 pub(super) async fn open_finding_keys(
     conn: &mut SqliteConnection,
+    subject: Option<&str>,
 ) -> Result<Vec<(String, String)>, sqlx::Error> {
-    sqlx::query_as("SELECT kind, subject FROM findings WHERE resolved_at IS NULL")
-        .fetch_all(&mut *conn)
-        .await
+    sqlx::query_as(
+        "SELECT kind, subject FROM findings
+         WHERE resolved_at IS NULL AND (?1 IS NULL OR subject = ?1)",
+    )
+    .bind(subject)
+    .fetch_all(&mut *conn)
+    .await
 }
 
 pub(super) async fn resolve_findings(

@@ -246,8 +246,11 @@ impl SqliteStore {
             .map_err(unavailable)
     }
 
-    pub(super) async fn open_finding_keys(&self) -> Result<Vec<(String, String)>, StoreError> {
-        findings::open_finding_keys(&mut *self.read().await?)
+    pub(super) async fn open_finding_keys(
+        &self,
+        subject: Option<&str>,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        findings::open_finding_keys(&mut *self.read().await?, subject)
             .await
             .map_err(unavailable)
     }
