@@ -86,29 +86,24 @@ pub fn check_item(item: &ItemKey, state: &State, at: i64, tolerances: &Tolerance
     };
     let mut findings = Vec::new();
 
-    if !state.identity_conflicts.is_empty() {
-        findings.push(finding(
-            FindingKind::IdentityMismatch,
-            state.identity_conflicts.join("; "),
-        ));
-    }
-    if !state.status_contradictions.is_empty() {
-        findings.push(finding(
+    // What the state noted while folding: one finding per kind, its notes
+    // joined.
+    for (kind, preface, notes) in [
+        (FindingKind::IdentityMismatch, "", &state.identity_conflicts),
+        (
             FindingKind::StatusContradictsType,
-            format!(
-                "Apple's data.status was kept (entitlement follows it): {}",
-                state.status_contradictions.join("; ")
-            ),
-        ));
-    }
-    if !state.app_account_token_mismatches.is_empty() {
-        findings.push(finding(
+            "Apple's data.status was kept (entitlement follows it): ",
+            &state.status_contradictions,
+        ),
+        (
             FindingKind::AppAccountTokenMismatch,
-            format!(
-                "a backend reported a purchase for another account than Apple signed it for (a replayed purchase?): {}",
-                state.app_account_token_mismatches.join("; ")
-            ),
-        ));
+            "a backend reported a purchase for another account than Apple signed it for (a replayed purchase?): ",
+            &state.app_account_token_mismatches,
+        ),
+    ] {
+        if !notes.is_empty() {
+            findings.push(finding(kind, format!("{preface}{}", notes.join("; "))));
+        }
     }
     if let (Some(revoked), None) = (state.revocation_date, state.last_refund_signed_date) {
         if past(revoked, tolerances.missing_refund_notification) {

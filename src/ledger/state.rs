@@ -235,11 +235,11 @@ pub fn apply(state: Option<State>, item: &ItemKey, event: &Event) -> (State, Vec
                 t.transaction_id.as_deref().unwrap_or("?"),
                 t.app_account_token.as_deref().unwrap_or("none")
             );
-            if s.app_account_token_mismatches.len() < MAX_CONTRADICTIONS {
-                if let Err(at) = s.app_account_token_mismatches.binary_search(&note) {
-                    s.app_account_token_mismatches.insert(at, note);
-                }
-            }
+            note_once(
+                &mut s.app_account_token_mismatches,
+                note,
+                MAX_CONTRADICTIONS,
+            );
         }
     }
     if let Some(t) = event.transaction() {
@@ -338,11 +338,7 @@ fn note_contradiction(
         apple.as_str(),
         implied.as_str()
     );
-    if contradictions.len() < MAX_CONTRADICTIONS {
-        if let Err(at) = contradictions.binary_search(&note) {
-            contradictions.insert(at, note);
-        }
-    }
+    note_once(contradictions, note, MAX_CONTRADICTIONS);
 }
 
 fn note_conflict(
@@ -353,10 +349,16 @@ fn note_conflict(
 ) {
     if let (Some(known), Some(seen)) = (known, seen) {
         if known != seen {
-            let conflict = format!("{field}: {known} != {seen}");
-            if let Err(at) = conflicts.binary_search(&conflict) {
-                conflicts.insert(at, conflict);
-            }
+            note_once(conflicts, format!("{field}: {known} != {seen}"), usize::MAX);
+        }
+    }
+}
+
+/// Keeps `note` in the sorted `notes` once, while they number under `max`.
+fn note_once(notes: &mut Vec<String>, note: String, max: usize) {
+    if notes.len() < max {
+        if let Err(at) = notes.binary_search(&note) {
+            notes.insert(at, note);
         }
     }
 }
