@@ -104,6 +104,28 @@ pub struct AppApiSettings {
     pub max_requests_per_second: u32,
 }
 
+impl AppApiSettings {
+    /// The key's PEM text, with the key it came from (`private_key` or
+    /// `private_key_file`); an error names its key and says why.
+    pub fn private_key_pem(&self) -> Result<(&'static str, SecretString), (&'static str, String)> {
+        match (&self.private_key_file, &self.private_key) {
+            (Some(file), None) => std::fs::read_to_string(file)
+                .map(|pem| ("private_key_file", SecretString::from(pem)))
+                .map_err(|e| {
+                    (
+                        "private_key_file",
+                        format!("cannot read {}: {e}", file.display()),
+                    )
+                }),
+            (None, Some(pem)) => Ok(("private_key", pem.clone())),
+            _ => Err((
+                "private_key_file",
+                "give exactly one of private_key_file and private_key".into(),
+            )),
+        }
+    }
+}
+
 fn default_max_requests_per_second() -> u32 {
     20
 }
@@ -224,26 +246,11 @@ fn validate_api(api: &AppApiSettings, key: &dyn Fn(&str) -> String) -> Result<()
             "must be ten upper-case letters and digits, as in SubscriptionKey_<key id>.p8",
         );
     }
-    let (field, pem) = match (&api.private_key_file, &api.private_key) {
-        (Some(file), None) => (
-            "private_key_file",
-            std::fs::read_to_string(file).map_err(|e| {
-                ConfigError(format!(
-                    "{}: cannot read {}: {e}",
-                    key("private_key_file"),
-                    file.display()
-                ))
-            })?,
-        ),
-        (None, Some(pem)) => ("private_key", pem.expose_secret().to_owned()),
-        _ => {
-            return fail(
-                "private_key_file",
-                "give exactly one of private_key_file and private_key",
-            )
-        }
+    let (field, pem) = match api.private_key_pem() {
+        Ok(found) => found,
+        Err((field, why)) => return fail(field, &why),
     };
-    if let Err(e) = parse_p8(&pem) {
+    if let Err(e) = parse_p8(pem.expose_secret()) {
         return fail(field, &e.to_string());
     }
     for (field, url) in [

@@ -19,7 +19,7 @@ pub use types::{
     SendTestNotificationResponse, StatusResponse, SubscriptionGroupStatus, TransactionInfoResponse,
 };
 
-use crate::config::{AppApiSettings, AppSettings, ConfigError};
+use crate::config::{AppSettings, ConfigError};
 use crate::model::Environment;
 use secrecy::ExposeSecret;
 
@@ -36,7 +36,9 @@ impl AppStoreApi {
         for (i, app) in apps.iter().enumerate() {
             let Some(api) = &app.api else { continue };
             let key = |field: &str| format!("apps[{i}].api.{field}");
-            let pem = api.private_key_pem()?;
+            let (_, pem) = api
+                .private_key_pem()
+                .map_err(|(field, why)| ConfigError(format!("{}: {why}", key(field))))?;
             for environment in &app.environments {
                 let environment = Environment::from_raw(environment);
                 let base_url = match environment {
@@ -128,21 +130,6 @@ pub fn check_base_url(url: &str) -> Result<(), String> {
         Err(format!(
             "plain http:// only for loopback hosts, not {host:?}"
         ))
-    }
-}
-
-impl AppApiSettings {
-    /// The key's PEM text, from `private_key` or `private_key_file`.
-    pub fn private_key_pem(&self) -> Result<secrecy::SecretString, ConfigError> {
-        match (&self.private_key, &self.private_key_file) {
-            (Some(pem), None) => Ok(pem.clone()),
-            (None, Some(file)) => std::fs::read_to_string(file)
-                .map(secrecy::SecretString::from)
-                .map_err(|e| ConfigError(format!("{}: cannot read: {e}", file.display()))),
-            _ => Err(ConfigError(
-                "give exactly one of private_key_file and private_key".into(),
-            )),
-        }
     }
 }
 
