@@ -48,20 +48,11 @@ pub async fn reconcile(
 ) -> Result<Reconciled, SyncError> {
     let item = ItemKey::Subscription(original_transaction_id.to_owned());
     let before = state_of(store, original_transaction_id).await?;
-    let clients = candidates(api, before.as_ref());
-    let mut answered = None;
-    for client in clients {
-        match ask(client, ingest, store, original_transaction_id).await {
-            Ok(evidence) => {
-                answered = Some(evidence);
-                break;
-            }
-            // Asked of the wrong environment: the next one may know it.
-            Err(SyncError::Apple(ApiError::TransactionNotFound { .. })) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    let Some(evidence) = answered else {
+    let answered = first_that_knows(candidates(api, before.as_ref()), |client| {
+        ask(client, ingest, store, original_transaction_id)
+    })
+    .await?;
+    let Some((_, evidence)) = answered else {
         return Err(SyncError::UnknownSubscription(
             original_transaction_id.to_owned(),
         ));
@@ -355,6 +346,26 @@ pub(super) fn new_evidence(answer: Answer) -> NewEvidence {
             reported_app_account_token,
         },
     }
+}
+
+/// The first of `clients` whose environment knows what `ask` asks about,
+/// with its answer. Apple's 4040010 (not found) means the wrong
+/// environment was asked: the next one may know it.
+pub(super) async fn first_that_knows<'a, T, Fut>(
+    clients: Vec<&'a Client>,
+    mut ask: impl FnMut(&'a Client) -> Fut,
+) -> Result<Option<(&'a Client, T)>, SyncError>
+where
+    Fut: std::future::Future<Output = Result<T, SyncError>>,
+{
+    for client in clients {
+        match ask(client).await {
+            Ok(answer) => return Ok(Some((client, answer))),
+            Err(SyncError::Apple(ApiError::TransactionNotFound { .. })) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
 }
 
 /// What the signed data of `client`'s app must say.

@@ -4,9 +4,11 @@
 
 use serde_json::json;
 
-use super::reconcile::{candidates, expected_identity, new_evidence, statuses, Answer};
+use super::reconcile::{
+    candidates, expected_identity, first_that_knows, new_evidence, statuses, Answer,
+};
 use super::SyncError;
-use crate::appstore_api::{AppStoreApi, Error as ApiError};
+use crate::appstore_api::AppStoreApi;
 use crate::ingest::Ingest;
 use crate::jws::unverified_signed_date;
 use crate::ledger::{sources, ItemKey, RenewalFacts, State, TransactionFacts};
@@ -131,35 +133,34 @@ async fn ask_apple(
     if api.is_empty() {
         return Err(SyncError::ApiNotConfigured);
     }
-    for client in candidates(api, None) {
-        let info = match client.transaction_info(transaction_id).await {
-            Ok(info) => info,
-            Err(ApiError::TransactionNotFound { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        let expected = expected_identity(ingest, client)?;
-        let token = &info.signed_transaction_info;
-        let at = unverified_signed_date(token)?;
-        let decoded = ingest.verifier().verify_transaction(token, &expected, at)?;
-        let transaction = TransactionFacts::from_decoded(&decoded);
-        let mut evidence = vec![new_evidence(Answer {
-            source: sources::TRANSACTION_INFO,
-            signed_data: json!({ "signedTransactionInfo": token }),
-            status: None,
-            transaction: Some(transaction.clone()),
-            renewal: None,
-            environment: client.environment().as_str().to_owned(),
-            bundle_id: client.bundle_id().to_owned(),
-            fetched_at,
-            reported_app_account_token: app_account_token,
-        })];
-        if matches!(
-            transaction.product_type,
-            Some(ProductType::AutoRenewableSubscription) | None
-        ) {
-            evidence.extend(statuses(client, ingest, &expected, transaction_id, fetched_at).await?);
-        }
-        return Ok((evidence, transaction));
+    let found = first_that_knows(candidates(api, None), |client| async move {
+        Ok(client.transaction_info(transaction_id).await?)
+    })
+    .await?;
+    let Some((client, info)) = found else {
+        return Err(SyncError::UnknownTransaction(transaction_id.to_owned()));
+    };
+    let expected = expected_identity(ingest, client)?;
+    let token = &info.signed_transaction_info;
+    let at = unverified_signed_date(token)?;
+    let decoded = ingest.verifier().verify_transaction(token, &expected, at)?;
+    let transaction = TransactionFacts::from_decoded(&decoded);
+    let mut evidence = vec![new_evidence(Answer {
+        source: sources::TRANSACTION_INFO,
+        signed_data: json!({ "signedTransactionInfo": token }),
+        status: None,
+        transaction: Some(transaction.clone()),
+        renewal: None,
+        environment: client.environment().as_str().to_owned(),
+        bundle_id: client.bundle_id().to_owned(),
+        fetched_at,
+        reported_app_account_token: app_account_token,
+    })];
+    if matches!(
+        transaction.product_type,
+        Some(ProductType::AutoRenewableSubscription) | None
+    ) {
+        evidence.extend(statuses(client, ingest, &expected, transaction_id, fetched_at).await?);
     }
-    Err(SyncError::UnknownTransaction(transaction_id.to_owned()))
+    Ok((evidence, transaction))
 }
