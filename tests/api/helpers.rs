@@ -360,3 +360,53 @@ pub fn spawn_serve(
     };
     (child, addr, lines)
 }
+
+/// The binary serving, seen from outside.
+pub struct Served {
+    pub child: std::process::Child,
+    pub addr: String,
+    pub http: reqwest::Client,
+}
+
+impl Served {
+    /// Killed when dropped, so a failing test leaves no server behind.
+    pub fn start(mut command: std::process::Command) -> Served {
+        let (child, addr, lines) = spawn_serve(command.env("APPSTORE_LEDGER__LOG__LEVEL", "info"));
+        std::thread::spawn(move || lines.for_each(drop));
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .unwrap();
+        Served { child, addr, http }
+    }
+
+    pub async fn post(&self, token: &str) -> u16 {
+        self.http
+            .post(format!("http://{}/v2/notifications", self.addr))
+            .json(&json!({ "signedPayload": token }))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    pub async fn health(&self) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .get(format!("http://{}/health", self.addr))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or_default())
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

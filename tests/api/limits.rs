@@ -1,48 +1,32 @@
 //! Limits the machine imposes: a file-size limit (RLIMIT_FSIZE) reached by
-//! a write fails that write (503) and kills nothing.
+//! a write fails that write (503), /health says so, nothing is killed, and
+//! the service recovers when the limit is lifted.
 
 use std::process::Command;
 
-use serde_json::json;
-
-use crate::helpers::{config, pki, spawn_serve, NotificationSpec, TempDir};
+use crate::helpers::{config, pki, NotificationSpec, Served, TempDir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_appstore-ledger");
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_size_limit_fails_the_write_and_kills_nothing() {
     let (pki, dir) = (pki(), TempDir::new());
     let config_path = dir.path("config.toml");
     std::fs::write(&config_path, config(&dir, &pki, "", "")).unwrap();
     // 1 MB in 1024-byte blocks (bash), 512 KB in 512-byte blocks (dash):
-    // enough to start, soon too little for the log of writes.
+    // enough to start, soon too little for the log of writes. The soft
+    // limit only, so that it can be lifted again without privileges.
     let script = format!(
-        "ulimit -f 1024 && exec {BIN} serve --config {}",
+        "ulimit -S -f 1024 && exec {BIN} serve --config {}",
         config_path.display()
     );
-    let (mut child, addr, lines) = spawn_serve(
-        Command::new("sh")
-            .args(["-c", &script])
-            .env("APPSTORE_LEDGER__LOG__LEVEL", "info"),
-    );
-    std::thread::spawn(move || lines.for_each(drop));
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let mut command = Command::new("sh");
+    command.args(["-c", &script]);
+    let mut served = Served::start(command);
     let mut refused = 0;
     for i in 0..3_000 {
         let token = NotificationSpec::new("DID_RENEW", format!("fsize-{i:05}")).sign(&pki);
-        let response = http
-            .post(format!("http://{addr}/v2/notifications"))
-            .json(&json!({ "signedPayload": token }))
-            .send()
-            .await;
-        let status = match response {
-            Ok(response) => response.status().as_u16(),
-            Err(error) => panic!("no answer after {i} notifications: {error}"),
-        };
+        let status = served.post(&token).await;
         if status == 503 {
             refused += 1;
             if refused == 3 {
@@ -53,9 +37,23 @@ async fn a_file_size_limit_fails_the_write_and_kills_nothing() {
         }
     }
     assert_eq!(refused, 3, "the file-size limit was never reached");
-    assert!(child.try_wait().unwrap().is_none(), "the process is gone");
-    let health = http.get(format!("http://{addr}/health")).send().await;
-    assert!(health.is_ok(), "still answering");
-    let _ = child.kill();
-    let _ = child.wait();
+    assert!(
+        served.child.try_wait().unwrap().is_none(),
+        "the process is gone"
+    );
+    assert_eq!(
+        served.health().await.0,
+        503,
+        "no notification could be stored now"
+    );
+
+    // Lifted from outside: the next write succeeds, without a restart.
+    let lifted = Command::new("prlimit")
+        .args(["--pid", &served.child.id().to_string(), "--fsize=unlimited"])
+        .status()
+        .expect("prlimit (util-linux) runs");
+    assert!(lifted.success(), "prlimit lifted the limit");
+    assert_eq!(served.health().await.0, 200);
+    let token = NotificationSpec::new("DID_RENEW", "fsize-lifted").sign(&pki);
+    assert_eq!(served.post(&token).await, 200);
 }

@@ -20,6 +20,7 @@ mod config;
 mod crash;
 mod effects;
 mod fake_apple;
+mod faults;
 mod health;
 mod https;
 mod ledger;

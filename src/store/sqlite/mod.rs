@@ -11,10 +11,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
@@ -22,6 +19,7 @@ mod appstore;
 mod findings;
 mod ledger_tx;
 mod read;
+mod readers;
 
 use super::fold::{self, LedgerTx};
 use super::{
@@ -39,8 +37,9 @@ const QUEUE: usize = 4096;
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 enum WriteOp {
-    /// Takes the write lock and writes nothing: proves the database can
-    /// accept a notification right now.
+    /// Writes a row the size of a notification and commits it: proves the
+    /// database can accept a notification right now (the write lock, the
+    /// files, the disk).
     Probe,
     Record(NewNotification),
     Quarantine(NewNotification, QuarantineReason),
@@ -56,7 +55,7 @@ enum Job {
 
 #[derive(Debug, Clone)]
 pub(super) struct SqliteStore {
-    pool: SqlitePool,
+    readers: readers::Readers,
     options: SqliteConnectOptions,
     writer: mpsc::Sender<Job>,
 }
@@ -81,20 +80,21 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(busy_timeout)
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(busy_timeout.max(Duration::from_secs(1)))
-            .connect_with(options.clone())
-            .await
-            .map_err(|e| StoreError::Open(std::sync::Arc::new(e)))?;
+        let readers = readers::Readers::connect(
+            options.clone(),
+            max_connections,
+            busy_timeout.max(Duration::from_secs(1)),
+        )
+        .await
+        .map_err(|e| StoreError::Open(std::sync::Arc::new(e)))?;
         MIGRATOR
-            .run(&pool)
+            .run(&readers.pool())
             .await
             .map_err(|e| StoreError::Migration(std::sync::Arc::new(e)))?;
         let (writer, jobs) = mpsc::channel(QUEUE);
-        tokio::spawn(run_writer(options.clone(), jobs));
+        tokio::spawn(run_writer(options.clone(), readers.clone(), jobs));
         Ok(SqliteStore {
-            pool,
+            readers,
             options,
             writer,
         })
@@ -144,7 +144,7 @@ impl SqliteStore {
         )
         .bind(after_id)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers.pool())
         .await
         .map_err(unavailable)
     }
@@ -176,7 +176,7 @@ impl SqliteStore {
     }
 
     async fn read(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>, StoreError> {
-        self.pool.acquire().await.map_err(unavailable)
+        self.readers.pool().acquire().await.map_err(unavailable)
     }
 
     pub(super) async fn ledger_items(
@@ -301,7 +301,7 @@ impl SqliteStore {
 
     pub(super) async fn open_findings_by_kind(&self) -> Result<Vec<(String, i64)>, StoreError> {
         sqlx::query_as("SELECT kind, count(*) FROM findings WHERE resolved_at IS NULL GROUP BY kind ORDER BY kind")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.readers.pool())
             .await
             .map_err(unavailable)
     }
@@ -331,7 +331,7 @@ impl SqliteStore {
         let total: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM notifications WHERE original_transaction_id IS NOT NULL",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&self.readers.pool())
         .await
         .map_err(unavailable)?;
         let total = u64::try_from(total).unwrap_or(0);
@@ -388,7 +388,7 @@ impl SqliteStore {
                     (SELECT count(*) FROM quarantined_notifications) AS quarantined,
                     (SELECT count(*) FROM ledger_items) AS ledger_items",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&self.readers.pool())
         .await
         .map_err(unavailable)?;
         Ok(Counts {
@@ -402,7 +402,7 @@ impl SqliteStore {
     /// the writer can take the write lock.
     pub(super) async fn health(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1 FROM notifications LIMIT 1")
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.readers.pool())
             .await
             .map_err(unavailable)?;
         self.write(WriteOp::Probe).await.map(|_| ())
@@ -413,11 +413,15 @@ impl SqliteStore {
         if self.writer.send(Job::Shutdown(done)).await.is_ok() {
             let _ = finished.await;
         }
-        self.pool.close().await;
+        self.readers.close().await;
     }
 }
 
-async fn run_writer(options: SqliteConnectOptions, mut jobs: mpsc::Receiver<Job>) {
+async fn run_writer(
+    options: SqliteConnectOptions,
+    readers: readers::Readers,
+    mut jobs: mpsc::Receiver<Job>,
+) {
     let mut connection: Option<SqliteConnection> = None;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut shutdown = None;
@@ -451,6 +455,16 @@ async fn run_writer(options: SqliteConnectOptions, mut jobs: mpsc::Receiver<Job>
             let ops: Vec<&WriteOp> = batch.iter().map(|(op, _)| op).collect();
             let results = match write_batch(&mut connection, &options, &ops).await {
                 Ok(results) => results.into_iter().map(Ok).collect(),
+                Err(failure) if failure.read_only => {
+                    // Perhaps the files are writable again but this process
+                    // still sees them read-only: start over with every
+                    // connection, so that the next write can tell.
+                    if let Some(connection) = connection.take() {
+                        let _ = connection.close().await;
+                    }
+                    readers.replace();
+                    vec![Err(failure.error); ops.len()]
+                }
                 // One notification the database refuses must not take the
                 // others of its batch down with it (Apple retries only a few
                 // times): write each alone to find out which.
@@ -487,21 +501,47 @@ async fn run_writer(options: SqliteConnectOptions, mut jobs: mpsc::Receiver<Job>
     }
 }
 
+/// More than a notification writes (Apple's largest, with three certificate
+/// chains, are about 19 KB signed; add the decoded copy and ledger rows): when
+/// the probe fits on the disk, a notification does.
+const PROBE_BYTES: i64 = 64 * 1024;
+
+async fn probe(tx: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO write_probe (id, probed_at, filler) VALUES (1, ?1, zeroblob(?2))
+         ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at, filler = excluded.filler",
+    )
+    .bind(crate::model::Timestamp::now().as_millis())
+    .bind(PROBE_BYTES)
+    .execute(tx)
+    .await
+    .map(drop)
+}
+
 /// Why a batch failed, and whether any batch would have (the database is
 /// locked, unreachable or full) or only this one.
 struct BatchFailure {
     error: StoreError,
     systemic: bool,
+    /// SQLITE_READONLY: the files, or this process's view of them.
+    read_only: bool,
 }
 
 impl From<sqlx::Error> for BatchFailure {
     fn from(e: sqlx::Error) -> Self {
-        let systemic = match &e {
-            // SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN
+        let primary_code = match &e {
             sqlx::Error::Database(db) => db
                 .code()
                 .and_then(|code| code.parse::<i32>().ok())
-                .is_some_and(|code| matches!(code & 0xff, 5 | 6 | 10 | 13 | 14)),
+                .map(|code| code & 0xff),
+            _ => None,
+        };
+        let systemic = match &e {
+            // SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY, SQLITE_IOERR,
+            // SQLITE_FULL, SQLITE_CANTOPEN
+            sqlx::Error::Database(_) => {
+                matches!(primary_code, Some(5 | 6 | 8 | 10 | 13 | 14))
+            }
             sqlx::Error::Io(_)
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
@@ -512,6 +552,7 @@ impl From<sqlx::Error> for BatchFailure {
         BatchFailure {
             error: unavailable(e),
             systemic,
+            read_only: primary_code == Some(8),
         }
     }
 }
@@ -531,8 +572,8 @@ async fn write_batch(
     let mut results = Vec::with_capacity(ops.len());
     for op in ops {
         let result = match op {
-            // Nothing written; the caller ignores the answer.
-            WriteOp::Probe => Ok(Recorded::Duplicate),
+            // The caller only needs to know that it committed.
+            WriteOp::Probe => probe(&mut tx).await.map(|()| Recorded::Duplicate),
             WriteOp::Record(n) => fold::record(&mut *tx, n).await,
             WriteOp::Quarantine(n, reason) => fold::quarantine(&mut *tx, n, reason).await,
             WriteOp::Release(id, n) => fold::release(&mut *tx, *id, n).await,
