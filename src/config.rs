@@ -61,6 +61,17 @@ pub struct ServerSettings {
     pub request_timeout_ms: u64,
     /// How long in-flight requests may take to finish on SIGINT/SIGTERM.
     pub shutdown_grace_ms: u64,
+    /// A new connection, or one that has begun a request, must send the
+    /// request's headers within this; slower ones are closed.
+    pub header_read_timeout_ms: u64,
+    /// A connection with nothing in flight and nothing arriving is closed
+    /// after this.
+    pub idle_timeout_ms: u64,
+    /// Connections beyond this many at once are closed as they arrive.
+    pub max_connections: usize,
+    /// Serve `/metrics` on this address instead of `listen`, so that it
+    /// need not face the internet.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -189,6 +200,10 @@ fn defaults() -> Defaults {
             max_body_bytes: 262_144,
             request_timeout_ms: 10_000,
             shutdown_grace_ms: 10_000,
+            header_read_timeout_ms: 5_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 1_024,
+            metrics_listen: None,
         },
         database: DatabaseSettings {
             url: "sqlite://appstore-ledger.db".into(),
@@ -318,6 +333,22 @@ impl Settings {
         }
         if self.server.request_timeout_ms == 0 {
             return fail("server.request_timeout_ms", "must be positive");
+        }
+        if self.server.header_read_timeout_ms == 0 {
+            return fail("server.header_read_timeout_ms", "must be positive");
+        }
+        if self.server.idle_timeout_ms == 0 {
+            return fail("server.idle_timeout_ms", "must be positive");
+        }
+        if self.server.max_connections == 0 {
+            return fail("server.max_connections", "must be positive");
+        }
+        if self.server.metrics_listen == Some(self.server.listen) && self.server.listen.port() != 0
+        {
+            return fail(
+                "server.metrics_listen",
+                "must differ from server.listen (leave it out to serve /metrics there)",
+            );
         }
         if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres:"))
         {

@@ -36,6 +36,8 @@ pub struct Metrics {
     stored: Family<Labels, Gauge>,
     quarantined: Family<Labels, Gauge>,
     open_findings: Family<Labels, Gauge>,
+    connections_open: Gauge,
+    connections_closed: Family<Labels, Counter>,
     /// Encoding takes `&Registry`; scrapes are serialised so that the gauges
     /// set for one scrape are the ones it renders.
     scrape: Mutex<()>,
@@ -105,6 +107,19 @@ impl Default for Metrics {
             "open findings of the inconsistency checker, by kind",
             open_findings.clone(),
         );
+        let connections_open = Gauge::default();
+        registry.register(
+            "appstore_ledger_connections_open",
+            "HTTP connections open now",
+            connections_open.clone(),
+        );
+        let connections_closed = Family::<Labels, Counter>::default();
+        registry.register(
+            "appstore_ledger_connections_closed",
+            "HTTP connections the server closed or refused, by limit \
+             (header_read_timeout, idle_timeout, over_cap)",
+            connections_closed.clone(),
+        );
         Metrics {
             registry,
             notifications,
@@ -117,6 +132,8 @@ impl Default for Metrics {
             stored,
             quarantined,
             open_findings,
+            connections_open,
+            connections_closed,
             scrape: Mutex::new(()),
         }
     }
@@ -162,6 +179,21 @@ impl Metrics {
         self.query_seconds
             .get_or_create(&labels(&[("route", route)]))
             .observe(took.as_secs_f64());
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections_open.inc();
+    }
+
+    pub fn connection_ended(&self) {
+        self.connections_open.dec();
+    }
+
+    /// A connection closed or refused by one of the server's limits.
+    pub fn connection_closed(&self, limit: &str) {
+        self.connections_closed
+            .get_or_create(&labels(&[("limit", limit)]))
+            .inc();
     }
 
     /// Every metric, with the stored totals of this scrape (left out, and

@@ -12,7 +12,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::{ConfigError, Settings};
-use crate::http::{router, AppState};
+use crate::http::{metrics_router, router, AppState, ConnectionLimits};
 use crate::ingest::Ingest;
 use crate::jws::Verifier;
 use crate::metrics::Metrics;
@@ -56,6 +56,9 @@ pub struct Application {
     local_addr: SocketAddr,
     tls: Option<RustlsConfig>,
     app: axum::Router,
+    limits: ConnectionLimits,
+    /// `/metrics` on its own address, when configured.
+    metrics_server: Option<(std::net::TcpListener, axum::Router)>,
     store: Store,
     shutdown_grace: Duration,
 }
@@ -94,13 +97,30 @@ impl Application {
                 settings.api.reports_per_minute,
             )),
         };
-        let app = router(state, settings.server.max_body_bytes, request_timeout);
-
-        let addr = settings.server.listen;
-        let listen_error = |source| StartupError::Listen { addr, source };
-        let listener = std::net::TcpListener::bind(addr).map_err(listen_error)?;
-        listener.set_nonblocking(true).map_err(listen_error)?;
-        let local_addr = listener.local_addr().map_err(listen_error)?;
+        let server = &settings.server;
+        let app = router(
+            state.clone(),
+            server.max_body_bytes,
+            request_timeout,
+            server.metrics_listen.is_none(),
+        );
+        let limits = ConnectionLimits::new(
+            Duration::from_millis(server.header_read_timeout_ms),
+            Duration::from_millis(server.idle_timeout_ms),
+            server.max_connections,
+            Arc::clone(&metrics),
+        );
+        let listener = listen(server.listen)?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| StartupError::Listen {
+                addr: server.listen,
+                source,
+            })?;
+        let metrics_server = match server.metrics_listen {
+            Some(addr) => Some((listen(addr)?, metrics_router(state, request_timeout))),
+            None => None,
+        };
         Ok(Application {
             check: settings.check.clone(),
             appstore_api,
@@ -111,6 +131,8 @@ impl Application {
             local_addr,
             tls,
             app,
+            limits,
+            metrics_server,
             store,
             shutdown_grace: Duration::from_millis(settings.server.shutdown_grace_ms),
         })
@@ -122,6 +144,13 @@ impl Application {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where `/metrics` is served when it has an address of its own.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_server
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
     }
 
     pub fn is_tls(&self) -> bool {
@@ -140,8 +169,10 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let handle = Handle::new();
+        let metrics_handle = Handle::new();
         let grace = self.shutdown_grace;
         let stopper = handle.clone();
+        let metrics_stopper = metrics_handle.clone();
         let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
         let stop_workers = Arc::new(stop_workers);
         let on_shutdown = Arc::clone(&stop_workers);
@@ -151,6 +182,7 @@ impl Application {
             // Long jobs stop now, not after the grace period.
             let _ = on_shutdown.send(true);
             stopper.graceful_shutdown(Some(grace));
+            metrics_stopper.graceful_shutdown(Some(grace));
         });
         let workers: crate::stop::Stop = workers_stop.clone().into();
         let syncs = crate::sync::spawn_periodic(
@@ -170,22 +202,42 @@ impl Application {
                 workers_stop.into(),
             )
         });
+        let metrics_served = match self.metrics_server {
+            Some((listener, app)) => {
+                tracing::info!(addr = ?listener.local_addr().ok(), "serving /metrics");
+                // Its own small cap: a scraper or two, not the internet.
+                let limits = self.limits.with_max_connections(64);
+                let server = axum_server::from_tcp(listener)?
+                    .acceptor(limits)
+                    .handle(metrics_handle.clone())
+                    .serve(app.into_make_service());
+                Some(tokio::spawn(server))
+            }
+            None => None,
+        };
         tracing::info!(addr = %self.local_addr, tls = self.tls.is_some(), "listening");
         let service = self.app.into_make_service();
         let served = match self.tls {
             Some(tls) => {
+                let limits = self.limits;
                 axum_server::from_tcp_rustls(self.listener, tls)?
+                    .map(|tls| tls.acceptor(limits))
                     .handle(handle)
                     .serve(service)
                     .await
             }
             None => {
                 axum_server::from_tcp(self.listener)?
+                    .acceptor(self.limits)
                     .handle(handle)
                     .serve(service)
                     .await
             }
         };
+        if let Some(metrics_served) = metrics_served {
+            metrics_handle.graceful_shutdown(Some(grace));
+            let _ = metrics_served.await;
+        }
         // However the server stopped, the checker stops too (between two
         // pages of the check it may be running) before the store closes.
         let _ = stop_workers.send(true);
@@ -204,6 +256,13 @@ impl Application {
         tracing::info!("stopped");
         served
     }
+}
+
+fn listen(addr: SocketAddr) -> Result<std::net::TcpListener, StartupError> {
+    let listen_error = |source| StartupError::Listen { addr, source };
+    let listener = std::net::TcpListener::bind(addr).map_err(listen_error)?;
+    listener.set_nonblocking(true).map_err(listen_error)?;
+    Ok(listener)
 }
 
 fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> Result<RustlsConfig, StartupError> {

@@ -1,9 +1,11 @@
 //! The HTTP interface: routes, shared state, and the error answer format.
 
+mod connections;
 mod health;
 mod query;
 mod transactions;
 
+pub use connections::ConnectionLimits;
 pub use transactions::ReportLimiter;
 mod views;
 mod webhook;
@@ -43,7 +45,14 @@ pub struct AppState {
     pub report_limiter: Arc<transactions::ReportLimiter>,
 }
 
-pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration) -> Router {
+/// Every route; `/metrics` too unless it has a listener of its own
+/// (`with_metrics` false, see [`metrics_router`]).
+pub fn router(
+    state: AppState,
+    max_body_bytes: usize,
+    request_timeout: Duration,
+    with_metrics: bool,
+) -> Router {
     let request_id = axum::http::HeaderName::from_static("x-request-id");
     let queries = Router::new()
         .route(
@@ -62,11 +71,14 @@ pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration)
             state.clone(),
             query::require_token,
         ));
-    Router::new()
+    let mut routes = Router::new()
         .merge(queries)
         .route("/v2/notifications", post(webhook::receive))
-        .route("/health", get(health::health))
-        .route("/metrics", get(health::metrics))
+        .route("/health", get(health::health));
+    if with_metrics {
+        routes = routes.route("/metrics", get(health::metrics));
+    }
+    routes
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn(move |request, next| {
@@ -104,6 +116,18 @@ pub fn router(state: AppState, max_body_bytes: usize, request_timeout: Duration)
                     request_timeout,
                 )),
         )
+}
+
+/// `/metrics` alone, for `server.metrics_listen`.
+pub fn metrics_router(state: AppState, request_timeout: Duration) -> Router {
+    Router::new()
+        .route("/metrics", get(health::metrics))
+        .fallback(not_found)
+        .with_state(state)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
 }
 
 /// A declared `Content-Length` over the limit is refused before any of the

@@ -49,6 +49,8 @@ impl Drop for TempDir {
 
 pub struct TestApp {
     pub address: String,
+    /// `/metrics`, when `server.metrics_listen` gives it an address.
+    pub metrics_address: Option<String>,
     pub client: reqwest::Client,
     pub db_path: PathBuf,
     pub config_path: PathBuf,
@@ -139,12 +141,16 @@ impl TestApp {
             "http"
         };
         let address = format!("{scheme}://localhost:{}", application.port());
+        let metrics_address = application
+            .metrics_addr()
+            .map(|addr| format!("http://{addr}"));
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(application.run_until(async {
             let _ = stopped.await;
         }));
         TestApp {
             address,
+            metrics_address,
             client: client(),
             db_path: dir.path("ledger.db"),
             config_path,

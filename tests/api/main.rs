@@ -17,6 +17,7 @@ mod helpers;
 mod appstore;
 mod check;
 mod config;
+mod connections;
 mod crash;
 mod effects;
 mod fake_apple;
