@@ -129,6 +129,15 @@ pub struct Limited<I> {
     _permit: OwnedSemaphorePermit,
 }
 
+impl<I> Limited<I> {
+    /// Bytes going out are activity too: a long answer is not idleness.
+    fn note_written(&self, written: &Poll<io::Result<usize>>) {
+        if matches!(written, Poll::Ready(Ok(n)) if *n > 0) {
+            lock(&self.activity).last = Instant::now();
+        }
+    }
+}
+
 impl<I> Drop for Limited<I> {
     fn drop(&mut self) {
         self.limits.metrics.connection_ended();
@@ -188,9 +197,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Limited<I> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let written = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            lock(&this.activity).last = Instant::now();
-        }
+        this.note_written(&written);
         written
     }
 
@@ -201,9 +208,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Limited<I> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            lock(&this.activity).last = Instant::now();
-        }
+        this.note_written(&written);
         written
     }
 
