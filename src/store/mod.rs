@@ -173,6 +173,16 @@ pub struct Counts {
     pub ledger_items: i64,
 }
 
+/// What `/metrics` reports, kept current by every write: reading it costs
+/// the same at any size.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Totals {
+    pub notifications: i64,
+    pub quarantined: i64,
+    /// Open findings per kind code; kinds with none may be left out.
+    pub open_findings: Vec<(String, i64)>,
+}
+
 /// A subscription or purchase with its ledger state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LedgerItem {
@@ -542,9 +552,10 @@ impl Store {
         on_backend!(self, b => b.findings(filter).await)
     }
 
-    /// Open findings per kind code.
-    pub async fn open_findings_by_kind(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        on_backend!(self, b => b.open_findings_by_kind().await)
+    /// Stored and quarantined notifications and open findings, without
+    /// counting any table.
+    pub async fn totals(&self) -> Result<Totals, StoreError> {
+        on_backend!(self, b => b.totals().await)
     }
 
     pub async fn counts(&self) -> Result<Counts, StoreError> {

@@ -383,6 +383,7 @@ async fn serve_keeps_findings_and_resolves_them_by_itself() {
         metrics.contains("appstore_ledger_open_findings{kind=\"REFUND_WITHOUT_EXPIRATION\"} 1"),
         "{metrics}"
     );
+    app.assert_totals_match_tables().await;
 
     Post::new(&app, "EXPIRED", now - 2 * DAY)
         .subtype("VOLUNTARY")
@@ -396,6 +397,12 @@ async fn serve_keeps_findings_and_resolves_them_by_itself() {
     );
     let (_, open) = app.api("/v1/inconsistencies?open=true").await;
     assert_eq!(open["inconsistencies"], json!([]));
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("appstore_ledger_open_findings{kind=\"REFUND_WITHOUT_EXPIRATION\"} 0"),
+        "{metrics}"
+    );
+    app.assert_totals_match_tables().await;
     assert_eq!(app.api("/v1/inconsistencies?kind=NOPE").await.0, 400);
 }
 
@@ -496,6 +503,11 @@ async fn syncing_findings_counts_what_it_opened_and_resolved() {
         .await
         .unwrap();
     assert_eq!(open.len(), 602);
+    let open_by_kind = || async { store.totals().await.unwrap().open_findings };
+    assert_eq!(
+        open_by_kind().await,
+        [("EXPIRATION_OVERDUE".to_owned(), 602)]
+    );
     assert_eq!(
         sync_findings(&store, &[], 3).await.unwrap(),
         SyncSummary {
@@ -503,5 +515,6 @@ async fn syncing_findings_counts_what_it_opened_and_resolved() {
             resolved: 602
         }
     );
+    assert_eq!(open_by_kind().await, []);
     store.close().await;
 }

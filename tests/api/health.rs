@@ -58,6 +58,7 @@ async fn metrics_count_outcomes_by_reason() {
         text.contains("appstore_ledger_stored_notifications 1"),
         "{text}"
     );
+    app.assert_totals_match_tables().await;
     // Latencies: every answer, two verifications that got that far, one
     // commit per write, and the query API by route.
     assert!(
@@ -95,7 +96,7 @@ async fn metrics_say_when_the_database_failed() {
     );
 
     let mut db = app.db().await;
-    sqlx::query("ALTER TABLE quarantined_notifications RENAME TO q_moved")
+    sqlx::query("ALTER TABLE totals RENAME TO t_moved")
         .execute(&mut db)
         .await
         .unwrap();
@@ -108,7 +109,7 @@ async fn metrics_say_when_the_database_failed() {
         "{text}"
     );
 
-    sqlx::query("ALTER TABLE q_moved RENAME TO quarantined_notifications")
+    sqlx::query("ALTER TABLE t_moved RENAME TO totals")
         .execute(&mut db)
         .await
         .unwrap();

@@ -299,6 +299,50 @@ impl TestApp {
         out
     }
 
+    /// `/metrics` reports the totals the writes keep; they must equal what
+    /// counting the tables gives.
+    pub async fn assert_totals_match_tables(&self) {
+        let text = self.get("/metrics").await.text().await.unwrap();
+        let reported = |name: &str| -> i64 {
+            text.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+                .unwrap_or_else(|| panic!("no {name} in {text}"))
+                .parse()
+                .unwrap()
+        };
+        assert_eq!(
+            reported("appstore_ledger_stored_notifications"),
+            self.count("notifications").await,
+            "{text}"
+        );
+        assert_eq!(
+            reported("appstore_ledger_quarantined_notifications"),
+            self.count("quarantined_notifications").await,
+            "{text}"
+        );
+        let open: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT kind, count(*) FROM findings WHERE resolved_at IS NULL GROUP BY kind",
+        )
+        .fetch_all(&mut self.db().await)
+        .await
+        .unwrap();
+        let reported_open = text
+            .lines()
+            .filter_map(|line| {
+                let rest = line.strip_prefix("appstore_ledger_open_findings{kind=\"")?;
+                let (kind, count) = rest.split_once("\"} ")?;
+                let count: i64 = count.parse().ok()?;
+                (count > 0).then(|| (kind.to_owned(), count))
+            })
+            .collect::<std::collections::BTreeMap<_, _>>();
+        assert_eq!(
+            reported_open,
+            open.into_iter()
+                .collect::<std::collections::BTreeMap<_, _>>(),
+            "{text}"
+        );
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         let sql = match table {
             "notifications" => "SELECT count(*) FROM notifications",

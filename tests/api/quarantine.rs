@@ -72,6 +72,7 @@ async fn genuine_notifications_for_an_unconfigured_app_or_environment_are_kept_a
         .unwrap();
     assert_eq!(released, other_app.uuid);
     assert_eq!(app.count("quarantined_notifications").await, 1);
+    app.assert_totals_match_tables().await;
     // Released means folded into the ledger, as if it had been accepted.
     let (status, s) = app.api(subscription).await;
     assert_eq!(

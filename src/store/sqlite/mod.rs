@@ -25,7 +25,7 @@ use super::fold::{self, LedgerTx};
 use super::{
     Conflict, Counts, FindingEntry, FindingFilter, ItemQuery, LedgerItem, NewNotification,
     QuarantineReason, QuarantinedNotification, Rebuilt, Recorded, RefundEntry, RefundFilter,
-    StoreError, SubscriptionHistory, UnfoldedNotification,
+    StoreError, SubscriptionHistory, Totals, UnfoldedNotification,
 };
 use crate::finding::Finding;
 
@@ -299,11 +299,31 @@ impl SqliteStore {
             .map_err(unavailable)
     }
 
-    pub(super) async fn open_findings_by_kind(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        sqlx::query_as("SELECT kind, count(*) FROM findings WHERE resolved_at IS NULL GROUP BY kind ORDER BY kind")
-            .fetch_all(&self.readers.pool())
+    /// One read transaction, so that the figures belong together.
+    pub(super) async fn totals(&self) -> Result<Totals, StoreError> {
+        let mut connection = self.read().await?;
+        let mut tx = connection.begin().await.map_err(unavailable)?;
+        let named: Vec<(String, i64)> = sqlx::query_as("SELECT name, value FROM totals")
+            .fetch_all(&mut *tx)
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        let open_findings =
+            sqlx::query_as("SELECT kind, open FROM open_findings WHERE open > 0 ORDER BY kind")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        let total = |name: &str| {
+            named
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(0, |(_, value)| *value)
+        };
+        Ok(Totals {
+            notifications: total("notifications"),
+            quarantined: total("quarantined_notifications"),
+            open_findings,
+        })
     }
 
     pub(super) async fn refunds(
@@ -458,12 +478,15 @@ async fn run_writer(
                 Err(failure) if failure.read_only => {
                     // Perhaps the files are writable again but this process
                     // still sees them read-only: start over with every
-                    // connection, so that the next write can tell.
+                    // connection, and try once more.
                     if let Some(connection) = connection.take() {
                         let _ = connection.close().await;
                     }
-                    readers.replace();
-                    vec![Err(failure.error); ops.len()]
+                    readers.replace().await;
+                    match write_batch(&mut connection, &options, &ops).await {
+                        Ok(results) => results.into_iter().map(Ok).collect(),
+                        Err(failure) => vec![Err(failure.error); ops.len()],
+                    }
                 }
                 // One notification the database refuses must not take the
                 // others of its batch down with it (Apple retries only a few

@@ -5,12 +5,14 @@
 //! only read-only (the service started on read-only files), every later
 //! connection shares that view, the writer's included, and writes keep
 //! failing after the files become writable, until every connection has
-//! closed. The writer then asks for fresh readers.
+//! closed. On such a failure the writer closes them all and tries again.
 
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub(super) struct Readers {
@@ -45,16 +47,23 @@ impl Readers {
             .clone()
     }
 
-    /// New readers for what comes next; the old ones close once the reads
-    /// that hold them finish.
-    pub(super) fn replace(&self) {
+    /// New readers for what comes next; waits (a little) for the old ones
+    /// to close, since until they have, a new connection would share their
+    /// read-only view.
+    pub(super) async fn replace(&self) {
         let fresh = pool_options(self.max_connections, self.acquire_timeout)
             .connect_lazy_with(self.options.clone());
         let old = std::mem::replace(
-            &mut *self.current.write().unwrap_or_else(PoisonError::into_inner),
+            &mut *self
+                .current
+                .write()
+                .unwrap_or_else(PoisonError::into_inner),
             fresh,
         );
-        tokio::spawn(async move { old.close().await });
+        // A long read may hold one; the writer does not wait for it long.
+        if tokio::time::timeout(CLOSE_WAIT, old.close()).await.is_err() {
+            tracing::debug!("old read connections still closing");
+        }
     }
 
     pub(super) async fn close(&self) {
