@@ -442,6 +442,39 @@ fn malformed_certificates_are_rejected_with_their_position() {
     );
 }
 
+/// DER has no empty INTEGER: a serial of zero length is not a certificate.
+#[test]
+fn a_zero_length_serial_number_is_malformed() {
+    let serial = [0x5A; 16];
+    let pki = TestPki::build(ChainSpec {
+        leaf_serial: Some(serial.to_vec()),
+        ..ChainSpec::default()
+    });
+    let encoded = [&[0x02, 16][..], &serial].concat();
+    let mut leaf = pki.leaf_der.clone();
+    let at = leaf
+        .windows(encoded.len())
+        .position(|w| w == encoded)
+        .unwrap();
+    leaf.splice(at..at + encoded.len(), [0x02, 0x00]);
+    // The Certificate and TBSCertificate SEQUENCEs (two length octets each)
+    // are 16 octets shorter.
+    for sequence in [0, 4] {
+        assert_eq!(leaf[sequence..sequence + 2], [0x30, 0x82]);
+        let length = u16::from_be_bytes([leaf[sequence + 2], leaf[sequence + 3]]) - 16;
+        leaf[sequence + 2..sequence + 4].copy_from_slice(&length.to_be_bytes());
+    }
+    assert_eq!(
+        verify_chain(
+            &[&leaf, &pki.intermediate_der, &pki.root_der],
+            &pki.anchors(),
+            AT
+        )
+        .unwrap_err(),
+        VerifyError::MalformedCertificate(CertPosition::Leaf)
+    );
+}
+
 #[test]
 fn chain_length_must_be_three() {
     let pki = TestPki::new();

@@ -39,6 +39,10 @@ pub(crate) fn parse_certificate(
         Ok(([], cert)) => cert,
         _ => return Err(malformed),
     };
+    // DER has no empty INTEGER; x509-parser reads one as serial zero.
+    if cert.raw_serial().is_empty() {
+        return Err(malformed);
+    }
     let (outer, inner) = signature_algorithm_encodings(der).ok_or(malformed.clone())?;
     // The outer and inner algorithm identifiers must be the same bytes (RFC
     // 5280 §4.1.1.2), or the signature could be read two ways.

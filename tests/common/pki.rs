@@ -52,6 +52,8 @@ pub struct ChainSpec {
     pub leaf_validity: (OffsetDateTime, OffsetDateTime),
     pub leaf_algorithm: &'static SignatureAlgorithm,
     pub leaf_unknown_critical_extension: bool,
+    /// The leaf's serial number; `None` lets rcgen derive one.
+    pub leaf_serial: Option<Vec<u8>>,
 }
 
 impl Default for ChainSpec {
@@ -72,6 +74,7 @@ impl Default for ChainSpec {
             leaf_validity: (date(2024), date(2027)),
             leaf_algorithm: &PKCS_ECDSA_P256_SHA256,
             leaf_unknown_critical_extension: false,
+            leaf_serial: None,
         }
     }
 }
@@ -139,6 +142,7 @@ impl TestPki {
         let leaf_key = KeyPair::generate_for(spec.leaf_algorithm).unwrap();
         let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
         leaf.distinguished_name = name("Test Mac App Store and iTunes Store Receipt Signing");
+        leaf.serial_number = spec.leaf_serial.clone().map(Into::into);
         leaf.is_ca = if spec.leaf_is_ca {
             IsCa::Ca(BasicConstraints::Unconstrained)
         } else {

@@ -54,10 +54,7 @@ impl Readers {
         let fresh = pool_options(self.max_connections, self.acquire_timeout)
             .connect_lazy_with(self.options.clone());
         let old = std::mem::replace(
-            &mut *self
-                .current
-                .write()
-                .unwrap_or_else(PoisonError::into_inner),
+            &mut *self.current.write().unwrap_or_else(PoisonError::into_inner),
             fresh,
         );
         // A long read may hold one; the writer does not wait for it long.
