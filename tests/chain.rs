@@ -30,6 +30,16 @@ fn verify(pki: &TestPki, token: &str) -> Result<Vec<u8>, VerifyError> {
     verify_compact(token, &pki.anchors(), AT, None)
 }
 
+/// The error for `pki`'s chain with this leaf in place of its own.
+fn with_leaf(pki: &TestPki, leaf: &[u8]) -> VerifyError {
+    verify_chain(
+        &[leaf, &pki.intermediate_der, &pki.root_der],
+        &pki.anchors(),
+        AT,
+    )
+    .unwrap_err()
+}
+
 fn rejected(spec: ChainSpec) -> VerifyError {
     let pki = TestPki::build(spec);
     verify(&pki, &pki.sign(&payload())).unwrap_err()
@@ -352,12 +362,7 @@ fn certificate_signature_algorithms_other_than_ecdsa_sha256_384_are_rejected() {
     let pki = TestPki::new();
     let leaf = replace_all(&pki.leaf_der, ECDSA_SHA384, ECDSA_SHA512);
     assert_eq!(
-        verify_chain(
-            &[&leaf, &pki.intermediate_der, &pki.root_der],
-            &pki.anchors(),
-            AT
-        )
-        .unwrap_err(),
+        with_leaf(&pki, &leaf),
         VerifyError::UnsupportedSignatureAlgorithm(CertPosition::Leaf)
     );
 }
@@ -367,12 +372,7 @@ fn the_inner_and_outer_signature_algorithms_must_agree() {
     let pki = TestPki::new();
     let leaf = replace_last(&pki.leaf_der, ECDSA_SHA384, ECDSA_SHA512);
     assert_eq!(
-        verify_chain(
-            &[&leaf, &pki.intermediate_der, &pki.root_der],
-            &pki.anchors(),
-            AT
-        )
-        .unwrap_err(),
+        with_leaf(&pki, &leaf),
         VerifyError::MalformedCertificate(CertPosition::Leaf)
     );
 }
@@ -385,12 +385,7 @@ fn a_tampered_certificate_fails_its_signature() {
     let spki_at = leaf.windows(2).rposition(|w| w == [0x03, 0x42]).unwrap();
     leaf[spki_at + 10] ^= 1;
     assert_eq!(
-        verify_chain(
-            &[&leaf, &pki.intermediate_der, &pki.root_der],
-            &pki.anchors(),
-            AT
-        )
-        .unwrap_err(),
+        with_leaf(&pki, &leaf),
         VerifyError::InvalidCertificateSignature(CertPosition::Leaf)
     );
 }
@@ -465,12 +460,7 @@ fn a_zero_length_serial_number_is_malformed() {
         leaf[sequence + 2..sequence + 4].copy_from_slice(&length.to_be_bytes());
     }
     assert_eq!(
-        verify_chain(
-            &[&leaf, &pki.intermediate_der, &pki.root_der],
-            &pki.anchors(),
-            AT
-        )
-        .unwrap_err(),
+        with_leaf(&pki, &leaf),
         VerifyError::MalformedCertificate(CertPosition::Leaf)
     );
 }
