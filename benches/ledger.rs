@@ -264,7 +264,9 @@ async fn run(options: Options) {
             .unwrap();
         scrapes.push(started.elapsed());
         assert!(
-            text.contains(&format!("\nappstore_ledger_stored_notifications {folded}\n")),
+            text.contains(&format!(
+                "\nappstore_ledger_stored_notifications {folded}\n"
+            )),
             "{text}"
         );
     }

@@ -350,7 +350,10 @@ impl Settings {
                 "must differ from server.listen (leave it out to serve /metrics there)",
             );
         }
-        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres:"))
+        let url = &self.database.url;
+        if !["sqlite:", "postgres:", "postgresql:"]
+            .iter()
+            .any(|scheme| url.starts_with(scheme))
         {
             return fail("database.url", "must start with sqlite: or postgres:");
         }

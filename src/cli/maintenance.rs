@@ -1,13 +1,13 @@
-//! Maintenance commands: `reprocess --quarantined` and `rebuild`.
+//! Maintenance commands: `reprocess --quarantined`, `rebuild` and `migrate`.
 
 use super::progress::Progress;
-use super::{EXIT_FAILED, EXIT_OK};
+use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::config::Settings;
 use crate::ingest::{Ingest, Ingested};
 use crate::jws::Verifier;
 use crate::model::Timestamp;
 use crate::stop::Stop;
-use crate::store::{Rebuilt, Store};
+use crate::store::{Rebuilt, Store, StoreError};
 
 /// `reprocess --quarantined`: each quarantined notification is verified again
 /// (at the time it was received, when its chain was checked) and released if a
@@ -121,6 +121,42 @@ pub(super) async fn rebuild(settings: Settings) -> u8 {
         Err(e) => {
             eprintln!("error: {}", e.chain());
             EXIT_FAILED
+        }
+    }
+}
+
+/// `migrate`: applies what is missing of the schema, as `serve` does when
+/// it starts, for teams that migrate as a deploy step. Prints what this run
+/// applied (another instance may apply at the same moment: one applies, the
+/// others find nothing to do).
+pub(super) async fn migrate(settings: Settings) -> u8 {
+    match Store::migrate(&settings.database).await {
+        Ok(migrated) => {
+            let version = migrated
+                .version
+                .map_or_else(|| "none".to_owned(), |v| v.to_string());
+            if migrated.applied.is_empty() {
+                println!(
+                    "{}: nothing to apply, at version {version}",
+                    migrated.backend
+                );
+            } else {
+                let applied: Vec<String> = migrated.applied.iter().map(i64::to_string).collect();
+                println!(
+                    "{}: applied {} ({}), now at version {version}",
+                    migrated.backend,
+                    migrated.applied.len(),
+                    applied.join(", ")
+                );
+            }
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("error: {}", e.chain());
+            match e {
+                StoreError::UnsupportedUrl(_) => EXIT_USAGE,
+                _ => EXIT_FAILED,
+            }
         }
     }
 }

@@ -48,6 +48,8 @@ pub enum Command {
     Reprocess(ReprocessArgs),
     /// Recompute every subscription and purchase from the stored notifications.
     Rebuild(RebuildArgs),
+    /// Apply what is missing of the database schema, and say what was applied.
+    Migrate(RebuildArgs),
     /// Find what Apple should have told us and did not.
     Check(CheckArgs),
     /// Store what Apple's Notification History holds and the webhook missed.
@@ -58,8 +60,11 @@ pub enum Command {
     ApiCheck(ApiCheckArgs),
 }
 
+/// For commands that need only the configuration.
 #[derive(Debug, Args)]
 pub struct RebuildArgs {
+    /// A TOML configuration file (over the built-in defaults, under
+    /// APPSTORE_LEDGER__* environment variables).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
@@ -112,6 +117,7 @@ where
             with_runtime(maintenance::reprocess_quarantined, args.config.as_deref())
         }
         Command::Rebuild(args) => with_runtime(maintenance::rebuild, args.config.as_deref()),
+        Command::Migrate(args) => with_runtime(maintenance::migrate, args.config.as_deref()),
         Command::Backfill(args) => {
             let config = args.config.clone();
             with_runtime(

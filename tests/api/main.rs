@@ -26,6 +26,7 @@ mod health;
 mod https;
 mod ledger;
 mod limits;
+mod postgres;
 mod quarantine;
 mod rebuild;
 mod refunds;

@@ -8,10 +8,9 @@
 //! notification is still written whole or not at all, and no answer is sent
 //! before its commit.
 
-use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
@@ -20,6 +19,10 @@ mod findings;
 mod ledger_tx;
 mod read;
 mod readers;
+mod schema;
+
+pub(super) use schema::migrate;
+use schema::{connect_options, MIGRATOR};
 
 use super::fold::{self, LedgerTx};
 use super::{
@@ -33,8 +36,6 @@ use crate::finding::Finding;
 const MAX_BATCH: usize = 256;
 /// Requests waiting for the writer; beyond this, senders wait (back-pressure).
 const QUEUE: usize = 4096;
-
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 enum WriteOp {
     /// Writes a row the size of a notification and commits it: proves the
@@ -70,16 +71,7 @@ impl SqliteStore {
         max_connections: u32,
         busy_timeout: Duration,
     ) -> Result<SqliteStore, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Open(std::sync::Arc::new(e)))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // In WAL mode, NORMAL survives a process crash but may lose the last
-            // commits on power loss. An acknowledged notification must survive
-            // both (Apple will not resend it), so every commit syncs the WAL.
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(busy_timeout)
-            .foreign_keys(true);
+        let options = connect_options(url, busy_timeout)?;
         let readers = readers::Readers::connect(
             options.clone(),
             max_connections,

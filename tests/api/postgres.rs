@@ -1,0 +1,206 @@
+//! PostgreSQL: its schema applied by `migrate`, once, also when several
+//! instances start at once. These tests use the server named by
+//! `APPSTORE_LEDGER_TEST_POSTGRES` (the README's test command sets it), in a
+//! fresh database each, dropped afterwards; without one they say `skipped:`.
+
+use std::process::Command;
+
+use sqlx::{Connection, PgConnection};
+
+use crate::helpers::{pki, TempDir};
+
+const BIN: &str = env!("CARGO_BIN_EXE_appstore-ledger");
+
+/// A database of its own on the test server, dropped when done.
+pub struct PgDatabase {
+    pub url: String,
+    admin: String,
+    name: String,
+}
+
+impl PgDatabase {
+    /// `None` (with `skipped: ...` printed) when no server is configured or
+    /// it does not answer.
+    pub async fn create() -> Option<PgDatabase> {
+        let Ok(admin) = std::env::var("APPSTORE_LEDGER_TEST_POSTGRES") else {
+            eprintln!("skipped: APPSTORE_LEDGER_TEST_POSTGRES names no PostgreSQL server");
+            return None;
+        };
+        let mut connection = match PgConnection::connect(&admin).await {
+            Ok(connection) => connection,
+            Err(error) => {
+                eprintln!("skipped: PostgreSQL at APPSTORE_LEDGER_TEST_POSTGRES: {error}");
+                return None;
+            }
+        };
+        let name = format!("appstore_ledger_test_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut connection)
+            .await
+            .unwrap();
+        let _ = connection.close().await;
+        let mut url = reqwest::Url::parse(&admin)
+            .expect("APPSTORE_LEDGER_TEST_POSTGRES is a postgres:// URL");
+        url.set_path(&format!("/{name}"));
+        let url = url.to_string();
+        Some(PgDatabase { url, admin, name })
+    }
+
+    pub async fn connect(&self) -> PgConnection {
+        PgConnection::connect(&self.url).await.unwrap()
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // Drop runs outside async; a thread of its own may block on a runtime.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok(mut connection) = PgConnection::connect(&admin).await {
+                    let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
+                        .execute(&mut connection)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn migrate(database_url: &str) -> (Option<i32>, String, String) {
+    let out = Command::new(BIN)
+        .arg("migrate")
+        .env("APPSTORE_LEDGER__DATABASE__URL", database_url)
+        .env("APPSTORE_LEDGER__LOG__LEVEL", "warn")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn migrate_applies_the_postgres_schema_once() {
+    let Some(database) = PgDatabase::create().await else {
+        return;
+    };
+    let (code, out, err) = migrate(&database.url);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "postgres: applied 1 (1), now at version 1");
+    let (code, out, err) = migrate(&database.url);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "postgres: nothing to apply, at version 1");
+
+    // The schema is PostgreSQL's own: millisecond BIGINTs, JSONB payloads,
+    // a digest to compare signed payloads by.
+    let columns: Vec<(String, String)> = sqlx::query_as(
+        "SELECT column_name::text, data_type::text FROM information_schema.columns
+         WHERE table_name = 'notifications'
+           AND column_name IN ('received_at', 'payload', 'signed_payload_sha256')
+         ORDER BY column_name",
+    )
+    .fetch_all(&mut database.connect().await)
+    .await
+    .unwrap();
+    assert_eq!(
+        columns,
+        [
+            ("payload".to_owned(), "jsonb".to_owned()),
+            ("received_at".to_owned(), "bigint".to_owned()),
+            ("signed_payload_sha256".to_owned(), "bytea".to_owned()),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_migrating_at_once_apply_the_schema_once() {
+    let Some(database) = PgDatabase::create().await else {
+        return;
+    };
+    let url = database.url.clone();
+    let outcomes = tokio::task::spawn_blocking(move || {
+        let runs: Vec<_> = (0..4)
+            .map(|_| {
+                Command::new(BIN)
+                    .arg("migrate")
+                    .env("APPSTORE_LEDGER__DATABASE__URL", &url)
+                    .env("APPSTORE_LEDGER__LOG__LEVEL", "warn")
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        runs.into_iter()
+            .map(|run| {
+                let out = run.wait_with_output().unwrap();
+                (
+                    out.status.code(),
+                    String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+                )
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    assert!(
+        outcomes.iter().all(|(code, _)| *code == Some(0)),
+        "{outcomes:?}"
+    );
+    let applied = outcomes
+        .iter()
+        .filter(|(_, out)| out == "postgres: applied 1 (1), now at version 1")
+        .count();
+    let nothing = outcomes
+        .iter()
+        .filter(|(_, out)| out == "postgres: nothing to apply, at version 1")
+        .count();
+    assert_eq!((applied, nothing), (1, 3), "{outcomes:?}");
+    let versions: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(&mut database.connect().await)
+        .await
+        .unwrap();
+    assert_eq!(versions, 1);
+}
+
+#[test]
+fn migrate_on_sqlite_creates_and_migrates_the_file() {
+    let dir = TempDir::new();
+    let url = format!("sqlite://{}", dir.path("ledger.db").display());
+    let (code, out, err) = migrate(&url);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out,
+        "sqlite: applied 7 (1, 2, 3, 4, 5, 6, 7), now at version 7"
+    );
+    let (_, out, _) = migrate(&url);
+    assert_eq!(out, "sqlite: nothing to apply, at version 7");
+}
+
+/// Until the PostgreSQL backend serves, `serve` says so and names the key.
+#[tokio::test]
+async fn serve_on_postgres_says_it_migrates_but_does_not_yet_serve() {
+    let (pki, dir) = (pki(), TempDir::new());
+    let config_path = dir.path("config.toml");
+    std::fs::write(&config_path, crate::helpers::config(&dir, &pki, "", "")).unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config_path)
+        .env(
+            "APPSTORE_LEDGER__DATABASE__URL",
+            "postgres://nobody@127.0.0.1:1/none",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("database.url"), "{err}");
+    assert!(err.contains("appstore-ledger migrate"), "{err}");
+}
