@@ -9,6 +9,7 @@ pub mod finding;
 pub mod http;
 pub mod ingest;
 pub mod jws;
+pub mod lease;
 pub mod ledger;
 pub mod metrics;
 pub mod model;

@@ -38,6 +38,7 @@ pub struct Metrics {
     open_findings: Family<Labels, Gauge>,
     connections_open: Gauge,
     connections_closed: Family<Labels, Counter>,
+    jobs_held: Family<Labels, Gauge>,
     /// Encoding takes `&Registry`; scrapes are serialised so that the gauges
     /// set for one scrape are the ones it renders.
     scrape: Mutex<()>,
@@ -120,6 +121,12 @@ impl Default for Metrics {
              (header_read_timeout, idle_timeout, over_cap)",
             connections_closed.clone(),
         );
+        let jobs_held = Family::<Labels, Gauge>::default();
+        registry.register(
+            "appstore_ledger_job_held",
+            "1 while this instance holds the lease of a periodic job (check, backfill, reconcile)",
+            jobs_held.clone(),
+        );
         Metrics {
             registry,
             notifications,
@@ -134,6 +141,7 @@ impl Default for Metrics {
             open_findings,
             connections_open,
             connections_closed,
+            jobs_held,
             scrape: Mutex::new(()),
         }
     }
@@ -194,6 +202,12 @@ impl Metrics {
         self.connections_closed
             .get_or_create(&labels(&[("limit", limit)]))
             .inc();
+    }
+
+    pub fn job_held(&self, job: &str, held: bool) {
+        self.jobs_held
+            .get_or_create(&labels(&[("job", job)]))
+            .set(i64::from(held));
     }
 
     /// Every metric, with the stored totals of this scrape (left out, and

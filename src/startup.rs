@@ -185,20 +185,24 @@ impl Application {
             metrics_stopper.graceful_shutdown(Some(grace));
         });
         let workers: crate::stop::Stop = workers_stop.clone().into();
+        let leases = crate::lease::Leases::new(Arc::clone(&self.metrics));
         let syncs = crate::sync::spawn_periodic(
             Arc::clone(&self.appstore_api),
             Arc::clone(&self.ingest),
             self.store.clone(),
             &self.appstore_api_settings,
             self.check.tolerance_minutes,
+            &leases,
             &workers,
         );
         let checker = (self.check.interval_ms > 0).then(|| {
+            let interval = Duration::from_millis(self.check.interval_ms);
             crate::check::spawn_periodic(
                 self.store.clone(),
                 self.check.tolerance_minutes,
-                Duration::from_millis(self.check.interval_ms),
+                interval,
                 Arc::clone(&self.metrics),
+                leases.lease(&self.store, "check", interval),
                 workers_stop.into(),
             )
         });

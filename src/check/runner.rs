@@ -119,41 +119,60 @@ pub fn spawn_periodic(
     tolerances: Tolerances,
     interval: Duration,
     metrics: std::sync::Arc<Metrics>,
+    lease: crate::lease::JobLease,
     mut stop: Stop,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            let now = Timestamp::now();
-            match run(&store, now, &tolerances, |_, _| {}, &stop).await {
-                Ok(None) => return,
-                Ok(Some(report)) => {
-                    let records = &report.findings;
-                    match sync_findings(&store, records, now.as_millis()).await {
-                        Ok(summary) => {
-                            metrics.check("completed");
-                            tracing::info!(
-                                items = report.items_checked,
-                                open = records.len(),
-                                opened = summary.opened,
-                                resolved = summary.resolved,
-                                "inconsistency check"
-                            );
-                        }
-                        Err(error) => {
-                            metrics.check("failed");
-                            tracing::warn!(%error, "inconsistency check could not save its findings");
-                        }
-                    }
-                }
-                Err(error) => {
-                    metrics.check("failed");
-                    tracing::warn!(%error, "inconsistency check failed");
-                }
+            // Another instance on this database checks while it holds the lease.
+            if lease.hold().await && !check_once(&store, &tolerances, &metrics, &stop).await {
+                lease.release().await;
+                return;
             }
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
-                _ = stop.requested() => return,
+                _ = stop.requested() => {
+                    lease.release().await;
+                    return;
+                }
             }
         }
     })
+}
+
+/// One periodic check, its findings kept; false when a stop interrupted it.
+async fn check_once(
+    store: &Store,
+    tolerances: &Tolerances,
+    metrics: &Metrics,
+    stop: &Stop,
+) -> bool {
+    let now = Timestamp::now();
+    match run(store, now, tolerances, |_, _| {}, stop).await {
+        Ok(None) => return false,
+        Ok(Some(report)) => {
+            let records = &report.findings;
+            match sync_findings(store, records, now.as_millis()).await {
+                Ok(summary) => {
+                    metrics.check("completed");
+                    tracing::info!(
+                        items = report.items_checked,
+                        open = records.len(),
+                        opened = summary.opened,
+                        resolved = summary.resolved,
+                        "inconsistency check"
+                    );
+                }
+                Err(error) => {
+                    metrics.check("failed");
+                    tracing::warn!(%error, "inconsistency check could not save its findings");
+                }
+            }
+        }
+        Err(error) => {
+            metrics.check("failed");
+            tracing::warn!(%error, "inconsistency check failed");
+        }
+    }
+    true
 }

@@ -289,6 +289,23 @@ impl Store {
         on_backend!(self, b => b.findings(filter).await)
     }
 
+    /// Takes `job`'s lease until `expires_at` if it is free, lapsed at `now`
+    /// or already `holder`'s; true when `holder` has it. See [`crate::lease`].
+    pub async fn hold_lease(
+        &self,
+        job: &str,
+        holder: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        on_backend!(self, b => b.hold_lease(job, holder, now, expires_at).await)
+    }
+
+    /// Gives `job`'s lease back, if `holder` has it.
+    pub async fn release_lease(&self, job: &str, holder: &str) -> Result<(), StoreError> {
+        on_backend!(self, b => b.release_lease(job, holder).await)
+    }
+
     /// Stored and quarantined notifications and open findings, without
     /// counting any table.
     pub async fn totals(&self) -> Result<Totals, StoreError> {

@@ -9,6 +9,7 @@ use crate::appstore_api::AppStoreApi;
 use crate::check::Tolerances;
 use crate::config::AppStoreApiSettings;
 use crate::ingest::Ingest;
+use crate::lease::Leases;
 use crate::model::Timestamp;
 use crate::stop::Stop;
 use crate::store::Store;
@@ -16,13 +17,15 @@ use crate::store::Store;
 use super::{backfill, reconcile_open_findings, BackfillWindow};
 
 /// Starts the scheduled backfill and reconciliation (each when its interval
-/// is not 0); they stop when `stop` is requested.
+/// is not 0, on the instance holding its lease); they stop when `stop` is
+/// requested.
 pub fn spawn_periodic(
     api: Arc<AppStoreApi>,
     ingest: Arc<Ingest>,
     store: Store,
     settings: &AppStoreApiSettings,
     tolerances: Tolerances,
+    leases: &Leases,
     stop: &Stop,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
@@ -37,12 +40,14 @@ pub fn spawn_periodic(
             stop.clone(),
         );
         let interval = Duration::from_millis(settings.backfill_interval_ms);
+        let lease = leases.lease(&store, "backfill", interval);
         let look_back = i64::try_from(settings.backfill_look_back_hours)
             .unwrap_or(i64::MAX / 3_600_000)
             .saturating_mul(3_600_000);
         tasks.push(tokio::spawn(async move {
             loop {
-                for client in api.clients() {
+                let held = lease.hold().await;
+                for client in api.clients().filter(|_| held) {
                     let window = BackfillWindow {
                         since: Timestamp::now().as_millis().saturating_sub(look_back),
                         until: None,
@@ -64,10 +69,12 @@ pub fn spawn_periodic(
                         ),
                     }
                     if stop.is_requested() {
+                        lease.release().await;
                         return;
                     }
                 }
                 if !sleep(interval, &stop).await {
+                    lease.release().await;
                     return;
                 }
             }
@@ -76,9 +83,15 @@ pub fn spawn_periodic(
     if settings.reconcile_interval_ms > 0 {
         let stop = stop.clone();
         let interval = Duration::from_millis(settings.reconcile_interval_ms);
+        let lease = leases.lease(&store, "reconcile", interval);
         tasks.push(tokio::spawn(async move {
             loop {
-                match reconcile_open_findings(&api, &ingest, &store, &tolerances).await {
+                let outcome = if lease.hold().await {
+                    reconcile_open_findings(&api, &ingest, &store, &tolerances).await
+                } else {
+                    Ok(Vec::new())
+                };
+                match outcome {
                     Ok(results) => {
                         for result in results {
                             match result {
@@ -102,6 +115,7 @@ pub fn spawn_periodic(
                     }
                 }
                 if !sleep(interval, &stop).await {
+                    lease.release().await;
                     return;
                 }
             }

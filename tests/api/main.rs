@@ -24,6 +24,7 @@ mod fake_apple;
 mod faults;
 mod health;
 mod https;
+mod leases;
 mod ledger;
 mod limits;
 mod postgres;

@@ -178,10 +178,10 @@ fn migrate_on_sqlite_creates_and_migrates_the_file() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(
         out,
-        "sqlite: applied 7 (1, 2, 3, 4, 5, 6, 7), now at version 7"
+        "sqlite: applied 8 (1, 2, 3, 4, 5, 6, 7, 8), now at version 8"
     );
     let (_, out, _) = migrate(&url);
-    assert_eq!(out, "sqlite: nothing to apply, at version 7");
+    assert_eq!(out, "sqlite: nothing to apply, at version 8");
 }
 
 /// Until the PostgreSQL backend serves, `serve` says so and names the key.

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 mod appstore;
 mod findings;
+mod leases;
 mod ledger_tx;
 mod read;
 mod readers;
