@@ -204,3 +204,61 @@ async fn serve_on_postgres_says_it_migrates_but_does_not_yet_serve() {
     assert!(err.contains("database.url"), "{err}");
     assert!(err.contains("appstore-ledger migrate"), "{err}");
 }
+
+/// The queries the refund ledger, entitlement by token and the checker's
+/// scan will run find an index, at a size where the planner has a choice.
+#[tokio::test]
+async fn the_schema_gives_the_read_paths_their_indexes() {
+    let Some(database) = PgDatabase::create().await else {
+        return;
+    };
+    let (code, _, err) = migrate(&database.url);
+    assert_eq!(code, Some(0), "{err}");
+    let mut db = database.connect().await;
+    for sql in [
+        "INSERT INTO refunds (notification_uuid, kind, item_id, notification_type,
+             original_transaction_id, signed_date, refund_date)
+         SELECT 'n' || i, 'subscription', 'o' || (i % 5000), 'REFUND', 'o' || (i % 5000),
+             1700000000000 + i, 1700000000000 + i
+         FROM generate_series(1, 20000) AS i",
+        "INSERT INTO ledger_items (kind, item_id, original_transaction_id, app_account_token,
+             status, last_signed_date, state)
+         SELECT 'subscription', 'o' || i, 'o' || i, 'token-' || i, 'ACTIVE', 1, '{}'::jsonb
+         FROM generate_series(1, 20000) AS i",
+        "ANALYZE",
+    ] {
+        sqlx::query(sql).execute(&mut db).await.unwrap();
+    }
+    for (what, query, index) in [
+        (
+            "refund ledger, newest first after a cursor",
+            "SELECT * FROM refunds WHERE (refund_date, notification_uuid) < (1700000010000, 'n9')
+             ORDER BY refund_date DESC, notification_uuid DESC LIMIT 100",
+            "refunds_newest",
+        ),
+        (
+            "entitlement by appAccountToken",
+            "SELECT kind, item_id, state FROM ledger_items WHERE app_account_token = 'token-77'",
+            "ledger_items_app_account_token",
+        ),
+        (
+            "entitlement by originalTransactionId",
+            "SELECT kind, item_id, state FROM ledger_items WHERE original_transaction_id = 'o77'",
+            "ledger_items_original_transaction_id",
+        ),
+        (
+            "the checker's scan, a page after a key",
+            "SELECT kind, item_id, state FROM ledger_items WHERE (kind, item_id) > ('subscription', 'o500')
+             ORDER BY kind, item_id LIMIT 1000",
+            "ledger_items_pkey",
+        ),
+    ] {
+        let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {query}")))
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
+        let plan = plan.join("\n");
+        eprintln!("EXPLAIN ({what}):\n{plan}\n");
+        assert!(plan.contains(index), "{what} does not use {index}:\n{plan}");
+    }
+}
