@@ -2,22 +2,24 @@
 -- build one by one, in PostgreSQL's own types: BIGINT millisecond
 -- timestamps, JSONB for decoded payloads and ledger states, a SHA-256 of
 -- each signed payload to compare versions (no unique index on large text).
+-- Text compares by bytes (COLLATE "C"), as in SQLite, whatever the
+-- database's locale: pages and orders are the same on both.
 
 -- Every notification that verified and belongs to a configured app, as Apple
 -- signed it and as decoded. The ledger is derived from this table alone.
 CREATE TABLE notifications (
     id                      BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    notification_uuid       TEXT    NOT NULL,
-    notification_type       TEXT    NOT NULL,
-    subtype                 TEXT,
+    notification_uuid       TEXT COLLATE "C"    NOT NULL,
+    notification_type       TEXT COLLATE "C"    NOT NULL,
+    subtype                 TEXT COLLATE "C",
     signed_date             BIGINT,             -- Apple's milliseconds
     received_at             BIGINT  NOT NULL,   -- milliseconds, our clock
-    environment             TEXT,
-    bundle_id               TEXT,
+    environment             TEXT COLLATE "C",
+    bundle_id               TEXT COLLATE "C",
     app_apple_id            BIGINT,
-    original_transaction_id TEXT,
-    transaction_id          TEXT,
-    signed_payload          TEXT    NOT NULL,   -- the JWS exactly as received
+    original_transaction_id TEXT COLLATE "C",
+    transaction_id          TEXT COLLATE "C",
+    signed_payload          TEXT COLLATE "C"    NOT NULL,   -- the JWS exactly as received
     signed_payload_sha256   BYTEA   NOT NULL,
     payload                 JSONB   NOT NULL    -- decoded, nested tokens decoded in place
 );
@@ -31,21 +33,21 @@ CREATE INDEX notifications_transaction_id ON notifications (transaction_id);
 -- configured for; `reprocess --quarantined` releases them.
 CREATE TABLE quarantined_notifications (
     id                      BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    notification_uuid       TEXT    NOT NULL,
-    notification_type       TEXT    NOT NULL,
-    subtype                 TEXT,
+    notification_uuid       TEXT COLLATE "C"    NOT NULL,
+    notification_type       TEXT COLLATE "C"    NOT NULL,
+    subtype                 TEXT COLLATE "C",
     signed_date             BIGINT,
     received_at             BIGINT  NOT NULL,
-    environment             TEXT,
-    bundle_id               TEXT,
+    environment             TEXT COLLATE "C",
+    bundle_id               TEXT COLLATE "C",
     app_apple_id            BIGINT,
-    original_transaction_id TEXT,
-    transaction_id          TEXT,
-    signed_payload          TEXT    NOT NULL,
+    original_transaction_id TEXT COLLATE "C",
+    transaction_id          TEXT COLLATE "C",
+    signed_payload          TEXT COLLATE "C"    NOT NULL,
     signed_payload_sha256   BYTEA   NOT NULL,
     payload                 JSONB   NOT NULL,
-    reason_code             TEXT    NOT NULL,
-    reason                  TEXT    NOT NULL
+    reason_code             TEXT COLLATE "C"    NOT NULL,
+    reason                  TEXT COLLATE "C"    NOT NULL
 );
 CREATE UNIQUE INDEX quarantined_notifications_notification_uuid ON quarantined_notifications (notification_uuid);
 
@@ -53,9 +55,9 @@ CREATE UNIQUE INDEX quarantined_notifications_notification_uuid ON quarantined_n
 -- stored stays authoritative.
 CREATE TABLE notification_conflicts (
     id                    BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    notification_uuid     TEXT   NOT NULL,
+    notification_uuid     TEXT COLLATE "C"   NOT NULL,
     received_at           BIGINT NOT NULL,
-    signed_payload        TEXT   NOT NULL,
+    signed_payload        TEXT COLLATE "C"   NOT NULL,
     signed_payload_sha256 BYTEA  NOT NULL,
     payload               JSONB  NOT NULL
 );
@@ -64,14 +66,14 @@ CREATE UNIQUE INDEX notification_conflicts_payload ON notification_conflicts (no
 -- Derived from notifications (and Apple's evidence) by the ledger; `rebuild`
 -- recomputes all of it.
 CREATE TABLE ledger_items (
-    kind                    TEXT   NOT NULL,
-    item_id                 TEXT   NOT NULL,
-    original_transaction_id TEXT   NOT NULL,
-    bundle_id               TEXT,
-    environment             TEXT,
-    product_id              TEXT,
-    app_account_token       TEXT,
-    status                  TEXT   NOT NULL,
+    kind                    TEXT COLLATE "C"   NOT NULL,
+    item_id                 TEXT COLLATE "C"   NOT NULL,
+    original_transaction_id TEXT COLLATE "C"   NOT NULL,
+    bundle_id               TEXT COLLATE "C",
+    environment             TEXT COLLATE "C",
+    product_id              TEXT COLLATE "C",
+    app_account_token       TEXT COLLATE "C",
+    status                  TEXT COLLATE "C"   NOT NULL,
     expires_date            BIGINT,
     last_signed_date        BIGINT NOT NULL,
     state                   JSONB  NOT NULL,   -- ledger::State
@@ -81,40 +83,40 @@ CREATE INDEX ledger_items_app_account_token ON ledger_items (app_account_token);
 CREATE INDEX ledger_items_original_transaction_id ON ledger_items (original_transaction_id);
 
 CREATE TABLE refunds (
-    notification_uuid       TEXT   PRIMARY KEY,
-    kind                    TEXT   NOT NULL,
-    item_id                 TEXT   NOT NULL,
-    notification_type       TEXT   NOT NULL,
-    transaction_id          TEXT,
-    original_transaction_id TEXT   NOT NULL,
-    product_id              TEXT,
-    bundle_id               TEXT,
-    environment             TEXT,
+    notification_uuid       TEXT COLLATE "C"   PRIMARY KEY,
+    kind                    TEXT COLLATE "C"   NOT NULL,
+    item_id                 TEXT COLLATE "C"   NOT NULL,
+    notification_type       TEXT COLLATE "C"   NOT NULL,
+    transaction_id          TEXT COLLATE "C",
+    original_transaction_id TEXT COLLATE "C"   NOT NULL,
+    product_id              TEXT COLLATE "C",
+    bundle_id               TEXT COLLATE "C",
+    environment             TEXT COLLATE "C",
     revocation_date         BIGINT,
     revocation_reason       BIGINT,
-    revocation_type         TEXT,
+    revocation_type         TEXT COLLATE "C",
     revocation_percentage   BIGINT,
     price                   BIGINT,
-    currency                TEXT,
+    currency                TEXT COLLATE "C",
     signed_date             BIGINT NOT NULL,
     refund_date             BIGINT NOT NULL,
     reversed_at             BIGINT,
-    reversed_by             TEXT
+    reversed_by             TEXT COLLATE "C"
 );
 CREATE INDEX refunds_newest ON refunds (refund_date DESC, notification_uuid DESC);
 CREATE INDEX refunds_item ON refunds (kind, item_id);
 CREATE INDEX refunds_original_transaction_id ON refunds (original_transaction_id);
 
 CREATE TABLE expirations (
-    notification_uuid       TEXT   PRIMARY KEY,
-    kind                    TEXT   NOT NULL,
-    item_id                 TEXT   NOT NULL,
-    subtype                 TEXT,
-    transaction_id          TEXT,
-    original_transaction_id TEXT   NOT NULL,
-    product_id              TEXT,
-    bundle_id               TEXT,
-    environment             TEXT,
+    notification_uuid       TEXT COLLATE "C"   PRIMARY KEY,
+    kind                    TEXT COLLATE "C"   NOT NULL,
+    item_id                 TEXT COLLATE "C"   NOT NULL,
+    subtype                 TEXT COLLATE "C",
+    transaction_id          TEXT COLLATE "C",
+    original_transaction_id TEXT COLLATE "C"   NOT NULL,
+    product_id              TEXT COLLATE "C",
+    bundle_id               TEXT COLLATE "C",
+    environment             TEXT COLLATE "C",
     expires_date            BIGINT,
     signed_date             BIGINT NOT NULL
 );
@@ -124,41 +126,41 @@ CREATE INDEX expirations_original_transaction_id ON expirations (original_transa
 -- What the inconsistency checker found; one open finding per (kind, subject).
 CREATE TABLE findings (
     id                      BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    kind                    TEXT   NOT NULL,
-    subject                 TEXT   NOT NULL,
-    original_transaction_id TEXT,
-    bundle_id               TEXT,
-    environment             TEXT,
-    detail                  TEXT   NOT NULL,
+    kind                    TEXT COLLATE "C"   NOT NULL,
+    subject                 TEXT COLLATE "C"   NOT NULL,
+    original_transaction_id TEXT COLLATE "C",
+    bundle_id               TEXT COLLATE "C",
+    environment             TEXT COLLATE "C",
+    detail                  TEXT COLLATE "C"   NOT NULL,
     first_seen              BIGINT NOT NULL,
     last_seen               BIGINT NOT NULL,
     resolved_at             BIGINT,
-    resolution              TEXT
+    resolution              TEXT COLLATE "C"
 );
 CREATE UNIQUE INDEX findings_open ON findings (kind, subject) WHERE resolved_at IS NULL;
 CREATE INDEX findings_kind ON findings (kind, resolved_at);
 
 CREATE TABLE unfolded_notifications (
-    notification_uuid       TEXT PRIMARY KEY,
-    original_transaction_id TEXT,
-    reason                  TEXT NOT NULL
+    notification_uuid       TEXT COLLATE "C" PRIMARY KEY,
+    original_transaction_id TEXT COLLATE "C",
+    reason                  TEXT COLLATE "C" NOT NULL
 );
 
 CREATE TABLE notification_send_attempts (
-    notification_uuid TEXT   PRIMARY KEY,
+    notification_uuid TEXT COLLATE "C"   PRIMARY KEY,
     send_attempts     JSONB  NOT NULL,
     fetched_at        BIGINT NOT NULL
 );
 
 CREATE TABLE backfill_runs (
     id               BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    bundle_id        TEXT    NOT NULL,
-    environment      TEXT    NOT NULL,
+    bundle_id        TEXT COLLATE "C"    NOT NULL,
+    environment      TEXT COLLATE "C"    NOT NULL,
     start_date       BIGINT  NOT NULL,
     end_date         BIGINT  NOT NULL,
     until_given      BIGINT,
     only_failures    BOOLEAN NOT NULL,
-    pagination_token TEXT,
+    pagination_token TEXT COLLATE "C",
     fetched          BIGINT  NOT NULL DEFAULT 0,
     stored           BIGINT  NOT NULL DEFAULT 0,
     duplicates       BIGINT  NOT NULL DEFAULT 0,
@@ -169,14 +171,14 @@ CREATE TABLE backfill_runs (
 CREATE INDEX backfill_runs_request ON backfill_runs (bundle_id, environment, start_date, only_failures);
 
 CREATE TABLE apple_evidence (
-    evidence_id             TEXT   PRIMARY KEY,
-    source                  TEXT   NOT NULL,
-    original_transaction_id TEXT,
-    transaction_id          TEXT,
+    evidence_id             TEXT COLLATE "C"   PRIMARY KEY,
+    source                  TEXT COLLATE "C"   NOT NULL,
+    original_transaction_id TEXT COLLATE "C",
+    transaction_id          TEXT COLLATE "C",
     signed_date             BIGINT NOT NULL,
     fetched_at              BIGINT NOT NULL,
-    bundle_id               TEXT,
-    environment             TEXT,
+    bundle_id               TEXT COLLATE "C",
+    environment             TEXT COLLATE "C",
     signed_data             JSONB  NOT NULL,
     payload                 JSONB  NOT NULL
 );
@@ -194,13 +196,13 @@ CREATE TABLE write_probe (
 -- one counter row would make every insert wait for the last one's commit,
 -- so each session adds to one of 16 shards and a scrape sums them.
 CREATE TABLE totals (
-    name  TEXT     NOT NULL,
+    name  TEXT COLLATE "C"     NOT NULL,
     shard SMALLINT NOT NULL,
     value BIGINT   NOT NULL,
     PRIMARY KEY (name, shard)
 );
 CREATE TABLE open_findings (
-    kind  TEXT     NOT NULL,
+    kind  TEXT COLLATE "C"     NOT NULL,
     shard SMALLINT NOT NULL,
     open  BIGINT   NOT NULL,
     PRIMARY KEY (kind, shard)
@@ -247,7 +249,7 @@ CREATE TRIGGER findings_counted AFTER INSERT OR UPDATE OF resolved_at, kind OR D
 -- Which instance runs the periodic jobs (check, backfill, reconcile): a
 -- lease, renewed while it runs and taken over when it lapses.
 CREATE TABLE job_leases (
-    job         TEXT   PRIMARY KEY,
-    holder      TEXT   NOT NULL,
+    job         TEXT COLLATE "C"   PRIMARY KEY,
+    holder      TEXT COLLATE "C"   NOT NULL,
     expires_at  BIGINT NOT NULL
 );

@@ -1,7 +1,8 @@
 //! Storage: the only module with SQL.
 //!
-//! SQLite is the embedded default; PostgreSQL so far has its schema and its
-//! migration. [`Store`] is the interface both offer, its types in types.rs.
+//! SQLite is the embedded default; PostgreSQL serves several instances on
+//! one database. [`Store`] is the interface both offer, its types in
+//! types.rs; the fold (fold.rs) is written once above both.
 
 mod fold;
 mod postgres;
@@ -20,7 +21,9 @@ use crate::ledger::ItemKey;
 /// Static dispatch: each call is a match, not a virtual call.
 #[derive(Debug, Clone)]
 enum Backend {
-    Sqlite(sqlite::SqliteStore),
+    // Boxed: SQLite's connect options are large, and a Store is cloned often.
+    Sqlite(Box<sqlite::SqliteStore>),
+    Postgres(postgres::PgStore),
 }
 
 fn is_postgres(url: &str) -> bool {
@@ -32,6 +35,7 @@ macro_rules! on_backend {
     ($store:expr, $b:ident => $call:expr) => {
         match &$store.backend {
             Backend::Sqlite($b) => $call,
+            Backend::Postgres($b) => $call,
         }
     };
 }
@@ -45,11 +49,15 @@ impl Store {
     /// Opens the database named by `settings.url`, creating and migrating it.
     pub async fn connect(settings: &DatabaseSettings) -> Result<Store, StoreError> {
         if is_postgres(&settings.url) {
-            return Err(StoreError::UnsupportedUrl(
-                "PostgreSQL can be migrated (`appstore-ledger migrate`) but not yet served by \
-                 this version; use sqlite:"
-                    .into(),
-            ));
+            let backend = postgres::PgStore::connect(
+                &settings.url,
+                settings.max_connections,
+                Duration::from_millis(settings.busy_timeout_ms).max(Duration::from_secs(5)),
+            )
+            .await?;
+            return Ok(Store {
+                backend: Backend::Postgres(backend),
+            });
         }
         if !settings.url.starts_with("sqlite:") {
             return Err(StoreError::UnsupportedUrl(
@@ -63,7 +71,7 @@ impl Store {
         )
         .await?;
         Ok(Store {
-            backend: Backend::Sqlite(backend),
+            backend: Backend::Sqlite(Box::new(backend)),
         })
     }
 

@@ -327,3 +327,53 @@ pub struct RefundFilter {
     /// Continue after this (refund_date, notification_uuid).
     pub cursor: Option<(i64, String)>,
 }
+
+/// How a row of `refunds` or `expirations` reads back, for a backend's row
+/// type: the ledger's records are pure (no sqlx in the ledger), and the
+/// columns are the same on every backend.
+macro_rules! records_from_row {
+    ($row:ty) => {
+        impl sqlx::FromRow<'_, $row> for crate::store::RefundEntry {
+            fn from_row(row: &$row) -> Result<Self, sqlx::Error> {
+                Ok(crate::store::RefundEntry {
+                    refund: crate::ledger::RefundRecord {
+                        notification_uuid: row.try_get("notification_uuid")?,
+                        notification_type: row.try_get("notification_type")?,
+                        transaction_id: row.try_get("transaction_id")?,
+                        original_transaction_id: row.try_get("original_transaction_id")?,
+                        product_id: row.try_get("product_id")?,
+                        bundle_id: row.try_get("bundle_id")?,
+                        environment: row.try_get("environment")?,
+                        revocation_date: row.try_get("revocation_date")?,
+                        revocation_reason: row.try_get("revocation_reason")?,
+                        revocation_type: row.try_get("revocation_type")?,
+                        revocation_percentage: row.try_get("revocation_percentage")?,
+                        price: row.try_get("price")?,
+                        currency: row.try_get("currency")?,
+                        signed_date: row.try_get("signed_date")?,
+                    },
+                    refund_date: row.try_get("refund_date")?,
+                    reversed_at: row.try_get("reversed_at")?,
+                    reversed_by: row.try_get("reversed_by")?,
+                })
+            }
+        }
+
+        impl sqlx::FromRow<'_, $row> for crate::ledger::ExpirationRecord {
+            fn from_row(row: &$row) -> Result<Self, sqlx::Error> {
+                Ok(crate::ledger::ExpirationRecord {
+                    notification_uuid: row.try_get("notification_uuid")?,
+                    subtype: row.try_get("subtype")?,
+                    transaction_id: row.try_get("transaction_id")?,
+                    original_transaction_id: row.try_get("original_transaction_id")?,
+                    product_id: row.try_get("product_id")?,
+                    bundle_id: row.try_get("bundle_id")?,
+                    environment: row.try_get("environment")?,
+                    expires_date: row.try_get("expires_date")?,
+                    signed_date: row.try_get("signed_date")?,
+                })
+            }
+        }
+    };
+}
+pub(super) use records_from_row;

@@ -146,7 +146,7 @@ fn configuration_errors_exit_2_naming_the_key() {
             "server.tls_cert",
         ),
         (
-            "[database]\nurl = \"postgres://localhost/ledger\"\n",
+            "[database]\nurl = \"mysql://localhost/ledger\"\n",
             "database.url",
         ),
         ("[api]\ntokens = [\"short\"]\n", "api.tokens[0]"),

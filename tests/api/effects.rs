@@ -316,7 +316,8 @@ async fn a_renewal_extension_summary_is_filed_under_its_app() {
     let (status, body) = app.post(&summary("summary-1", BUNDLE_ID)).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("stored")));
     let (bundle_id, environment, payload): (String, String, String) = sqlx::query_as(
-        "SELECT bundle_id, environment, payload FROM notifications WHERE notification_uuid = 'summary-1'",
+        "SELECT bundle_id, environment, CAST(payload AS TEXT) FROM notifications
+         WHERE notification_uuid = 'summary-1'",
     )
     .fetch_one(&mut app.db().await)
     .await

@@ -56,6 +56,8 @@ pub struct TestApp {
     pub config_path: PathBuf,
     pub pki: TestPki,
     pub dir: TempDir,
+    /// The PostgreSQL database, when this suite runs on PostgreSQL.
+    pub pg: Option<crate::pg::PgDatabase>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -128,8 +130,34 @@ impl TestApp {
         TestApp::spawn_text(pki, dir, &text).await
     }
 
-    /// With the whole configuration text given.
+    /// With the whole configuration text given: on a fresh PostgreSQL
+    /// database when the suite runs on PostgreSQL (`crate::POSTGRES`).
     pub async fn spawn_text(pki: TestPki, dir: TempDir, text: &str) -> TestApp {
+        let pg = if crate::POSTGRES {
+            crate::pg::PgDatabase::create().await
+        } else {
+            None
+        };
+        if crate::POSTGRES && pg.is_none() {
+            eprintln!("skipped: no PostgreSQL for this test; it ran on SQLite instead");
+        }
+        TestApp::spawn_on(pki, dir, text, pg).await
+    }
+
+    async fn spawn_on(
+        pki: TestPki,
+        dir: TempDir,
+        text: &str,
+        pg: Option<crate::pg::PgDatabase>,
+    ) -> TestApp {
+        let text = match &pg {
+            Some(pg) => text.replace(
+                &format!("sqlite://{}", dir.path("ledger.db").display()),
+                &pg.url,
+            ),
+            None => text.to_owned(),
+        };
+        let text = text.as_str();
         let config_path = dir.path("config.toml");
         std::fs::write(&config_path, text).unwrap();
         let settings = Settings::from_toml(text).unwrap();
@@ -156,6 +184,7 @@ impl TestApp {
             config_path,
             pki,
             dir,
+            pg,
             stop: Some(stop),
             server: Some(server),
         }
@@ -181,7 +210,9 @@ impl TestApp {
         self.stop().await;
         let pki = std::mem::replace(&mut self.pki, pki());
         let dir = std::mem::replace(&mut self.dir, TempDir::new());
-        TestApp::spawn_with(pki, dir, "").await
+        let text = config(&dir, &pki, "", "");
+        let pg = self.pg.take();
+        TestApp::spawn_on(pki, dir, &text, pg).await
     }
 
     pub async fn post_raw(&self, body: impl Into<reqwest::Body>) -> (u16, Value) {
@@ -239,8 +270,20 @@ impl TestApp {
         }
     }
 
-    pub async fn db(&self) -> SqliteConnection {
-        db(&self.db_path).await
+    /// A connection to this app's database, SQLite or PostgreSQL. Binds
+    /// are written `$1`, which both read.
+    pub async fn db(&self) -> sqlx::AnyConnection {
+        sqlx::any::install_default_drivers();
+        sqlx::AnyConnection::connect(&self.database_url())
+            .await
+            .unwrap()
+    }
+
+    pub fn database_url(&self) -> String {
+        match &self.pg {
+            Some(pg) => pg.url.clone(),
+            None => format!("sqlite://{}", self.db_path.display()),
+        }
     }
 
     /// Every row of every table the service keeps, as text in a stable

@@ -13,6 +13,10 @@
 mod common;
 
 mod helpers;
+mod pg;
+
+/// This suite runs on SQLite; tests/api_postgres.rs runs it on PostgreSQL.
+pub const POSTGRES: bool = false;
 
 mod appstore;
 mod check;
@@ -24,6 +28,7 @@ mod fake_apple;
 mod faults;
 mod health;
 mod https;
+mod instances;
 mod leases;
 mod ledger;
 mod limits;

@@ -5,73 +5,10 @@
 
 use std::process::Command;
 
-use sqlx::{Connection, PgConnection};
-
 use crate::helpers::{pki, TempDir};
+use crate::pg::PgDatabase;
 
 const BIN: &str = env!("CARGO_BIN_EXE_appstore-ledger");
-
-/// A database of its own on the test server, dropped when done.
-pub struct PgDatabase {
-    pub url: String,
-    admin: String,
-    name: String,
-}
-
-impl PgDatabase {
-    /// `None` (with `skipped: ...` printed) when no server is configured or
-    /// it does not answer.
-    pub async fn create() -> Option<PgDatabase> {
-        let Ok(admin) = std::env::var("APPSTORE_LEDGER_TEST_POSTGRES") else {
-            eprintln!("skipped: APPSTORE_LEDGER_TEST_POSTGRES names no PostgreSQL server");
-            return None;
-        };
-        let mut connection = match PgConnection::connect(&admin).await {
-            Ok(connection) => connection,
-            Err(error) => {
-                eprintln!("skipped: PostgreSQL at APPSTORE_LEDGER_TEST_POSTGRES: {error}");
-                return None;
-            }
-        };
-        let name = format!("appstore_ledger_test_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut connection)
-            .await
-            .unwrap();
-        let _ = connection.close().await;
-        let mut url = reqwest::Url::parse(&admin)
-            .expect("APPSTORE_LEDGER_TEST_POSTGRES is a postgres:// URL");
-        url.set_path(&format!("/{name}"));
-        let url = url.to_string();
-        Some(PgDatabase { url, admin, name })
-    }
-
-    pub async fn connect(&self) -> PgConnection {
-        PgConnection::connect(&self.url).await.unwrap()
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        // Drop runs outside async; a thread of its own may block on a runtime.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                if let Ok(mut connection) = PgConnection::connect(&admin).await {
-                    let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
-                        .execute(&mut connection)
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
 
 fn migrate(database_url: &str) -> (Option<i32>, String, String) {
     let out = Command::new(BIN)
@@ -184,9 +121,10 @@ fn migrate_on_sqlite_creates_and_migrates_the_file() {
     assert_eq!(out, "sqlite: nothing to apply, at version 8");
 }
 
-/// Until the PostgreSQL backend serves, `serve` says so and names the key.
+/// A PostgreSQL that does not answer stops start-up as a failure of the
+/// database (exit 1), not of the configuration.
 #[tokio::test]
-async fn serve_on_postgres_says_it_migrates_but_does_not_yet_serve() {
+async fn serve_on_a_postgres_that_does_not_answer_fails_at_start_up() {
     let (pki, dir) = (pki(), TempDir::new());
     let config_path = dir.path("config.toml");
     std::fs::write(&config_path, crate::helpers::config(&dir, &pki, "", "")).unwrap();
@@ -199,10 +137,9 @@ async fn serve_on_postgres_says_it_migrates_but_does_not_yet_serve() {
         )
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("database.url"), "{err}");
-    assert!(err.contains("appstore-ledger migrate"), "{err}");
+    assert!(err.contains("could not be opened"), "{err}");
 }
 
 /// The queries the refund ledger, entitlement by token and the checker's

@@ -95,7 +95,7 @@ async fn rebuild_produces_exactly_what_incremental_application_produced() {
 
     let store =
         appstore_ledger::store::Store::connect(&appstore_ledger::config::DatabaseSettings {
-            url: format!("sqlite://{}", app.db_path.display()),
+            url: app.database_url(),
             max_connections: 2,
             busy_timeout_ms: 5000,
         })
@@ -160,16 +160,26 @@ async fn a_notification_that_cannot_be_folded_becomes_a_finding() {
     // version that read it differently).
     let mut db = app.db().await;
     let (uuid, payload): (String, String) = sqlx::query_as(
-        "SELECT notification_uuid, payload FROM notifications WHERE notification_type = 'DID_CHANGE_RENEWAL_STATUS'",
+        "SELECT notification_uuid, CAST(payload AS TEXT) FROM notifications
+         WHERE notification_type = 'DID_CHANGE_RENEWAL_STATUS'",
     )
     .fetch_one(&mut db)
     .await
     .unwrap();
-    sqlx::query("UPDATE notifications SET payload = '{\"notificationType\": 42}' WHERE notification_uuid = ?1")
-        .bind(&uuid)
-        .execute(&mut db)
-        .await
-        .unwrap();
+    // PostgreSQL keeps payloads as JSONB, SQLite as text.
+    let json = if app.pg.is_some() {
+        "CAST($1 AS JSONB)"
+    } else {
+        "$1"
+    };
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE notifications SET payload = {json} WHERE notification_uuid = $2"
+    )))
+    .bind("{\"notificationType\": 42}")
+    .bind(&uuid)
+    .execute(&mut db)
+    .await
+    .unwrap();
 
     let out = app.cli(&["rebuild"]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
@@ -186,12 +196,14 @@ async fn a_notification_that_cannot_be_folded_becomes_a_finding() {
     assert_eq!((status, s["autoRenewStatus"].as_i64()), (200, None), "{s}");
 
     // Once the payload reads again, a rebuild folds it and the finding goes.
-    sqlx::query("UPDATE notifications SET payload = ?1 WHERE notification_uuid = ?2")
-        .bind(&payload)
-        .bind(&uuid)
-        .execute(&mut db)
-        .await
-        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE notifications SET payload = {json} WHERE notification_uuid = $2"
+    )))
+    .bind(&payload)
+    .bind(&uuid)
+    .execute(&mut db)
+    .await
+    .unwrap();
     assert_eq!(app.cli(&["rebuild"]).code, Some(0));
     let out = app.cli(&["check", "--json", "--at", &at]);
     assert_eq!(

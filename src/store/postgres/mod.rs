@@ -1,5 +1,13 @@
-//! PostgreSQL: the schema (migrations/postgres/) and its migration, which
-//! several instances may run at once.
+//! PostgreSQL: the schema (migrations/postgres/), its migration, which
+//! several instances may run at once, and the store on it.
+
+mod appstore;
+mod findings;
+mod ledger_tx;
+mod read;
+mod store;
+
+pub(super) use store::PgStore;
 
 use std::str::FromStr;
 use std::time::Duration;

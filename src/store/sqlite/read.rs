@@ -8,8 +8,8 @@ use sqlx::{Row, SqliteConnection};
 use sqlx::sqlite::SqliteRow;
 
 use super::super::{EvidenceEntry, HistoryEntry, ItemQuery, LedgerItem, RefundEntry, RefundFilter};
+use crate::ledger::ExpirationRecord;
 use crate::ledger::ItemKey;
-use crate::ledger::{ExpirationRecord, RefundRecord};
 
 fn item_from(kind: &str, id: String) -> ItemKey {
     if kind == "purchase" {
@@ -202,47 +202,4 @@ pub(super) async fn snapshot(
     Ok(out)
 }
 
-// The ledger's records are pure (no sqlx in the ledger); how a row reads
-// back into one is the backend's business.
-
-impl sqlx::FromRow<'_, SqliteRow> for RefundEntry {
-    fn from_row(row: &SqliteRow) -> Result<Self, sqlx::Error> {
-        Ok(RefundEntry {
-            refund: RefundRecord {
-                notification_uuid: row.try_get("notification_uuid")?,
-                notification_type: row.try_get("notification_type")?,
-                transaction_id: row.try_get("transaction_id")?,
-                original_transaction_id: row.try_get("original_transaction_id")?,
-                product_id: row.try_get("product_id")?,
-                bundle_id: row.try_get("bundle_id")?,
-                environment: row.try_get("environment")?,
-                revocation_date: row.try_get("revocation_date")?,
-                revocation_reason: row.try_get("revocation_reason")?,
-                revocation_type: row.try_get("revocation_type")?,
-                revocation_percentage: row.try_get("revocation_percentage")?,
-                price: row.try_get("price")?,
-                currency: row.try_get("currency")?,
-                signed_date: row.try_get("signed_date")?,
-            },
-            refund_date: row.try_get("refund_date")?,
-            reversed_at: row.try_get("reversed_at")?,
-            reversed_by: row.try_get("reversed_by")?,
-        })
-    }
-}
-
-impl sqlx::FromRow<'_, SqliteRow> for ExpirationRecord {
-    fn from_row(row: &SqliteRow) -> Result<Self, sqlx::Error> {
-        Ok(ExpirationRecord {
-            notification_uuid: row.try_get("notification_uuid")?,
-            subtype: row.try_get("subtype")?,
-            transaction_id: row.try_get("transaction_id")?,
-            original_transaction_id: row.try_get("original_transaction_id")?,
-            product_id: row.try_get("product_id")?,
-            bundle_id: row.try_get("bundle_id")?,
-            environment: row.try_get("environment")?,
-            expires_date: row.try_get("expires_date")?,
-            signed_date: row.try_get("signed_date")?,
-        })
-    }
-}
+crate::store::types::records_from_row!(SqliteRow);

@@ -1,0 +1,445 @@
+//! The store on PostgreSQL. Unlike SQLite there is no single writer: every
+//! instance writes in transactions of its own, items are locked for their
+//! read-modify-write (see ledger_tx.rs), and a serialization failure or a
+//! deadlock is retried before the request is answered 503.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Connection, Row};
+
+use super::{connect_options, findings, read};
+use crate::finding::Finding;
+use crate::store::fold::{self, LedgerTx};
+use crate::store::{
+    Conflict, Counts, FindingEntry, FindingFilter, ItemQuery, LedgerItem, NewNotification,
+    QuarantineReason, QuarantinedNotification, Rebuilt, Recorded, RefundEntry, RefundFilter,
+    StoreError, SubscriptionHistory, Totals, UnfoldedNotification,
+};
+
+/// Attempts at a write that PostgreSQL refused for a conflict with another.
+pub(super) const ATTEMPTS: usize = 4;
+
+/// More than a notification writes (see the SQLite probe).
+const PROBE_BYTES: usize = 64 * 1024;
+
+/// Runs `$body` (which may `.await` and `?`) in a transaction on `$tx`,
+/// again when it met a concurrent one; the store's error otherwise. A macro
+/// rather than a function taking a closure: a closure borrowing the
+/// connection cannot yet give a `Send` future for every borrow.
+macro_rules! in_transaction {
+    ($store:expr, $tx:ident, $body:block) => {{
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut transaction = $store
+                .pool()
+                .begin()
+                .await
+                .map_err($crate::store::postgres::store::unavailable)?;
+            let done = {
+                let $tx: &mut sqlx::PgConnection = &mut transaction;
+                async { $body }.await
+            };
+            let done = match done {
+                Ok(value) => transaction.commit().await.map(|()| value),
+                Err(error) => Err(error),
+            };
+            match done {
+                Ok(value) => break Ok(value),
+                Err(error)
+                    if $crate::store::postgres::store::retryable(&error)
+                        && attempt < $crate::store::postgres::store::ATTEMPTS =>
+                {
+                    tracing::debug!(%error, attempt, "write met a concurrent one; again");
+                }
+                Err(error) => break Err($crate::store::postgres::store::unavailable(error)),
+            }
+        }
+    }};
+}
+pub(super) use in_transaction;
+
+pub(super) fn unavailable(e: sqlx::Error) -> StoreError {
+    StoreError::unavailable(e)
+}
+
+/// A conflict with a concurrent transaction, which trying again resolves.
+pub(super) fn retryable(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db)
+        if matches!(db.code().as_deref(), Some("40001" | "40P01")))
+}
+
+#[derive(Debug, Clone)]
+pub(in crate::store) struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub(in crate::store) async fn connect(
+        url: &str,
+        max_connections: u32,
+        timeout: Duration,
+    ) -> Result<PgStore, StoreError> {
+        super::migrate(url, timeout).await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(timeout)
+            .connect_with(connect_options(url)?)
+            .await
+            .map_err(|e| StoreError::Open(std::sync::Arc::new(e)))?;
+        Ok(PgStore { pool })
+    }
+
+    pub(super) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub(super) async fn read(
+        &self,
+    ) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, StoreError> {
+        self.pool.acquire().await.map_err(unavailable)
+    }
+
+    pub(in crate::store) async fn record_notification(
+        &self,
+        n: NewNotification,
+    ) -> Result<Recorded, StoreError> {
+        let n = &n;
+        in_transaction!(self, tx, { fold::record(tx, n).await })
+    }
+
+    pub(in crate::store) async fn quarantine(
+        &self,
+        n: NewNotification,
+        reason: QuarantineReason,
+    ) -> Result<Recorded, StoreError> {
+        let (n, reason) = (&n, &reason);
+        in_transaction!(self, tx, { fold::quarantine(tx, n, reason).await })
+    }
+
+    pub(in crate::store) async fn release(
+        &self,
+        quarantine_id: i64,
+        n: NewNotification,
+    ) -> Result<Recorded, StoreError> {
+        let n = &n;
+        in_transaction!(self, tx, { fold::release(tx, quarantine_id, n).await })
+    }
+
+    pub(in crate::store) async fn quarantined(
+        &self,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<QuarantinedNotification>, StoreError> {
+        sqlx::query_as::<_, QuarantinedNotification>(
+            "SELECT id, notification_uuid, received_at, signed_payload, reason_code
+             FROM quarantined_notifications WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)
+    }
+
+    pub(in crate::store) async fn ledger_items(
+        &self,
+        query: &ItemQuery,
+    ) -> Result<Vec<LedgerItem>, StoreError> {
+        read::items_where(&mut *self.read().await?, query)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// The four reads in one snapshot (REPEATABLE READ).
+    pub(in crate::store) async fn history(
+        &self,
+        original_transaction_id: &str,
+    ) -> Result<SubscriptionHistory, StoreError> {
+        let mut connection = self.read().await?;
+        let mut tx = connection
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(unavailable)?;
+        let notifications = read::history(&mut tx, original_transaction_id)
+            .await
+            .map_err(unavailable)?;
+        let expirations = read::expirations(&mut tx, original_transaction_id)
+            .await
+            .map_err(unavailable)?;
+        let refunds = read::refunds(
+            &mut tx,
+            &RefundFilter {
+                original_transaction_id: Some(original_transaction_id.to_owned()),
+                limit: i64::MAX,
+                ..RefundFilter::default()
+            },
+        )
+        .await
+        .map_err(unavailable)?;
+        let evidence = read::evidence(&mut tx, original_transaction_id)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(SubscriptionHistory {
+            notifications,
+            refunds,
+            expirations,
+            evidence,
+        })
+    }
+
+    pub(in crate::store) async fn scan_ledger(
+        &self,
+        after: Option<&(String, String)>,
+        limit: i64,
+    ) -> Result<Vec<LedgerItem>, StoreError> {
+        findings::scan(&mut *self.read().await?, after, limit)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub(in crate::store) async fn unfolded(&self) -> Result<Vec<UnfoldedNotification>, StoreError> {
+        findings::unfolded(&mut *self.read().await?)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub(in crate::store) async fn conflicts(&self) -> Result<Vec<Conflict>, StoreError> {
+        findings::conflicts(&mut *self.read().await?)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub(in crate::store) async fn open_finding_keys(
+        &self,
+        subject: Option<&str>,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        findings::open_finding_keys(&mut *self.read().await?, subject)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub(in crate::store) async fn resolve_findings(
+        &self,
+        keys: &[(String, String)],
+        now: i64,
+        resolution: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        in_transaction!(self, tx, {
+            findings::resolve_findings(tx, keys, now, resolution).await
+        })
+    }
+
+    pub(in crate::store) async fn attribute_resolution(
+        &self,
+        subject: &str,
+        since: i64,
+        resolution: &str,
+    ) -> Result<u64, StoreError> {
+        in_transaction!(self, tx, {
+            findings::attribute_resolution(tx, subject, since, resolution).await
+        })
+    }
+
+    pub(in crate::store) async fn upsert_findings(
+        &self,
+        records: &[Finding],
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        in_transaction!(self, tx, {
+            findings::upsert_findings(tx, records, now).await
+        })
+    }
+
+    pub(in crate::store) async fn findings(
+        &self,
+        filter: &FindingFilter,
+    ) -> Result<Vec<FindingEntry>, StoreError> {
+        findings::findings(&mut *self.read().await?, filter)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// The shards summed, in one snapshot.
+    pub(in crate::store) async fn totals(&self) -> Result<Totals, StoreError> {
+        let mut connection = self.read().await?;
+        let mut tx = connection
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(unavailable)?;
+        let named: Vec<(String, i64)> =
+            sqlx::query_as("SELECT name, sum(value)::bigint FROM totals GROUP BY name")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        let open_findings = sqlx::query_as(
+            "SELECT kind, sum(open)::bigint FROM open_findings GROUP BY kind
+             HAVING sum(open) > 0 ORDER BY kind",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        let total = |name: &str| {
+            named
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(0, |(_, value)| *value)
+        };
+        Ok(Totals {
+            notifications: total("notifications"),
+            quarantined: total("quarantined_notifications"),
+            open_findings,
+        })
+    }
+
+    pub(in crate::store) async fn refunds(
+        &self,
+        filter: &RefundFilter,
+    ) -> Result<Vec<RefundEntry>, StoreError> {
+        read::refunds(&mut *self.read().await?, filter)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub(in crate::store) async fn snapshot(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, Vec<String>>, StoreError> {
+        read::snapshot(&mut *self.read().await?)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// By chunks of original transaction ids, each in one transaction that
+    /// holds new notifications back (SHARE lock) while it reads and writes,
+    /// so that no instance folds into an item the chunk is rewriting.
+    pub(in crate::store) async fn rebuild(
+        &self,
+        mut progress: impl FnMut(u64, u64),
+        stop: &crate::stop::Stop,
+    ) -> Result<Rebuilt, StoreError> {
+        let total: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM notifications WHERE original_transaction_id IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let total = u64::try_from(total).unwrap_or(0);
+        let mut after = String::new();
+        let mut done = 0u64;
+        let complete = loop {
+            if stop.is_requested() {
+                break false;
+            }
+            let (last, folded) = in_transaction!(self, tx, {
+                let after = &after;
+                sqlx::query("LOCK TABLE notifications, apple_evidence IN SHARE MODE")
+                    .execute(&mut *tx)
+                    .await?;
+                fold::rebuild_chunk(tx, after, 2_000).await
+            })?;
+            done += folded;
+            progress(done, total);
+            match last {
+                Some(last) => after = last,
+                None => break true,
+            }
+        };
+        Ok(Rebuilt {
+            notifications: done,
+            complete,
+        })
+    }
+
+    pub(in crate::store) async fn import(
+        &self,
+        notifications: &[NewNotification],
+    ) -> Result<u64, StoreError> {
+        in_transaction!(self, tx, {
+            let mut stored = 0;
+            for n in notifications {
+                if tx.insert_notification(n, None).await? == Recorded::Stored {
+                    stored += 1;
+                }
+            }
+            Ok(stored)
+        })
+    }
+
+    pub(in crate::store) async fn counts(&self) -> Result<Counts, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT count(*) FROM notifications) AS notifications,
+                    (SELECT count(*) FROM quarantined_notifications) AS quarantined,
+                    (SELECT count(*) FROM ledger_items) AS ledger_items",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(Counts {
+            notifications: row.try_get("notifications").map_err(unavailable)?,
+            quarantined: row.try_get("quarantined").map_err(unavailable)?,
+            ledger_items: row.try_get("ledger_items").map_err(unavailable)?,
+        })
+    }
+
+    /// Healthy means a notification could be stored now: a row larger than
+    /// one is written and committed.
+    pub(in crate::store) async fn health(&self) -> Result<(), StoreError> {
+        let filler = vec![0u8; PROBE_BYTES];
+        in_transaction!(self, tx, {
+            sqlx::query(
+                "INSERT INTO write_probe (id, probed_at, filler) VALUES (1, $1, $2)
+                 ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at, filler = excluded.filler",
+            )
+            .bind(crate::model::Timestamp::now().as_millis())
+            .bind(&filler)
+            .execute(&mut *tx)
+            .await
+            .map(drop)
+        })
+    }
+
+    pub(in crate::store) async fn hold_lease(
+        &self,
+        job: &str,
+        holder: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        in_transaction!(self, tx, {
+            let taken = sqlx::query(
+                "INSERT INTO job_leases (job, holder, expires_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (job) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+                 WHERE job_leases.holder = excluded.holder OR job_leases.expires_at <= $4",
+            )
+            .bind(job)
+            .bind(holder)
+            .bind(expires_at)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            Ok(taken.rows_affected() == 1)
+        })
+    }
+
+    pub(in crate::store) async fn release_lease(
+        &self,
+        job: &str,
+        holder: &str,
+    ) -> Result<(), StoreError> {
+        in_transaction!(self, tx, {
+            sqlx::query("DELETE FROM job_leases WHERE job = $1 AND holder = $2")
+                .bind(job)
+                .bind(holder)
+                .execute(&mut *tx)
+                .await
+                .map(drop)
+        })
+    }
+
+    pub(in crate::store) async fn close(&self) {
+        self.pool.close().await;
+    }
+}

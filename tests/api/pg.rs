@@ -1,0 +1,67 @@
+//! A database of its own on the PostgreSQL server named by
+//! `APPSTORE_LEDGER_TEST_POSTGRES` (the README's test command sets it),
+//! created for a test and dropped after it.
+
+use sqlx::{Connection, PgConnection};
+
+/// A database of its own on the test server, dropped when done.
+pub struct PgDatabase {
+    pub url: String,
+    admin: String,
+    name: String,
+}
+
+impl PgDatabase {
+    /// `None` (with `skipped: ...` printed) when no server is configured or
+    /// it does not answer.
+    pub async fn create() -> Option<PgDatabase> {
+        let Ok(admin) = std::env::var("APPSTORE_LEDGER_TEST_POSTGRES") else {
+            eprintln!("skipped: APPSTORE_LEDGER_TEST_POSTGRES names no PostgreSQL server");
+            return None;
+        };
+        let mut connection = match PgConnection::connect(&admin).await {
+            Ok(connection) => connection,
+            Err(error) => {
+                eprintln!("skipped: PostgreSQL at APPSTORE_LEDGER_TEST_POSTGRES: {error}");
+                return None;
+            }
+        };
+        let name = format!("appstore_ledger_test_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut connection)
+            .await
+            .unwrap();
+        let _ = connection.close().await;
+        let mut url = reqwest::Url::parse(&admin)
+            .expect("APPSTORE_LEDGER_TEST_POSTGRES is a postgres:// URL");
+        url.set_path(&format!("/{name}"));
+        let url = url.to_string();
+        Some(PgDatabase { url, admin, name })
+    }
+
+    pub async fn connect(&self) -> PgConnection {
+        PgConnection::connect(&self.url).await.unwrap()
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // Drop runs outside async; a thread of its own may block on a runtime.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok(mut connection) = PgConnection::connect(&admin).await {
+                    let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
+                        .execute(&mut connection)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
