@@ -5,6 +5,12 @@
 -- Text compares by bytes (COLLATE "C"), as in SQLite, whatever the
 -- database's locale: pages and orders are the same on both.
 
+-- The digest by which signed payloads are compared. Declared immutable: the
+-- database's encoding does not change under it.
+CREATE FUNCTION payload_digest(signed_payload TEXT) RETURNS BYTEA
+    IMMUTABLE STRICT PARALLEL SAFE LANGUAGE sql
+    AS $$ SELECT sha256(convert_to(signed_payload, 'UTF8')) $$;
+
 -- Every notification that verified and belongs to a configured app, as Apple
 -- signed it and as decoded. The ledger is derived from this table alone.
 CREATE TABLE notifications (
@@ -20,7 +26,7 @@ CREATE TABLE notifications (
     original_transaction_id TEXT COLLATE "C",
     transaction_id          TEXT COLLATE "C",
     signed_payload          TEXT COLLATE "C"    NOT NULL,   -- the JWS exactly as received
-    signed_payload_sha256   BYTEA   NOT NULL,
+    signed_payload_sha256   BYTEA   GENERATED ALWAYS AS (payload_digest(signed_payload)) STORED,
     payload                 JSONB   NOT NULL    -- decoded, nested tokens decoded in place
 );
 -- Apple retries and sometimes sends twice: one row per notification, also
@@ -44,7 +50,7 @@ CREATE TABLE quarantined_notifications (
     original_transaction_id TEXT COLLATE "C",
     transaction_id          TEXT COLLATE "C",
     signed_payload          TEXT COLLATE "C"    NOT NULL,
-    signed_payload_sha256   BYTEA   NOT NULL,
+    signed_payload_sha256   BYTEA   GENERATED ALWAYS AS (payload_digest(signed_payload)) STORED,
     payload                 JSONB   NOT NULL,
     reason_code             TEXT COLLATE "C"    NOT NULL,
     reason                  TEXT COLLATE "C"    NOT NULL
@@ -58,7 +64,7 @@ CREATE TABLE notification_conflicts (
     notification_uuid     TEXT COLLATE "C"   NOT NULL,
     received_at           BIGINT NOT NULL,
     signed_payload        TEXT COLLATE "C"   NOT NULL,
-    signed_payload_sha256 BYTEA  NOT NULL,
+    signed_payload_sha256 BYTEA  GENERATED ALWAYS AS (payload_digest(signed_payload)) STORED,
     payload               JSONB  NOT NULL
 );
 CREATE UNIQUE INDEX notification_conflicts_payload ON notification_conflicts (notification_uuid, signed_payload_sha256);

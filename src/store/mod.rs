@@ -6,6 +6,7 @@
 
 mod fold;
 mod postgres;
+mod sql;
 mod sqlite;
 mod types;
 

@@ -1,0 +1,5 @@
+//! Statements written once for every backend. Each file holds a macro that
+//! a backend module invokes with its connection type and the few words its
+//! dialect says differently; see ledger_tx.rs for the conventions.
+
+pub(super) mod ledger_tx;
