@@ -2,4 +2,7 @@
 //! a backend module invokes with its connection type and the few words its
 //! dialect says differently; see ledger_tx.rs for the conventions.
 
+pub(super) mod appstore;
+pub(super) mod findings;
 pub(super) mod ledger_tx;
+pub(super) mod read;
