@@ -1,7 +1,10 @@
-//! The black-box suite's ledger, query and checker tests again, each on a
-//! fresh PostgreSQL database (on the server `APPSTORE_LEDGER_TEST_POSTGRES`
-//! names); then what only several instances on one database can show.
-//! Without a server each says `skipped:` and runs on SQLite.
+//! The black-box suite again, each test on a fresh PostgreSQL database (on
+//! the server `APPSTORE_LEDGER_TEST_POSTGRES` names): the webhook,
+//! quarantine, health, ledger, queries, checker, rebuild and the App Store
+//! Server API. Left out: what is about SQLite's files and process (faults,
+//! limits, crash, shutdown, config, connections, https) and what runs on
+//! PostgreSQL by itself (postgres.rs, instances.rs). Without a server each
+//! test says `skipped:` and runs on SQLite.
 
 // Tests may panic: that is how they fail.
 #![allow(
@@ -25,13 +28,22 @@ mod pg;
 /// Every TestApp here runs on PostgreSQL.
 pub const POSTGRES: bool = true;
 
+#[path = "api/appstore/mod.rs"]
+mod appstore;
 #[path = "api/check.rs"]
 mod check;
 #[path = "api/effects.rs"]
 mod effects;
 #[allow(dead_code)]
+#[path = "api/fake_apple.rs"]
+mod fake_apple;
+#[path = "api/health.rs"]
+mod health;
+#[allow(dead_code)]
 #[path = "api/ledger.rs"]
 mod ledger;
+#[path = "api/quarantine.rs"]
+mod quarantine;
 #[path = "api/rebuild.rs"]
 mod rebuild;
 #[path = "api/refunds.rs"]
@@ -40,3 +52,5 @@ mod refunds;
 mod subscriptions;
 #[path = "api/timeline.rs"]
 mod timeline;
+#[path = "api/webhook.rs"]
+mod webhook;

@@ -18,17 +18,13 @@ async fn health_answers_200_when_the_database_does() {
 #[tokio::test]
 async fn health_answers_503_while_the_database_cannot_take_a_write() {
     let app = TestApp::spawn().await;
-    let mut blocker = app.db().await;
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut blocker)
-        .await
-        .unwrap();
+    let blocker = app.block_writes().await;
     let response = app.get("/health").await;
     assert_eq!(response.status().as_u16(), 503);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "DATABASE_UNAVAILABLE");
-    assert!(!body.to_string().contains("locked"), "{body}");
-    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+    assert!(!body.to_string().contains("lock"), "{body}");
+    TestApp::unblock_writes(blocker).await;
     assert_eq!(app.get("/health").await.status().as_u16(), 200);
 }
 

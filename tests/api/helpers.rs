@@ -293,14 +293,33 @@ impl TestApp {
     pub async fn tables(&self) -> Vec<(String, Vec<String>)> {
         use sqlx::{Column, Row, ValueRef};
         let mut db = self.db().await;
-        let names: Vec<String> = sqlx::query_scalar(
+        let names: Vec<String> = sqlx::query_scalar(if self.pg.is_some() {
+            "SELECT CAST(table_name AS TEXT) FROM information_schema.tables
+             WHERE table_schema = 'public' AND table_name NOT LIKE '_sqlx%'
+               AND table_name NOT IN ('job_leases', 'write_probe')
+             ORDER BY table_name"
+        } else {
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'
              AND name NOT LIKE '_sqlx%' AND name NOT IN ('job_leases', 'write_probe')
-             ORDER BY name",
-        )
+             ORDER BY name"
+        })
         .fetch_all(&mut db)
         .await
         .unwrap();
+        if self.pg.is_some() {
+            // Each row as JSON: the Any driver reads no JSONB.
+            let mut out = Vec::new();
+            for name in names {
+                let sql = format!("SELECT CAST(row_to_json(t) AS TEXT) FROM \"{name}\" t");
+                let mut rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .fetch_all(&mut db)
+                    .await
+                    .unwrap();
+                rows.sort();
+                out.push((name, rows));
+            }
+            return out;
+        }
         let mut out = Vec::new();
         for name in names {
             // Table names come from sqlite_master, not from outside.
@@ -387,6 +406,32 @@ impl TestApp {
                 .collect::<std::collections::BTreeMap<_, _>>(),
             "{text}"
         );
+    }
+
+    /// Holds a lock that keeps notifications from being written (as another
+    /// process on the database might) until [`TestApp::unblock_writes`].
+    pub async fn block_writes(&self) -> sqlx::AnyConnection {
+        let mut blocker = self.db().await;
+        let statements: &[&str] = if self.pg.is_some() {
+            &[
+                "BEGIN",
+                "LOCK TABLE notifications, quarantined_notifications, write_probe IN EXCLUSIVE MODE",
+            ]
+        } else {
+            &["BEGIN EXCLUSIVE"]
+        };
+        for sql in statements {
+            sqlx::query(sqlx::AssertSqlSafe(*sql))
+                .execute(&mut blocker)
+                .await
+                .unwrap();
+        }
+        blocker
+    }
+
+    pub async fn unblock_writes(mut blocker: sqlx::AnyConnection) {
+        sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+        let _ = blocker.close().await;
     }
 
     pub async fn count(&self, table: &str) -> i64 {

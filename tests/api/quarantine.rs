@@ -31,7 +31,7 @@ async fn genuine_notifications_for_an_unconfigured_app_or_environment_are_kept_a
         assert_eq!(app.post(&token).await.0, 202);
         assert_eq!(app.tables().await, before);
         let reason: String = sqlx::query_scalar(
-            "SELECT reason_code FROM quarantined_notifications WHERE notification_uuid = ?1",
+            "SELECT reason_code FROM quarantined_notifications WHERE notification_uuid = $1",
         )
         .bind(&spec.uuid)
         .fetch_one(&mut app.db().await)

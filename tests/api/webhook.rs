@@ -32,7 +32,8 @@ async fn a_genuine_notification_is_stored_with_its_decoded_content() {
 
     let row: Row = sqlx::query_as(
         "SELECT notification_uuid, notification_type, subtype, signed_date, received_at, environment,
-                bundle_id, app_apple_id, original_transaction_id, transaction_id, signed_payload, payload
+                bundle_id, app_apple_id, original_transaction_id, transaction_id, signed_payload,
+                CAST(payload AS TEXT) AS payload
          FROM notifications",
     )
     .fetch_one(&mut app.db().await)
@@ -268,18 +269,13 @@ async fn an_unavailable_database_answers_503_and_a_later_retry_succeeds() {
     let token = NotificationSpec::new("DID_RENEW", uuid()).sign(&app.pki);
 
     // Another process holds the write lock longer than the busy timeout.
-    let mut blocker = app.db().await;
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut blocker)
-        .await
-        .unwrap();
+    let blocker = app.block_writes().await;
     let (status, body) = app.post(&token).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "DATABASE_UNAVAILABLE");
     // The stable code, never the database's own words.
-    assert!(!body.to_string().contains("locked"), "{body}");
-    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
-    drop(blocker);
+    assert!(!body.to_string().contains("lock"), "{body}");
+    TestApp::unblock_writes(blocker).await;
     assert_eq!(app.count("notifications").await, 0, "nothing half-written");
 
     // Apple retries later.
@@ -300,11 +296,7 @@ async fn a_write_whose_requester_gave_up_is_not_committed_later() {
     let first = NotificationSpec::new("DID_RENEW", uuid()).sign(&app.pki);
     let second = NotificationSpec::new("DID_RENEW", uuid()).sign(&app.pki);
 
-    let mut blocker = app.db().await;
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut blocker)
-        .await
-        .unwrap();
+    let blocker = app.block_writes().await;
     // The first takes the writer, which waits on the lock; the second
     // queues behind it. Both requests give up before the lock is freed.
     let app = std::sync::Arc::new(app);
@@ -316,8 +308,7 @@ async fn a_write_whose_requester_gave_up_is_not_committed_later() {
     let (status, _) = app.post(&second).await;
     assert_eq!(status, 503);
     assert_eq!(posting.await.unwrap().0, 503);
-    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
-    drop(blocker);
+    TestApp::unblock_writes(blocker).await;
     // The first was already in its transaction; the second never starts one.
     tokio::time::sleep(std::time::Duration::from_millis(3_000)).await;
     let uuids: Vec<String> = sqlx::query_scalar("SELECT notification_uuid FROM notifications")
@@ -389,6 +380,12 @@ fn without_findings(mut tables: Vec<(String, Vec<String>)>) -> Vec<(String, Vec<
 #[tokio::test]
 async fn a_notification_the_database_refuses_does_not_fail_the_others_written_with_it() {
     let app = TestApp::spawn().await;
+    if app.pg.is_some() {
+        // There each notification is a transaction of its own: there is no
+        // batch to share a failure with.
+        eprintln!("skipped: SQLite's batched writer only");
+        return;
+    }
     // Make the database refuse one notification (a constraint of its own).
     sqlx::query(
         "CREATE TRIGGER poison BEFORE INSERT ON notifications WHEN NEW.notification_uuid = 'poison'

@@ -23,7 +23,11 @@ async fn backfill_stores_exactly_the_missing_notifications_once() {
     // The ledger folded what was missed: the last renewal is the current period.
     assert_eq!(subscription(&app, "7100").await["transactionId"], "710004");
     // Apple's delivery attempts are kept with each notification.
-    let attempts = rows(&app, "SELECT send_attempts FROM notification_send_attempts").await;
+    let attempts = rows(
+        &app,
+        "SELECT CAST(send_attempts AS TEXT) FROM notification_send_attempts",
+    )
+    .await;
     assert_eq!(attempts.len(), 5);
     assert!(attempts[0].contains("TIMED_OUT"), "{attempts:?}");
     // ...and shown in the subscription's history, for support.

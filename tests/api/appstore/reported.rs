@@ -87,7 +87,7 @@ async fn a_reported_purchase_grants_access_at_once_and_once() {
         .await;
     let ledger = rows(
         &app,
-        "SELECT state FROM ledger_items WHERE item_id = '8100'",
+        "SELECT CAST(state AS TEXT) FROM ledger_items WHERE item_id = '8100'",
     )
     .await;
     let state: Value = serde_json::from_str(&ledger[0]).unwrap();
