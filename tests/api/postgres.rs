@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use crate::helpers::{pki, TempDir};
+use crate::helpers::{pki, NotificationSpec, TempDir};
 use crate::pg::PgDatabase;
 
 const BIN: &str = env!("CARGO_BIN_EXE_appstore-ledger");
@@ -198,4 +198,151 @@ async fn the_schema_gives_the_read_paths_their_indexes() {
         eprintln!("EXPLAIN ({what}):\n{plan}\n");
         assert!(plan.contains(index), "{what} does not use {index}:\n{plan}");
     }
+}
+
+/// `sslmode` in the URL is honoured: `require` connects over TLS (rustls),
+/// `verify-full` refuses a server whose certificate it cannot verify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_connection_uses_tls_as_the_url_says() {
+    let Some(database) = PgDatabase::create().await else {
+        return;
+    };
+    let mut db = database.connect().await;
+    let ssl: String = sqlx::query_scalar("SHOW ssl")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    if ssl != "on" {
+        eprintln!("skipped: this PostgreSQL server does not offer TLS");
+        return;
+    }
+    let (pki, dir) = (pki(), TempDir::new());
+    let config_path = dir.path("config.toml");
+    std::fs::write(&config_path, crate::helpers::config(&dir, &pki, "", "")).unwrap();
+    let serve = |url: String| {
+        let mut command = Command::new(BIN);
+        command
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .env("APPSTORE_LEDGER__DATABASE__URL", url);
+        command
+    };
+
+    let served = crate::helpers::Served::start(serve(format!("{}?sslmode=require", database.url)));
+    assert_eq!(served.health().await.0, 200);
+    let name = database.url.rsplit('/').next().unwrap().to_owned();
+    let connections: Vec<bool> = sqlx::query_scalar(
+        "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+         WHERE a.datname = $1 AND a.pid <> pg_backend_pid()",
+    )
+    .bind(&name)
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
+    assert!(!connections.is_empty());
+    assert!(connections.iter().all(|ssl| *ssl), "{connections:?}");
+    drop(served);
+
+    // The server's certificate is its own (not from a public authority).
+    let out = serve(format!("{}?sslmode=verify-full", database.url))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("could not be opened"), "{err}");
+}
+
+/// Stands between the service and PostgreSQL, and can cut every connection
+/// and refuse new ones, as a database that goes down does.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    links: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Proxy {
+    async fn start(upstream: String) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let links = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (accept_down, accept_links) = (down.clone(), links.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if accept_down.load(Ordering::SeqCst) {
+                    continue; // dropped: refused
+                }
+                let upstream = upstream.clone();
+                let link = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                accept_links.lock().unwrap().push(link.abort_handle());
+            }
+        });
+        Proxy { addr, down, links }
+    }
+
+    fn go_down(&self) {
+        self.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    fn come_back(&self) {
+        self.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The database goes down: notifications get 503 and nothing half-written
+/// remains; when it comes back the pool reconnects, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_postgres_is_down_notifications_get_503_and_then_are_stored() {
+    let Some(database) = PgDatabase::create().await else {
+        return;
+    };
+    let upstream = {
+        let url = reqwest::Url::parse(&database.url).unwrap();
+        format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432))
+    };
+    let proxy = Proxy::start(upstream).await;
+    let mut through = reqwest::Url::parse(&database.url).unwrap();
+    through.set_port(Some(proxy.addr.port())).unwrap();
+
+    let (pki, dir) = (pki(), TempDir::new());
+    let config_path = dir.path("config.toml");
+    std::fs::write(&config_path, crate::helpers::config(&dir, &pki, "", "")).unwrap();
+    let mut command = Command::new(BIN);
+    command
+        .args(["serve", "--config"])
+        .arg(&config_path)
+        .env("APPSTORE_LEDGER__DATABASE__URL", through.as_str());
+    let served = crate::helpers::Served::start(command);
+    let before = NotificationSpec::new("DID_RENEW", "pg-before").sign(&pki);
+    assert_eq!(served.post(&before).await, 200);
+
+    proxy.go_down();
+    let during = NotificationSpec::new("DID_RENEW", "pg-during").sign(&pki);
+    assert_eq!(served.post(&during).await, 503);
+    let (status, body) = served.health().await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "DATABASE_UNAVAILABLE");
+
+    proxy.come_back();
+    assert_eq!(
+        served.health().await.0,
+        200,
+        "reconnected without a restart"
+    );
+    assert_eq!(served.post(&during).await, 200);
+    let stored: Vec<String> = sqlx::query_scalar(
+        "SELECT notification_uuid FROM notifications ORDER BY notification_uuid",
+    )
+    .fetch_all(&mut database.connect().await)
+    .await
+    .unwrap();
+    assert_eq!(stored, ["pg-before", "pg-during"]);
 }
