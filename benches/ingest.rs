@@ -1,10 +1,13 @@
 //! Drives the running service over loopback with distinct signed
 //! notifications at a chosen concurrency, and prints notifications per second
-//! and latency percentiles. Every answer is a durable commit to SQLite.
+//! and latency percentiles. Every answer is a durable commit.
 //!
-//! `cargo bench --bench ingest -- [--notifications N] [--concurrency C]`
-//! (defaults: 20000 and 32). Run by `cargo test --all-targets` (without
-//! `--bench`), it only checks that the harness works, on a few notifications.
+//! `cargo bench --bench ingest -- [--notifications N] [--concurrency C]
+//! [--postgres URL [--instances I]]` (defaults: 20000, 32, SQLite, 1). With
+//! `--postgres` (a server URL) it runs on a fresh database there, dropped
+//! afterwards, with I services sharing it and taking requests in turn. Run
+//! by `cargo test --all-targets` (without `--bench`), it only checks that
+//! the harness works, on a few notifications.
 
 // Tests may panic: that is how they fail.
 #![allow(
@@ -29,6 +32,9 @@ struct Options {
     notifications: usize,
     concurrency: usize,
     measure: bool,
+    /// A PostgreSQL server to run on instead of SQLite.
+    postgres: Option<String>,
+    instances: usize,
 }
 
 fn options() -> Options {
@@ -37,6 +43,8 @@ fn options() -> Options {
         notifications: args.number("--notifications", 20_000, 200),
         concurrency: args.number("--concurrency", 32, 8),
         measure: args.measure,
+        postgres: args.text("--postgres"),
+        instances: args.number("--instances", 1, 1).max(1),
     }
 }
 
@@ -58,33 +66,65 @@ async fn run(options: Options) {
         ..ChainSpec::default()
     });
     std::fs::write(dir.join("root.der"), &pki.root_der).unwrap();
-    let settings = Settings::from_toml(&format!(
+    // A fresh database on the PostgreSQL server, or a SQLite file.
+    let database_url = match &options.postgres {
+        Some(server) => {
+            let name = format!("appstore_ledger_bench_{}", std::process::id());
+            admin(server, &format!("CREATE DATABASE {name}")).await;
+            let mut url = reqwest::Url::parse(server).unwrap();
+            url.set_path(&format!("/{name}"));
+            url.to_string()
+        }
+        None => format!("sqlite://{}/bench.db", dir.display()),
+    };
+    let settings_text = format!(
         r#"
         [server]
         listen = "127.0.0.1:0"
         [database]
-        url = "sqlite://{}/bench.db"
+        url = "{database_url}"
+        max_connections = {pool}
         [verification]
         trusted_roots = ["{}/root.der"]
         [[apps]]
         bundle_id = "{}"
         app_apple_id = {}
         environments = ["Production", "Sandbox"]
+        [check]
+        interval_ms = 0
         [log]
         level = "error"
         "#,
         dir.display(),
-        dir.display(),
         common::payloads::BUNDLE_ID,
         common::payloads::APP_APPLE_ID,
-    ))
-    .unwrap();
-    let application = Application::build(settings).await.unwrap();
-    let url = format!("http://127.0.0.1:{}/v2/notifications", application.port());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(application.run_until(async {
-        let _ = stopped.await;
-    }));
+        // Enough for the concurrency on PostgreSQL, where every request
+        // writes on a connection of its own; SQLite's readers otherwise.
+        pool = if options.postgres.is_some() {
+            options.concurrency.div_ceil(options.instances) + 2
+        } else {
+            8
+        },
+    );
+    let mut urls = Vec::new();
+    let mut servers = Vec::new();
+    for _ in 0..options.instances {
+        let application = Application::build(Settings::from_toml(&settings_text).unwrap())
+            .await
+            .unwrap();
+        urls.push(format!(
+            "http://127.0.0.1:{}/v2/notifications",
+            application.port()
+        ));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        servers.push((
+            stop,
+            tokio::spawn(application.run_until(async {
+                let _ = stopped.await;
+            })),
+        ));
+    }
+    let urls = Arc::new(urls);
 
     eprintln!(
         "signing {} distinct notifications...",
@@ -114,7 +154,8 @@ async fn run(options: Options) {
     let client = common::bench::client(options.concurrency);
     let (latencies, elapsed) =
         common::bench::drive(options.concurrency, options.notifications, move |i| {
-            let (client, url, bodies) = (client.clone(), url.clone(), Arc::clone(&bodies));
+            let (client, bodies) = (client.clone(), Arc::clone(&bodies));
+            let url = urls[i % urls.len()].clone();
             async move {
                 let body = bodies[i].clone();
                 let response = client.post(&url).body(body).send().await.unwrap();
@@ -130,18 +171,18 @@ async fn run(options: Options) {
             }
         })
         .await;
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    for (stop, server) in servers {
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
+    }
     assert_eq!(latencies.len(), options.notifications);
 
     // What was acknowledged is there: every notification and its own
     // subscription folded into the ledger.
-    let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
-        "sqlite://{}/bench.db",
-        dir.display()
-    ))
-    .await
-    .unwrap();
+    sqlx::any::install_default_drivers();
+    let mut db = <sqlx::AnyConnection as sqlx::Connection>::connect(&database_url)
+        .await
+        .unwrap();
     let (notifications, items, active): (i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM notifications),
                 (SELECT count(*) FROM ledger_items WHERE kind = 'subscription'),
@@ -152,6 +193,10 @@ async fn run(options: Options) {
     .unwrap();
     drop(db);
     let _ = std::fs::remove_dir_all(&dir);
+    if let Some(server) = &options.postgres {
+        let name = database_url.rsplit('/').next().unwrap_or_default();
+        admin(server, &format!("DROP DATABASE {name} WITH (FORCE)")).await;
+    }
     let n = options.notifications as i64;
     assert_eq!((notifications, items, active), (n, n, n));
 
@@ -162,8 +207,12 @@ async fn run(options: Options) {
         );
         return;
     }
+    let database = match options.postgres {
+        Some(_) => format!("PostgreSQL, {} instance(s) sharing it", options.instances),
+        None => "SQLite (WAL, synchronous=FULL)".to_owned(),
+    };
     println!(
-        "ingest over loopback, SQLite (WAL, synchronous=FULL), {} notifications, concurrency {}:",
+        "ingest over loopback, {database}, {} notifications, concurrency {}:",
         options.notifications, options.concurrency
     );
     println!(
@@ -183,4 +232,15 @@ async fn run(options: Options) {
         percentile(&latencies, 1.0).as_secs_f64() * 1000.0
     );
     println!("  target: >= 2000 notifications/s, p99 < 50 ms at concurrency 32");
+}
+
+/// One statement on the PostgreSQL server's own database.
+async fn admin(server: &str, sql: &str) {
+    let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(server)
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut connection)
+        .await
+        .unwrap();
 }

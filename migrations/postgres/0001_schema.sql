@@ -200,26 +200,27 @@ CREATE TABLE write_probe (
 
 -- Totals for /metrics, kept by triggers. Several instances insert at once:
 -- one counter row would make every insert wait for the last one's commit,
--- so each session adds to one of 16 shards and a scrape sums them.
+-- so each database session adds to a row of its own (its backend pid) and
+-- a scrape sums them.
 CREATE TABLE totals (
-    name  TEXT COLLATE "C"     NOT NULL,
-    shard SMALLINT NOT NULL,
-    value BIGINT   NOT NULL,
+    name  TEXT COLLATE "C" NOT NULL,
+    shard INTEGER NOT NULL,
+    value BIGINT  NOT NULL,
     PRIMARY KEY (name, shard)
 );
 CREATE TABLE open_findings (
-    kind  TEXT COLLATE "C"     NOT NULL,
-    shard SMALLINT NOT NULL,
-    open  BIGINT   NOT NULL,
+    kind  TEXT COLLATE "C" NOT NULL,
+    shard INTEGER NOT NULL,
+    open  BIGINT  NOT NULL,
     PRIMARY KEY (kind, shard)
 );
 
 CREATE FUNCTION count_total(counter TEXT, delta BIGINT) RETURNS void LANGUAGE sql AS $$
-    INSERT INTO totals (name, shard, value) VALUES (counter, pg_backend_pid() % 16, delta)
+    INSERT INTO totals (name, shard, value) VALUES (counter, pg_backend_pid(), delta)
     ON CONFLICT (name, shard) DO UPDATE SET value = totals.value + delta;
 $$;
 CREATE FUNCTION count_open_finding(finding_kind TEXT, delta BIGINT) RETURNS void LANGUAGE sql AS $$
-    INSERT INTO open_findings (kind, shard, open) VALUES (finding_kind, pg_backend_pid() % 16, delta)
+    INSERT INTO open_findings (kind, shard, open) VALUES (finding_kind, pg_backend_pid(), delta)
     ON CONFLICT (kind, shard) DO UPDATE SET open = open_findings.open + delta;
 $$;
 

@@ -52,6 +52,17 @@ pub(super) struct ExpirationRow<'a> {
 }
 
 /// The statements of one database transaction that the fold needs.
+/// An item's stored state, as the fold finds it.
+#[derive(Debug)]
+pub(super) enum LoadedState {
+    /// No state: nothing of this item has been folded yet.
+    Absent,
+    /// A state this version cannot read (an older one wrote it).
+    Unreadable,
+    // Boxed: a state with its timeline is large, the other variants empty.
+    Readable(Box<State>),
+}
+
 pub(super) trait LedgerTx {
     /// Inserts once per `notification_uuid` (into quarantine with a reason).
     async fn insert_notification(
@@ -67,7 +78,7 @@ pub(super) trait LedgerTx {
     async fn insert_evidence(&mut self, e: &NewEvidence) -> Result<bool, sqlx::Error>;
     async fn delete_quarantined(&mut self, quarantine_id: i64) -> Result<(), sqlx::Error>;
 
-    async fn load_state(&mut self, item: &ItemKey) -> Result<Option<State>, sqlx::Error>;
+    async fn load_state(&mut self, item: &ItemKey) -> Result<LoadedState, sqlx::Error>;
     async fn item_notifications(
         &mut self,
         item: &ItemKey,
@@ -172,8 +183,14 @@ async fn apply(tx: &mut impl LedgerTx, event: &Event) -> Result<(), sqlx::Error>
         return Ok(());
     };
     match tx.load_state(&item).await? {
-        Some(state) if can_apply_after(&state, event) => {
-            let (state, effects) = ledger::apply(Some(state), &item, event);
+        LoadedState::Readable(state) if can_apply_after(&state, event) => {
+            let (state, effects) = ledger::apply(Some(*state), &item, event);
+            save(tx, &item, &state, &effects).await
+        }
+        // Every event of an item is folded when it is stored, so an item
+        // with no state has no other: this event alone is its fold.
+        LoadedState::Absent => {
+            let (state, effects) = ledger::apply(None, &item, event);
             save(tx, &item, &state, &effects).await
         }
         _ => refold(tx, &item).await,

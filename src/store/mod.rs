@@ -228,7 +228,8 @@ impl Store {
     }
 
     /// Stores notifications without folding them into the ledger, in one
-    /// transaction: a bulk load to be followed by [`Store::rebuild`].
+    /// transaction: a bulk load to be followed by [`Store::rebuild`] (until
+    /// then, a notification received for an item with no state folds alone).
     pub async fn import_notifications(
         &self,
         notifications: &[NewNotification],

@@ -17,6 +17,15 @@ impl Args {
         Args { args, measure }
     }
 
+    /// `--name VALUE`, if given.
+    pub fn text(&self, name: &str) -> Option<String> {
+        self.args
+            .iter()
+            .position(|a| a == name)
+            .and_then(|i| self.args.get(i + 1))
+            .cloned()
+    }
+
     /// `--name N`, or `measured` when benchmarking, `smoke` otherwise.
     pub fn number(&self, name: &str, measured: usize, smoke: usize) -> usize {
         self.args

@@ -38,7 +38,9 @@ macro_rules! ledger_tx {
 
         use $crate::ledger::{ItemKey, State};
         use $crate::model::{Environment, Subtype};
-        use $crate::store::fold::{ExpirationRow, LedgerTx, RefundRow, StoredPayload, Unfolded};
+        use $crate::store::fold::{
+            ExpirationRow, LedgerTx, LoadedState, RefundRow, StoredPayload, Unfolded,
+        };
         use $crate::store::{NewEvidence, NewNotification, QuarantineReason, Recorded};
 
         const INSERT_NOTIFICATION: &str = concat!("INSERT INTO notifications (notification_uuid, notification_type,
@@ -168,7 +170,7 @@ macro_rules! ledger_tx {
 
             /// Locks the item first (`lock_item`, the backend's): what this fold
             /// reads next includes every notification of the item committed before.
-            async fn load_state(&mut self, item: &ItemKey) -> Result<Option<State>, sqlx::Error> {
+            async fn load_state(&mut self, item: &ItemKey) -> Result<LoadedState, sqlx::Error> {
                 lock_item(self, item).await?;
                 let row: Option<String> = sqlx::query_scalar(
                     "SELECT CAST(state AS TEXT) FROM ledger_items WHERE kind = $1 AND item_id = $2",
@@ -177,8 +179,11 @@ macro_rules! ledger_tx {
                 .bind(item.id())
                 .fetch_optional(&mut *self)
                 .await?;
-                // An unreadable state (written by an older version) is folded again.
-                Ok(row.and_then(|json| serde_json::from_str(&json).ok()))
+                Ok(match row {
+                    None => LoadedState::Absent,
+                    Some(json) => serde_json::from_str(&json)
+                        .map_or(LoadedState::Unreadable, |state| LoadedState::Readable(Box::new(state))),
+                })
             }
 
             async fn item_notifications(
