@@ -70,10 +70,7 @@ async fn run(options: Options) {
     let database_url = match &options.postgres {
         Some(server) => {
             let name = format!("appstore_ledger_bench_{}", std::process::id());
-            admin(server, &format!("CREATE DATABASE {name}")).await;
-            let mut url = reqwest::Url::parse(server).unwrap();
-            url.set_path(&format!("/{name}"));
-            url.to_string()
+            common::bench::fresh_postgres(server, &name).await
         }
         None => format!("sqlite://{}/bench.db", dir.display()),
     };
@@ -195,7 +192,7 @@ async fn run(options: Options) {
     let _ = std::fs::remove_dir_all(&dir);
     if let Some(server) = &options.postgres {
         let name = database_url.rsplit('/').next().unwrap_or_default();
-        admin(server, &format!("DROP DATABASE {name} WITH (FORCE)")).await;
+        common::bench::drop_postgres(server, name).await;
     }
     let n = options.notifications as i64;
     assert_eq!((notifications, items, active), (n, n, n));
@@ -232,15 +229,4 @@ async fn run(options: Options) {
         percentile(&latencies, 1.0).as_secs_f64() * 1000.0
     );
     println!("  target: >= 2000 notifications/s, p99 < 50 ms at concurrency 32");
-}
-
-/// One statement on the PostgreSQL server's own database.
-async fn admin(server: &str, sql: &str) {
-    let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(server)
-        .await
-        .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-        .execute(&mut connection)
-        .await
-        .unwrap();
 }

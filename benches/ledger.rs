@@ -4,8 +4,9 @@
 //! Then the inconsistency checker over a second database of one-notification
 //! subscriptions.
 //!
-//! `cargo bench --bench ledger -- [--notifications N] [--queries Q] [--concurrency C] [--check-subscriptions S]`
-//! (defaults: 1,000,000, 100,000, 32 and 1,000,000). Without `--bench` (as
+//! `cargo bench --bench ledger -- [--notifications N] [--queries Q] [--concurrency C] [--check-subscriptions S]
+//! [--postgres URL]` (defaults: 1,000,000, 100,000, 32, 1,000,000 and SQLite; with `--postgres`,
+//! fresh databases on that server, dropped afterwards). Without `--bench` (as
 //! `cargo test --all-targets` runs it) it only checks the harness on small
 //! databases.
 
@@ -44,6 +45,7 @@ struct Options {
     queries: usize,
     concurrency: usize,
     measure: bool,
+    postgres: Option<String>,
 }
 
 fn options() -> Options {
@@ -54,6 +56,7 @@ fn options() -> Options {
         queries: args.number("--queries", 100_000, 500),
         concurrency: args.number("--concurrency", 32, 8),
         measure: args.measure,
+        postgres: args.text("--postgres"),
     }
 }
 
@@ -138,18 +141,34 @@ async fn run(options: Options) {
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    let bench_name = |what: &str| format!("appstore_ledger_{what}_bench_{}", std::process::id());
+    let ledger_url = match &options.postgres {
+        Some(server) => common::bench::fresh_postgres(server, &bench_name("ledger")).await,
+        None => format!("sqlite://{}/ledger.db", dir.display()),
+    };
+    let check_url = match &options.postgres {
+        Some(server) => common::bench::fresh_postgres(server, &bench_name("check")).await,
+        None => format!("sqlite://{}/check.db", dir.display()),
+    };
     let settings = Settings::from_toml(&format!(
         r#"
         [server]
         listen = "127.0.0.1:0"
         [database]
-        url = "sqlite://{}/ledger.db"
+        url = "{}"
+        max_connections = {}
         [api]
         tokens = ["bench-token-0123456789"]
         [log]
         level = "error"
         "#,
-        dir.display()
+        ledger_url,
+        // PostgreSQL answers each query on a connection of its own.
+        if options.postgres.is_some() {
+            options.concurrency + 2
+        } else {
+            8
+        }
     ))
     .unwrap();
 
@@ -272,7 +291,9 @@ async fn run(options: Options) {
     }
     scrapes.sort();
     let counting = {
-        let store = Store::connect(&settings_for_count(&dir)).await.unwrap();
+        let store = Store::connect(&settings_for_count(&ledger_url))
+            .await
+            .unwrap();
         let started = Instant::now();
         let counts = store.counts().await.unwrap();
         let took = started.elapsed();
@@ -289,13 +310,23 @@ async fn run(options: Options) {
         .count();
     assert_eq!(entitled_count.load(Ordering::Relaxed), expected_entitled);
 
-    let (checked, findings, check_time) = check_phase(&dir, options.check_subscriptions, now).await;
+    let (checked, findings, check_time) =
+        check_phase(&check_url, options.check_subscriptions, now).await;
     let _ = std::fs::remove_dir_all(&dir);
+    if let Some(server) = &options.postgres {
+        common::bench::drop_postgres(server, &bench_name("ledger")).await;
+        common::bench::drop_postgres(server, &bench_name("check")).await;
+    }
     if !options.measure {
         println!("ledger bench harness: rebuilt {folded} notifications, answered {queries} queries, checked {checked}");
         return;
     }
-    println!("ledger at scale, SQLite, {subscriptions} subscriptions:");
+    let database = if options.postgres.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    println!("ledger at scale, {database}, {subscriptions} subscriptions:");
     println!(
         "  rebuild: {folded} notifications in {:.1} s = {:>8.0} notifications/s (target >= 50,000/s)",
         rebuild_time.as_secs_f64(),
@@ -333,9 +364,9 @@ async fn run(options: Options) {
     );
 }
 
-fn settings_for_count(dir: &std::path::Path) -> appstore_ledger::config::DatabaseSettings {
+fn settings_for_count(url: &str) -> appstore_ledger::config::DatabaseSettings {
     appstore_ledger::config::DatabaseSettings {
-        url: format!("sqlite://{}/ledger.db", dir.display()),
+        url: url.to_owned(),
         max_connections: 1,
         busy_timeout_ms: 5_000,
     }
@@ -361,13 +392,9 @@ async fn populate(
 
 /// One SUBSCRIBED per subscription; one in a hundred is long past its
 /// expiresDate with auto-renew on (RENEWAL_OUTCOME_OVERDUE), the rest current.
-async fn check_phase(
-    dir: &std::path::Path,
-    subscriptions: usize,
-    now: i64,
-) -> (u64, usize, Duration) {
+async fn check_phase(url: &str, subscriptions: usize, now: i64) -> (u64, usize, Duration) {
     let settings = appstore_ledger::config::DatabaseSettings {
-        url: format!("sqlite://{}/check.db", dir.display()),
+        url: url.to_owned(),
         max_connections: 4,
         busy_timeout_ms: 5_000,
     };

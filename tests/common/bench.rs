@@ -90,3 +90,26 @@ where
     latencies.sort();
     (latencies, elapsed)
 }
+
+/// A fresh database `name` on the PostgreSQL server `server` (a URL); its URL.
+pub async fn fresh_postgres(server: &str, name: &str) -> String {
+    admin(server, &format!("CREATE DATABASE {name}")).await;
+    let mut url = reqwest::Url::parse(server).unwrap();
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+pub async fn drop_postgres(server: &str, name: &str) {
+    admin(server, &format!("DROP DATABASE {name} WITH (FORCE)")).await;
+}
+
+/// One statement on the PostgreSQL server's own database.
+async fn admin(server: &str, sql: &str) {
+    let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(server)
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut connection)
+        .await
+        .unwrap();
+}
