@@ -105,8 +105,7 @@ impl PgStore {
         &self,
         n: NewNotification,
     ) -> Result<Recorded, StoreError> {
-        let n = &n;
-        in_transaction!(self, tx, { fold::record(tx, n).await })
+        in_transaction!(self, tx, { fold::record(tx, &n).await })
     }
 
     pub(in crate::store) async fn quarantine(
@@ -114,8 +113,7 @@ impl PgStore {
         n: NewNotification,
         reason: QuarantineReason,
     ) -> Result<Recorded, StoreError> {
-        let (n, reason) = (&n, &reason);
-        in_transaction!(self, tx, { fold::quarantine(tx, n, reason).await })
+        in_transaction!(self, tx, { fold::quarantine(tx, &n, &reason).await })
     }
 
     pub(in crate::store) async fn release(
@@ -123,8 +121,7 @@ impl PgStore {
         quarantine_id: i64,
         n: NewNotification,
     ) -> Result<Recorded, StoreError> {
-        let n = &n;
-        in_transaction!(self, tx, { fold::release(tx, quarantine_id, n).await })
+        in_transaction!(self, tx, { fold::release(tx, quarantine_id, &n).await })
     }
 
     pub(in crate::store) async fn quarantined(
@@ -334,11 +331,10 @@ impl PgStore {
                 break false;
             }
             let (last, folded) = in_transaction!(self, tx, {
-                let after = &after;
                 sqlx::query("LOCK TABLE notifications, apple_evidence IN SHARE MODE")
                     .execute(&mut *tx)
                     .await?;
-                fold::rebuild_chunk(tx, after, 2_000).await
+                fold::rebuild_chunk(tx, &after, 2_000).await
             })?;
             done += folded;
             progress(done, total);
