@@ -3,6 +3,7 @@
 
 mod appstore;
 mod findings;
+mod leases;
 mod ledger_tx;
 mod read;
 mod store;

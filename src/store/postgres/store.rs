@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{Connection, Row};
+use sqlx::Connection;
 
-use super::{connect_options, findings, read};
+use super::{connect_options, findings, leases, read};
 use crate::finding::Finding;
 use crate::store::fold::{self, LedgerTx};
 use crate::store::{
@@ -129,15 +129,9 @@ impl PgStore {
         after_id: i64,
         limit: i64,
     ) -> Result<Vec<QuarantinedNotification>, StoreError> {
-        sqlx::query_as::<_, QuarantinedNotification>(
-            "SELECT id, notification_uuid, received_at, signed_payload, reason_code
-             FROM quarantined_notifications WHERE id > $1 ORDER BY id LIMIT $2",
-        )
-        .bind(after_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)
+        read::quarantined(&mut *self.read().await?, after_id, limit)
+            .await
+            .map_err(unavailable)
     }
 
     pub(in crate::store) async fn ledger_items(
@@ -149,7 +143,7 @@ impl PgStore {
             .map_err(unavailable)
     }
 
-    /// The four reads in one snapshot (REPEATABLE READ).
+    /// In one snapshot (REPEATABLE READ; see read::subscription_history).
     pub(in crate::store) async fn history(
         &self,
         original_transaction_id: &str,
@@ -159,32 +153,11 @@ impl PgStore {
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .await
             .map_err(unavailable)?;
-        let notifications = read::history(&mut tx, original_transaction_id)
-            .await
-            .map_err(unavailable)?;
-        let expirations = read::expirations(&mut tx, original_transaction_id)
-            .await
-            .map_err(unavailable)?;
-        let refunds = read::refunds(
-            &mut tx,
-            &RefundFilter {
-                original_transaction_id: Some(original_transaction_id.to_owned()),
-                limit: i64::MAX,
-                ..RefundFilter::default()
-            },
-        )
-        .await
-        .map_err(unavailable)?;
-        let evidence = read::evidence(&mut tx, original_transaction_id)
+        let history = read::subscription_history(&mut tx, original_transaction_id)
             .await
             .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
-        Ok(SubscriptionHistory {
-            notifications,
-            refunds,
-            expirations,
-            evidence,
-        })
+        Ok(history)
     }
 
     pub(in crate::store) async fn scan_ledger(
@@ -365,19 +338,9 @@ impl PgStore {
     }
 
     pub(in crate::store) async fn counts(&self) -> Result<Counts, StoreError> {
-        let row = sqlx::query(
-            "SELECT (SELECT count(*) FROM notifications) AS notifications,
-                    (SELECT count(*) FROM quarantined_notifications) AS quarantined,
-                    (SELECT count(*) FROM ledger_items) AS ledger_items",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        Ok(Counts {
-            notifications: row.try_get("notifications").map_err(unavailable)?,
-            quarantined: row.try_get("quarantined").map_err(unavailable)?,
-            ledger_items: row.try_get("ledger_items").map_err(unavailable)?,
-        })
+        read::counts(&mut *self.read().await?)
+            .await
+            .map_err(unavailable)
     }
 
     /// Healthy means a notification could be stored now: a row larger than
@@ -405,18 +368,7 @@ impl PgStore {
         expires_at: i64,
     ) -> Result<bool, StoreError> {
         in_transaction!(self, tx, {
-            let taken = sqlx::query(
-                "INSERT INTO job_leases (job, holder, expires_at) VALUES ($1, $2, $3)
-                 ON CONFLICT (job) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-                 WHERE job_leases.holder = excluded.holder OR job_leases.expires_at <= $4",
-            )
-            .bind(job)
-            .bind(holder)
-            .bind(expires_at)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            Ok(taken.rows_affected() == 1)
+            leases::hold_lease(tx, job, holder, now, expires_at).await
         })
     }
 
@@ -425,14 +377,7 @@ impl PgStore {
         job: &str,
         holder: &str,
     ) -> Result<(), StoreError> {
-        in_transaction!(self, tx, {
-            sqlx::query("DELETE FROM job_leases WHERE job = $1 AND holder = $2")
-                .bind(job)
-                .bind(holder)
-                .execute(&mut *tx)
-                .await
-                .map(drop)
-        })
+        in_transaction!(self, tx, { leases::release_lease(tx, job, holder).await })
     }
 
     pub(in crate::store) async fn close(&self) {

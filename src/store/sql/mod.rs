@@ -4,5 +4,6 @@
 
 pub(super) mod appstore;
 pub(super) mod findings;
+pub(super) mod leases;
 pub(super) mod ledger_tx;
 pub(super) mod read;

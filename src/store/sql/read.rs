@@ -10,7 +10,10 @@ macro_rules! read {
         use sqlx::Row;
 
         use $crate::ledger::{ExpirationRecord, ItemKey};
-        use $crate::store::{EvidenceEntry, HistoryEntry, ItemQuery, LedgerItem, RefundEntry, RefundFilter};
+        use $crate::store::{
+            Counts, EvidenceEntry, HistoryEntry, ItemQuery, LedgerItem, QuarantinedNotification,
+            RefundEntry, RefundFilter, SubscriptionHistory,
+        };
 
         fn item_from(kind: &str, id: String) -> ItemKey {
             if kind == "purchase" {
@@ -203,6 +206,63 @@ macro_rules! read {
                 out.insert(table.to_owned(), rows);
             }
             Ok(out)
+        }
+
+        /// Everything the history of one subscription shows. The caller
+        /// runs it in one read transaction: one snapshot, so a refund
+        /// committed in between cannot appear in one list and not another.
+        pub(super) async fn subscription_history(
+            conn: &mut $conn,
+            original_transaction_id: &str,
+        ) -> Result<SubscriptionHistory, sqlx::Error> {
+            let notifications = history(&mut *conn, original_transaction_id).await?;
+            let expirations = expirations(&mut *conn, original_transaction_id).await?;
+            let refunds = refunds(
+                &mut *conn,
+                &RefundFilter {
+                    original_transaction_id: Some(original_transaction_id.to_owned()),
+                    limit: i64::MAX,
+                    ..RefundFilter::default()
+                },
+            )
+            .await?;
+            let evidence = evidence(&mut *conn, original_transaction_id).await?;
+            Ok(SubscriptionHistory {
+                notifications,
+                refunds,
+                expirations,
+                evidence,
+            })
+        }
+
+        pub(super) async fn quarantined(
+            conn: &mut $conn,
+            after_id: i64,
+            limit: i64,
+        ) -> Result<Vec<QuarantinedNotification>, sqlx::Error> {
+            sqlx::query_as::<_, QuarantinedNotification>(
+                "SELECT id, notification_uuid, received_at, signed_payload, reason_code
+                 FROM quarantined_notifications WHERE id > $1 ORDER BY id LIMIT $2",
+            )
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await
+        }
+
+        pub(super) async fn counts(conn: &mut $conn) -> Result<Counts, sqlx::Error> {
+            let row = sqlx::query(
+                "SELECT (SELECT count(*) FROM notifications) AS notifications,
+                        (SELECT count(*) FROM quarantined_notifications) AS quarantined,
+                        (SELECT count(*) FROM ledger_items) AS ledger_items",
+            )
+            .fetch_one(&mut *conn)
+            .await?;
+            Ok(Counts {
+                notifications: row.try_get("notifications")?,
+                quarantined: row.try_get("quarantined")?,
+                ledger_items: row.try_get("ledger_items")?,
+            })
         }
 
         $crate::store::types::records_from_row!($row);

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use sqlx::{Connection, Row};
+use sqlx::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 mod appstore;
@@ -131,15 +131,9 @@ impl SqliteStore {
         after_id: i64,
         limit: i64,
     ) -> Result<Vec<QuarantinedNotification>, StoreError> {
-        sqlx::query_as::<_, QuarantinedNotification>(
-            "SELECT id, notification_uuid, received_at, signed_payload, reason_code
-             FROM quarantined_notifications WHERE id > ?1 ORDER BY id LIMIT ?2",
-        )
-        .bind(after_id)
-        .bind(limit)
-        .fetch_all(&self.readers.pool())
-        .await
-        .map_err(unavailable)
+        read::quarantined(&mut *self.read().await?, after_id, limit)
+            .await
+            .map_err(unavailable)
     }
 
     /// A connection of its own, outside the pool and the writer, for long jobs
@@ -181,40 +175,18 @@ impl SqliteStore {
             .map_err(unavailable)
     }
 
-    /// The four reads in one read transaction: one snapshot, so a refund
-    /// committed in between cannot appear in one list and not the other.
+    /// In one read transaction (see read::subscription_history).
     pub(super) async fn history(
         &self,
         original_transaction_id: &str,
     ) -> Result<SubscriptionHistory, StoreError> {
         let mut connection = self.read().await?;
         let mut tx = connection.begin().await.map_err(unavailable)?;
-        let notifications = read::history(&mut tx, original_transaction_id)
-            .await
-            .map_err(unavailable)?;
-        let expirations = read::expirations(&mut tx, original_transaction_id)
-            .await
-            .map_err(unavailable)?;
-        let refunds = read::refunds(
-            &mut tx,
-            &RefundFilter {
-                original_transaction_id: Some(original_transaction_id.to_owned()),
-                limit: i64::MAX,
-                ..RefundFilter::default()
-            },
-        )
-        .await
-        .map_err(unavailable)?;
-        let evidence = read::evidence(&mut tx, original_transaction_id)
+        let history = read::subscription_history(&mut tx, original_transaction_id)
             .await
             .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
-        Ok(SubscriptionHistory {
-            notifications,
-            refunds,
-            expirations,
-            evidence,
-        })
+        Ok(history)
     }
 
     pub(super) async fn scan_ledger(
@@ -396,19 +368,9 @@ impl SqliteStore {
     }
 
     pub(super) async fn counts(&self) -> Result<Counts, StoreError> {
-        let row = sqlx::query(
-            "SELECT (SELECT count(*) FROM notifications) AS notifications,
-                    (SELECT count(*) FROM quarantined_notifications) AS quarantined,
-                    (SELECT count(*) FROM ledger_items) AS ledger_items",
-        )
-        .fetch_one(&self.readers.pool())
-        .await
-        .map_err(unavailable)?;
-        Ok(Counts {
-            notifications: row.try_get("notifications").map_err(unavailable)?,
-            quarantined: row.try_get("quarantined").map_err(unavailable)?,
-            ledger_items: row.try_get("ledger_items").map_err(unavailable)?,
-        })
+        read::counts(&mut *self.read().await?)
+            .await
+            .map_err(unavailable)
     }
 
     /// Healthy means a notification could be stored now: the pool reads and
