@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use crate::helpers::{config, pki, NotificationSpec, Served, TempDir, API_TOKEN};
+use crate::helpers::{config, pki, NotificationSpec, Served, TempDir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_appstore-ledger");
 
@@ -129,19 +129,9 @@ async fn a_full_disk_is_unhealthy_refuses_with_503_and_recovers_when_space_is_fr
     let (status, body) = served.health().await;
     assert_eq!(status, 200, "space freed, without a restart: {body}");
     assert_eq!(served.post(&refused).await, 200);
-    let history: serde_json::Value = served
-        .http
-        .get(format!(
-            "http://{}/v1/subscriptions/2000000000000001/history",
-            served.addr
-        ))
-        .bearer_auth(API_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history = served
+        .api("/v1/subscriptions/2000000000000001/history")
+        .await;
     let mut uuids: Vec<&str> = history["notifications"]
         .as_array()
         .unwrap()

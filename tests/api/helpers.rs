@@ -533,6 +533,19 @@ impl Served {
             .as_u16()
     }
 
+    /// A query API call with the bearer token; the answer must be 200.
+    pub async fn api(&self, path: &str) -> serde_json::Value {
+        let response = self
+            .http
+            .get(format!("http://{}{path}", self.addr))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        response.json().await.unwrap()
+    }
+
     pub async fn health(&self) -> (u16, serde_json::Value) {
         let response = self
             .http

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{config, Served, TestApp, API_TOKEN};
+use crate::helpers::{config, Served, TestApp};
 use crate::ledger::{now, renewal, revoked, tx, Post, DAY, HOUR};
 use crate::pg::PgDatabase;
 
@@ -103,29 +103,9 @@ async fn post(http: &reqwest::Client, addr: &str, token: &str) -> Option<u16> {
     response.ok().map(|r| r.status().as_u16())
 }
 
-async fn subscription(http: &reqwest::Client, base: &str, otid: &str, at: i64) -> Value {
-    http.get(format!("{base}/v1/subscriptions/{otid}?at={at}"))
-        .bearer_auth(API_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_instances_on_one_database_fold_like_one_and_lose_nothing_acknowledged() {
-    let Some(database) = PgDatabase::create().await else {
-        return;
-    };
-    // The single-instance fold to compare with: SQLite, in order.
-    let reference = TestApp::spawn().await;
-    let tokens = histories(&reference);
-    for (_, token) in &tokens {
-        assert_eq!(reference.post(token).await.0, 200);
-    }
-
+/// Two `serve` processes trusting `reference`'s PKI on the database at
+/// `database_url` (the periodic check off: the tests compare states only).
+fn two_instances(reference: &TestApp, database_url: &str) -> (Served, Served) {
     let config_path = reference.dir.path("instances.toml");
     let text = config(
         &reference.dir,
@@ -140,10 +120,38 @@ async fn two_instances_on_one_database_fold_like_one_and_lose_nothing_acknowledg
             .arg("serve")
             .arg("--config")
             .arg(&config_path)
-            .env("APPSTORE_LEDGER__DATABASE__URL", &database.url);
+            .env("APPSTORE_LEDGER__DATABASE__URL", database_url);
         Served::start(command)
     };
-    let (a, mut b) = (start(), start());
+    (start(), start())
+}
+
+/// A subscription at `at`, as the reference and as an instance answer it.
+async fn both_answers(
+    reference: &TestApp,
+    instance: &Served,
+    otid: &str,
+    at: i64,
+) -> (Value, Value) {
+    let path = format!("/v1/subscriptions/{otid}?at={at}");
+    let (status, expected) = reference.api(&path).await;
+    assert_eq!(status, 200, "{expected}");
+    (expected, instance.api(&path).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_database_fold_like_one_and_lose_nothing_acknowledged() {
+    let Some(database) = PgDatabase::create().await else {
+        return;
+    };
+    // The single-instance fold to compare with: SQLite, in order.
+    let reference = TestApp::spawn().await;
+    let tokens = histories(&reference);
+    for (_, token) in &tokens {
+        assert_eq!(reference.post(token).await.0, 200);
+    }
+
+    let (a, mut b) = two_instances(&reference, &database.url);
     let http = a.http.clone();
 
     // Every notification to one instance, a third of them to the other
@@ -222,8 +230,7 @@ async fn two_instances_on_one_database_fold_like_one_and_lose_nothing_acknowledg
         let start = first_purchase(now, s);
         let moments = (0..=RENEWALS).map(|n| start + n * 30 * DAY + 15 * DAY);
         for at in moments.chain([now]) {
-            let expected = subscription(&http, &reference.address, &otid, at).await;
-            let actual = subscription(&http, &format!("http://{}", a.addr), &otid, at).await;
+            let (expected, actual) = both_answers(&reference, &a, &otid, at).await;
             assert_eq!(actual, expected, "{otid} at {at}");
         }
     }
@@ -243,24 +250,7 @@ async fn renewals_folded_at_the_same_moment_by_two_instances_are_both_kept() {
     for (_, token) in &tokens[..3] {
         assert_eq!(reference.post(token).await.0, 200);
     }
-    let config_path = reference.dir.path("instances.toml");
-    let text = config(
-        &reference.dir,
-        &reference.pki,
-        "",
-        "[check]\ninterval_ms = 0\n",
-    );
-    std::fs::write(&config_path, text).unwrap();
-    let start = || {
-        let mut command = Command::new(BIN);
-        command
-            .arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .env("APPSTORE_LEDGER__DATABASE__URL", &database.url);
-        Served::start(command)
-    };
-    let (a, b) = (start(), start());
+    let (a, b) = two_instances(&reference, &database.url);
     assert_eq!(post(&a.http, &a.addr, &tokens[0].1).await, Some(200));
 
     // Reads go on; no state can be written until the lock is let go.
@@ -286,8 +276,7 @@ async fn renewals_folded_at_the_same_moment_by_two_instances_are_both_kept() {
     let start = first_purchase(now(), 0);
     for n in 0..3 {
         let at = start + n * 30 * DAY + 15 * DAY;
-        let expected = subscription(&a.http, &reference.address, "inst-00", at).await;
-        let actual = subscription(&a.http, &format!("http://{}", b.addr), "inst-00", at).await;
+        let (expected, actual) = both_answers(&reference, &b, "inst-00", at).await;
         assert_eq!(actual, expected, "period {n}");
     }
 }
