@@ -2,6 +2,7 @@
 
 mod appstore;
 mod check;
+mod copy;
 mod maintenance;
 mod progress;
 mod verify;
@@ -18,6 +19,7 @@ use crate::telemetry;
 
 pub use appstore::{ApiCheckArgs, BackfillArgs, ReconcileArgs};
 pub use check::{CheckArgs, EXIT_FINDINGS};
+pub use copy::CopyStoreArgs;
 pub use verify::{verify, At, KindArg, VerifyArgs};
 
 /// Exit status on success (for `verify`: every token verified).
@@ -50,6 +52,9 @@ pub enum Command {
     Rebuild(RebuildArgs),
     /// Apply what is missing of the database schema, and say what was applied.
     Migrate(RebuildArgs),
+    /// Copy every stored notification to another database (SQLite to
+    /// PostgreSQL, say) and rebuild the ledger there.
+    CopyStore(CopyStoreArgs),
     /// Find what Apple should have told us and did not.
     Check(CheckArgs),
     /// Store what Apple's Notification History holds and the webhook missed.
@@ -129,6 +134,13 @@ where
             let config = args.config.clone();
             with_runtime(
                 move |settings| appstore::reconcile(settings, args),
+                config.as_deref(),
+            )
+        }
+        Command::CopyStore(args) => {
+            let config = args.config.clone();
+            with_runtime(
+                move |settings| copy::copy_store(settings, args),
                 config.as_deref(),
             )
         }

@@ -4,6 +4,7 @@
 //! one database. [`Store`] is the interface both offer, its types in
 //! types.rs; the fold (fold.rs) is written once above both.
 
+pub mod copy;
 mod fold;
 mod postgres;
 mod sql;
@@ -49,6 +50,16 @@ pub struct Store {
 impl Store {
     /// Opens the database named by `settings.url`, creating and migrating it.
     pub async fn connect(settings: &DatabaseSettings) -> Result<Store, StoreError> {
+        Store::open(settings, true).await
+    }
+
+    /// Opens a database that must exist already (for SQLite: its file),
+    /// migrating it: a source to copy from, never created by a typo.
+    pub async fn connect_existing(settings: &DatabaseSettings) -> Result<Store, StoreError> {
+        Store::open(settings, false).await
+    }
+
+    async fn open(settings: &DatabaseSettings, create: bool) -> Result<Store, StoreError> {
         if is_postgres(&settings.url) {
             let backend = postgres::PgStore::connect(
                 &settings.url,
@@ -69,6 +80,7 @@ impl Store {
             &settings.url,
             settings.max_connections,
             Duration::from_millis(settings.busy_timeout_ms),
+            create,
         )
         .await?;
         Ok(Store {
@@ -235,6 +247,46 @@ impl Store {
         notifications: &[NewNotification],
     ) -> Result<u64, StoreError> {
         on_backend!(self, b => b.import(notifications).await)
+    }
+
+    /// Up to `limit` rows of a copied table after `after`, in key order
+    /// (see [`copy`]).
+    pub async fn copy_page(
+        &self,
+        table: &copy::CopyTable,
+        after: Option<&copy::CopyKey>,
+        limit: i64,
+    ) -> Result<Vec<copy::CopyRow>, StoreError> {
+        on_backend!(self, b => b.copy_page(table, after, limit).await)
+    }
+
+    /// Inserts copied rows, with their keys, in one transaction; a row
+    /// already there stays as it is. Returns how many were new.
+    pub async fn copy_rows(
+        &self,
+        table: &copy::CopyTable,
+        rows: &[copy::CopyRow],
+    ) -> Result<u64, StoreError> {
+        on_backend!(self, b => b.copy_rows(table, rows).await)
+    }
+
+    /// The largest key of a copied table: where a copy continues.
+    pub async fn last_copied(
+        &self,
+        table: &copy::CopyTable,
+    ) -> Result<Option<copy::CopyKey>, StoreError> {
+        on_backend!(self, b => b.last_copied(table).await)
+    }
+
+    /// How many rows a copied table holds (counted).
+    pub async fn table_rows(&self, table: &copy::CopyTable) -> Result<u64, StoreError> {
+        let rows = on_backend!(self, b => b.table_rows(table).await)?;
+        Ok(u64::try_from(rows).unwrap_or(0))
+    }
+
+    /// After a table was copied in: generated keys continue after its ids.
+    pub async fn finish_copy(&self, table: &copy::CopyTable) -> Result<(), StoreError> {
+        on_backend!(self, b => b.finish_copy(table).await)
     }
 
     /// Ledger items in (kind, item_id) order, after the given one.

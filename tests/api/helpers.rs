@@ -144,7 +144,9 @@ impl TestApp {
         TestApp::spawn_on(pki, dir, text, pg).await
     }
 
-    async fn spawn_on(
+    /// With the whole configuration text given, on `pg` when given (else
+    /// on the SQLite file the text names).
+    pub async fn spawn_on(
         pki: TestPki,
         dir: TempDir,
         text: &str,
@@ -242,8 +244,8 @@ impl TestApp {
             .unwrap()
     }
 
-    /// A query API call with the bearer token.
-    pub async fn api(&self, path: &str) -> (u16, Value) {
+    /// A query API call with the bearer token; the body as text.
+    pub async fn api_text(&self, path: &str) -> (u16, String) {
         let response = self
             .client
             .get(format!("{}{path}", self.address))
@@ -252,7 +254,13 @@ impl TestApp {
             .await
             .unwrap();
         let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        (status, response.text().await.unwrap())
+    }
+
+    /// A query API call with the bearer token.
+    pub async fn api(&self, path: &str) -> (u16, Value) {
+        let (status, body) = self.api_text(path).await;
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
     }
 
     /// Runs the binary with `args` and this app's `--config`; asserts it ran.

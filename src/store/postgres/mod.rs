@@ -2,6 +2,7 @@
 //! several instances may run at once, and the store on it.
 
 mod appstore;
+mod copy;
 mod findings;
 mod leases;
 mod ledger_tx;

@@ -3,6 +3,7 @@
 //! dialect says differently; see ledger_tx.rs for the conventions.
 
 pub(super) mod appstore;
+pub(super) mod copy;
 pub(super) mod findings;
 pub(super) mod leases;
 pub(super) mod ledger_tx;

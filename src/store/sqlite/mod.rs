@@ -15,6 +15,7 @@ use sqlx::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 mod appstore;
+mod copy;
 mod findings;
 mod leases;
 mod ledger_tx;
@@ -67,12 +68,14 @@ fn unavailable(e: sqlx::Error) -> StoreError {
 }
 
 impl SqliteStore {
+    /// Opens the database at `url`; creates its file only when `create`.
     pub(super) async fn connect(
         url: &str,
         max_connections: u32,
         busy_timeout: Duration,
+        create: bool,
     ) -> Result<SqliteStore, StoreError> {
-        let options = connect_options(url, busy_timeout)?;
+        let options = connect_options(url, busy_timeout)?.create_if_missing(create);
         let readers = readers::Readers::connect(
             options.clone(),
             max_connections,

@@ -5,6 +5,7 @@
 
 mod backfill;
 mod client;
+mod copy_store;
 mod reconcile;
 mod reported;
 
