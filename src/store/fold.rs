@@ -51,7 +51,6 @@ pub(super) struct ExpirationRow<'a> {
     pub(super) expiration: &'a ExpirationRecord,
 }
 
-/// The statements of one database transaction that the fold needs.
 /// An item's stored state, as the fold finds it.
 #[derive(Debug)]
 pub(super) enum LoadedState {
@@ -63,7 +62,28 @@ pub(super) enum LoadedState {
     Readable(Box<State>),
 }
 
+impl LoadedState {
+    /// From the stored JSON, if there is a row.
+    pub(super) fn from_json(json: Option<&str>) -> LoadedState {
+        match json {
+            None => LoadedState::Absent,
+            Some(json) => serde_json::from_str(json).map_or(LoadedState::Unreadable, |state| {
+                LoadedState::Readable(Box::new(state))
+            }),
+        }
+    }
+}
+
+/// The statements of one database transaction that the fold needs.
 pub(super) trait LedgerTx {
+    /// Stores a notification and, when it is new and about `item`, loads
+    /// that item's state as [`LedgerTx::load_state`] does: in one round trip
+    /// where the backend can, since every notification does both.
+    async fn record_and_load(
+        &mut self,
+        n: &NewNotification,
+        item: Option<&ItemKey>,
+    ) -> Result<(Recorded, Option<LoadedState>), sqlx::Error>;
     /// Inserts once per `notification_uuid` (into quarantine with a reason).
     async fn insert_notification(
         &mut self,
@@ -132,9 +152,13 @@ pub(super) async fn record(
     tx: &mut impl LedgerTx,
     n: &NewNotification,
 ) -> Result<Recorded, sqlx::Error> {
-    let recorded = tx.insert_notification(n, None).await?;
-    match recorded {
-        Recorded::Stored => apply(tx, &n.event).await?,
+    let item = n.event.item();
+    let (recorded, loaded) = tx.record_and_load(n, item.as_ref()).await?;
+    match (recorded, item, loaded) {
+        (Recorded::Stored, Some(item), Some(loaded)) => {
+            apply_loaded(tx, &item, loaded, &n.event).await?;
+        }
+        (Recorded::Stored, _, _) => {}
         _ => keep_if_conflicting(tx, n).await?,
     }
     Ok(recorded)
@@ -182,18 +206,28 @@ async fn apply(tx: &mut impl LedgerTx, event: &Event) -> Result<(), sqlx::Error>
     let Some(item) = event.item() else {
         return Ok(());
     };
-    match tx.load_state(&item).await? {
+    let loaded = tx.load_state(&item).await?;
+    apply_loaded(tx, &item, loaded, event).await
+}
+
+async fn apply_loaded(
+    tx: &mut impl LedgerTx,
+    item: &ItemKey,
+    loaded: LoadedState,
+    event: &Event,
+) -> Result<(), sqlx::Error> {
+    match loaded {
         LoadedState::Readable(state) if can_apply_after(&state, event) => {
-            let (state, effects) = ledger::apply(Some(*state), &item, event);
-            save(tx, &item, &state, &effects).await
+            let (state, effects) = ledger::apply(Some(*state), item, event);
+            save(tx, item, &state, &effects).await
         }
         // Every event of an item is folded when it is stored, so an item
         // with no state has no other: this event alone is its fold.
         LoadedState::Absent => {
-            let (state, effects) = ledger::apply(None, &item, event);
-            save(tx, &item, &state, &effects).await
+            let (state, effects) = ledger::apply(None, item, event);
+            save(tx, item, &state, &effects).await
         }
-        _ => refold(tx, &item).await,
+        _ => refold(tx, item).await,
     }
 }
 

@@ -6,7 +6,8 @@ use sqlx::PgConnection;
 /// Holds the item until the transaction ends (a transaction-scoped
 /// advisory lock on its key): instances folding notifications of one
 /// subscription at once take turns, and what the later reads includes the
-/// earlier's notification.
+/// earlier's notification. The same key as record_notification's
+/// (migrations/postgres/0003).
 async fn lock_item(connection: &mut PgConnection, item: &ItemKey) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || ':' || $2, 0))")
         .bind(item.kind())
@@ -14,6 +15,43 @@ async fn lock_item(connection: &mut PgConnection, item: &ItemKey) -> Result<(), 
         .execute(&mut *connection)
         .await
         .map(drop)
+}
+
+/// One round trip instead of three (insert, lock, read): the database
+/// function record_notification does them in turn, each statement seeing
+/// what was committed before it began.
+async fn record_and_load(
+    connection: &mut PgConnection,
+    n: &NewNotification,
+    item: Option<&ItemKey>,
+) -> Result<(Recorded, Option<LoadedState>), sqlx::Error> {
+    let (stored, state): (bool, Option<String>) = sqlx::query_as(
+        "SELECT stored, item_state FROM record_notification(
+             $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14)",
+    )
+    .bind(&n.notification_uuid)
+    .bind(n.notification_type.as_str())
+    .bind(n.subtype.as_ref().map(Subtype::as_str))
+    .bind(n.signed_date)
+    .bind(n.received_at)
+    .bind(n.environment.as_ref().map(Environment::as_str))
+    .bind(&n.bundle_id)
+    .bind(n.app_apple_id)
+    .bind(&n.original_transaction_id)
+    .bind(&n.transaction_id)
+    .bind(&n.signed_payload)
+    .bind(&n.payload)
+    .bind(item.map(ItemKey::kind))
+    .bind(item.map(ItemKey::id))
+    .fetch_one(&mut *connection)
+    .await?;
+    if !stored {
+        return Ok((Recorded::Duplicate, None));
+    }
+    Ok((
+        Recorded::Stored,
+        item.map(|_| LoadedState::from_json(state.as_deref())),
+    ))
 }
 
 crate::store::sql::ledger_tx::ledger_tx!(PgConnection, jsonb = "::jsonb");

@@ -4,7 +4,8 @@
 //! text read back with `CAST(... AS TEXT)`, and `jsonb` the cast a JSON
 //! parameter needs (PostgreSQL's `::jsonb`, nothing on SQLite). The backend
 //! module provides `lock_item`, which holds an item for the rest of the
-//! transaction where several writers may fold it at once.
+//! transaction where several writers may fold it at once, and
+//! `record_and_load` (a notification stored and its item loaded).
 
 /// What the fold reads of notifications and of Apple's answers, with
 /// whether an earlier fold kept each as unfolded (one statement, no second
@@ -73,6 +74,15 @@ macro_rules! ledger_tx {
         }
 
         impl LedgerTx for $conn {
+            /// The backend's `record_and_load`.
+            async fn record_and_load(
+                &mut self,
+                n: &NewNotification,
+                item: Option<&ItemKey>,
+            ) -> Result<(Recorded, Option<LoadedState>), sqlx::Error> {
+                record_and_load(self, n, item).await
+            }
+
             async fn insert_notification(
                 &mut self,
                 n: &NewNotification,
@@ -179,11 +189,7 @@ macro_rules! ledger_tx {
                 .bind(item.id())
                 .fetch_optional(&mut *self)
                 .await?;
-                Ok(match row {
-                    None => LoadedState::Absent,
-                    Some(json) => serde_json::from_str(&json)
-                        .map_or(LoadedState::Unreadable, |state| LoadedState::Readable(Box::new(state))),
-                })
+                Ok(LoadedState::from_json(row.as_deref()))
             }
 
             async fn item_notifications(

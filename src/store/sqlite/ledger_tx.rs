@@ -9,4 +9,18 @@ async fn lock_item(_: &mut SqliteConnection, _: &ItemKey) -> Result<(), sqlx::Er
     Ok(())
 }
 
+/// Two statements: in-process SQLite has no round trip to save.
+async fn record_and_load(
+    connection: &mut SqliteConnection,
+    n: &NewNotification,
+    item: Option<&ItemKey>,
+) -> Result<(Recorded, Option<LoadedState>), sqlx::Error> {
+    let recorded = connection.insert_notification(n, None).await?;
+    let loaded = match (recorded, item) {
+        (Recorded::Stored, Some(item)) => Some(connection.load_state(item).await?),
+        _ => None,
+    };
+    Ok((recorded, loaded))
+}
+
 crate::store::sql::ledger_tx::ledger_tx!(SqliteConnection, jsonb = "");
