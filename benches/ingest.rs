@@ -35,6 +35,8 @@ struct Options {
     /// A PostgreSQL server to run on instead of SQLite.
     postgres: Option<String>,
     instances: usize,
+    /// `database.max_connections` of each service.
+    pool: usize,
 }
 
 fn options() -> Options {
@@ -45,6 +47,7 @@ fn options() -> Options {
         measure: args.measure,
         postgres: args.text("--postgres"),
         instances: args.number("--instances", 1, 1).max(1),
+        pool: args.number("--pool", 8, 8).max(1),
     }
 }
 
@@ -95,13 +98,9 @@ async fn run(options: Options) {
         dir.display(),
         common::payloads::BUNDLE_ID,
         common::payloads::APP_APPLE_ID,
-        // Enough for the concurrency on PostgreSQL, where every request
-        // writes on a connection of its own; SQLite's readers otherwise.
-        pool = if options.postgres.is_some() {
-            options.concurrency.div_ceil(options.instances) + 2
-        } else {
-            8
-        },
+        // The service's default unless told: on PostgreSQL a request waits
+        // for a connection rather than the database for a core.
+        pool = options.pool,
     );
     let mut urls = Vec::new();
     let mut servers = Vec::new();
@@ -191,8 +190,8 @@ async fn run(options: Options) {
     drop(db);
     let _ = std::fs::remove_dir_all(&dir);
     if let Some(server) = &options.postgres {
-        let name = database_url.rsplit('/').next().unwrap_or_default();
-        common::bench::drop_postgres(server, name).await;
+        let name = format!("appstore_ledger_bench_{}", std::process::id());
+        common::bench::drop_postgres(server, &name).await;
     }
     let n = options.notifications as i64;
     assert_eq!((notifications, items, active), (n, n, n));
