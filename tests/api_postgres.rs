@@ -1,9 +1,10 @@
 //! The black-box suite again, each test on a fresh PostgreSQL database (on
 //! the server `APPSTORE_LEDGER_TEST_POSTGRES` names): the webhook,
 //! quarantine, health, ledger, queries, checker, rebuild and the App Store
-//! Server API. Left out: what is about SQLite's files and process (faults,
-//! limits, crash, shutdown, config, connections, https) and what runs on
-//! PostgreSQL by itself (postgres.rs, instances.rs). Without a server each
+//! Server API, kill -9 under load, and the periodic jobs' lease between two
+//! instances. Left out: what is about SQLite's files (faults, limits), the
+//! process and HTTP alone (shutdown, config, connections, https), and what
+//! runs on PostgreSQL by itself (postgres.rs, instances.rs). Without a server each
 //! test says `skipped:` and runs on SQLite.
 
 // Tests may panic: that is how they fail.
@@ -32,6 +33,8 @@ pub const POSTGRES: bool = true;
 mod appstore;
 #[path = "api/check.rs"]
 mod check;
+#[path = "api/crash.rs"]
+mod crash;
 #[path = "api/effects.rs"]
 mod effects;
 #[allow(dead_code)]
@@ -40,6 +43,8 @@ mod fake_apple;
 #[path = "api/health.rs"]
 mod health;
 #[allow(dead_code)]
+#[path = "api/leases.rs"]
+mod leases;
 #[path = "api/ledger.rs"]
 mod ledger;
 #[path = "api/quarantine.rs"]

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{client, config, pki, spawn_serve, NotificationSpec, TempDir, TestApp};
+use crate::helpers::{
+    client, config, on_suite_backend, pki, spawn_serve, NotificationSpec, TempDir, TestApp,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_appstore-ledger");
 const NOTIFICATIONS: usize = 600;
@@ -32,7 +34,7 @@ fn spec(i: usize) -> NotificationSpec<'static> {
 #[tokio::test]
 async fn sigkill_under_load_loses_no_acknowledged_notification() {
     let (pki, dir) = (pki(), TempDir::new());
-    let text = config(&dir, &pki, "", "");
+    let (text, pg) = on_suite_backend(&dir, config(&dir, &pki, "", "")).await;
     let config_path = dir.path("config.toml");
     std::fs::write(&config_path, &text).unwrap();
     let (mut child, addr, lines) = spawn_serve(
@@ -105,11 +107,11 @@ async fn sigkill_under_load_loses_no_acknowledged_notification() {
 
     // Restart on the same database: everything acknowledged is there.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let app = TestApp::spawn_text(pki, dir, &text).await;
+    let app = TestApp::spawn_on(pki, dir, &text, pg).await;
     for &i in &acknowledged {
         let uuid = format!("crash-{i:05}");
         let stored: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM notifications WHERE notification_uuid = ?1")
+            sqlx::query_scalar("SELECT count(*) FROM notifications WHERE notification_uuid = $1")
                 .bind(&uuid)
                 .fetch_one(&mut app.db().await)
                 .await

@@ -97,6 +97,23 @@ pub fn config(dir: &TempDir, pki: &TestPki, server_extra: &str, extra: &str) -> 
 pub const API_TOKEN: &str = "test-token-0123456789";
 pub const SECOND_TOKEN: &str = "second-token-0123456789";
 
+/// `text` (a [`config`]) on this suite's backend: when the suite runs on
+/// PostgreSQL, on a fresh database there, kept while the guard lives.
+pub async fn on_suite_backend(
+    dir: &TempDir,
+    text: String,
+) -> (String, Option<crate::pg::PgDatabase>) {
+    if !crate::POSTGRES {
+        return (text, None);
+    }
+    let Some(pg) = crate::pg::PgDatabase::create().await else {
+        eprintln!("skipped: no PostgreSQL for this test; it ran on SQLite instead");
+        return (text, None);
+    };
+    let sqlite = format!("sqlite://{}", dir.path("ledger.db").display());
+    (text.replace(&sqlite, &pg.url), Some(pg))
+}
+
 pub fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder().build().unwrap()

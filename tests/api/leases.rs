@@ -5,7 +5,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::helpers::{config, pki, Served, TempDir};
+use crate::helpers::{config, on_suite_backend, pki, Served, TempDir};
+use crate::pg::PgDatabase;
 
 const BIN: &str = env!("CARGO_BIN_EXE_appstore-ledger");
 
@@ -58,7 +59,12 @@ async fn one_holds(a: &Served, b: &Served, within: Duration) -> usize {
     }
 }
 
-fn shared_config(dir: &TempDir, interval_ms: u64) -> std::path::PathBuf {
+/// One configuration for both instances, on this suite's backend (the
+/// database kept while the guard lives).
+async fn shared_config(
+    dir: &TempDir,
+    interval_ms: u64,
+) -> (std::path::PathBuf, Option<PgDatabase>) {
     let path = dir.path("config.toml");
     let text = config(
         dir,
@@ -66,8 +72,9 @@ fn shared_config(dir: &TempDir, interval_ms: u64) -> std::path::PathBuf {
         "",
         &format!("[check]\ninterval_ms = {interval_ms}\n"),
     );
+    let (text, pg) = on_suite_backend(dir, text).await;
     std::fs::write(&path, text).unwrap();
-    path
+    (path, pg)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,7 +82,7 @@ async fn the_periodic_check_runs_on_one_instance_and_moves_when_it_stops() {
     let dir = TempDir::new();
     // A lease lasts three intervals: 6 s here, so a takeover within 2 s
     // can only come from the lease given back.
-    let config_path = shared_config(&dir, 2_000);
+    let (config_path, _pg) = shared_config(&dir, 2_000).await;
     let mut instances = vec![serve(&config_path), serve(&config_path)];
     let holder = one_holds(&instances[0], &instances[1], Duration::from_secs(10)).await;
     let other = 1 - holder;
@@ -105,7 +112,7 @@ async fn the_periodic_check_runs_on_one_instance_and_moves_when_it_stops() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_holder_is_replaced_when_its_lease_lapses() {
     let dir = TempDir::new();
-    let config_path = shared_config(&dir, 300);
+    let (config_path, _pg) = shared_config(&dir, 300).await;
     let mut instances = vec![serve(&config_path), serve(&config_path)];
     let holder = one_holds(&instances[0], &instances[1], Duration::from_secs(10)).await;
     let other = 1 - holder;
