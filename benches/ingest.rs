@@ -3,7 +3,8 @@
 //! and latency percentiles. Every answer is a durable commit.
 //!
 //! `cargo bench --bench ingest -- [--notifications N] [--concurrency C]
-//! [--postgres URL [--instances I]]` (defaults: 20000, 32, SQLite, 1). With
+//! [--postgres URL [--instances I]] [--pool P]` (defaults: 20000, 32,
+//! SQLite, 1, the service's default pool of 8). With
 //! `--postgres` (a server URL) it runs on a fresh database there, dropped
 //! afterwards, with I services sharing it and taking requests in turn. Run
 //! by `cargo test --all-targets` (without `--bench`), it only checks that

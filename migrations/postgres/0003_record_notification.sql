@@ -1,9 +1,12 @@
--- Stores a notification and, when it is new and about an item, takes the
--- item's lock (the key the service's lock_item takes) and reads its state:
--- one round trip where there were three, on every notification. A VOLATILE
--- function's statements each see what was committed before they began, so
--- the state read after the lock includes every notification of the item
--- committed before it.
+-- Takes a notification's item lock (the key the service's lock_item takes),
+-- stores the notification and, when it is new, reads the item's state: one
+-- round trip where there were three, on every notification. The lock comes
+-- first: a batch locks its items in key order, and a notification that two
+-- batches store at once is waited for at its item's place in that order,
+-- so batches never wait on each other in a circle. A VOLATILE function's
+-- statements each see what was committed before they began, so the state
+-- read after the lock includes every notification of the item committed
+-- before it.
 CREATE FUNCTION record_notification(
     new_uuid TEXT, new_type TEXT, new_subtype TEXT, new_signed_date BIGINT,
     new_received_at BIGINT, new_environment TEXT, new_bundle_id TEXT,
@@ -13,6 +16,9 @@ CREATE FUNCTION record_notification(
     OUT stored BOOLEAN, OUT item_state TEXT)
 VOLATILE LANGUAGE plpgsql AS $$
 BEGIN
+    IF item_kind IS NOT NULL THEN
+        PERFORM pg_advisory_xact_lock(hashtextextended(item_kind || ':' || item_key, 0));
+    END IF;
     INSERT INTO notifications (notification_uuid, notification_type, subtype,
         signed_date, received_at, environment, bundle_id, app_apple_id,
         original_transaction_id, transaction_id, signed_payload, payload)
@@ -23,7 +29,6 @@ BEGIN
     ON CONFLICT (notification_uuid) DO NOTHING;
     stored := FOUND;
     IF stored AND item_kind IS NOT NULL THEN
-        PERFORM pg_advisory_xact_lock(hashtextextended(item_kind || ':' || item_key, 0));
         SELECT CAST(l.state AS TEXT) INTO item_state
         FROM ledger_items l WHERE l.kind = item_kind AND l.item_id = item_key;
     END IF;

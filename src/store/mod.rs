@@ -32,6 +32,19 @@ fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres:") || url.starts_with("postgresql:")
 }
 
+/// Drops the writes whose requester gave up (its request already answered
+/// 503, so Apple will retry): none may be committed behind its back. For
+/// the backends' writers, before a batch enters its transaction.
+fn drop_abandoned<T, R>(batch: &mut Vec<(T, tokio::sync::oneshot::Sender<R>)>) {
+    batch.retain(|(_, reply)| {
+        let gone = reply.is_closed();
+        if gone {
+            tracing::info!("a write whose requester gave up was dropped before its transaction");
+        }
+        !gone
+    });
+}
+
 /// Calls the same method on whichever backend this store has.
 macro_rules! on_backend {
     ($store:expr, $b:ident => $call:expr) => {
@@ -64,7 +77,7 @@ impl Store {
             let backend = postgres::PgStore::connect(
                 &settings.url,
                 settings.max_connections,
-                Duration::from_millis(settings.busy_timeout_ms).max(Duration::from_secs(5)),
+                Duration::from_millis(settings.busy_timeout_ms),
             )
             .await?;
             return Ok(Store {

@@ -1,3 +1,4 @@
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -392,6 +393,25 @@ impl TestApp {
     /// `/metrics` reports the totals the writes keep; they must equal what
     /// counting the tables gives.
     pub async fn assert_totals_match_tables(&self) {
+        // The periodic check may open a finding meanwhile: compare when two
+        // scrapes around the count agree.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let before = self.totals_reported().await;
+            let counted = self.totals_counted().await;
+            let after = self.totals_reported().await;
+            if before == after || attempts == 20 {
+                assert_eq!(after, counted, "reported by /metrics, then counted");
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stored and quarantined notifications and open findings by kind, as
+    /// /metrics reports them.
+    async fn totals_reported(&self) -> (i64, i64, BTreeMap<String, i64>) {
         let text = self.get("/metrics").await.text().await.unwrap();
         let reported = |name: &str| -> i64 {
             text.lines()
@@ -400,23 +420,7 @@ impl TestApp {
                 .parse()
                 .unwrap()
         };
-        assert_eq!(
-            reported("appstore_ledger_stored_notifications"),
-            self.count("notifications").await,
-            "{text}"
-        );
-        assert_eq!(
-            reported("appstore_ledger_quarantined_notifications"),
-            self.count("quarantined_notifications").await,
-            "{text}"
-        );
-        let open: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT kind, count(*) FROM findings WHERE resolved_at IS NULL GROUP BY kind",
-        )
-        .fetch_all(&mut self.db().await)
-        .await
-        .unwrap();
-        let reported_open = text
+        let open = text
             .lines()
             .filter_map(|line| {
                 let rest = line.strip_prefix("appstore_ledger_open_findings{kind=\"")?;
@@ -424,13 +428,27 @@ impl TestApp {
                 let count: i64 = count.parse().ok()?;
                 (count > 0).then(|| (kind.to_owned(), count))
             })
-            .collect::<std::collections::BTreeMap<_, _>>();
-        assert_eq!(
-            reported_open,
-            open.into_iter()
-                .collect::<std::collections::BTreeMap<_, _>>(),
-            "{text}"
-        );
+            .collect();
+        (
+            reported("appstore_ledger_stored_notifications"),
+            reported("appstore_ledger_quarantined_notifications"),
+            open,
+        )
+    }
+
+    /// The same, counted in the tables.
+    async fn totals_counted(&self) -> (i64, i64, BTreeMap<String, i64>) {
+        let open: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT kind, count(*) FROM findings WHERE resolved_at IS NULL GROUP BY kind",
+        )
+        .fetch_all(&mut self.db().await)
+        .await
+        .unwrap();
+        (
+            self.count("notifications").await,
+            self.count("quarantined_notifications").await,
+            open.into_iter().collect(),
+        )
     }
 
     /// Holds a lock that keeps notifications from being written (as another

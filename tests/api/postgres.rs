@@ -363,3 +363,47 @@ async fn while_postgres_is_down_notifications_get_503_and_then_are_stored() {
     .unwrap();
     assert_eq!(stored, ["pg-before", "pg-during"]);
 }
+
+/// Notifications waiting together are written in one transaction; one that
+/// PostgreSQL refuses (a NUL character, which JSONB cannot hold) is found by
+/// writing each alone, and the others of its batch are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_postgresql_refuses_fails_alone_in_its_batch() {
+    use crate::helpers::{config, uuid, TestApp};
+
+    let Some(database) = PgDatabase::create().await else {
+        return;
+    };
+    let (pki, dir) = (pki(), TempDir::new());
+    // Writes wait out the test's lock rather than answer 503.
+    let text =
+        config(&dir, &pki, "", "").replace("busy_timeout_ms = 200", "busy_timeout_ms = 5000");
+    let app = std::sync::Arc::new(TestApp::spawn_on(pki, dir, &text, Some(database)).await);
+    let post = |token: String| {
+        let app = std::sync::Arc::clone(&app);
+        tokio::spawn(async move { app.post(&token).await.0 })
+    };
+
+    let blocker = app.block_writes().await;
+    // Every writer takes one and waits on the lock; what comes next queues.
+    let occupying: Vec<_> = (0..4)
+        .map(|_| post(NotificationSpec::new("DID_RENEW", uuid()).sign(&app.pki)))
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut refused = NotificationSpec::new("DID_RENEW", uuid());
+    if let Some(t) = refused.transaction.as_mut() {
+        t["productId"] = serde_json::json!("monthly\u{0}");
+    }
+    let queued: Vec<_> = (0..8)
+        .map(|_| post(NotificationSpec::new("DID_RENEW", uuid()).sign(&app.pki)))
+        .collect();
+    let refused = post(refused.sign(&app.pki));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    TestApp::unblock_writes(blocker).await;
+
+    for posted in occupying.into_iter().chain(queued) {
+        assert_eq!(posted.await.unwrap(), 200);
+    }
+    assert_eq!(refused.await.unwrap(), 503);
+    assert_eq!(app.count("notifications").await, 12);
+}

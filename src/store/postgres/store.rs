@@ -1,13 +1,15 @@
 //! The store on PostgreSQL. Unlike SQLite there is no single writer: every
-//! instance writes in transactions of its own, items are locked for their
-//! read-modify-write (see ledger_tx.rs), and a serialization failure or a
-//! deadlock is retried before the request is answered 503.
+//! instance writes notifications in batches on a few connections
+//! (writer.rs), items are locked for their read-modify-write (see
+//! ledger_tx.rs), and a serialization failure or a deadlock is retried
+//! before the request is answered 503.
 
 use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Connection;
 
+use super::writer::{WriteOp, Writers};
 use super::{connect_options, findings, leases, read};
 use crate::finding::Finding;
 use crate::store::fold::{self, LedgerTx};
@@ -73,22 +75,38 @@ pub(super) fn retryable(e: &sqlx::Error) -> bool {
 #[derive(Debug, Clone)]
 pub(in crate::store) struct PgStore {
     pool: PgPool,
+    writers: Writers,
 }
 
 impl PgStore {
+    /// `busy_timeout`: how long a notification's write waits for a lock
+    /// held elsewhere before it is refused (503, and Apple retries).
     pub(in crate::store) async fn connect(
         url: &str,
         max_connections: u32,
-        timeout: Duration,
+        busy_timeout: Duration,
     ) -> Result<PgStore, StoreError> {
+        let timeout = busy_timeout.max(Duration::from_secs(5));
         super::migrate(url, timeout).await?;
+        let open = |e| StoreError::Open(std::sync::Arc::new(e));
+        // Half the connections write notifications, the rest answer queries
+        // and run jobs (whose locks may be waited for as long as they take).
+        let writers = (max_connections / 2).max(1);
         let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
+            .max_connections(max_connections.saturating_sub(writers).max(1))
             .acquire_timeout(timeout)
             .connect_with(connect_options(url)?)
             .await
-            .map_err(|e| StoreError::Open(std::sync::Arc::new(e)))?;
-        Ok(PgStore { pool })
+            .map_err(open)?;
+        let lock_timeout = format!("{}ms", busy_timeout.as_millis().max(1));
+        let writer_pool = PgPoolOptions::new()
+            .max_connections(writers)
+            .acquire_timeout(timeout)
+            .connect_with(connect_options(url)?.options([("lock_timeout", lock_timeout)]))
+            .await
+            .map_err(open)?;
+        let writers = Writers::start(writer_pool, writers as usize);
+        Ok(PgStore { pool, writers })
     }
 
     pub(super) fn pool(&self) -> &PgPool {
@@ -105,7 +123,7 @@ impl PgStore {
         &self,
         n: NewNotification,
     ) -> Result<Recorded, StoreError> {
-        in_transaction!(self, tx, { fold::record(tx, &n).await })
+        self.writers.write(WriteOp::Record(n)).await
     }
 
     pub(in crate::store) async fn quarantine(
@@ -113,7 +131,7 @@ impl PgStore {
         n: NewNotification,
         reason: QuarantineReason,
     ) -> Result<Recorded, StoreError> {
-        in_transaction!(self, tx, { fold::quarantine(tx, &n, &reason).await })
+        self.writers.write(WriteOp::Quarantine(n, reason)).await
     }
 
     pub(in crate::store) async fn release(
@@ -121,7 +139,7 @@ impl PgStore {
         quarantine_id: i64,
         n: NewNotification,
     ) -> Result<Recorded, StoreError> {
-        in_transaction!(self, tx, { fold::release(tx, quarantine_id, &n).await })
+        self.writers.write(WriteOp::Release(quarantine_id, n)).await
     }
 
     pub(in crate::store) async fn quarantined(

@@ -417,18 +417,7 @@ async fn run_writer(
                 next = jobs.try_recv().ok();
             }
         }
-        // A requester that gave up (its request already answered 503, so
-        // Apple will retry) must not have its notification committed
-        // behind its back: dropped before it enters a transaction.
-        batch.retain(|(_, reply)| {
-            let gone = reply.is_closed();
-            if gone {
-                tracing::info!(
-                    "a write whose requester gave up was dropped before its transaction"
-                );
-            }
-            !gone
-        });
+        crate::store::drop_abandoned(&mut batch);
         if !batch.is_empty() {
             let ops: Vec<&WriteOp> = batch.iter().map(|(op, _)| op).collect();
             let results = match write_batch(&mut connection, &options, &ops).await {
