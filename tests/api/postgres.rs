@@ -407,3 +407,70 @@ async fn a_notification_postgresql_refuses_fails_alone_in_its_batch() {
     assert_eq!(refused.await.unwrap(), 503);
     assert_eq!(app.count("notifications").await, 12);
 }
+
+/// A serialization failure or deadlock (here raised by a trigger of the
+/// test's for the first attempts) is retried: within the attempts the
+/// notification is stored; beyond them it is 503 and nothing is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serialization_failures_are_retried_then_answered_503() {
+    use crate::helpers::{config, uuid, TestApp};
+
+    let Some(database) = PgDatabase::create().await else {
+        return;
+    };
+    let (pki, dir) = (pki(), TempDir::new());
+    let text = config(&dir, &pki, "", "");
+    let app = TestApp::spawn_on(pki, dir, &text, Some(database)).await;
+    let fail_first = |failures: i64, code: &str| {
+        // A sequence is not rolled back with the failed transaction: it
+        // counts the attempts.
+        format!(
+            "DROP TRIGGER IF EXISTS conflict ON notifications;
+             DROP SEQUENCE IF EXISTS attempts;
+             CREATE SEQUENCE attempts;
+             CREATE OR REPLACE FUNCTION conflict() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF nextval('attempts') <= {failures} THEN
+                     RAISE EXCEPTION 'conflict for the test' USING ERRCODE = '{code}';
+                 END IF;
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER conflict BEFORE INSERT ON notifications
+                 FOR EACH ROW EXECUTE FUNCTION conflict();"
+        )
+    };
+    let mut db = app.db().await;
+
+    for (failures, code) in [(3, "40001"), (1, "40P01")] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(fail_first(failures, code)))
+            .execute(&mut db)
+            .await
+            .unwrap();
+        let token = NotificationSpec::new("DID_RENEW", uuid()).sign(&app.pki);
+        assert_eq!(app.post(&token).await.0, 200, "{code}");
+        assert_eq!(attempts(&mut db).await, failures + 1, "{code}");
+    }
+    assert_eq!(app.count("notifications").await, 2);
+
+    // Four attempts, all refused.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(fail_first(4, "40001")))
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let token = NotificationSpec::new("DID_RENEW", uuid()).sign(&app.pki);
+    let (status, body) = app.post(&token).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "DATABASE_UNAVAILABLE");
+    assert_eq!(attempts(&mut db).await, 4);
+    assert_eq!(app.count("notifications").await, 2);
+    // Apple's retry is stored.
+    assert_eq!(app.post(&token).await.0, 200);
+    assert_eq!(app.count("notifications").await, 3);
+}
+
+async fn attempts(db: &mut sqlx::AnyConnection) -> i64 {
+    sqlx::query_scalar("SELECT last_value FROM attempts")
+        .fetch_one(db)
+        .await
+        .unwrap()
+}
