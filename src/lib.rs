@@ -5,6 +5,7 @@ pub mod appstore_api;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod finding;
 pub mod http;
 pub mod ingest;

@@ -57,5 +57,7 @@ mod refunds;
 mod subscriptions;
 #[path = "api/timeline.rs"]
 mod timeline;
+#[path = "api/users.rs"]
+mod users;
 #[path = "api/webhook.rs"]
 mod webhook;

@@ -5,6 +5,7 @@ mod check;
 mod copy;
 mod maintenance;
 mod progress;
+mod users;
 mod verify;
 
 use std::ffi::OsString;
@@ -20,6 +21,7 @@ use crate::telemetry;
 pub use appstore::{ApiCheckArgs, BackfillArgs, ReconcileArgs};
 pub use check::{CheckArgs, EXIT_FINDINGS};
 pub use copy::CopyStoreArgs;
+pub use users::{UserAction, UserArgs};
 pub use verify::{verify, At, KindArg, VerifyArgs};
 
 /// Exit status on success (for `verify`: every token verified).
@@ -63,6 +65,8 @@ pub enum Command {
     Reconcile(ReconcileArgs),
     /// Check the App Store Server API and notification wiring end to end.
     ApiCheck(ApiCheckArgs),
+    /// Add, remove or list the users of the support console.
+    User(UserArgs),
 }
 
 /// For commands that need only the configuration.
@@ -144,6 +148,10 @@ where
                 config.as_deref(),
             )
         }
+        Command::User(args) => with_runtime(
+            move |settings| users::user(settings, args.action),
+            args.config.as_deref(),
+        ),
         Command::ApiCheck(args) => {
             let config = args.config.clone();
             with_runtime(

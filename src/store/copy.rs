@@ -1,7 +1,7 @@
 //! What `copy-store` moves from one database to another: the tables that
 //! hold what came from outside (notifications as received, quarantine,
 //! conflicts, Apple's delivery attempts and answers, backfill runs, the
-//! checker's findings). Everything else is derived and rebuilt on the
+//! checker's findings, the console's users). Everything else is derived and rebuilt on the
 //! target. Rows keep their ids, so that pages, orders and quarantine ids
 //! answer the same on both sides.
 //!
@@ -215,6 +215,16 @@ pub const COPIED_TABLES: &[CopyTable] = &[
             ("resolution", Text),
         ],
         generated_key: true,
+    },
+    CopyTable {
+        name: "console_users",
+        columns: &[
+            ("name", Text),
+            ("role", Text),
+            ("password_hash", Text),
+            ("created_at", Int),
+        ],
+        generated_key: false,
     },
 ];
 

@@ -381,6 +381,26 @@ impl Store {
         on_backend!(self, b => b.release_lease(job, holder).await)
     }
 
+    /// Adds a console user with the hash of its password, unless one has
+    /// that name; true when added.
+    pub async fn add_console_user(
+        &self,
+        user: &ConsoleUser,
+        password_hash: &str,
+    ) -> Result<bool, StoreError> {
+        on_backend!(self, b => b.add_console_user(user, password_hash).await)
+    }
+
+    /// True when there was such a user.
+    pub async fn remove_console_user(&self, name: &str) -> Result<bool, StoreError> {
+        on_backend!(self, b => b.remove_console_user(name).await)
+    }
+
+    /// Every console user, by name.
+    pub async fn console_users(&self) -> Result<Vec<ConsoleUser>, StoreError> {
+        on_backend!(self, b => b.console_users().await)
+    }
+
     /// Stored and quarantined notifications and open findings, without
     /// counting any table.
     pub async fn totals(&self) -> Result<Totals, StoreError> {

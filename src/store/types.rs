@@ -377,3 +377,13 @@ macro_rules! records_from_row {
     };
 }
 pub(super) use records_from_row;
+
+/// A user of the support console (the password's hash stays in the store).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleUser {
+    pub name: String,
+    /// `support` or `admin`.
+    pub role: String,
+    /// Milliseconds.
+    pub created_at: i64,
+}

@@ -39,4 +39,5 @@ mod refunds;
 mod shutdown;
 mod subscriptions;
 mod timeline;
+mod users;
 mod webhook;

@@ -8,6 +8,7 @@ mod leases;
 mod ledger_tx;
 mod read;
 mod store;
+mod users;
 mod writer;
 
 pub(super) use store::PgStore;

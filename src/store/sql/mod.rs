@@ -8,3 +8,4 @@ pub(super) mod findings;
 pub(super) mod leases;
 pub(super) mod ledger_tx;
 pub(super) mod read;
+pub(super) mod users;

@@ -22,6 +22,7 @@ mod ledger_tx;
 mod read;
 mod readers;
 mod schema;
+mod users;
 
 pub(super) use schema::migrate;
 use schema::{connect_options, MIGRATOR};

@@ -194,6 +194,12 @@ async fn copy_store_moves_everything_and_every_query_route_answers_the_same() {
     let run = cli(&app, &["reconcile", "--original-transaction-id", overdue]).await;
     assert_eq!(run.code, Some(0), "{}", run.stderr);
 
+    let user = app.cli_input(
+        &["user", "add", "ana", "--role", "support"],
+        "correct horse battery\n",
+    );
+    assert_eq!(user.code, Some(0), "{}", user.stderr);
+
     let all = ["8100", "8200", "8300", "8400", "8500", "8600"];
     let at = now();
     let before = answers(&app, &all, at).await;
@@ -213,6 +219,7 @@ async fn copy_store_moves_everything_and_every_query_route_answers_the_same() {
         "apple_evidence",
         "backfill_runs",
         "findings",
+        "console_users",
     ] {
         let line = run
             .stdout

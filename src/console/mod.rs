@@ -1,0 +1,3 @@
+//! The support console: who may open it (users, roles, password hashes).
+
+pub mod users;
