@@ -474,3 +474,36 @@ async fn attempts(db: &mut sqlx::AnyConnection) -> i64 {
         .await
         .unwrap()
 }
+
+/// A service that stops closes every connection it opened, the writers'
+/// too: a deploy does not leave sessions behind on the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_service_leaves_no_connection_open() {
+    use crate::helpers::{config, uuid, TestApp};
+
+    let Some(database) = PgDatabase::create().await else {
+        return;
+    };
+    let name = database.url.rsplit('/').next().unwrap().to_owned();
+    let mut admin = database.connect().await;
+    let (pki, dir) = (pki(), TempDir::new());
+    let text = config(&dir, &pki, "", "");
+    let mut app = TestApp::spawn_on(pki, dir, &text, Some(database)).await;
+    let token = NotificationSpec::new("DID_RENEW", uuid()).sign(&app.pki);
+    assert_eq!(app.post(&token).await.0, 200);
+    let sessions =
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()";
+    let open: i64 = sqlx::query_scalar(sessions)
+        .bind(&name)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert!(open >= 2, "{open}");
+    app.stop().await;
+    let open: i64 = sqlx::query_scalar(sessions)
+        .bind(&name)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(open, 0);
+}

@@ -399,6 +399,7 @@ impl PgStore {
     }
 
     pub(in crate::store) async fn close(&self) {
+        self.writers.close().await;
         self.pool.close().await;
     }
 }

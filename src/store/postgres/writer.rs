@@ -46,10 +46,12 @@ impl WriteOp {
 type Reply = oneshot::Sender<Result<Recorded, StoreError>>;
 type Job = (WriteOp, Reply);
 
-/// The writers' queue; the tasks stop when the last sender is gone.
+/// The writers' queue and their connections; the tasks stop when the last
+/// sender is gone.
 #[derive(Debug, Clone)]
 pub(super) struct Writers {
     jobs: mpsc::Sender<Job>,
+    pool: PgPool,
 }
 
 impl Writers {
@@ -60,7 +62,12 @@ impl Writers {
         for _ in 0..count.max(1) {
             tokio::spawn(run(pool.clone(), Arc::clone(&receiver)));
         }
-        Writers { jobs }
+        Writers { jobs, pool }
+    }
+
+    /// Closes the writers' connections (after the last write was answered).
+    pub(super) async fn close(&self) {
+        self.pool.close().await;
     }
 
     /// Hands `op` to a writer and waits for its commit.
