@@ -35,6 +35,18 @@ pub struct Settings {
     pub log: LogSettings,
     pub check: CheckSettings,
     pub appstore_api: AppStoreApiSettings,
+    pub console: ConsoleSettings,
+}
+
+/// The support console (`/console`), on once a user exists.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSettings {
+    /// A session unused this long is over: sign in again.
+    pub session_idle_minutes: u64,
+    /// Failed sign-ins allowed per user name, and per address, in 15
+    /// minutes; beyond them sign-in is refused (429) until they age out.
+    pub login_failures_allowed: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -183,6 +195,7 @@ struct Defaults {
     log: LogSettings,
     check: CheckSettings,
     appstore_api: AppStoreApiSettings,
+    console: ConsoleSettings,
 }
 
 #[derive(Serialize)]
@@ -230,6 +243,10 @@ fn defaults() -> Defaults {
             // unless a backfill finds it.
             backfill_look_back_hours: 96,
             reconcile_interval_ms: 3_600_000,
+        },
+        console: ConsoleSettings {
+            session_idle_minutes: 30,
+            login_failures_allowed: 5,
         },
     }
 }
@@ -327,6 +344,12 @@ impl Settings {
             (Some(_), None) => return fail("server.tls_key", "required with server.tls_cert"),
             (None, Some(_)) => return fail("server.tls_cert", "required with server.tls_key"),
             _ => {}
+        }
+        if self.console.session_idle_minutes == 0 {
+            return fail("console.session_idle_minutes", "must be positive");
+        }
+        if self.console.login_failures_allowed == 0 {
+            return fail("console.login_failures_allowed", "must be positive");
         }
         if self.server.max_body_bytes < 1024 {
             return fail("server.max_body_bytes", "must be at least 1024");

@@ -96,6 +96,10 @@ impl Application {
             report_limiter: Arc::new(crate::http::ReportLimiter::new(
                 settings.api.reports_per_minute,
             )),
+            console: Arc::new(crate::http::ConsoleState {
+                settings: settings.console.clone(),
+                secure_cookies: settings.server.tls_cert.is_some(),
+            }),
         };
         let server = &settings.server;
         let app = router(
@@ -220,7 +224,10 @@ impl Application {
             None => None,
         };
         tracing::info!(addr = %self.local_addr, tls = self.tls.is_some(), "listening");
-        let service = self.app.into_make_service();
+        // The peer's address: the console limits failed sign-ins by it.
+        let service = self
+            .app
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
         let served = match self.tls {
             Some(tls) => {
                 let limits = self.limits;

@@ -33,6 +33,8 @@ pub const POSTGRES: bool = true;
 mod appstore;
 #[path = "api/check.rs"]
 mod check;
+#[path = "api/console.rs"]
+mod console;
 #[path = "api/crash.rs"]
 mod crash;
 #[path = "api/effects.rs"]

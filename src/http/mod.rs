@@ -1,6 +1,7 @@
 //! The HTTP interface: routes, shared state, and the error answer format.
 
 mod connections;
+mod console;
 mod health;
 mod query;
 mod transactions;
@@ -43,6 +44,15 @@ pub struct AppState {
     pub appstore_api: Arc<crate::appstore_api::AppStoreApi>,
     /// Reports per token and minute.
     pub report_limiter: Arc<transactions::ReportLimiter>,
+    pub console: Arc<ConsoleState>,
+}
+
+/// What the console's routes need besides the store.
+#[derive(Debug)]
+pub struct ConsoleState {
+    pub settings: crate::config::ConsoleSettings,
+    /// The service speaks TLS itself: cookies are marked `Secure`.
+    pub secure_cookies: bool,
 }
 
 /// Every route; `/metrics` too unless it has a listener of its own
@@ -73,6 +83,7 @@ pub fn router(
         ));
     let mut routes = Router::new()
         .merge(queries)
+        .merge(console::routes())
         .route("/v2/notifications", post(webhook::receive))
         .route("/health", get(health::health));
     if with_metrics {

@@ -401,6 +401,63 @@ impl Store {
         on_backend!(self, b => b.console_users().await)
     }
 
+    /// A console user's role and password hash.
+    pub async fn console_login(&self, name: &str) -> Result<Option<(String, String)>, StoreError> {
+        on_backend!(self, b => b.console_login(name).await)
+    }
+
+    /// Whether any console user exists (the console is off until one does).
+    pub async fn has_console_users(&self) -> Result<bool, StoreError> {
+        on_backend!(self, b => b.has_console_users().await)
+    }
+
+    /// Starts a session: the SHA-256 of its cookie token, never the token.
+    pub async fn create_console_session(
+        &self,
+        token_sha256: &str,
+        user_name: &str,
+        csrf_token: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        on_backend!(self, b => b.create_console_session(token_sha256, user_name, csrf_token, now).await)
+    }
+
+    /// The session, seen now, unless it was idle since before `idle_since`
+    /// (then it is over and deleted) or its user was removed.
+    pub async fn console_session(
+        &self,
+        token_sha256: &str,
+        idle_since: i64,
+        now: i64,
+    ) -> Result<Option<ConsoleSession>, StoreError> {
+        on_backend!(self, b => b.console_session(token_sha256, idle_since, now).await)
+    }
+
+    pub async fn delete_console_session(&self, token_sha256: &str) -> Result<(), StoreError> {
+        on_backend!(self, b => b.delete_console_session(token_sha256).await)
+    }
+
+    /// Notes a failed sign-in; forgets those before `forget_before`.
+    pub async fn note_login_failure(
+        &self,
+        user_name: &str,
+        address: &str,
+        now: i64,
+        forget_before: i64,
+    ) -> Result<(), StoreError> {
+        on_backend!(self, b => b.note_login_failure(user_name, address, now, forget_before).await)
+    }
+
+    /// Failed sign-ins since `since`, for this user name and from this address.
+    pub async fn login_failures(
+        &self,
+        user_name: &str,
+        address: &str,
+        since: i64,
+    ) -> Result<(i64, i64), StoreError> {
+        on_backend!(self, b => b.login_failures(user_name, address, since).await)
+    }
+
     /// Stored and quarantined notifications and open findings, without
     /// counting any table.
     pub async fn totals(&self) -> Result<Totals, StoreError> {

@@ -387,3 +387,13 @@ pub struct ConsoleUser {
     /// Milliseconds.
     pub created_at: i64,
 }
+
+/// A signed-in console user, as a request finds its session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleSession {
+    pub user_name: String,
+    /// `support` or `admin`.
+    pub role: String,
+    /// What every form that changes something must carry.
+    pub csrf_token: String,
+}

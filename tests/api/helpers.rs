@@ -507,6 +507,7 @@ impl TestApp {
         let sql = match table {
             "notifications" => "SELECT count(*) FROM notifications",
             "quarantined_notifications" => "SELECT count(*) FROM quarantined_notifications",
+            "console_sessions" => "SELECT count(*) FROM console_sessions",
             other => panic!("no table {other}"),
         };
         sqlx::query_scalar(sql)

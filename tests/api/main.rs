@@ -22,6 +22,7 @@ mod appstore;
 mod check;
 mod config;
 mod connections;
+mod console;
 mod crash;
 mod effects;
 mod fake_apple;

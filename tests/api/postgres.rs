@@ -31,10 +31,10 @@ async fn migrate_applies_the_postgres_schema_once() {
     };
     let (code, out, err) = migrate(&database.url);
     assert_eq!(code, Some(0), "{err}");
-    assert_eq!(out, "postgres: applied 4 (1, 2, 3, 4), now at version 4");
+    assert_eq!(out, "postgres: applied 5 (1, 2, 3, 4, 5), now at version 5");
     let (code, out, err) = migrate(&database.url);
     assert_eq!(code, Some(0), "{err}");
-    assert_eq!(out, "postgres: nothing to apply, at version 4");
+    assert_eq!(out, "postgres: nothing to apply, at version 5");
 
     // The schema is PostgreSQL's own: millisecond BIGINTs, JSONB payloads,
     // a digest to compare signed payloads by.
@@ -110,18 +110,18 @@ async fn instances_migrating_at_once_apply_the_schema_once() {
     );
     let applied = outcomes
         .iter()
-        .filter(|(_, out)| out == "postgres: applied 4 (1, 2, 3, 4), now at version 4")
+        .filter(|(_, out)| out == "postgres: applied 5 (1, 2, 3, 4, 5), now at version 5")
         .count();
     let nothing = outcomes
         .iter()
-        .filter(|(_, out)| out == "postgres: nothing to apply, at version 4")
+        .filter(|(_, out)| out == "postgres: nothing to apply, at version 5")
         .count();
     assert_eq!((applied, nothing), (1, 3), "{outcomes:?}");
     let versions: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
         .fetch_one(&mut database.connect().await)
         .await
         .unwrap();
-    assert_eq!(versions, 4);
+    assert_eq!(versions, 5);
 }
 
 #[test]
@@ -132,10 +132,10 @@ fn migrate_on_sqlite_creates_and_migrates_the_file() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(
         out,
-        "sqlite: applied 9 (1, 2, 3, 4, 5, 6, 7, 8, 9), now at version 9"
+        "sqlite: applied 10 (1, 2, 3, 4, 5, 6, 7, 8, 9, 10), now at version 10"
     );
     let (_, out, _) = migrate(&url);
-    assert_eq!(out, "sqlite: nothing to apply, at version 9");
+    assert_eq!(out, "sqlite: nothing to apply, at version 10");
 }
 
 /// A PostgreSQL that does not answer stops start-up as a failure of the

@@ -1,12 +1,12 @@
-//! The support console's users on PostgreSQL (statements in
-//! store/sql/users.rs).
+//! The support console's users, sessions and failed sign-ins on PostgreSQL
+//! (statements and reads in store/sql/users.rs).
 
 use sqlx::PgConnection;
 
 use super::store::{in_transaction, unavailable, PgStore};
 use crate::store::StoreError;
 
-crate::store::sql::users::users!(PgConnection);
+crate::store::sql::users::users!(PgConnection, PgStore);
 
 impl PgStore {
     pub(in crate::store) async fn add_console_user(
@@ -26,9 +26,45 @@ impl PgStore {
         in_transaction!(self, tx, { remove_console_user(tx, name).await })
     }
 
-    pub(in crate::store) async fn console_users(&self) -> Result<Vec<ConsoleUser>, StoreError> {
-        console_users(&mut *self.read().await?)
-            .await
-            .map_err(unavailable)
+    pub(in crate::store) async fn create_console_session(
+        &self,
+        token_sha256: &str,
+        user_name: &str,
+        csrf_token: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        in_transaction!(self, tx, {
+            create_console_session(tx, token_sha256, user_name, csrf_token, now).await
+        })
+    }
+
+    pub(in crate::store) async fn console_session(
+        &self,
+        token_sha256: &str,
+        idle_since: i64,
+        now: i64,
+    ) -> Result<Option<ConsoleSession>, StoreError> {
+        in_transaction!(self, tx, {
+            console_session(tx, token_sha256, idle_since, now).await
+        })
+    }
+
+    pub(in crate::store) async fn delete_console_session(
+        &self,
+        token_sha256: &str,
+    ) -> Result<(), StoreError> {
+        in_transaction!(self, tx, { delete_console_session(tx, token_sha256).await })
+    }
+
+    pub(in crate::store) async fn note_login_failure(
+        &self,
+        user_name: &str,
+        address: &str,
+        now: i64,
+        forget_before: i64,
+    ) -> Result<(), StoreError> {
+        in_transaction!(self, tx, {
+            note_login_failure(tx, user_name, address, now, forget_before).await
+        })
     }
 }

@@ -1,9 +1,9 @@
-//! The support console's users, written once for every backend
-//! (conventions in ledger_tx.rs).
+//! The support console's users, their sessions and failed sign-ins,
+//! written once for every backend (conventions in ledger_tx.rs).
 
 macro_rules! users {
-    ($conn:ty) => {
-        use $crate::store::ConsoleUser;
+    ($conn:ty, $store:ty) => {
+        use $crate::store::{ConsoleSession, ConsoleUser};
 
         /// Adds a user unless one has that name; true when added.
         pub(super) async fn add_console_user(
@@ -29,6 +29,10 @@ macro_rules! users {
             conn: &mut $conn,
             name: &str,
         ) -> Result<bool, sqlx::Error> {
+            sqlx::query("DELETE FROM console_sessions WHERE user_name = $1")
+                .bind(name)
+                .execute(&mut *conn)
+                .await?;
             let removed = sqlx::query("DELETE FROM console_users WHERE name = $1")
                 .bind(name)
                 .execute(&mut *conn)
@@ -54,6 +58,172 @@ macro_rules! users {
                     created_at,
                 })
                 .collect())
+        }
+
+        /// A user's role and password hash.
+        pub(super) async fn console_login(
+            conn: &mut $conn,
+            name: &str,
+        ) -> Result<Option<(String, String)>, sqlx::Error> {
+            sqlx::query_as(
+                "SELECT CAST(role AS TEXT), CAST(password_hash AS TEXT) FROM console_users WHERE name = $1",
+            )
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await
+        }
+
+        pub(super) async fn has_console_users(conn: &mut $conn) -> Result<bool, sqlx::Error> {
+            let any: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM (SELECT 1 FROM console_users LIMIT 1) AS any_user",
+            )
+            .fetch_one(&mut *conn)
+            .await?;
+            Ok(any > 0)
+        }
+
+        pub(super) async fn create_console_session(
+            conn: &mut $conn,
+            token_sha256: &str,
+            user_name: &str,
+            csrf_token: &str,
+            now: i64,
+        ) -> Result<(), sqlx::Error> {
+            sqlx::query(
+                "INSERT INTO console_sessions (token_sha256, user_name, csrf_token, created_at, last_seen_at)
+                 VALUES ($1, $2, $3, $4, $4)",
+            )
+            .bind(token_sha256)
+            .bind(user_name)
+            .bind(csrf_token)
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+            .map(drop)
+        }
+
+        /// The session with this token's hash, of a user that still exists,
+        /// seen at `now` if it was seen since `idle_since`; an idle one is
+        /// deleted.
+        pub(super) async fn console_session(
+            conn: &mut $conn,
+            token_sha256: &str,
+            idle_since: i64,
+            now: i64,
+        ) -> Result<Option<ConsoleSession>, sqlx::Error> {
+            sqlx::query("DELETE FROM console_sessions WHERE token_sha256 = $1 AND last_seen_at < $2")
+                .bind(token_sha256)
+                .bind(idle_since)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query("UPDATE console_sessions SET last_seen_at = $2 WHERE token_sha256 = $1")
+                .bind(token_sha256)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+            let row: Option<(String, String, String)> = sqlx::query_as(
+                "SELECT CAST(s.user_name AS TEXT), CAST(u.role AS TEXT), CAST(s.csrf_token AS TEXT)
+                 FROM console_sessions s JOIN console_users u ON u.name = s.user_name
+                 WHERE s.token_sha256 = $1",
+            )
+            .bind(token_sha256)
+            .fetch_optional(&mut *conn)
+            .await?;
+            Ok(row.map(|(user_name, role, csrf_token)| ConsoleSession {
+                user_name,
+                role,
+                csrf_token,
+            }))
+        }
+
+        pub(super) async fn delete_console_session(
+            conn: &mut $conn,
+            token_sha256: &str,
+        ) -> Result<(), sqlx::Error> {
+            sqlx::query("DELETE FROM console_sessions WHERE token_sha256 = $1")
+                .bind(token_sha256)
+                .execute(&mut *conn)
+                .await
+                .map(drop)
+        }
+
+        /// Notes a failed sign-in and forgets those older than `forget_before`.
+        pub(super) async fn note_login_failure(
+            conn: &mut $conn,
+            user_name: &str,
+            address: &str,
+            now: i64,
+            forget_before: i64,
+        ) -> Result<(), sqlx::Error> {
+            sqlx::query("DELETE FROM console_login_failures WHERE failed_at < $1")
+                .bind(forget_before)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query(
+                "INSERT INTO console_login_failures (user_name, address, failed_at) VALUES ($1, $2, $3)",
+            )
+            .bind(user_name)
+            .bind(address)
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+            .map(drop)
+        }
+
+        /// Failed sign-ins since `since`: for this user name, from this address.
+        pub(super) async fn login_failures(
+            conn: &mut $conn,
+            user_name: &str,
+            address: &str,
+            since: i64,
+        ) -> Result<(i64, i64), sqlx::Error> {
+            sqlx::query_as(
+                "SELECT
+                     (SELECT count(*) FROM console_login_failures WHERE user_name = $1 AND failed_at >= $3),
+                     (SELECT count(*) FROM console_login_failures WHERE address = $2 AND failed_at >= $3)",
+            )
+            .bind(user_name)
+            .bind(address)
+            .bind(since)
+            .fetch_one(&mut *conn)
+            .await
+        }
+
+        /// The reads, on a connection of the backend's read pool.
+        impl $store {
+            pub(in crate::store) async fn console_users(
+                &self,
+            ) -> Result<Vec<ConsoleUser>, $crate::store::StoreError> {
+                console_users(&mut *self.read().await?).await.map_err(unavailable)
+            }
+
+            pub(in crate::store) async fn console_login(
+                &self,
+                name: &str,
+            ) -> Result<Option<(String, String)>, $crate::store::StoreError> {
+                console_login(&mut *self.read().await?, name)
+                    .await
+                    .map_err(unavailable)
+            }
+
+            pub(in crate::store) async fn has_console_users(
+                &self,
+            ) -> Result<bool, $crate::store::StoreError> {
+                has_console_users(&mut *self.read().await?)
+                    .await
+                    .map_err(unavailable)
+            }
+
+            pub(in crate::store) async fn login_failures(
+                &self,
+                user_name: &str,
+                address: &str,
+                since: i64,
+            ) -> Result<(i64, i64), $crate::store::StoreError> {
+                login_failures(&mut *self.read().await?, user_name, address, since)
+                    .await
+                    .map_err(unavailable)
+            }
         }
     };
 }

@@ -1,11 +1,12 @@
-//! The support console's users on SQLite (statements in store/sql/users.rs).
+//! The support console's users, sessions and failed sign-ins on SQLite
+//! (statements and reads in store/sql/users.rs).
 
 use sqlx::SqliteConnection;
 
 use super::{unavailable, SqliteStore};
 use crate::store::StoreError;
 
-crate::store::sql::users::users!(SqliteConnection);
+crate::store::sql::users::users!(SqliteConnection, SqliteStore);
 
 impl SqliteStore {
     pub(in crate::store) async fn add_console_user(
@@ -25,9 +26,47 @@ impl SqliteStore {
             .await
     }
 
-    pub(in crate::store) async fn console_users(&self) -> Result<Vec<ConsoleUser>, StoreError> {
-        console_users(&mut *self.read().await?)
+    pub(in crate::store) async fn create_console_session(
+        &self,
+        token_sha256: &str,
+        user_name: &str,
+        csrf_token: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.in_own_transaction(async |tx| {
+            create_console_session(tx, token_sha256, user_name, csrf_token, now).await
+        })
+        .await
+    }
+
+    pub(in crate::store) async fn console_session(
+        &self,
+        token_sha256: &str,
+        idle_since: i64,
+        now: i64,
+    ) -> Result<Option<ConsoleSession>, StoreError> {
+        self.in_own_transaction(async |tx| console_session(tx, token_sha256, idle_since, now).await)
             .await
-            .map_err(unavailable)
+    }
+
+    pub(in crate::store) async fn delete_console_session(
+        &self,
+        token_sha256: &str,
+    ) -> Result<(), StoreError> {
+        self.in_own_transaction(async |tx| delete_console_session(tx, token_sha256).await)
+            .await
+    }
+
+    pub(in crate::store) async fn note_login_failure(
+        &self,
+        user_name: &str,
+        address: &str,
+        now: i64,
+        forget_before: i64,
+    ) -> Result<(), StoreError> {
+        self.in_own_transaction(async |tx| {
+            note_login_failure(tx, user_name, address, now, forget_before).await
+        })
+        .await
     }
 }

@@ -1,0 +1,353 @@
+//! The support console's routes: sign-in, sign-out and the pages behind
+//! them. Off (404) until a user exists. Sessions live in the database (a
+//! cookie holds a random token; the store keeps its SHA-256), every form
+//! that changes something carries a CSRF token, and failed sign-ins are
+//! limited per user name and per address.
+
+mod pages;
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use ring::rand::SecureRandom;
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+use crate::console::users::verify_password;
+use crate::model::Timestamp;
+use crate::store::ConsoleSession;
+
+const SESSION_COOKIE: &str = "console_session";
+/// Binds the sign-in form to the browser that asked for it.
+const LOGIN_COOKIE: &str = "console_login";
+/// Failed sign-ins are counted over this window.
+const FAILURE_WINDOW_MS: i64 = 15 * 60 * 1000;
+
+/// No inline script or style, nothing from elsewhere, no framing.
+const CONTENT_SECURITY_POLICY: &str =
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; \
+     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/console", get(home))
+        .route("/console/login", get(login_page).post(login))
+        .route("/console/logout", post(logout))
+        .route("/console/style.css", get(style))
+        .layer(axum::middleware::from_fn(security_headers))
+}
+
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+async fn style() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        pages::STYLE,
+    )
+}
+
+/// A page that says why, with its status.
+fn message(status: StatusCode, title: &str, text: &str) -> Response {
+    (status, Html(pages::message(title, text).into_string())).into_response()
+}
+
+fn unavailable() -> Response {
+    message(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Unavailable",
+        "The database did not answer; try again in a moment.",
+    )
+}
+
+fn console_off() -> Response {
+    message(
+        StatusCode::NOT_FOUND,
+        "The console is off",
+        "No user exists yet: add one with `appstore-ledger user add`.",
+    )
+}
+
+/// 32 random bytes, URL-safe.
+fn random_token() -> Option<String> {
+    let mut bytes = [0u8; 32];
+    ring::rand::SystemRandom::new().fill(&mut bytes).ok()?;
+    Some(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn sha256_hex(token: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .find_map(|pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            (key == name).then_some(value)
+        })
+}
+
+/// `name=value` with the flags every console cookie has; `Secure` when the
+/// service speaks TLS itself.
+fn set_cookie(state: &AppState, name: &str, value: &str, max_age: Option<u64>) -> HeaderValue {
+    let mut text = format!("{name}={value}; Path=/console; HttpOnly; SameSite=Strict");
+    if let Some(seconds) = max_age {
+        text.push_str(&format!("; Max-Age={seconds}"));
+    }
+    if state.console.secure_cookies {
+        text.push_str("; Secure");
+    }
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The request's session, if it has one that is still alive.
+async fn session(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<ConsoleSession>, Response> {
+    let Some(token) = cookie(headers, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let now = Timestamp::now().as_millis();
+    let idle_ms = i64::try_from(state.console.settings.session_idle_minutes)
+        .unwrap_or(i64::MAX / 60_000)
+        .saturating_mul(60_000);
+    state
+        .store
+        .console_session(&sha256_hex(token), now.saturating_sub(idle_ms), now)
+        .await
+        .map_err(|_| unavailable())
+}
+
+async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match session(&state, &headers).await {
+        Ok(Some(session)) => {
+            Html(pages::home(&session.user_name, &session.role, &session.csrf_token).into_string())
+                .into_response()
+        }
+        Ok(None) => Redirect::to("/console/login").into_response(),
+        Err(response) => response,
+    }
+}
+
+/// The sign-in form with a fresh token bound to a cookie of its own.
+fn login_form(
+    state: &AppState,
+    status: StatusCode,
+    user_name: &str,
+    error: Option<&str>,
+) -> Response {
+    let Some(csrf) = random_token() else {
+        return unavailable();
+    };
+    let mut response = (
+        status,
+        Html(pages::login(&csrf, user_name, error).into_string()),
+    )
+        .into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(state, LOGIN_COOKIE, &csrf, None),
+    );
+    response
+}
+
+async fn login_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match state.store.has_console_users().await {
+        Ok(true) => {}
+        Ok(false) => return console_off(),
+        Err(_) => return unavailable(),
+    }
+    match session(&state, &headers).await {
+        Ok(Some(_)) => Redirect::to("/console").into_response(),
+        Ok(None) => login_form(&state, StatusCode::OK, "", None),
+        Err(response) => response,
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// A hash to verify against when the user does not exist, so that a
+/// missing user takes as long as a wrong password.
+fn decoy_hash() -> &'static str {
+    static DECOY: OnceLock<String> = OnceLock::new();
+    DECOY.get_or_init(|| {
+        crate::console::users::hash_password("decoy password, never a user's").unwrap_or_default()
+    })
+}
+
+async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    match state.store.has_console_users().await {
+        Ok(true) => {}
+        Ok(false) => return console_off(),
+        Err(_) => return unavailable(),
+    }
+    let bound = cookie(&headers, LOGIN_COOKIE).is_some_and(|token| same(token, &form.csrf));
+    if !bound {
+        return login_form(
+            &state,
+            StatusCode::FORBIDDEN,
+            &form.username,
+            Some("The form expired; sign in again."),
+        );
+    }
+    let now = Timestamp::now().as_millis();
+    let address = peer.ip().to_string();
+    let allowed = i64::from(state.console.settings.login_failures_allowed);
+    let (by_user, by_address) = match state
+        .store
+        .login_failures(&form.username, &address, now - FAILURE_WINDOW_MS)
+        .await
+    {
+        Ok(counts) => counts,
+        Err(_) => return unavailable(),
+    };
+    if by_user >= allowed || by_address >= allowed {
+        tracing::warn!(user = %form.username, %address, "console sign-in refused: too many failures");
+        return login_form(
+            &state,
+            StatusCode::TOO_MANY_REQUESTS,
+            &form.username,
+            Some("Too many failed sign-ins; wait 15 minutes."),
+        );
+    }
+    let known = match state.store.console_login(&form.username).await {
+        Ok(known) => known,
+        Err(_) => return unavailable(),
+    };
+    let hash = known
+        .as_ref()
+        .map_or_else(|| decoy_hash().to_owned(), |(_, hash)| hash.clone());
+    let password = form.password.clone();
+    let verified = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
+        .await
+        .unwrap_or(false);
+    if !(verified && known.is_some()) {
+        tracing::info!(user = %form.username, %address, "console sign-in failed");
+        if state
+            .store
+            .note_login_failure(&form.username, &address, now, now - FAILURE_WINDOW_MS)
+            .await
+            .is_err()
+        {
+            return unavailable();
+        }
+        return login_form(
+            &state,
+            StatusCode::UNAUTHORIZED,
+            &form.username,
+            Some("Wrong user name or password."),
+        );
+    }
+    let (Some(token), Some(csrf)) = (random_token(), random_token()) else {
+        return unavailable();
+    };
+    if state
+        .store
+        .create_console_session(&sha256_hex(&token), &form.username, &csrf, now)
+        .await
+        .is_err()
+    {
+        return unavailable();
+    }
+    tracing::info!(user = %form.username, %address, "console sign-in");
+    let mut response = Redirect::to("/console").into_response();
+    let headers = response.headers_mut();
+    headers.append(
+        header::SET_COOKIE,
+        set_cookie(&state, SESSION_COOKIE, &token, None),
+    );
+    headers.append(
+        header::SET_COOKIE,
+        set_cookie(&state, LOGIN_COOKIE, "", Some(0)),
+    );
+    response
+}
+
+#[derive(Deserialize)]
+struct LogoutForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<LogoutForm>,
+) -> Response {
+    let session = match session(&state, &headers).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return Redirect::to("/console/login").into_response(),
+        Err(response) => return response,
+    };
+    if !same(&session.csrf_token, &form.csrf) {
+        return message(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "The form did not come from this console.",
+        );
+    }
+    let Some(token) = cookie(&headers, SESSION_COOKIE) else {
+        return Redirect::to("/console/login").into_response();
+    };
+    if state
+        .store
+        .delete_console_session(&sha256_hex(token))
+        .await
+        .is_err()
+    {
+        return unavailable();
+    }
+    let mut response = Redirect::to("/console/login").into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(&state, SESSION_COOKIE, "", Some(0)),
+    );
+    response
+}
