@@ -84,6 +84,10 @@ pub struct ServerSettings {
     /// Serve `/metrics` on this address instead of `listen`, so that it
     /// need not face the internet.
     pub metrics_listen: Option<SocketAddr>,
+    /// Behind a load balancer: the header in which it appends the client's
+    /// address (`x-forwarded-for`); its last entry is taken. Unset, the
+    /// peer's address is the client's.
+    pub client_address_header: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -217,6 +221,7 @@ fn defaults() -> Defaults {
             idle_timeout_ms: 60_000,
             max_connections: 1_024,
             metrics_listen: None,
+            client_address_header: None,
         },
         database: DatabaseSettings {
             url: "sqlite://appstore-ledger.db".into(),
@@ -344,6 +349,11 @@ impl Settings {
             (Some(_), None) => return fail("server.tls_key", "required with server.tls_cert"),
             (None, Some(_)) => return fail("server.tls_cert", "required with server.tls_key"),
             _ => {}
+        }
+        if let Some(name) = &self.server.client_address_header {
+            if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return fail("server.client_address_header", "must be a header name");
+            }
         }
         if self.console.session_idle_minutes == 0 {
             return fail("console.session_idle_minutes", "must be positive");

@@ -99,6 +99,12 @@ impl Application {
             console: Arc::new(crate::http::ConsoleState {
                 settings: settings.console.clone(),
                 secure_cookies: settings.server.tls_cert.is_some(),
+                // Checked when the settings loaded.
+                client_address_header: settings
+                    .server
+                    .client_address_header
+                    .as_deref()
+                    .and_then(|name| axum::http::HeaderName::from_bytes(name.as_bytes()).ok()),
             }),
         };
         let server = &settings.server;

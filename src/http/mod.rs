@@ -53,6 +53,8 @@ pub struct ConsoleState {
     pub settings: crate::config::ConsoleSettings,
     /// The service speaks TLS itself: cookies are marked `Secure`.
     pub secure_cookies: bool,
+    /// Where a load balancer puts the client's address (its last entry).
+    pub client_address_header: Option<axum::http::HeaderName>,
 }
 
 /// Every route; `/metrics` too unless it has a listener of its own

@@ -158,6 +158,18 @@ fn configuration_errors_exit_2_naming_the_key() {
             "[database]\nurl = \"sqlite:///nonexistent/dir/ledger.db\"\n",
             "database.url",
         ),
+        (
+            "[server]\nclient_address_header = \"not a header\"\n",
+            "server.client_address_header",
+        ),
+        (
+            "[console]\nsession_idle_minutes = 0\n",
+            "console.session_idle_minutes",
+        ),
+        (
+            "[console]\nlogin_failures_allowed = 0\n",
+            "console.login_failures_allowed",
+        ),
     ] {
         let (code, err) = serve(Some(config), &[]);
         assert_eq!(code, Some(2), "{config}: {err}");

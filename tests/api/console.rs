@@ -402,3 +402,50 @@ async fn over_tls_the_cookies_are_secure() {
         .unwrap()
         .contains("; Secure"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_load_balancer_failures_count_per_client_address() {
+    let (pki, dir) = (pki(), TempDir::new());
+    let text = crate::helpers::config(
+        &dir,
+        &pki,
+        "client_address_header = \"x-forwarded-for\"",
+        "[console]\nlogin_failures_allowed = 2\n",
+    );
+    let app = TestApp::spawn_text(pki, dir, &text).await;
+    let client = browser(reqwest::Client::builder());
+    add_user(&app, "ana", "support");
+    add_user(&app, "bo", "support");
+    let attempt = |name: &'static str, password: &'static str, forwarded: &'static str| {
+        let (app, client) = (&app, &client);
+        async move {
+            let form = get(app, client, "/console/login", "").await;
+            let response = client
+                .post(format!("{}/console/login", app.address))
+                .header("cookie", form.cookie("console_login"))
+                .header("x-forwarded-for", forwarded)
+                .form(&[
+                    ("csrf", form.csrf().as_str()),
+                    ("username", name),
+                    ("password", password),
+                ])
+                .send()
+                .await
+                .unwrap();
+            response.status().as_u16()
+        }
+    };
+    // The balancer's entry is the last: what the client put before it is
+    // not believed.
+    assert_eq!(
+        attempt("ana", "wrong password", "1.1.1.1, 203.0.113.7").await,
+        401
+    );
+    assert_eq!(
+        attempt("ana", "wrong password", "2.2.2.2, 203.0.113.7").await,
+        401
+    );
+    assert_eq!(attempt("bo", PASSWORD, "203.0.113.7").await, 429);
+    // Another client behind the same balancer is not locked out.
+    assert_eq!(attempt("bo", PASSWORD, "198.51.100.2").await, 303);
+}

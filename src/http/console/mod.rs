@@ -133,6 +133,22 @@ fn set_cookie(state: &AppState, name: &str, value: &str, max_age: Option<u64>) -
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
+/// The client's address: the peer's, or behind a load balancer the last
+/// entry of the header it appends to (earlier entries are the client's own
+/// word).
+fn client_address(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> String {
+    let forwarded = state
+        .console
+        .client_address_header
+        .as_ref()
+        .and_then(|name| {
+            let value = headers.get_all(name).iter().next_back()?.to_str().ok()?;
+            let last = value.rsplit(',').next()?.trim();
+            last.parse::<std::net::IpAddr>().ok()
+        });
+    forwarded.unwrap_or(peer.ip()).to_string()
+}
+
 /// The request's session, if it has one that is still alive.
 async fn session(
     state: &AppState,
@@ -238,7 +254,7 @@ async fn login(
         );
     }
     let now = Timestamp::now().as_millis();
-    let address = peer.ip().to_string();
+    let address = client_address(&state, &headers, peer);
     let allowed = i64::from(state.console.settings.login_failures_allowed);
     let (by_user, by_address) = match state
         .store
