@@ -25,26 +25,19 @@ async fn record_and_load(
     n: &NewNotification,
     item: Option<&ItemKey>,
 ) -> Result<(Recorded, Option<LoadedState>), sqlx::Error> {
-    let (stored, state): (bool, Option<String>) = sqlx::query_as(
-        "SELECT stored, item_state FROM record_notification(
-             $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14)",
+    use sqlx::Row as _;
+    let row = bind_notification(
+        sqlx::query(
+            "SELECT stored, item_state FROM record_notification(
+                 $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14)",
+        ),
+        n,
     )
-    .bind(&n.notification_uuid)
-    .bind(n.notification_type.as_str())
-    .bind(n.subtype.as_ref().map(Subtype::as_str))
-    .bind(n.signed_date)
-    .bind(n.received_at)
-    .bind(n.environment.as_ref().map(Environment::as_str))
-    .bind(&n.bundle_id)
-    .bind(n.app_apple_id)
-    .bind(&n.original_transaction_id)
-    .bind(&n.transaction_id)
-    .bind(&n.signed_payload)
-    .bind(&n.payload)
     .bind(item.map(ItemKey::kind))
     .bind(item.map(ItemKey::id))
     .fetch_one(&mut *connection)
     .await?;
+    let (stored, state): (bool, Option<String>) = (row.try_get(0)?, row.try_get(1)?);
     if !stored {
         return Ok((Recorded::Duplicate, None));
     }

@@ -60,6 +60,29 @@ macro_rules! ledger_tx {
         /// under the bound parameters a statement may have (SQLite 32,766).
         const ROWS_PER_STATEMENT: usize = 500;
 
+        type Db = <$conn as sqlx::Connection>::Database;
+
+        /// A notification's twelve columns as parameters $1 to $12, in the
+        /// order every statement that stores one names them.
+        fn bind_notification<'q>(
+            query: sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments>,
+            n: &'q NewNotification,
+        ) -> sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments> {
+            query
+                .bind(&n.notification_uuid)
+                .bind(n.notification_type.as_str())
+                .bind(n.subtype.as_ref().map(Subtype::as_str))
+                .bind(n.signed_date)
+                .bind(n.received_at)
+                .bind(n.environment.as_ref().map(Environment::as_str))
+                .bind(&n.bundle_id)
+                .bind(n.app_apple_id)
+                .bind(&n.original_transaction_id)
+                .bind(&n.transaction_id)
+                .bind(&n.signed_payload)
+                .bind(&n.payload)
+        }
+
         fn stored_payloads(rows: Vec<(String, Option<String>, String, bool)>) -> Vec<StoredPayload> {
             rows.into_iter()
                 .map(
@@ -88,23 +111,14 @@ macro_rules! ledger_tx {
                 n: &NewNotification,
                 quarantine: Option<&QuarantineReason>,
             ) -> Result<Recorded, sqlx::Error> {
-                let mut query = sqlx::query(if quarantine.is_some() {
-                    INSERT_QUARANTINED
-                } else {
-                    INSERT_NOTIFICATION
-                })
-                .bind(&n.notification_uuid)
-                .bind(n.notification_type.as_str())
-                .bind(n.subtype.as_ref().map(Subtype::as_str))
-                .bind(n.signed_date)
-                .bind(n.received_at)
-                .bind(n.environment.as_ref().map(Environment::as_str))
-                .bind(&n.bundle_id)
-                .bind(n.app_apple_id)
-                .bind(&n.original_transaction_id)
-                .bind(&n.transaction_id)
-                .bind(&n.signed_payload)
-                .bind(&n.payload);
+                let mut query = bind_notification(
+                    sqlx::query(if quarantine.is_some() {
+                        INSERT_QUARANTINED
+                    } else {
+                        INSERT_NOTIFICATION
+                    }),
+                    n,
+                );
                 if let Some(reason) = quarantine {
                     query = query.bind(&reason.code).bind(&reason.message);
                 }
