@@ -1,4 +1,4 @@
-//! `copy-store` on PostgreSQL (statements in store/sql/copy.rs).
+//! `copy-store` on PostgreSQL (statements and reads in store/sql/copy.rs).
 
 use sqlx::postgres::PgRow;
 use sqlx::PgConnection;
@@ -9,43 +9,18 @@ use crate::store::StoreError;
 crate::store::sql::copy::copy!(
     PgConnection,
     PgRow,
+    PgStore,
     jsonb = "::jsonb",
     overriding = "OVERRIDING SYSTEM VALUE"
 );
 
 impl PgStore {
-    pub(in crate::store) async fn copy_page(
-        &self,
-        table: &CopyTable,
-        after: Option<&CopyKey>,
-        limit: i64,
-    ) -> Result<Vec<CopyRow>, StoreError> {
-        copy_page(&mut *self.read().await?, table, after, limit)
-            .await
-            .map_err(unavailable)
-    }
-
     pub(in crate::store) async fn copy_rows(
         &self,
         table: &CopyTable,
         rows: &[CopyRow],
     ) -> Result<u64, StoreError> {
         in_transaction!(self, tx, { copy_rows(tx, table, rows).await })
-    }
-
-    pub(in crate::store) async fn last_copied(
-        &self,
-        table: &CopyTable,
-    ) -> Result<Option<CopyKey>, StoreError> {
-        last_copied(&mut *self.read().await?, table)
-            .await
-            .map_err(unavailable)
-    }
-
-    pub(in crate::store) async fn table_rows(&self, table: &CopyTable) -> Result<i64, StoreError> {
-        table_rows(&mut *self.read().await?, table)
-            .await
-            .map_err(unavailable)
     }
 
     /// Moves an identity column's sequence past the copied ids: the next

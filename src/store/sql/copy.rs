@@ -1,10 +1,12 @@
 //! `copy-store`'s reads and writes (tables in store/copy.rs), written once
-//! for every backend: `copy!(Connection, Row, jsonb = "...", overriding =
-//! "...")`, where `overriding` is what an INSERT says to give an identity
-//! column its value (PostgreSQL's `OVERRIDING SYSTEM VALUE`).
+//! for every backend: `copy!(Connection, Row, Store, jsonb = "...",
+//! overriding = "...")`, where `overriding` is what an INSERT says to give
+//! an identity column its value (PostgreSQL's `OVERRIDING SYSTEM VALUE`).
+//! The store's reads are made here too; its writes and `finish_copy` stay
+//! with the backend.
 
 macro_rules! copy {
-    ($conn:ty, $row:ty, jsonb = $jsonb:literal, overriding = $overriding:literal) => {
+    ($conn:ty, $row:ty, $store:ty, jsonb = $jsonb:literal, overriding = $overriding:literal) => {
         use sqlx::Row as _;
 
         use $crate::store::copy::{ColumnKind, CopyKey, CopyRow, CopyTable, CopyValue};
@@ -88,6 +90,38 @@ macro_rules! copy {
             sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
                 .fetch_one(&mut *conn)
                 .await
+        }
+
+        /// The reads, on a connection of the backend's read pool.
+        impl $store {
+            pub(in crate::store) async fn copy_page(
+                &self,
+                table: &CopyTable,
+                after: Option<&CopyKey>,
+                limit: i64,
+            ) -> Result<Vec<CopyRow>, $crate::store::StoreError> {
+                copy_page(&mut *self.read().await?, table, after, limit)
+                    .await
+                    .map_err(unavailable)
+            }
+
+            pub(in crate::store) async fn last_copied(
+                &self,
+                table: &CopyTable,
+            ) -> Result<Option<CopyKey>, $crate::store::StoreError> {
+                last_copied(&mut *self.read().await?, table)
+                    .await
+                    .map_err(unavailable)
+            }
+
+            pub(in crate::store) async fn table_rows(
+                &self,
+                table: &CopyTable,
+            ) -> Result<i64, $crate::store::StoreError> {
+                table_rows(&mut *self.read().await?, table)
+                    .await
+                    .map_err(unavailable)
+            }
         }
     };
 }
