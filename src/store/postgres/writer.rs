@@ -30,16 +30,16 @@ pub(super) enum WriteOp {
 impl WriteOp {
     /// Where the operation takes its item's lock in a batch; quarantine
     /// takes none and goes first.
-    fn lock_order(&self) -> (Option<(&'static str, String)>, &str) {
+    fn lock_order(&self) -> (Option<(&'static str, String)>, String) {
         let n = match self {
             WriteOp::Record(n) | WriteOp::Release(_, n) => n,
-            WriteOp::Quarantine(n, _) => return (None, &n.notification_uuid),
+            WriteOp::Quarantine(n, _) => return (None, n.notification_uuid.clone()),
         };
         let item = n
             .event
             .item()
             .map(|item| (item.kind(), item.id().to_owned()));
-        (item, &n.notification_uuid)
+        (item, n.notification_uuid.clone())
     }
 }
 
@@ -101,7 +101,8 @@ async fn run(pool: PgPool, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) {
         if batch.is_empty() {
             continue;
         }
-        batch.sort_by(|(a, _), (b, _)| a.lock_order().cmp(&b.lock_order()));
+        // Each key once per notification, not once per comparison.
+        batch.sort_by_cached_key(|(op, _)| op.lock_order());
         let (ops, mut replies): (Vec<&WriteOp>, Vec<&mut Reply>) =
             batch.iter_mut().map(|(op, reply)| (&*op, reply)).unzip();
         // When every requester has given up (each waited behind a lock
