@@ -151,15 +151,8 @@ impl TestApp {
     /// With the whole configuration text given: on a fresh PostgreSQL
     /// database when the suite runs on PostgreSQL (`crate::POSTGRES`).
     pub async fn spawn_text(pki: TestPki, dir: TempDir, text: &str) -> TestApp {
-        let pg = if crate::POSTGRES {
-            crate::pg::PgDatabase::create().await
-        } else {
-            None
-        };
-        if crate::POSTGRES && pg.is_none() {
-            eprintln!("skipped: no PostgreSQL for this test; it ran on SQLite instead");
-        }
-        TestApp::spawn_on(pki, dir, text, pg).await
+        let (text, pg) = on_suite_backend(&dir, text.to_owned()).await;
+        TestApp::spawn_on(pki, dir, &text, pg).await
     }
 
     /// With the whole configuration text given, on `pg` when given (else
