@@ -104,10 +104,16 @@ fn add_user(app: &TestApp, name: &str, role: &str) {
     assert_eq!(added.code, Some(0), "{}", added.stderr);
 }
 
-/// The sign-in form, and what posting it with the right password answered.
-async fn sign_in_pages(app: &TestApp, client: &reqwest::Client, name: &str) -> (Page, Page) {
+/// The sign-in form, and what posting it filled in with `name` and
+/// `password` answered.
+async fn submit_login(
+    app: &TestApp,
+    client: &reqwest::Client,
+    name: &str,
+    password: &str,
+) -> (Page, Page) {
     let form = get(app, client, "/console/login", "").await;
-    let signed_in = post(
+    let answer = post(
         app,
         client,
         "/console/login",
@@ -115,10 +121,16 @@ async fn sign_in_pages(app: &TestApp, client: &reqwest::Client, name: &str) -> (
         &[
             ("csrf", &form.csrf()),
             ("username", name),
-            ("password", PASSWORD),
+            ("password", password),
         ],
     )
     .await;
+    (form, answer)
+}
+
+/// The sign-in form, and what posting it with the right password answered.
+async fn sign_in_pages(app: &TestApp, client: &reqwest::Client, name: &str) -> (Page, Page) {
+    let (form, signed_in) = submit_login(app, client, name, PASSWORD).await;
     assert_eq!(signed_in.status, 303, "{}", signed_in.body);
     (form, signed_in)
 }
@@ -279,19 +291,8 @@ async fn console_pages_forbid_inline_scripts_and_framing() {
         assert!(!page.body.contains("style=\""), "{path}");
     }
     // What a visitor types is shown as text.
-    let form = get(&app, &client, "/console/login", "").await;
-    let echoed = post(
-        &app,
-        &client,
-        "/console/login",
-        &form.cookie("console_login"),
-        &[
-            ("csrf", &form.csrf()),
-            ("username", "<script>alert(1)</script>"),
-            ("password", "wrong password"),
-        ],
-    )
-    .await;
+    let (_, echoed) =
+        submit_login(&app, &client, "<script>alert(1)</script>", "wrong password").await;
     assert_eq!(echoed.status, 401);
     assert!(
         echoed
@@ -313,21 +314,7 @@ async fn failed_sign_ins_are_limited_then_even_the_right_password_waits() {
     add_user(&app, "bo", "support");
     let attempt = |name: &'static str, password: &'static str| {
         let (app, client) = (&app, &client);
-        async move {
-            let form = get(app, client, "/console/login", "").await;
-            post(
-                app,
-                client,
-                "/console/login",
-                &form.cookie("console_login"),
-                &[
-                    ("csrf", &form.csrf()),
-                    ("username", name),
-                    ("password", password),
-                ],
-            )
-            .await
-        }
+        async move { submit_login(app, client, name, password).await.1 }
     };
     for _ in 0..3 {
         assert_eq!(attempt("ana", "wrong password").await.status, 401);
