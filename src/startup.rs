@@ -60,6 +60,7 @@ pub struct Application {
     /// `/metrics` on its own address, when configured.
     metrics_server: Option<(std::net::TcpListener, axum::Router)>,
     store: Store,
+    rejections: Arc<crate::http::RejectionTally>,
     shutdown_grace: Duration,
 }
 
@@ -85,6 +86,7 @@ impl Application {
         let ingest = Arc::new(ingest);
         let request_timeout = settings.request_timeout();
         let metrics = Arc::new(Metrics::default());
+        let rejections = Arc::new(crate::http::RejectionTally::default());
         let state = AppState {
             ingest: Arc::clone(&ingest),
             store: store.clone(),
@@ -106,6 +108,7 @@ impl Application {
                     .as_deref()
                     .and_then(|name| axum::http::HeaderName::from_bytes(name.as_bytes()).ok()),
             }),
+            rejections: Arc::clone(&rejections),
         };
         let server = &settings.server;
         let app = router(
@@ -144,6 +147,7 @@ impl Application {
             limits,
             metrics_server,
             store,
+            rejections,
             shutdown_grace: Duration::from_millis(settings.server.shutdown_grace_ms),
         })
     }
@@ -216,6 +220,11 @@ impl Application {
                 workers_stop.into(),
             )
         });
+        let rejections_flusher = crate::http::spawn_flusher(
+            Arc::clone(&self.rejections),
+            self.store.clone(),
+            workers.clone(),
+        );
         let metrics_served = match self.metrics_server {
             Some((listener, app)) => {
                 tracing::info!(addr = ?listener.local_addr().ok(), "serving /metrics");
@@ -268,6 +277,10 @@ impl Application {
             if tokio::time::timeout_at(deadline, &mut sync).await.is_err() {
                 sync.abort();
             }
+        }
+        let _ = rejections_flusher.await;
+        if let Err(e) = self.rejections.flush(&self.store).await {
+            tracing::warn!(error = %e.chain(), "refused deliveries of the last seconds not counted");
         }
         self.store.close().await;
         tracing::info!("stopped");

@@ -15,7 +15,7 @@ use super::error::{
 };
 use super::types::{
     CheckTestNotificationResponse, ErrorBody, HistoryResponse, NotificationHistoryRequest,
-    NotificationHistoryResponse, SendTestNotificationResponse, StatusResponse,
+    NotificationHistoryResponse, OrderLookupResponse, SendTestNotificationResponse, StatusResponse,
     TransactionInfoResponse,
 };
 use crate::model::{Environment, Timestamp};
@@ -206,6 +206,13 @@ impl Client {
         let path = format!("/inApps/v1/transactions/{}", path_segment(transaction_id));
         self.call_about(transaction_id, Method::GET, &path, &[], None::<&()>)
             .await
+    }
+
+    /// Look Up Order ID: the purchases of the order ID on a customer's
+    /// receipt email.
+    pub async fn look_up_order_id(&self, order_id: &str) -> Result<OrderLookupResponse, Error> {
+        let path = format!("/inApps/v1/lookup/{}", path_segment(order_id));
+        self.call(Method::GET, &path, &[], None::<&()>).await
     }
 
     /// Request a Test Notification.

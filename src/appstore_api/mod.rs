@@ -15,7 +15,7 @@ pub use client::{Client, RetryPolicy, PRODUCTION_URL, SANDBOX_URL};
 pub use error::{other_environment, Diagnosis, Error};
 pub use types::{
     CheckTestNotificationResponse, HistoryResponse, LastTransaction, NotificationHistoryItem,
-    NotificationHistoryRequest, NotificationHistoryResponse, SendAttempt,
+    NotificationHistoryRequest, NotificationHistoryResponse, OrderLookupResponse, SendAttempt,
     SendTestNotificationResponse, StatusResponse, SubscriptionGroupStatus, TransactionInfoResponse,
 };
 

@@ -112,6 +112,15 @@ pub struct TransactionInfoResponse {
     pub signed_transaction_info: String,
 }
 
+/// Look Up Order ID: `status` 0 when the order is valid, 1 when not.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderLookupResponse {
+    pub status: i64,
+    #[serde(default)]
+    pub signed_transactions: Vec<String>,
+}
+
 /// Request a Test Notification.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]

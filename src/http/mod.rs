@@ -4,9 +4,11 @@ mod connections;
 mod console;
 mod health;
 mod query;
+mod rejections;
 mod transactions;
 
 pub use connections::ConnectionLimits;
+pub use rejections::{spawn_flusher, RejectionTally};
 pub use transactions::ReportLimiter;
 mod views;
 mod webhook;
@@ -45,6 +47,8 @@ pub struct AppState {
     /// Reports per token and minute.
     pub report_limiter: Arc<transactions::ReportLimiter>,
     pub console: Arc<ConsoleState>,
+    /// Refused deliveries, counted for the console's delivery health page.
+    pub rejections: Arc<RejectionTally>,
 }
 
 /// What the console's routes need besides the store.

@@ -137,16 +137,34 @@ impl<'de> Deserialize<'de> for Limit {
     }
 }
 
+/// A whole number from a query string (serde reads every query value as
+/// text), or the error that says what was expected.
+fn whole_number<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+    expected: &'static str,
+) -> Result<i64, D::Error> {
+    String::deserialize(deserializer)?
+        .parse::<i64>()
+        .map_err(|_| serde::de::Error::custom(expected))
+}
+
 /// Milliseconds since 1970, as the query API takes every moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Millis(i64);
 
 impl<'de> Deserialize<'de> for Millis {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse::<i64>()
-            .map(Millis)
-            .map_err(|_| serde::de::Error::custom("expected milliseconds since 1970"))
+        whole_number(deserializer, "expected milliseconds since 1970").map(Millis)
+    }
+}
+
+/// A whole number, such as Apple's `revocationReason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Number(i64);
+
+impl<'de> Deserialize<'de> for Number {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        whole_number(deserializer, "expected a whole number").map(Number)
     }
 }
 
@@ -370,6 +388,7 @@ pub(super) async fn inconsistencies(
         bundle_id: params.bundle_id,
         open: params.open,
         limit: params.limit.map_or(MAX_LIMIT, Limit::get),
+        original_transaction_id: None,
     };
     let findings = state.store.findings(&filter).await.map_err(unavailable)?;
     Ok(Json(
@@ -406,13 +425,16 @@ pub(super) struct RefundParams {
     product_id: Option<String>,
     from: Option<Millis>,
     to: Option<Millis>,
+    environment: Option<String>,
+    revocation_reason: Option<Number>,
+    reversed: Option<bool>,
     limit: Option<Limit>,
     cursor: Option<String>,
     #[serde(default)]
     format: Format,
 }
 
-/// `GET /v1/refunds?bundleId=&productId=&from=&to=&limit=&cursor=[&format=csv]`
+/// `GET /v1/refunds?bundleId=&productId=&environment=&revocationReason=&reversed=&from=&to=&limit=&cursor=[&format=csv]`
 pub(super) async fn refunds(
     State(state): State<AppState>,
     Params(params): Params<RefundParams>,
@@ -430,6 +452,9 @@ pub(super) async fn refunds(
         to: params.to.map(|Millis(m)| m),
         limit,
         cursor,
+        environment: params.environment,
+        revocation_reason: params.revocation_reason.map(|Number(r)| r),
+        reversed: params.reversed,
     };
     let rows = state.store.refunds(&filter).await.map_err(unavailable)?;
     let next_cursor = (rows.len() as i64 == limit)
@@ -470,7 +495,7 @@ const CSV_COLUMNS: [&str; 17] = [
     "reversedByNotificationUUID",
 ];
 
-fn to_csv(rows: &[RefundEntry]) -> String {
+pub(super) fn to_csv(rows: &[RefundEntry]) -> String {
     let mut writer = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
         .from_writer(Vec::new());

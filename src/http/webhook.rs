@@ -45,6 +45,9 @@ impl Outcome {
             Outcome::Unavailable => ("unavailable", Some("DATABASE_UNAVAILABLE")),
         };
         state.metrics.notification(outcome, code, took);
+        if let Outcome::Rejected(code) | Outcome::Invalid(code) = self {
+            state.rejections.note(code, Timestamp::now().as_millis());
+        }
     }
 }
 

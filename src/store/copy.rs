@@ -1,7 +1,7 @@
 //! What `copy-store` moves from one database to another: the tables that
 //! hold what came from outside (notifications as received, quarantine,
 //! conflicts, Apple's delivery attempts and answers, backfill runs, the
-//! checker's findings, the console's users). Everything else is derived and rebuilt on the
+//! checker's findings, the console's users and its access log). Everything else is derived and rebuilt on the
 //! target. Rows keep their ids, so that pages, orders and quarantine ids
 //! answer the same on both sides.
 //!
@@ -225,6 +225,18 @@ pub const COPIED_TABLES: &[CopyTable] = &[
             ("created_at", Int),
         ],
         generated_key: false,
+    },
+    // The audit of who saw which customer: it must outlive a move.
+    CopyTable {
+        name: "console_access_log",
+        columns: &[
+            ("id", Int),
+            ("at", Int),
+            ("user_name", Text),
+            ("page", Text),
+            ("subject", Text),
+        ],
+        generated_key: true,
     },
 ];
 

@@ -458,6 +458,39 @@ impl Store {
         on_backend!(self, b => b.login_failures(user_name, address, since).await)
     }
 
+    /// Writes down that a console user opened a page.
+    pub async fn note_console_access(&self, entry: &AccessEntry) -> Result<(), StoreError> {
+        on_backend!(self, b => b.note_console_access(entry).await)
+    }
+
+    /// The console's access log, newest first: entries with an id below
+    /// `before`, of one user or of all.
+    pub async fn console_access_log(
+        &self,
+        user_name: Option<&str>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<AccessEntry>, StoreError> {
+        on_backend!(self, b => b.console_access_log(user_name, before, limit).await)
+    }
+
+    /// Adds (start of the hour, code, count) to the refused deliveries.
+    pub async fn add_rejections(&self, counts: &[(i64, String, i64)]) -> Result<(), StoreError> {
+        on_backend!(self, b => b.add_rejections(counts).await)
+    }
+
+    /// A notification's (received or quarantined) or an Apple answer's
+    /// decoded payload, by notificationUUID or evidence id.
+    pub async fn stored_payload(&self, id: &str) -> Result<Option<StoredPayload>, StoreError> {
+        on_backend!(self, b => b.stored_payload(id).await)
+    }
+
+    /// Deliveries since `since`: received per hour, refused, quarantined,
+    /// recovered by backfill.
+    pub async fn delivery_health(&self, since: i64) -> Result<DeliveryHealth, StoreError> {
+        on_backend!(self, b => b.delivery_health(since).await)
+    }
+
     /// Stored and quarantined notifications and open findings, without
     /// counting any table.
     pub async fn totals(&self) -> Result<Totals, StoreError> {

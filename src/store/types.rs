@@ -312,6 +312,8 @@ pub struct FindingFilter {
     /// Some(true): only open; Some(false): only resolved.
     pub open: Option<bool>,
     pub limit: i64,
+    /// Only those about this subscription (or purchase).
+    pub original_transaction_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -326,6 +328,11 @@ pub struct RefundFilter {
     pub limit: i64,
     /// Continue after this (refund_date, notification_uuid).
     pub cursor: Option<(i64, String)>,
+    pub environment: Option<String>,
+    /// Apple's `revocationReason` (0 or 1).
+    pub revocation_reason: Option<i64>,
+    /// Some(true): only those reversed since; Some(false): only those standing.
+    pub reversed: Option<bool>,
 }
 
 /// How a row of `refunds` or `expirations` reads back, for a backend's row
@@ -396,4 +403,61 @@ pub struct ConsoleSession {
     pub role: String,
     /// What every form that changes something must carry.
     pub csrf_token: String,
+}
+
+/// A console page someone opened.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AccessEntry {
+    /// Given by the store (0 before).
+    pub id: i64,
+    /// Milliseconds.
+    pub at: i64,
+    pub user_name: String,
+    /// Which page: `timeline`, `payload`, `search`, `refunds`, ...
+    pub page: String,
+    /// What was asked for: an id, a token, the filters.
+    pub subject: String,
+}
+
+/// A stored payload, decoded, as the console shows it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StoredPayload {
+    /// `notification`, `quarantined`, or the Apple answer's source.
+    pub source: String,
+    pub original_transaction_id: Option<String>,
+    /// When it reached us (received or fetched), milliseconds.
+    pub arrived_at: i64,
+    pub payload: String,
+}
+
+/// A backfill run as the delivery health page shows it: bundle id,
+/// environment, start and end of the range asked about, fetched, stored
+/// (what we had lacked), duplicates, rejected, started, finished.
+pub type BackfillSummary = (
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+);
+
+/// How deliveries have fared: what the console's delivery health page shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryHealth {
+    pub since: i64,
+    /// (start of the hour, bundle id, environment, notifications received).
+    pub received: Vec<(i64, Option<String>, Option<String>, i64)>,
+    /// (bundle id, environment, last received at, notifications in all).
+    pub last_received: Vec<(Option<String>, Option<String>, i64, i64)>,
+    /// (start of the hour, code, deliveries refused).
+    pub rejections: Vec<(i64, String, i64)>,
+    /// (reason code, how many, last received at).
+    pub quarantined: Vec<(String, i64, i64)>,
+    /// The newest backfill runs.
+    pub backfills: Vec<BackfillSummary>,
 }

@@ -5,12 +5,14 @@
 
 mod api_check;
 mod backfill;
+mod order;
 mod reconcile;
 mod reported;
 mod schedule;
 
 pub use api_check::{api_check, ApiCheckReport};
 pub use backfill::{backfill, BackfillReport, BackfillWindow};
+pub use order::{look_up_order, looks_like_order_id};
 pub use reconcile::{reconcile, reconcile_open_findings, Reconciled};
 pub use reported::{report, AppReport, ReportOutcome};
 pub use schedule::spawn_periodic;

@@ -31,7 +31,7 @@ async fn migrate_applies_the_postgres_schema_once() {
     };
     let (code, out, err) = migrate(&database.url);
     assert_eq!(code, Some(0), "{err}");
-    assert_eq!(out, "postgres: applied 5 (1, 2, 3, 4, 5), now at version 5");
+    assert_eq!(out, "postgres: applied 6 (1, 2, 3, 4, 5, 6), now at version 6");
     let (code, out, err) = migrate(&database.url);
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(out, "postgres: nothing to apply, at version 5");
@@ -110,7 +110,7 @@ async fn instances_migrating_at_once_apply_the_schema_once() {
     );
     let applied = outcomes
         .iter()
-        .filter(|(_, out)| out == "postgres: applied 5 (1, 2, 3, 4, 5), now at version 5")
+        .filter(|(_, out)| out == "postgres: applied 6 (1, 2, 3, 4, 5, 6), now at version 6")
         .count();
     let nothing = outcomes
         .iter()
@@ -132,7 +132,7 @@ fn migrate_on_sqlite_creates_and_migrates_the_file() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(
         out,
-        "sqlite: applied 10 (1, 2, 3, 4, 5, 6, 7, 8, 9, 10), now at version 10"
+        "sqlite: applied 11 (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11), now at version 11"
     );
     let (_, out, _) = migrate(&url);
     assert_eq!(out, "sqlite: nothing to apply, at version 10");

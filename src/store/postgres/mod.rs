@@ -2,6 +2,7 @@
 //! several instances may run at once, and the store on it.
 
 mod appstore;
+mod console;
 mod copy;
 mod findings;
 mod leases;

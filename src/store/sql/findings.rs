@@ -158,12 +158,14 @@ macro_rules! findings {
                 "SELECT * FROM findings
                  WHERE (CAST($1 AS TEXT) IS NULL OR kind = $1) AND (CAST($2 AS TEXT) IS NULL OR bundle_id = $2)
                    AND (CAST($3 AS BOOLEAN) IS NULL OR $3 = (resolved_at IS NULL))
+                   AND (CAST($5 AS TEXT) IS NULL OR original_transaction_id = $5)
                  ORDER BY first_seen DESC, id DESC LIMIT $4",
             )
             .bind(&filter.kind)
             .bind(&filter.bundle_id)
             .bind(filter.open)
             .bind(filter.limit)
+            .bind(&filter.original_transaction_id)
             .fetch_all(&mut *conn)
             .await?;
             Ok(rows)

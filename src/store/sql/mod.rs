@@ -3,6 +3,7 @@
 //! dialect says differently; see ledger_tx.rs for the conventions.
 
 pub(super) mod appstore;
+pub(super) mod console;
 pub(super) mod copy;
 pub(super) mod findings;
 pub(super) mod leases;

@@ -152,6 +152,9 @@ macro_rules! read {
                    AND (CAST($4 AS BIGINT) IS NULL OR refund_date < $4)
                    AND (refund_date < $5 OR (refund_date = $5 AND ($6 = '' OR notification_uuid < $6)))
                    AND (CAST($7 AS TEXT) IS NULL OR original_transaction_id = $7)
+                   AND (CAST($9 AS TEXT) IS NULL OR environment = $9)
+                   AND (CAST($10 AS BIGINT) IS NULL OR revocation_reason = $10)
+                   AND (CAST($11 AS BOOLEAN) IS NULL OR (reversed_at IS NOT NULL) = $11)
                  ORDER BY refund_date DESC, notification_uuid DESC
                  LIMIT $8",
             )
@@ -163,6 +166,9 @@ macro_rules! read {
             .bind(cursor_uuid)
             .bind(&filter.original_transaction_id)
             .bind(filter.limit)
+            .bind(&filter.environment)
+            .bind(filter.revocation_reason)
+            .bind(filter.reversed)
             .fetch_all(&mut *conn)
             .await?;
             Ok(rows)

@@ -15,6 +15,7 @@ use sqlx::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 mod appstore;
+mod console;
 mod copy;
 mod findings;
 mod leases;

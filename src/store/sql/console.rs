@@ -1,0 +1,174 @@
+//! What the support console reads beyond the query API (the access log,
+//! delivery health, a stored payload) and the little it writes, once for
+//! every backend (conventions in ledger_tx.rs).
+
+macro_rules! console {
+    ($conn:ty, $store:ty) => {
+        use $crate::store::{AccessEntry, DeliveryHealth, StoredPayload};
+
+        pub(super) async fn note_console_access(
+            conn: &mut $conn,
+            entry: &AccessEntry,
+        ) -> Result<(), sqlx::Error> {
+            sqlx::query(
+                "INSERT INTO console_access_log (at, user_name, page, subject) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(entry.at)
+            .bind(&entry.user_name)
+            .bind(&entry.page)
+            .bind(&entry.subject)
+            .execute(&mut *conn)
+            .await
+            .map(drop)
+        }
+
+        /// Adds to the hourly counts of refused deliveries.
+        pub(super) async fn add_rejections(
+            conn: &mut $conn,
+            counts: &[(i64, String, i64)],
+        ) -> Result<(), sqlx::Error> {
+            for (hour, code, count) in counts {
+                sqlx::query(
+                    "INSERT INTO delivery_rejections (hour, code, count) VALUES ($1, $2, $3)
+                     ON CONFLICT (hour, code) DO UPDATE SET count = delivery_rejections.count + excluded.count",
+                )
+                .bind(hour)
+                .bind(code)
+                .bind(count)
+                .execute(&mut *conn)
+                .await?;
+            }
+            Ok(())
+        }
+
+        /// The newest entries first, those with an id below `before`, of
+        /// one user or all.
+        pub(super) async fn console_access_log(
+            conn: &mut $conn,
+            user_name: Option<&str>,
+            before: Option<i64>,
+            limit: i64,
+        ) -> Result<Vec<AccessEntry>, sqlx::Error> {
+            sqlx::query_as(
+                "SELECT id, at, CAST(user_name AS TEXT) AS user_name, CAST(page AS TEXT) AS page,
+                        CAST(subject AS TEXT) AS subject
+                 FROM console_access_log
+                 WHERE (CAST($1 AS TEXT) IS NULL OR user_name = $1) AND id < $2
+                 ORDER BY id DESC LIMIT $3",
+            )
+            .bind(user_name)
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await
+        }
+
+        /// A notification's or an Apple answer's decoded payload, by its
+        /// notificationUUID or evidence id.
+        pub(super) async fn stored_payload(
+            conn: &mut $conn,
+            id: &str,
+        ) -> Result<Option<StoredPayload>, sqlx::Error> {
+            sqlx::query_as(
+                "SELECT 'notification' AS source, CAST(original_transaction_id AS TEXT) AS original_transaction_id,
+                        received_at AS arrived_at, CAST(payload AS TEXT) AS payload
+                 FROM notifications WHERE notification_uuid = $1
+                 UNION ALL
+                 SELECT CAST(source AS TEXT), CAST(original_transaction_id AS TEXT), fetched_at, CAST(payload AS TEXT)
+                 FROM apple_evidence WHERE evidence_id = $1
+                 UNION ALL
+                 SELECT 'quarantined', CAST(original_transaction_id AS TEXT), received_at, CAST(payload AS TEXT)
+                 FROM quarantined_notifications WHERE notification_uuid = $1
+                 LIMIT 1",
+            )
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await
+        }
+
+        /// What reached us since `since`, per hour, app and environment; what
+        /// was refused; what is quarantined; what backfill recovered.
+        pub(super) async fn delivery_health(
+            conn: &mut $conn,
+            since: i64,
+        ) -> Result<DeliveryHealth, sqlx::Error> {
+            let received = sqlx::query_as(
+                "SELECT (received_at / 3600000) * 3600000 AS hour, CAST(bundle_id AS TEXT), CAST(environment AS TEXT),
+                        count(*)
+                 FROM notifications WHERE received_at >= $1
+                 GROUP BY (received_at / 3600000) * 3600000, bundle_id, environment
+                 ORDER BY 1, 2, 3",
+            )
+            .bind(since)
+            .fetch_all(&mut *conn)
+            .await?;
+            let last_received = sqlx::query_as(
+                "SELECT CAST(bundle_id AS TEXT), CAST(environment AS TEXT), max(received_at), count(*)
+                 FROM notifications GROUP BY bundle_id, environment ORDER BY 1, 2",
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+            let rejections = sqlx::query_as(
+                "SELECT hour, CAST(code AS TEXT), count FROM delivery_rejections WHERE hour >= $1
+                 ORDER BY hour, code",
+            )
+            .bind(since - since.rem_euclid(3_600_000))
+            .fetch_all(&mut *conn)
+            .await?;
+            let quarantined = sqlx::query_as(
+                "SELECT CAST(reason_code AS TEXT), count(*), max(received_at) FROM quarantined_notifications
+                 GROUP BY reason_code ORDER BY 1",
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+            let backfills = sqlx::query_as(
+                "SELECT CAST(bundle_id AS TEXT), CAST(environment AS TEXT), start_date, end_date, fetched, stored,
+                        duplicates, rejected, started_at, finished_at
+                 FROM backfill_runs ORDER BY started_at DESC, id DESC LIMIT 20",
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+            Ok(DeliveryHealth {
+                since,
+                received,
+                last_received,
+                rejections,
+                quarantined,
+                backfills,
+            })
+        }
+
+        /// The reads, on a connection of the backend's read pool.
+        impl $store {
+            pub(in crate::store) async fn console_access_log(
+                &self,
+                user_name: Option<&str>,
+                before: Option<i64>,
+                limit: i64,
+            ) -> Result<Vec<AccessEntry>, $crate::store::StoreError> {
+                console_access_log(&mut *self.read().await?, user_name, before, limit)
+                    .await
+                    .map_err(unavailable)
+            }
+
+            pub(in crate::store) async fn stored_payload(
+                &self,
+                id: &str,
+            ) -> Result<Option<StoredPayload>, $crate::store::StoreError> {
+                stored_payload(&mut *self.read().await?, id)
+                    .await
+                    .map_err(unavailable)
+            }
+
+            pub(in crate::store) async fn delivery_health(
+                &self,
+                since: i64,
+            ) -> Result<DeliveryHealth, $crate::store::StoreError> {
+                delivery_health(&mut *self.read().await?, since)
+                    .await
+                    .map_err(unavailable)
+            }
+        }
+    };
+}
+pub(in crate::store) use console;
