@@ -35,6 +35,8 @@ mod appstore;
 mod check;
 #[path = "api/console.rs"]
 mod console;
+#[path = "api/console_pages.rs"]
+mod console_pages;
 #[path = "api/crash.rs"]
 mod crash;
 #[path = "api/effects.rs"]

@@ -6,25 +6,25 @@
 
 use crate::helpers::{pki, TempDir, TestApp};
 
-const PASSWORD: &str = "correct horse battery";
+pub(crate) const PASSWORD: &str = "correct horse battery";
 
-fn browser(builder: reqwest::ClientBuilder) -> reqwest::Client {
+pub(crate) fn browser(builder: reqwest::ClientBuilder) -> reqwest::Client {
     builder
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
 }
 
-struct Page {
-    status: u16,
-    location: Option<String>,
-    set_cookies: Vec<String>,
-    csp: Option<String>,
-    body: String,
+pub(crate) struct Page {
+    pub(crate) status: u16,
+    pub(crate) location: Option<String>,
+    pub(crate) set_cookies: Vec<String>,
+    pub(crate) csp: Option<String>,
+    pub(crate) body: String,
 }
 
 impl Page {
-    async fn from(response: reqwest::Response) -> Page {
+    pub(crate) async fn from(response: reqwest::Response) -> Page {
         let header = |name: &str| {
             response
                 .headers()
@@ -47,7 +47,7 @@ impl Page {
     }
 
     /// The whole Set-Cookie line of `name`.
-    fn cookie_line(&self, name: &str) -> Option<&str> {
+    pub(crate) fn cookie_line(&self, name: &str) -> Option<&str> {
         self.set_cookies
             .iter()
             .find(|line| line.starts_with(&format!("{name}=")))
@@ -55,7 +55,7 @@ impl Page {
     }
 
     /// `name=value` of a cookie set, to send back.
-    fn cookie(&self, name: &str) -> String {
+    pub(crate) fn cookie(&self, name: &str) -> String {
         let line = self.cookie_line(name).unwrap_or_else(|| {
             panic!("no {name} cookie in {:?}", self.set_cookies);
         });
@@ -63,7 +63,7 @@ impl Page {
     }
 
     /// The form's CSRF token.
-    fn csrf(&self) -> String {
+    pub(crate) fn csrf(&self) -> String {
         let start = self
             .body
             .find(r#"name="csrf" value=""#)
@@ -74,7 +74,12 @@ impl Page {
     }
 }
 
-async fn get(app: &TestApp, client: &reqwest::Client, path: &str, cookies: &str) -> Page {
+pub(crate) async fn get(
+    app: &TestApp,
+    client: &reqwest::Client,
+    path: &str,
+    cookies: &str,
+) -> Page {
     let mut request = client.get(format!("{}{path}", app.address));
     if !cookies.is_empty() {
         request = request.header("cookie", cookies);
@@ -82,7 +87,7 @@ async fn get(app: &TestApp, client: &reqwest::Client, path: &str, cookies: &str)
     Page::from(request.send().await.unwrap()).await
 }
 
-async fn post(
+pub(crate) async fn post(
     app: &TestApp,
     client: &reqwest::Client,
     path: &str,
@@ -96,7 +101,7 @@ async fn post(
     Page::from(request.send().await.unwrap()).await
 }
 
-fn add_user(app: &TestApp, name: &str, role: &str) {
+pub(crate) fn add_user(app: &TestApp, name: &str, role: &str) {
     let added = app.cli_input(
         &["user", "add", name, "--role", role],
         &format!("{PASSWORD}\n"),
@@ -136,7 +141,7 @@ async fn sign_in_pages(app: &TestApp, client: &reqwest::Client, name: &str) -> (
 }
 
 /// Signs in; returns the session cookie (`name=value`).
-async fn sign_in(app: &TestApp, client: &reqwest::Client, name: &str) -> String {
+pub(crate) async fn sign_in(app: &TestApp, client: &reqwest::Client, name: &str) -> String {
     sign_in_pages(app, client, name)
         .await
         .1

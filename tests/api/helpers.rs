@@ -501,6 +501,7 @@ impl TestApp {
             "notifications" => "SELECT count(*) FROM notifications",
             "quarantined_notifications" => "SELECT count(*) FROM quarantined_notifications",
             "console_sessions" => "SELECT count(*) FROM console_sessions",
+            "console_access_log" => "SELECT count(*) FROM console_access_log",
             other => panic!("no table {other}"),
         };
         sqlx::query_scalar(sql)

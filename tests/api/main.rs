@@ -23,6 +23,7 @@ mod check;
 mod config;
 mod connections;
 mod console;
+mod console_pages;
 mod crash;
 mod effects;
 mod fake_apple;

@@ -4,7 +4,10 @@
 //! that changes something carries a CSRF token, and failed sign-ins are
 //! limited per user name and per address.
 
+mod audit;
+mod customer;
 mod pages;
+mod svg;
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -40,6 +43,15 @@ const CONTENT_SECURITY_POLICY: &str =
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/console", get(home))
+        .route("/console/search", get(customer::search))
+        .route("/console/customer", get(customer::customer))
+        .route("/console/payload/{id}", get(customer::payload))
+        .route("/console/refunds", get(audit::refunds))
+        .route("/console/refunds.csv", get(audit::refunds_csv))
+        .route("/console/findings", get(audit::findings))
+        .route("/console/delivery", get(audit::delivery))
+        .route("/console/access-log", get(audit::access_log))
+        .route("/console/users", get(audit::users))
         .route("/console/login", get(login_page).post(login))
         .route("/console/logout", post(logout))
         .route("/console/style.css", get(style))
@@ -170,13 +182,67 @@ async fn session(
 
 async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
     match session(&state, &headers).await {
-        Ok(Some(session)) => {
-            Html(pages::home(&session.user_name, &session.role, &session.csrf_token).into_string())
-                .into_response()
-        }
+        Ok(Some(session)) => Html(pages::search(&session, "", None).into_string()).into_response(),
         Ok(None) => Redirect::to("/console/login").into_response(),
         Err(response) => response,
     }
+}
+
+/// Who may open a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Audience {
+    /// Support and admins.
+    Staff,
+    Admins,
+}
+
+/// The signed-in agent, once the page they open (`page`, about `subject`)
+/// is written to the access log; otherwise the answer to give instead. The
+/// page is not shown when the log cannot be written: every access to
+/// personal purchase data is audited. A support user asking for an admin
+/// page is refused, and that is logged too.
+async fn open_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    audience: Audience,
+    page: &str,
+    subject: &str,
+) -> Result<ConsoleSession, Response> {
+    let session = match session(state, headers).await? {
+        Some(session) => session,
+        None => return Err(Redirect::to("/console/login").into_response()),
+    };
+    let refused = audience == Audience::Admins && session.role != "admin";
+    let entry = crate::store::AccessEntry {
+        id: 0,
+        at: Timestamp::now().as_millis(),
+        user_name: session.user_name.clone(),
+        page: if refused {
+            format!("{page} (refused)")
+        } else {
+            page.to_owned()
+        },
+        // A subject is what an agent typed or followed: bounded, so that the
+        // log cannot be made to grow by a long query.
+        subject: subject.chars().take(500).collect(),
+    };
+    if let Err(e) = state.store.note_console_access(&entry).await {
+        tracing::error!(error = %e.chain(), "console access not logged; page refused");
+        return Err(unavailable());
+    }
+    if refused {
+        return Err(message(
+            StatusCode::FORBIDDEN,
+            "Admins only",
+            "This page is for console admins.",
+        ));
+    }
+    Ok(session)
+}
+
+/// A page shown to a signed-in agent.
+fn show(title: &str, session: &ConsoleSession, body: maud::Markup) -> Response {
+    Html(pages::page(title, Some(session), body).into_string()).into_response()
 }
 
 /// The sign-in form with a fresh token bound to a cookie of its own.

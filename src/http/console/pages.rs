@@ -3,6 +3,54 @@
 //! Content-Security-Policy forbids them).
 
 use maud::{html, Markup, DOCTYPE};
+use time::macros::format_description;
+use time::OffsetDateTime;
+
+use crate::store::ConsoleSession;
+
+fn utc(ms: i64) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+}
+
+/// `2026-11-26`, in UTC as Apple's dates are.
+pub(crate) fn date(ms: i64) -> String {
+    utc(ms)
+        .and_then(|t| t.format(format_description!("[year]-[month]-[day]")).ok())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// `2026-11-26 21:08:29`, UTC.
+pub(crate) fn moment(ms: i64) -> String {
+    utc(ms)
+        .and_then(|t| {
+            t.format(format_description!(
+                "[year]-[month]-[day] [hour]:[minute]:[second]"
+            ))
+            .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// A moment or a dash.
+pub(crate) fn maybe_moment(ms: Option<i64>) -> String {
+    ms.map_or_else(|| "–".to_owned(), moment)
+}
+
+/// Apple's prices are in thousandths of the currency unit.
+pub(crate) fn price(milli: Option<i64>, currency: Option<&str>) -> String {
+    match milli {
+        Some(milli) => format!(
+            "{}{}.{:03} {}",
+            if milli < 0 { "-" } else { "" },
+            milli.unsigned_abs() / 1000,
+            milli.unsigned_abs() % 1000,
+            currency.unwrap_or("")
+        )
+        .trim_end()
+        .to_owned(),
+        None => "–".to_owned(),
+    }
+}
 
 /// The one stylesheet, served from /console/style.css.
 pub(super) const STYLE: &str = "\
@@ -12,9 +60,20 @@ header form{margin:0}main{max-width:60em;margin:2em auto;padding:0 1.2em}\
 .card{background:#fff;border-radius:8px;padding:1.5em;max-width:24em;margin:3em auto;box-shadow:0 1px 3px #0002}\
 label{display:block;margin:.8em 0 .2em}input{width:100%;padding:.5em;box-sizing:border-box;font:inherit}\
 button{margin-top:1em;padding:.5em 1.2em;font:inherit;cursor:pointer}\
-.error{color:#b00020;margin:.8em 0}";
+.error{color:#b00020;margin:.8em 0}\
+nav a{color:#fff;margin-right:1em;text-decoration:none}nav a:hover{text-decoration:underline}\
+main.wide{max-width:none}table{border-collapse:collapse;width:100%;background:#fff;margin:1em 0;font-size:13px}\
+th,td{border-bottom:1px solid #e5e5ea;padding:.35em .5em;text-align:left;vertical-align:top}\
+th{background:#f2f2f7;position:sticky;top:0}tr.refund td{background:#ffe5e3}tr.reversal td{background:#e3f0ff}\
+tr.expiration td{background:#eeeef0}tr.billing td{background:#fff4d6}tr.apple td{background:#eef8ee}\
+.muted{color:#6e6e73}.pill{display:inline-block;padding:0 .5em;border-radius:9px;background:#e5e5ea;font-size:12px}\
+.yes{color:#1a7f37;font-weight:600}.no{color:#b00020;font-weight:600}section{margin:1.5em 0}\
+form.inline{display:flex;flex-wrap:wrap;gap:.6em;align-items:end}form.inline label{margin:0}\
+form.inline input,form.inline select{width:auto}form.inline button{margin:0}\
+pre{background:#fff;padding:1em;overflow:auto;font-size:12px}svg{background:#fff;border-radius:6px}\
+.totals span{margin-right:1.5em}";
 
-fn page(title: &str, signed_in: Option<(&str, &str, &str)>, body: Markup) -> Markup {
+pub(super) fn page(title: &str, signed_in: Option<&ConsoleSession>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -27,10 +86,20 @@ fn page(title: &str, signed_in: Option<(&str, &str, &str)>, body: Markup) -> Mar
             body {
                 header {
                     strong { "appstore-ledger console" }
-                    @if let Some((name, role, csrf)) = signed_in {
+                    @if let Some(session) = signed_in {
+                        nav {
+                            a href="/console" { "Search" }
+                            a href="/console/refunds" { "Refunds" }
+                            a href="/console/findings" { "Findings" }
+                            a href="/console/delivery" { "Delivery health" }
+                            @if session.role == "admin" {
+                                a href="/console/access-log" { "Access log" }
+                                a href="/console/users" { "Users" }
+                            }
+                        }
                         form method="post" action="/console/logout" {
-                            span { (name) " (" (role) ") " }
-                            input type="hidden" name="csrf" value=(csrf);
+                            span { (session.user_name) " (" (session.role) ") " }
+                            input type="hidden" name="csrf" value=(session.csrf_token);
                             button type="submit" id="logout" { "Sign out" }
                         }
                     }
@@ -63,14 +132,20 @@ pub(super) fn login(csrf: &str, user_name: &str, error: Option<&str>) -> Markup 
     )
 }
 
-/// Where a signed-in agent lands.
-pub(super) fn home(user_name: &str, role: &str, csrf: &str) -> Markup {
+/// The search box: where a signed-in agent lands.
+pub(super) fn search(session: &ConsoleSession, query: &str, outcome: Option<Markup>) -> Markup {
     page(
-        "Console",
-        Some((user_name, role, csrf)),
+        "Search",
+        Some(session),
         html! {
-            h1 { "Signed in as " (user_name) }
-            p { "Role: " (role) "." }
+            h1 { "Find a customer" }
+            p.muted { "Signed in as " (session.user_name) " (" (session.role) ")." }
+            form.inline method="get" action="/console/search" {
+                label for="q" { "appAccountToken, originalTransactionId, transactionId or order ID" }
+                input id="q" name="q" size="48" required value=(query) autofocus;
+                button type="submit" id="search" { "Search" }
+            }
+            @if let Some(outcome) = outcome { (outcome) }
         },
     )
 }

@@ -1,0 +1,93 @@
+//! A customer's story as the console tells it: every stored event of an
+//! item (notifications and Apple's answers) in the ledger's order, each
+//! with the state the ledger had after it. Pure: the payloads in, the steps
+//! out.
+
+use crate::ledger::{apply, in_order, sources, Event, ItemKey, State, Status};
+
+/// What the ledger said after one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct After {
+    pub status: Status,
+    /// Entitled at the event's own moment (its signedDate), by what was
+    /// known once it was applied.
+    pub entitled: bool,
+    pub expires_date: Option<i64>,
+    /// Set while the current period is refunded or revoked.
+    pub revocation_date: Option<i64>,
+}
+
+/// One event and the state after it.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub event: Event,
+    pub after: After,
+}
+
+/// The item's events in the ledger's order with the state after each, and
+/// the state after all of them. Payloads that do not read as events are
+/// left out (the checker reports them). Only the few fields shown are kept
+/// per step: a thousand copies of a state with its timeline would not be.
+pub fn steps(item: &ItemKey, payloads: &[String]) -> (Vec<Step>, Option<State>) {
+    let events: Vec<Event> = payloads
+        .iter()
+        .filter_map(|payload| Event::parse(payload).ok())
+        .filter(|event| event.item().as_ref() == Some(item))
+        .collect();
+    let mut state: Option<State> = None;
+    let mut steps = Vec::with_capacity(events.len());
+    for event in in_order(events) {
+        let (next, _) = apply(state.take(), item, &event);
+        let moment = event.effective_signed_date();
+        steps.push(Step {
+            after: After {
+                status: next.status,
+                entitled: next.entitled_at(item, moment),
+                expires_date: next.expires_date(),
+                revocation_date: next.current_revocation_date(),
+            },
+            event,
+        });
+        state = Some(next);
+    }
+    (steps, state)
+}
+
+/// How a step is marked on the timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    Refund,
+    Reversal,
+    Expiration,
+    BillingProblem,
+    AppleAnswer,
+    Plain,
+}
+
+impl Mark {
+    pub fn of(event: &Event) -> Mark {
+        match event.notification_type.as_str() {
+            "REFUND" | "REVOKE" => Mark::Refund,
+            "REFUND_REVERSED" => Mark::Reversal,
+            "EXPIRED" | "GRACE_PERIOD_EXPIRED" => Mark::Expiration,
+            "DID_FAIL_TO_RENEW" => Mark::BillingProblem,
+            sources::SUBSCRIPTION_STATUS
+            | sources::TRANSACTION_HISTORY
+            | sources::TRANSACTION_INFO
+            | sources::APP_REPORTED => Mark::AppleAnswer,
+            _ => Mark::Plain,
+        }
+    }
+
+    /// The CSS class of its row.
+    pub fn class(self) -> &'static str {
+        match self {
+            Mark::Refund => "refund",
+            Mark::Reversal => "reversal",
+            Mark::Expiration => "expiration",
+            Mark::BillingProblem => "billing",
+            Mark::AppleAnswer => "apple",
+            Mark::Plain => "",
+        }
+    }
+}
