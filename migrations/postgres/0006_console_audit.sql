@@ -18,8 +18,45 @@ CREATE TABLE delivery_rejections (
     PRIMARY KEY (hour, code)
 );
 
-CREATE INDEX notifications_received ON notifications (bundle_id, environment, received_at);
-CREATE INDEX notifications_received_at ON notifications (received_at);
+-- Notifications received per hour, app and environment, and the last one,
+-- kept by a trigger for the delivery health page (see the SQLite schema).
+-- Like totals, each database session adds to rows of its own (its backend
+-- pid), so that instances inserting at once never wait on one row.
+CREATE TABLE notification_hours (
+    hour             BIGINT NOT NULL,
+    bundle_id        TEXT COLLATE "C" NOT NULL,
+    environment      TEXT COLLATE "C" NOT NULL,
+    shard            INTEGER NOT NULL,
+    count            BIGINT NOT NULL,
+    last_received_at BIGINT NOT NULL,
+    PRIMARY KEY (hour, bundle_id, environment, shard)
+);
+INSERT INTO notification_hours (hour, bundle_id, environment, shard, count, last_received_at)
+    SELECT (received_at / 3600000) * 3600000, coalesce(bundle_id, ''), coalesce(environment, ''),
+           0, count(*), max(received_at)
+    FROM notifications GROUP BY 1, 2, 3;
+
+CREATE FUNCTION notifications_per_hour() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO notification_hours (hour, bundle_id, environment, shard, count, last_received_at)
+        VALUES ((NEW.received_at / 3600000) * 3600000, coalesce(NEW.bundle_id, ''),
+                coalesce(NEW.environment, ''), pg_backend_pid(), 1, NEW.received_at)
+        ON CONFLICT (hour, bundle_id, environment, shard) DO UPDATE
+            SET count = notification_hours.count + 1,
+                last_received_at = greatest(notification_hours.last_received_at, excluded.last_received_at);
+    ELSE
+        INSERT INTO notification_hours (hour, bundle_id, environment, shard, count, last_received_at)
+        VALUES ((OLD.received_at / 3600000) * 3600000, coalesce(OLD.bundle_id, ''),
+                coalesce(OLD.environment, ''), pg_backend_pid(), -1, OLD.received_at)
+        ON CONFLICT (hour, bundle_id, environment, shard) DO UPDATE
+            SET count = notification_hours.count - 1;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER notifications_per_hour AFTER INSERT OR DELETE ON notifications
+    FOR EACH ROW EXECUTE FUNCTION notifications_per_hour();
 
 -- The findings about one customer, on the timeline.
 CREATE INDEX findings_original_transaction_id ON findings (original_transaction_id);

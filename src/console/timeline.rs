@@ -28,10 +28,10 @@ pub struct Step {
 /// the state after all of them. Payloads that do not read as events are
 /// left out (the checker reports them). Only the few fields shown are kept
 /// per step: a thousand copies of a state with its timeline would not be.
-pub fn steps(item: &ItemKey, payloads: &[String]) -> (Vec<Step>, Option<State>) {
+pub fn steps<P: AsRef<str>>(item: &ItemKey, payloads: &[P]) -> (Vec<Step>, Option<State>) {
     let events: Vec<Event> = payloads
         .iter()
-        .filter_map(|payload| Event::parse(payload).ok())
+        .filter_map(|payload| Event::parse(payload.as_ref()).ok())
         .filter(|event| event.item().as_ref() == Some(item))
         .collect();
     let mut state: Option<State> = None;
@@ -89,5 +89,59 @@ impl Mark {
             Mark::AppleAnswer => "apple",
             Mark::Plain => "",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86_400_000;
+
+    fn payload(kind: &str, uuid: &str, signed: i64, period: i64, revoked: bool) -> String {
+        let mut transaction = serde_json::json!({
+            "transactionId": format!("t{period}"), "originalTransactionId": "o1",
+            "productId": "monthly", "type": "Auto-Renewable Subscription",
+            "purchaseDate": period * 30 * DAY, "originalPurchaseDate": 0,
+            "expiresDate": (period + 1) * 30 * DAY, "signedDate": signed,
+            "price": 9990, "currency": "USD",
+        });
+        if revoked {
+            transaction["revocationDate"] = serde_json::json!(signed);
+            transaction["revocationReason"] = serde_json::json!(0);
+        }
+        serde_json::json!({
+            "notificationType": kind, "notificationUUID": uuid, "signedDate": signed,
+            "data": {"bundleId": "b", "environment": "Sandbox", "signedTransactionInfo": transaction},
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn steps_are_in_the_ledgers_order_with_the_state_after_each() {
+        let item = ItemKey::Subscription("o1".into());
+        // Delivered out of order, one twice, one of another item, one unreadable.
+        let payloads = vec![
+            payload("REFUND", "u3", 40 * DAY, 1, true),
+            payload("SUBSCRIBED", "u1", 0, 0, false),
+            payload("DID_RENEW", "u2", 30 * DAY, 1, false),
+            payload("SUBSCRIBED", "u1", 0, 0, false),
+            payload("SUBSCRIBED", "other", 0, 0, false).replace("\"o1\"", "\"o2\""),
+            "not json".to_owned(),
+        ];
+        let (steps, state) = steps(&item, &payloads);
+        let kinds: Vec<&str> = steps
+            .iter()
+            .map(|s| s.event.notification_type.as_str())
+            .collect();
+        assert_eq!(kinds, ["SUBSCRIBED", "DID_RENEW", "REFUND"]);
+        assert!(steps[0].after.entitled && steps[1].after.entitled);
+        assert_eq!(steps[1].after.expires_date, Some(60 * DAY));
+        assert!(!steps[2].after.entitled, "refunded: {:?}", steps[2].after);
+        assert_eq!(steps[2].after.revocation_date, Some(40 * DAY));
+        assert_eq!(Mark::of(&steps[2].event), Mark::Refund);
+        assert_eq!(Mark::of(&steps[0].event), Mark::Plain);
+        assert_eq!(state.map(|s| s.status), Some(steps[2].after.status));
+        assert!(super::steps::<&str>(&item, &[]).1.is_none());
     }
 }

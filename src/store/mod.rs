@@ -458,6 +458,11 @@ impl Store {
         on_backend!(self, b => b.login_failures(user_name, address, since).await)
     }
 
+    /// An item's stored notifications and Apple's answers, in no order.
+    pub async fn item_events(&self, item: &ItemKey) -> Result<Vec<StoredEvent>, StoreError> {
+        on_backend!(self, b => b.item_events(item).await)
+    }
+
     /// Writes down that a console user opened a page.
     pub async fn note_console_access(&self, entry: &AccessEntry) -> Result<(), StoreError> {
         on_backend!(self, b => b.note_console_access(entry).await)

@@ -419,6 +419,16 @@ pub struct AccessEntry {
     pub subject: String,
 }
 
+/// A stored notification or Apple answer of one item.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StoredEvent {
+    /// notificationUUID or evidence id.
+    pub id: String,
+    /// Received or fetched, milliseconds.
+    pub arrived_at: i64,
+    pub payload: String,
+}
+
 /// A stored payload, decoded, as the console shows it.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct StoredPayload {

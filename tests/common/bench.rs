@@ -2,6 +2,14 @@
 
 use std::time::Duration;
 
+use serde_json::json;
+
+use appstore_ledger::ledger::Event;
+use appstore_ledger::model::{Environment, NotificationType, Subtype};
+use appstore_ledger::store::NewNotification;
+
+const DAY: i64 = 86_400_000;
+
 /// The benchmark's arguments. `cargo bench` passes `--bench`; without it (as
 /// `cargo test --all-targets` runs benches) a benchmark only checks its
 /// harness on small numbers.
@@ -112,4 +120,77 @@ async fn admin(server: &str, sql: &str) {
         .execute(&mut connection)
         .await
         .unwrap();
+}
+
+/// The stored form of the `n`th of the `per_subscription` notifications of
+/// subscription `s`, which started at `start`: SUBSCRIBED, renewals, and
+/// for one subscription in ten a REFUND of the last period, for another an
+/// EXPIRED.
+pub fn generated_notification(
+    s: usize,
+    n: usize,
+    per_subscription: usize,
+    start: i64,
+    now: i64,
+) -> NewNotification {
+    let otid = format!("1{s:015}");
+    // Apple's data.status with each: a refund revokes the period it refunds;
+    // an expiry comes at the end of the last paid period, with its transaction.
+    let (kind, subtype, period, status) = match n {
+        0 => ("SUBSCRIBED", Some("INITIAL_BUY"), n, 1),
+        n if n == per_subscription - 1 && s % 10 == 0 => ("REFUND", None, n, 5),
+        n if n == per_subscription - 1 && s % 10 == 1 => ("EXPIRED", Some("VOLUNTARY"), n - 1, 2),
+        _ => ("DID_RENEW", None, n, 1),
+    };
+    let tid = format!("2{s:011}{period:04}");
+    let purchase = start + period as i64 * 30 * DAY;
+    let signed = match kind {
+        "REFUND" => purchase + 15 * DAY,
+        "EXPIRED" => purchase + 30 * DAY,
+        _ => purchase,
+    };
+    let mut transaction = json!({
+        "transactionId": tid, "originalTransactionId": otid, "bundleId": "com.example.app",
+        "productId": "com.example.app.monthly", "subscriptionGroupIdentifier": "21000000",
+        "purchaseDate": purchase, "originalPurchaseDate": start, "expiresDate": purchase + 30 * DAY,
+        "quantity": 1, "type": "Auto-Renewable Subscription", "inAppOwnershipType": "PURCHASED",
+        "signedDate": signed, "environment": "Production", "transactionReason": "RENEWAL",
+        "storefront": "USA", "storefrontId": "143441", "price": 9990, "currency": "USD",
+        "appAccountToken": format!("00000000-0000-4000-8000-{s:012}"),
+    });
+    if kind == "REFUND" {
+        transaction["revocationDate"] = json!(signed);
+        transaction["revocationReason"] = json!(0);
+    }
+    let renewal = json!({
+        "originalTransactionId": otid, "autoRenewProductId": "com.example.app.monthly",
+        "productId": "com.example.app.monthly", "autoRenewStatus": i64::from(kind != "EXPIRED"),
+        "signedDate": signed, "environment": "Production", "renewalDate": purchase + 30 * DAY,
+    });
+    let uuid = format!("00000000-0000-4000-9000-{:012}", s * per_subscription + n);
+    let mut payload = json!({
+        "notificationType": kind, "notificationUUID": uuid, "version": "2.0", "signedDate": signed,
+        "data": {"appAppleId": 1234567890, "bundleId": "com.example.app", "bundleVersion": "42",
+                 "environment": "Production", "status": status,
+                 "signedTransactionInfo": transaction, "signedRenewalInfo": renewal},
+    });
+    if let Some(subtype) = subtype {
+        payload["subtype"] = json!(subtype);
+    }
+    NewNotification {
+        notification_uuid: uuid,
+        notification_type: NotificationType::from_raw(kind),
+        subtype: subtype.map(Subtype::from_raw),
+        signed_date: Some(signed),
+        received_at: now,
+        environment: Some(Environment::Production),
+        bundle_id: Some("com.example.app".into()),
+        app_apple_id: Some(1_234_567_890),
+        original_transaction_id: Some(otid),
+        transaction_id: Some(tid),
+        // Not a real JWS: rebuild reads the decoded payload, never this.
+        signed_payload: String::from("generated"),
+        event: Event::parse(&payload.to_string()).expect("a generated payload is an event"),
+        payload: payload.to_string(),
+    }
 }

@@ -13,9 +13,7 @@ use super::{message, open_page, show, svg, unavailable, AppState, Audience};
 use crate::console::timeline::{steps, Mark, Step};
 use crate::ledger::ItemKey;
 use crate::model::Timestamp;
-use crate::store::{
-    FindingEntry, FindingFilter, ItemQuery, LedgerItem, RefundEntry, SubscriptionHistory,
-};
+use crate::store::{FindingEntry, FindingFilter, ItemQuery, LedgerItem, RefundEntry, RefundFilter};
 
 /// Percent-encodes a query value: everything but RFC 3986's unreserved
 /// characters.
@@ -162,32 +160,30 @@ pub(super) struct CustomerParams {
 struct ItemStory {
     item: LedgerItem,
     steps: Vec<Step>,
-    history: SubscriptionHistory,
+    /// When each notification or answer reached us, by its id.
+    arrived: HashMap<String, i64>,
+    refunds: Vec<RefundEntry>,
     findings: Vec<FindingEntry>,
-}
-
-impl ItemStory {
-    /// The refunds of this item (a purchase shares its history with the
-    /// other purchases of its originalTransactionId).
-    fn refunds(&self) -> Vec<&RefundEntry> {
-        self.history
-            .refunds
-            .iter()
-            .filter(|r| match &self.item.item {
-                ItemKey::Subscription(_) => true,
-                ItemKey::Purchase(id) => r.refund.transaction_id.as_deref() == Some(id),
-            })
-            .collect()
-    }
 }
 
 async fn story(state: &AppState, item: LedgerItem) -> Result<ItemStory, crate::store::StoreError> {
     let original = original_transaction_id(&item).to_owned();
-    let payloads = state
+    let events = state.store.item_events(&item.item).await?;
+    let refunds = state
         .store
-        .item_payloads_known_at(&item.item, i64::MAX)
-        .await?;
-    let history = state.store.history(&original).await?;
+        .refunds(&RefundFilter {
+            original_transaction_id: Some(original.clone()),
+            limit: i64::MAX,
+            ..RefundFilter::default()
+        })
+        .await?
+        .into_iter()
+        // A purchase shares its originalTransactionId with other purchases.
+        .filter(|r| match &item.item {
+            ItemKey::Subscription(_) => true,
+            ItemKey::Purchase(id) => r.refund.transaction_id.as_deref() == Some(id),
+        })
+        .collect();
     let findings = state
         .store
         .findings(&FindingFilter {
@@ -196,11 +192,13 @@ async fn story(state: &AppState, item: LedgerItem) -> Result<ItemStory, crate::s
             ..FindingFilter::default()
         })
         .await?;
+    let payloads: Vec<&str> = events.iter().map(|e| e.payload.as_str()).collect();
     let (steps, _) = steps(&item.item, &payloads);
     Ok(ItemStory {
         item,
         steps,
-        history,
+        arrived: events.into_iter().map(|e| (e.id, e.arrived_at)).collect(),
+        refunds,
         findings,
     })
 }
@@ -279,20 +277,7 @@ fn timeline_page(subject: &str, stories: &[ItemStory], now: i64) -> Markup {
 fn item_section(story: &ItemStory, now: i64) -> Markup {
     let item = &story.item;
     let s = &item.state;
-    let refunds = story.refunds();
-    let received: HashMap<&str, i64> = story
-        .history
-        .notifications
-        .iter()
-        .map(|n| (n.notification_uuid.as_str(), n.received_at))
-        .chain(
-            story
-                .history
-                .evidence
-                .iter()
-                .map(|e| (e.evidence_id.as_str(), e.fetched_at)),
-        )
-        .collect();
+    let refunds: Vec<&RefundEntry> = story.refunds.iter().collect();
     let reversed: HashMap<&str, i64> = refunds
         .iter()
         .filter_map(|r| Some((r.refund.notification_uuid.as_str(), r.reversed_at?)))
@@ -356,7 +341,7 @@ fn item_section(story: &ItemStory, now: i64) -> Markup {
                     @let mark = Mark::of(event);
                     tr class=(mark.class()) {
                         td { (moment(event.effective_signed_date())) }
-                        td { (maybe_moment(received.get(event.notification_uuid.as_str()).copied())) }
+                        td { (maybe_moment(story.arrived.get(&event.notification_uuid).copied())) }
                         td.type {
                             (event.notification_type.as_str())
                             @if let Some(subtype) = &event.subtype { " · " (subtype.as_str()) }

@@ -36,20 +36,25 @@ pub(crate) fn maybe_moment(ms: Option<i64>) -> String {
     ms.map_or_else(|| "–".to_owned(), moment)
 }
 
-/// Apple's prices are in thousandths of the currency unit.
+/// Apple's prices are in thousandths of the currency unit: 9990 is 9.99,
+/// 1234 is 1.234.
 pub(crate) fn price(milli: Option<i64>, currency: Option<&str>) -> String {
-    match milli {
-        Some(milli) => format!(
-            "{}{}.{:03} {}",
-            if milli < 0 { "-" } else { "" },
-            milli.unsigned_abs() / 1000,
-            milli.unsigned_abs() % 1000,
-            currency.unwrap_or("")
-        )
-        .trim_end()
-        .to_owned(),
-        None => "–".to_owned(),
+    let Some(milli) = milli else {
+        return "–".to_owned();
+    };
+    let units = milli.unsigned_abs();
+    let mut decimals = format!("{:03}", units % 1000);
+    if decimals.ends_with('0') {
+        decimals.pop();
     }
+    let sign = if milli < 0 { "-" } else { "" };
+    format!(
+        "{sign}{}.{decimals} {}",
+        units / 1000,
+        currency.unwrap_or("")
+    )
+    .trim_end()
+    .to_owned()
 }
 
 /// The one stylesheet, served from /console/style.css.
@@ -163,4 +168,24 @@ pub(super) fn message(title: &str, text: &str) -> Markup {
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prices_in_thousandths() {
+        assert_eq!(price(Some(9990), Some("USD")), "9.99 USD");
+        assert_eq!(price(Some(1234), Some("JPY")), "1.234 JPY");
+        assert_eq!(price(Some(-500), None), "-0.50");
+        assert_eq!(price(None, Some("USD")), "–");
+    }
+
+    #[test]
+    fn dates_in_utc() {
+        assert_eq!(date(0), "1970-01-01");
+        assert_eq!(moment(86_399_000), "1970-01-01 23:59:59");
+        assert_eq!(moment(i64::MAX), i64::MAX.to_string());
+    }
 }

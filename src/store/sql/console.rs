@@ -4,7 +4,33 @@
 
 macro_rules! console {
     ($conn:ty, $store:ty) => {
-        use $crate::store::{AccessEntry, DeliveryHealth, StoredPayload};
+        use $crate::ledger::ItemKey;
+        use $crate::store::{AccessEntry, DeliveryHealth, StoredEvent, StoredPayload};
+
+        /// An item's stored notifications and Apple's answers about it, in
+        /// no order (the ledger orders them): a customer's timeline.
+        pub(super) async fn item_events(
+            conn: &mut $conn,
+            item: &ItemKey,
+        ) -> Result<Vec<StoredEvent>, sqlx::Error> {
+            let sql = match item {
+                ItemKey::Subscription(_) => {
+                    "SELECT notification_uuid AS id, received_at AS arrived_at, CAST(payload AS TEXT) AS payload
+                     FROM notifications WHERE original_transaction_id = $1
+                     UNION ALL
+                     SELECT evidence_id, fetched_at, CAST(payload AS TEXT)
+                     FROM apple_evidence WHERE original_transaction_id = $1"
+                }
+                ItemKey::Purchase(_) => {
+                    "SELECT notification_uuid AS id, received_at AS arrived_at, CAST(payload AS TEXT) AS payload
+                     FROM notifications WHERE transaction_id = $1
+                     UNION ALL
+                     SELECT evidence_id, fetched_at, CAST(payload AS TEXT)
+                     FROM apple_evidence WHERE transaction_id = $1"
+                }
+            };
+            sqlx::query_as(sql).bind(item.id()).fetch_all(&mut *conn).await
+        }
 
         pub(super) async fn note_console_access(
             conn: &mut $conn,
@@ -93,18 +119,19 @@ macro_rules! console {
             since: i64,
         ) -> Result<DeliveryHealth, sqlx::Error> {
             let received = sqlx::query_as(
-                "SELECT (received_at / 3600000) * 3600000 AS hour, CAST(bundle_id AS TEXT), CAST(environment AS TEXT),
-                        count(*)
-                 FROM notifications WHERE received_at >= $1
-                 GROUP BY (received_at / 3600000) * 3600000, bundle_id, environment
+                "SELECT hour, NULLIF(CAST(bundle_id AS TEXT), ''), NULLIF(CAST(environment AS TEXT), ''),
+                        CAST(sum(count) AS BIGINT)
+                 FROM notification_hours WHERE hour >= $1
+                 GROUP BY hour, bundle_id, environment
                  ORDER BY 1, 2, 3",
             )
-            .bind(since)
+            .bind(since - since.rem_euclid(3_600_000))
             .fetch_all(&mut *conn)
             .await?;
             let last_received = sqlx::query_as(
-                "SELECT CAST(bundle_id AS TEXT), CAST(environment AS TEXT), max(received_at), count(*)
-                 FROM notifications GROUP BY bundle_id, environment ORDER BY 1, 2",
+                "SELECT NULLIF(CAST(bundle_id AS TEXT), ''), NULLIF(CAST(environment AS TEXT), ''),
+                        max(last_received_at), CAST(sum(count) AS BIGINT)
+                 FROM notification_hours GROUP BY bundle_id, environment ORDER BY 1, 2",
             )
             .fetch_all(&mut *conn)
             .await?;
@@ -140,6 +167,15 @@ macro_rules! console {
 
         /// The reads, on a connection of the backend's read pool.
         impl $store {
+            pub(in crate::store) async fn item_events(
+                &self,
+                item: &ItemKey,
+            ) -> Result<Vec<StoredEvent>, $crate::store::StoreError> {
+                item_events(&mut *self.read().await?, item)
+                    .await
+                    .map_err(unavailable)
+            }
+
             pub(in crate::store) async fn console_access_log(
                 &self,
                 user_name: Option<&str>,
