@@ -44,7 +44,7 @@ fn step_rows<'a>(page: &'a Page, class: &str) -> Vec<&'a str> {
 
 /// A subscription of `otid`: bought 40 days ago, renewed 10 days ago,
 /// refunded 2 days ago.
-async fn refunded_subscription(app: &TestApp, otid: &str) -> Value {
+pub(crate) async fn refunded_subscription(app: &TestApp, otid: &str) -> Value {
     let now = now();
     let t1 = tx(
         otid,
@@ -299,11 +299,11 @@ async fn the_refund_audit_filters_totals_charts_and_downloads_what_it_shows() {
     assert_eq!(rows(&all), 3);
     assert!(
         all.body
-            .contains("USD: 2 refunded, 19.980 USD, of which reversed 9.990 USD"),
+            .contains("USD: 2 refunded, 19.98 USD, of which reversed 9.99 USD"),
         "{}",
         all.body
     );
-    assert!(all.body.contains("EUR: 1 refunded, 8.990 EUR"));
+    assert!(all.body.contains("EUR: 1 refunded, 8.99 EUR"));
     assert!(all.body.contains(r#"aria-label="Refunds per day""#));
     assert!(all
         .body

@@ -19,6 +19,7 @@ mod pg;
 pub const POSTGRES: bool = false;
 
 mod appstore;
+mod browser;
 mod check;
 mod config;
 mod connections;
