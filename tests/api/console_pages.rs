@@ -184,6 +184,15 @@ async fn search_leads_to_the_timeline_with_the_state_after_each_notification() {
     assert_eq!(anonymous.status, 303);
     assert_eq!(anonymous.location.as_deref(), Some("/console/login"));
     assert_eq!(app.count("console_access_log").await, before);
+
+    // A page whose access cannot be logged is not shown.
+    sqlx::query("DROP TABLE console_access_log")
+        .execute(&mut app.db().await)
+        .await
+        .unwrap();
+    let unlogged = get(&app, &client, customer, &cookie).await;
+    assert_eq!(unlogged.status, 503);
+    assert!(!unlogged.body.contains("cp-1"), "{}", unlogged.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
