@@ -10,7 +10,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use time::macros::format_description;
 
-use super::customer::{encode, reason_name};
+use super::customer::{encode, reason_name, timeline_url};
 use super::pages::{date, maybe_moment, moment, price};
 use super::{message, open_page, show, svg, unavailable, AppState, Audience};
 use crate::model::Timestamp;
@@ -271,7 +271,7 @@ fn refund_page(form: &RefundForm, rows: &[RefundEntry], more: bool) -> Markup {
                     td { (r.refund.transaction_id.as_deref().unwrap_or("–")) }
                     td {
                         @if let Some(original) = &r.refund.original_transaction_id {
-                            a href=(format!("/console/customer?originalTransactionId={}", encode(original))) { (original) }
+                            a href=(timeline_url(original)) { (original) }
                         }
                     }
                     td { (r.refund.product_id.as_deref().unwrap_or("–")) }
@@ -355,7 +355,7 @@ pub(super) async fn findings(
                         td { (f.kind) }
                         td {
                             @match &f.original_transaction_id {
-                                Some(original) => a href=(format!("/console/customer?originalTransactionId={}", encode(original))) { (f.subject) },
+                                Some(original) => a href=(timeline_url(original)) { (f.subject) },
                                 None => (f.subject),
                             }
                         }

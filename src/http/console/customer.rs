@@ -29,15 +29,20 @@ pub(super) fn encode(value: &str) -> String {
         .collect()
 }
 
+/// The timeline of one subscription or purchase, by its originalTransactionId.
+pub(super) fn timeline_url(original_transaction_id: &str) -> String {
+    format!(
+        "/console/customer?originalTransactionId={}",
+        encode(original_transaction_id)
+    )
+}
+
 /// The timeline of the customer who holds `item`: all their items by
 /// appAccountToken when Apple gave one, else this subscription or purchase.
 pub(super) fn customer_url(item: &LedgerItem) -> String {
     match &item.state.app_account_token {
         Some(token) => format!("/console/customer?appAccountToken={}", encode(token)),
-        None => format!(
-            "/console/customer?originalTransactionId={}",
-            encode(original_transaction_id(item))
-        ),
+        None => timeline_url(original_transaction_id(item)),
     }
 }
 
@@ -405,7 +410,7 @@ pub(super) async fn payload(
             p {
                 (stored.source) ", arrived " (moment(stored.arrived_at))
                 @if let Some(original) = &stored.original_transaction_id {
-                    " · " a href=(format!("/console/customer?originalTransactionId={}", encode(original))) { "timeline" }
+                    " · " a href=(timeline_url(original)) { "timeline" }
                 }
             }
             pre id="payload" { (pretty) }
