@@ -56,8 +56,26 @@ pub(crate) fn split(token: &str) -> Result<CompactJws<'_>, VerifyError> {
     else {
         return Err(three_parts);
     };
+    // Every part's form is checked before anything is verified, so that a
+    // padded or non-canonical payload or signature is called malformed
+    // rather than failing the signature check over the text as sent.
+    for (part, why) in [
+        (header_b64, "the header is not base64url"),
+        (payload_b64, "the payload is not base64url"),
+        (signature_b64, "the signature is not base64url"),
+    ] {
+        if decode_base64url(part).is_none() {
+            return Err(VerifyError::MalformedToken(why));
+        }
+    }
     let signing_input = token
-        .get(..header_b64.len() + 1 + payload_b64.len())
+        // Both are parts of `token`, at most MAX_TOKEN_BYTES long together.
+        .get(
+            ..header_b64
+                .len()
+                .saturating_add(1)
+                .saturating_add(payload_b64.len()),
+        )
         .ok_or(three_parts)?;
     Ok(CompactJws {
         header_b64,
@@ -227,6 +245,24 @@ mod tests {
             parse(&standard_alphabet).unwrap_err().code(),
             "MALFORMED_TOKEN"
         );
+        // Padding or stray bits in any part, the payload and signature
+        // included: malformed, before any signature is checked.
+        let [header, payload, signature]: [&str; 3] =
+            good.split('.').collect::<Vec<_>>().try_into().unwrap();
+        for (token, part) in [
+            (format!("{header}.{payload}==.{signature}"), "payload"),
+            (format!("{header}.{payload}.{signature}=="), "signature"),
+            (format!("{header}.e31.{signature}"), "payload"),
+        ] {
+            assert_eq!(
+                split(&token).unwrap_err(),
+                VerifyError::MalformedToken(match part {
+                    "payload" => "the payload is not base64url",
+                    _ => "the signature is not base64url",
+                }),
+                "{token}"
+            );
+        }
         // "e30" is "{}"; "e31" decodes to the same bytes with non-zero trailing bits.
         assert!(decode_base64url("e30").is_some());
         assert!(decode_base64url("e31").is_none());
