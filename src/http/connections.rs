@@ -109,8 +109,13 @@ impl Activity {
             return None;
         }
         Some(match self.request_begun {
-            Some(begun) => (begun + limits.header_read_timeout, "header_read_timeout"),
-            None => (self.last + limits.idle_timeout, "idle_timeout"),
+            // Instants from this process's clock plus configured seconds: a
+            // sum past what Instant holds means "never".
+            Some(begun) => (
+                begun.checked_add(limits.header_read_timeout)?,
+                "header_read_timeout",
+            ),
+            None => (self.last.checked_add(limits.idle_timeout)?, "idle_timeout"),
         })
     }
 }
@@ -260,7 +265,7 @@ where
     fn call(&mut self, request: R) -> Self::Future {
         {
             let mut activity = lock(&self.activity);
-            activity.in_flight += 1;
+            activity.in_flight = activity.in_flight.saturating_add(1);
             activity.request_begun = None;
         }
         let in_flight = InFlight(Arc::clone(&self.activity));

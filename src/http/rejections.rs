@@ -21,9 +21,10 @@ pub struct RejectionTally {
 
 impl RejectionTally {
     pub fn note(&self, code: &'static str, now_ms: i64) {
-        let hour = now_ms - now_ms.rem_euclid(HOUR_MS);
+        let hour = now_ms.div_euclid(HOUR_MS).saturating_mul(HOUR_MS);
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        *pending.entry((hour, code)).or_insert(0) += 1;
+        let count = pending.entry((hour, code)).or_insert(0);
+        *count = count.saturating_add(1);
     }
 
     /// Writes what was counted since the last flush; on failure keeps it
@@ -41,7 +42,8 @@ impl RejectionTally {
         if written.is_err() {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             for (key, count) in taken {
-                *pending.entry(key).or_insert(0) += count;
+                let kept = pending.entry(key).or_insert(0);
+                *kept = kept.saturating_add(count);
             }
         }
         written

@@ -5,6 +5,12 @@
 //! validity. Nothing reads the clock. The [`ChainCache`] only saves work; a
 //! verification gives the same answer with or without it.
 
+// Values from outside (dates, prices, counts Apple signed or a request
+// sent) pass through here: arithmetic is checked or saturating, so that no
+// value can overflow into a panic or a wrapped answer; an exception says
+// why it cannot overflow.
+#![warn(clippy::arithmetic_side_effects)]
+
 mod cache;
 mod chain;
 mod compact;

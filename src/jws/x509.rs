@@ -114,7 +114,7 @@ const VERSION: u8 = 0xA0;
 fn signature_algorithm_encodings(der: &[u8]) -> Option<(&[u8], &[u8])> {
     fn next(input: &[u8], identifier: Option<u8>) -> Option<(Any<'_>, &[u8], &[u8])> {
         let (rest, any) = Any::from_der(input).ok()?;
-        let raw = input.get(..input.len() - rest.len())?;
+        let raw = input.get(..input.len().checked_sub(rest.len())?)?;
         if identifier.is_some_and(|id| raw.first() != Some(&id)) {
             return None;
         }

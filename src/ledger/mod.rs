@@ -54,6 +54,12 @@
 //! Consumables are not entitlements. A notification whose `data.status`
 //! contradicts its type keeps Apple's status and is noted for the checker.
 
+// Values from outside (dates, prices, counts Apple signed or a request
+// sent) pass through here: arithmetic is checked or saturating, so that no
+// value can overflow into a panic or a wrapped answer; an exception says
+// why it cannot overflow.
+#![warn(clippy::arithmetic_side_effects)]
+
 mod entitlement;
 mod event;
 mod state;

@@ -157,7 +157,7 @@ impl Timeline {
                     if Some(i) == last {
                         end = end.max(renewal_date.unwrap_or(end));
                     }
-                    match self.periods.get(i + 1) {
+                    match self.periods.get(i.saturating_add(1)) {
                         Some(next) if next.purchase_date < end => next.purchase_date,
                         _ => end,
                     }

@@ -65,7 +65,7 @@ fn octets(any: &Any<'_>, depth: usize) -> Result<Vec<u8>, ReceiptError> {
     }
     let mut bytes = Vec::new();
     for chunk in children(any)? {
-        bytes.extend(octets(&chunk, depth + 1)?);
+        bytes.extend(octets(&chunk, depth.saturating_add(1))?);
     }
     Ok(bytes)
 }

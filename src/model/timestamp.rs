@@ -38,8 +38,9 @@ impl Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let formatted = OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000)
-            .ok()
+        let formatted = i128::from(self.0)
+            .checked_mul(1_000_000)
+            .and_then(|nanos| OffsetDateTime::from_unix_timestamp_nanos(nanos).ok())
             .and_then(|at| at.format(&Rfc3339).ok());
         match formatted {
             Some(text) => f.write_str(&text),

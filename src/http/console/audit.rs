@@ -45,7 +45,14 @@ fn day_start(text: &str) -> Result<Option<i64>, String> {
         return Ok(None);
     };
     time::Date::parse(&text, format_description!("[year]-[month]-[day]"))
-        .map(|d| Some(d.midnight().assume_utc().unix_timestamp() * 1000))
+        .map(|d| {
+            Some(
+                d.midnight()
+                    .assume_utc()
+                    .unix_timestamp()
+                    .saturating_mul(1000),
+            )
+        })
         .map_err(|_| format!("{text} is not a date (YYYY-MM-DD)"))
 }
 
@@ -66,7 +73,7 @@ impl RefundForm {
         };
         Ok(RefundFilter {
             from: day_start(&self.from)?,
-            to: day_start(&self.to)?.map(|d| d + DAY_MS),
+            to: day_start(&self.to)?.map(|d| d.saturating_add(DAY_MS)),
             bundle_id: non_empty(&self.app),
             product_id: non_empty(&self.product),
             environment: non_empty(&self.environment),
@@ -215,7 +222,39 @@ fn refund_form(form: &RefundForm) -> Markup {
     }
 }
 
-fn refund_page(form: &RefundForm, rows: &[RefundEntry], more: bool) -> Markup {
+/// Midnight UTC of the day `ms` falls in (saturating at i64's ends).
+fn day_of(ms: i64) -> i64 {
+    ms.div_euclid(DAY_MS).saturating_mul(DAY_MS)
+}
+
+/// Bars for refunds per day: every day between the first and the last, so
+/// that gaps show, when they are at most a year apart; otherwise only the
+/// days that have refunds. Dates Apple signed may be anywhere in i64: the
+/// span is computed checked, and never more than 367 bars are made from it.
+fn refund_days(per_day: &BTreeMap<i64, i64>) -> Vec<(String, i64)> {
+    const MOST_DAYS: usize = 367;
+    let within_a_year = match (per_day.keys().next(), per_day.keys().next_back()) {
+        (Some(&first), Some(&last)) => last
+            .checked_sub(first)
+            .is_some_and(|span| span / DAY_MS < MOST_DAYS as i64),
+        _ => false,
+    };
+    if !within_a_year {
+        return per_day.iter().map(|(d, n)| (date(*d), *n)).collect();
+    }
+    let (first, last) = match (per_day.keys().next(), per_day.keys().next_back()) {
+        (Some(&first), Some(&last)) => (first, last),
+        _ => return Vec::new(),
+    };
+    std::iter::successors(Some(first), |d| {
+        d.checked_add(DAY_MS).filter(|d| *d <= last)
+    })
+    .take(MOST_DAYS)
+    .map(|d| (date(d), per_day.get(&d).copied().unwrap_or(0)))
+    .collect()
+}
+
+pub(super) fn refund_page(form: &RefundForm, rows: &[RefundEntry], more: bool) -> Markup {
     // Per currency: refunds, their sum, and the part reversed since.
     let mut totals: BTreeMap<&str, (i64, i64, i64)> = BTreeMap::new();
     let mut per_day: BTreeMap<i64, i64> = BTreeMap::new();
@@ -223,25 +262,16 @@ fn refund_page(form: &RefundForm, rows: &[RefundEntry], more: bool) -> Markup {
         let total = totals
             .entry(row.refund.currency.as_deref().unwrap_or("?"))
             .or_default();
-        total.0 += 1;
-        total.1 += row.refund.price.unwrap_or(0);
+        let price = row.refund.price.unwrap_or(0);
+        total.0 = total.0.saturating_add(1);
+        total.1 = total.1.saturating_add(price);
         if row.reversed_at.is_some() {
-            total.2 += row.refund.price.unwrap_or(0);
+            total.2 = total.2.saturating_add(price);
         }
-        *per_day
-            .entry(row.refund_date - row.refund_date.rem_euclid(DAY_MS))
-            .or_default() += 1;
+        let day = per_day.entry(day_of(row.refund_date)).or_default();
+        *day = day.saturating_add(1);
     }
-    let days: Vec<(String, i64)> = match (per_day.keys().next(), per_day.keys().next_back()) {
-        // Every day between the first and the last, so that gaps show;
-        // at most a year of bars.
-        (Some(&first), Some(&last)) if (last - first) / DAY_MS <= 366 => {
-            std::iter::successors(Some(first), |d| (*d < last).then_some(d + DAY_MS))
-                .map(|d| (date(d), per_day.get(&d).copied().unwrap_or(0)))
-                .collect()
-        }
-        _ => per_day.iter().map(|(d, n)| (date(*d), *n)).collect(),
-    };
+    let days = refund_days(&per_day);
     let csv = format!("/console/refunds.csv?{}", form.query_string());
     html! {
         h1 { "Refund audit" }
@@ -324,7 +354,8 @@ pub(super) async fn findings(
     };
     let mut by_kind: BTreeMap<&str, i64> = BTreeMap::new();
     for row in &rows {
-        *by_kind.entry(row.kind.as_str()).or_default() += 1;
+        let count = by_kind.entry(row.kind.as_str()).or_default();
+        *count = count.saturating_add(1);
     }
     let chosen = if form.state.is_empty() {
         "open"
@@ -378,17 +409,21 @@ pub(super) async fn delivery(State(state): State<AppState>, headers: HeaderMap) 
         Err(response) => return response,
     };
     let now = Timestamp::now().as_millis();
-    let first_hour = now - now.rem_euclid(HOUR_MS) - 47 * HOUR_MS;
+    let first_hour = now
+        .div_euclid(HOUR_MS)
+        .saturating_sub(47)
+        .saturating_mul(HOUR_MS);
     let health = match state.store.delivery_health(first_hour).await {
         Ok(health) => health,
         Err(_) => return unavailable(),
     };
     let mut per_hour: BTreeMap<i64, i64> = BTreeMap::new();
     for (hour, _, _, count) in &health.received {
-        *per_hour.entry(*hour).or_default() += count;
+        let sum = per_hour.entry(*hour).or_default();
+        *sum = sum.saturating_add(*count);
     }
     let bars: Vec<(String, i64)> = (0..48)
-        .map(|i| first_hour + i * HOUR_MS)
+        .map(|i: i64| first_hour.saturating_add(i.saturating_mul(HOUR_MS)))
         .map(|hour| {
             let label: String = moment(hour).chars().take(13).collect();
             (
@@ -399,7 +434,8 @@ pub(super) async fn delivery(State(state): State<AppState>, headers: HeaderMap) 
         .collect();
     let mut rejected_by_code: BTreeMap<&str, i64> = BTreeMap::new();
     for (_, code, count) in &health.rejections {
-        *rejected_by_code.entry(code.as_str()).or_default() += count;
+        let sum = rejected_by_code.entry(code.as_str()).or_default();
+        *sum = sum.saturating_add(*count);
     }
     show(
         "Delivery health",
@@ -413,7 +449,7 @@ pub(super) async fn delivery(State(state): State<AppState>, headers: HeaderMap) 
                 @for (bundle, environment, last, total) in &health.last_received {
                     tr {
                         td { (bundle.as_deref().unwrap_or("–")) } td { (environment.as_deref().unwrap_or("–")) }
-                        td { (moment(*last)) } td { (ago(now - last)) } td { (total) }
+                        td { (moment(*last)) } td { (ago(now.saturating_sub(*last))) } td { (total) }
                     }
                 }
             }

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use crate::store::ConsoleSession;
 
 fn utc(ms: i64) -> Option<OffsetDateTime> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms).checked_mul(1_000_000)?).ok()
 }
 
 /// `2026-11-26`, in UTC as Apple's dates are.

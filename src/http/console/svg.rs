@@ -15,10 +15,12 @@ fn day(ms: i64) -> String {
     crate::http::console::pages::date(ms)
 }
 
-/// x of `ms` on an axis from `start` to `end`.
+/// x of `ms` on an axis from `start` to `end`, in floating point: dates
+/// Apple signed may lie anywhere in i64, and their differences with it.
 fn x_of(ms: i64, start: i64, end: i64) -> f64 {
-    let span = (end - start).max(1) as f64;
-    LEFT + (ms - start) as f64 / span * (WIDTH - LEFT - RIGHT)
+    let ms = ms.max(start).min(end);
+    let span = (end as f64 - start as f64).max(1.0);
+    LEFT + (ms as f64 - start as f64) / span * (WIDTH - LEFT - RIGHT)
 }
 
 fn status_colour(status: Status) -> &'static str {
@@ -60,8 +62,8 @@ pub(super) fn timeline(state: &State, refunds: &[&RefundEntry], now: i64) -> Mar
     } else {
         last_known
     };
-    let end = end.max(start + 86_400_000);
-    let x = |ms: i64| x_of(ms.clamp(start, end), start, end);
+    let end = end.max(start.saturating_add(86_400_000));
+    let x = |ms: i64| x_of(ms, start, end);
     html! {
         svg.timeline role="img" aria-label="Periods, statuses and refunds over time"
             viewBox=(format!("0 0 {WIDTH} 132")) width="100%" {
@@ -90,8 +92,8 @@ pub(super) fn timeline(state: &State, refunds: &[&RefundEntry], now: i64) -> Mar
                     }
                 }
             }
-            @for (i, span) in spans.iter().enumerate() {
-                @let to = spans.get(i + 1).map_or(end, |next| next.from);
+            @for (span, next) in spans.iter().zip(spans.iter().skip(1).map(Some).chain([None])) {
+                @let to = next.map_or(end, |next| next.from);
                 rect.status x=(format!("{:.1}", x(span.from))) y="52" height="22"
                     fill=(status_colour(span.status))
                     width=(format!("{:.1}", (x(to) - x(span.from)).max(2.0))) {
