@@ -63,3 +63,33 @@ pub struct Finding {
     pub environment: Option<String>,
     pub detail: String,
 }
+
+/// The most characters a finding's detail keeps: a few notes, each naming
+/// values that came from outside (a token, a product id), must not grow a
+/// finding, or the pages that show it, without bound.
+pub const MAX_DETAIL_CHARS: usize = 4_000;
+
+/// `text` cut to `max` characters, the cut said: `…(N more characters)`.
+pub fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_owned(),
+        Some((at, _)) => {
+            let kept = text.get(..at).unwrap_or_default();
+            let more = text.chars().count().saturating_sub(max);
+            format!("{kept}…({more} more characters)")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clip_keeps_short_text_and_says_what_it_cut() {
+        assert_eq!(clip("short", 10), "short");
+        assert_eq!(clip("exactly10!", 10), "exactly10!");
+        assert_eq!(clip("ééééé", 2), "éé…(3 more characters)");
+        assert_eq!(clip(&"x".repeat(100_000), 3), "xxx…(99997 more characters)");
+    }
+}

@@ -349,13 +349,23 @@ fn note_conflict(
 ) {
     if let (Some(known), Some(seen)) = (known, seen) {
         if known != seen {
-            note_once(conflicts, format!("{field}: {known} != {seen}"), usize::MAX);
+            note_once(
+                conflicts,
+                format!("{field}: {known} != {seen}"),
+                MAX_CONTRADICTIONS,
+            );
         }
     }
 }
 
-/// Keeps `note` in the sorted `notes` once, while they number under `max`.
+/// The most characters a note keeps: it names values from outside.
+const MAX_NOTE_CHARS: usize = 300;
+
+/// Keeps `note` (cut to [`MAX_NOTE_CHARS`]) in the sorted `notes` once,
+/// while they number under `max`: a state, and the finding made of it,
+/// stay small whatever the values noted.
 fn note_once(notes: &mut Vec<String>, note: String, max: usize) {
+    let note = crate::finding::clip(&note, MAX_NOTE_CHARS);
     if notes.len() < max {
         if let Err(at) = notes.binary_search(&note) {
             notes.insert(at, note);

@@ -121,7 +121,7 @@ macro_rules! findings {
                      WHERE kind = $6 AND subject = $7 AND resolved_at IS NULL",
                 )
                 .bind(now)
-                .bind(&f.detail)
+                .bind($crate::finding::clip(&f.detail, $crate::finding::MAX_DETAIL_CHARS))
                 .bind(&f.bundle_id)
                 .bind(&f.environment)
                 .bind(&f.original_transaction_id)
@@ -140,7 +140,7 @@ macro_rules! findings {
                     .bind(&f.original_transaction_id)
                     .bind(&f.bundle_id)
                     .bind(&f.environment)
-                    .bind(&f.detail)
+                    .bind($crate::finding::clip(&f.detail, $crate::finding::MAX_DETAIL_CHARS))
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
