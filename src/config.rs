@@ -44,9 +44,16 @@ pub struct Settings {
 pub struct ConsoleSettings {
     /// A session unused this long is over: sign in again.
     pub session_idle_minutes: u64,
+    /// A session this old is over however busy it was: sign in again.
+    pub session_max_minutes: u64,
     /// Failed sign-ins allowed per user name, and per address, in 15
     /// minutes; beyond them sign-in is refused (429) until they age out.
     pub login_failures_allowed: u32,
+    /// Passwords checked at once (argon2id takes 19 MiB and a core's time
+    /// for each): the bound on what sign-ins cost whatever their number.
+    pub password_checks_at_once: usize,
+    /// Sign-ins that may wait for a check; more are refused with 429.
+    pub password_checks_waiting: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -251,7 +258,10 @@ fn defaults() -> Defaults {
         },
         console: ConsoleSettings {
             session_idle_minutes: 30,
+            session_max_minutes: 720,
             login_failures_allowed: 5,
+            password_checks_at_once: 2,
+            password_checks_waiting: 16,
         },
     }
 }
@@ -357,6 +367,12 @@ impl Settings {
         }
         if self.console.session_idle_minutes == 0 {
             return fail("console.session_idle_minutes", "must be positive");
+        }
+        if self.console.session_max_minutes == 0 {
+            return fail("console.session_max_minutes", "must be positive");
+        }
+        if self.console.password_checks_at_once == 0 {
+            return fail("console.password_checks_at_once", "must be positive");
         }
         if self.console.login_failures_allowed == 0 {
             return fail("console.login_failures_allowed", "must be positive");

@@ -44,6 +44,8 @@ mod effects;
 #[allow(dead_code)]
 #[path = "api/fake_apple.rs"]
 mod fake_apple;
+#[path = "api/hardening.rs"]
+mod hardening;
 #[path = "api/health.rs"]
 mod health;
 #[allow(dead_code)]

@@ -27,8 +27,11 @@ fn moment(text: &str) -> Result<i64, String> {
 
 #[derive(Debug, Args)]
 pub struct BackfillArgs {
+    /// A TOML configuration file (over the built-in defaults, under
+    /// APPSTORE_LEDGER__* environment variables).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// The app, by its bundle id: one of `[[apps]]`, with an `[apps.api]` key.
     #[arg(long, value_name = "BUNDLE_ID")]
     pub bundle_id: String,
     /// Production or Sandbox.
@@ -48,6 +51,8 @@ pub struct BackfillArgs {
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("which").required(true).args(["original_transaction_id", "open_findings"])))]
 pub struct ReconcileArgs {
+    /// A TOML configuration file (over the built-in defaults, under
+    /// APPSTORE_LEDGER__* environment variables).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// One subscription.
@@ -60,8 +65,11 @@ pub struct ReconcileArgs {
 
 #[derive(Debug, Args)]
 pub struct ApiCheckArgs {
+    /// A TOML configuration file (over the built-in defaults, under
+    /// APPSTORE_LEDGER__* environment variables).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// The app, by its bundle id: one of `[[apps]]`, with an `[apps.api]` key.
     #[arg(long, value_name = "BUNDLE_ID")]
     pub bundle_id: String,
     /// Production or Sandbox.

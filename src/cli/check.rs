@@ -15,6 +15,8 @@ use crate::store::Store;
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
+    /// A TOML configuration file (over the built-in defaults, under
+    /// APPSTORE_LEDGER__* environment variables).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Check as of this moment (RFC 3339) instead of now.

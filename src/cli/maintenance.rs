@@ -1,4 +1,5 @@
-//! Maintenance commands: `reprocess --quarantined`, `rebuild` and `migrate`.
+//! Maintenance commands: `reprocess --quarantined`, `rebuild`, `migrate` and
+//! `backup`.
 
 use super::progress::Progress;
 use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
@@ -121,6 +122,28 @@ pub(super) async fn rebuild(settings: Settings) -> u8 {
         Err(e) => {
             eprintln!("error: {}", e.chain());
             EXIT_FAILED
+        }
+    }
+}
+
+/// `backup --to FILE`: an online, consistent copy of the SQLite database.
+pub(super) async fn backup(settings: Settings, to: std::path::PathBuf) -> u8 {
+    let started = std::time::Instant::now();
+    match Store::backup(&settings.database, &to).await {
+        Ok(bytes) => {
+            println!(
+                "backed up to {} ({bytes} bytes) in {:.1} s",
+                to.display(),
+                started.elapsed().as_secs_f64()
+            );
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("error: {}", e.chain());
+            match e {
+                StoreError::UnsupportedUrl(_) => EXIT_USAGE,
+                _ => EXIT_FAILED,
+            }
         }
     }
 }

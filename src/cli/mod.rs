@@ -67,6 +67,9 @@ pub enum Command {
     ApiCheck(ApiCheckArgs),
     /// Add, remove or list the users of the support console.
     User(UserArgs),
+    /// Copy the SQLite database to a new file while `serve` goes on writing
+    /// (PostgreSQL: use pg_dump).
+    Backup(BackupArgs),
 }
 
 /// For commands that need only the configuration.
@@ -87,7 +90,20 @@ pub struct ServeArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// A TOML configuration file (over the built-in defaults, under
+    /// APPSTORE_LEDGER__* environment variables): its database is copied.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The new file to write the copy to; it must not exist.
+    #[arg(long, value_name = "FILE")]
+    pub to: PathBuf,
+}
+
+#[derive(Debug, Args)]
 pub struct ReprocessArgs {
+    /// A TOML configuration file (over the built-in defaults, under
+    /// APPSTORE_LEDGER__* environment variables).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Re-check the quarantined notifications against the configured apps and
@@ -127,6 +143,13 @@ where
         }
         Command::Rebuild(args) => with_runtime(maintenance::rebuild, args.config.as_deref()),
         Command::Migrate(args) => with_runtime(maintenance::migrate, args.config.as_deref()),
+        Command::Backup(args) => {
+            let to = args.to.clone();
+            with_runtime(
+                move |settings| maintenance::backup(settings, to),
+                args.config.as_deref(),
+            )
+        }
         Command::Backfill(args) => {
             let config = args.config.clone();
             with_runtime(
@@ -206,5 +229,37 @@ async fn serve(settings: Settings) -> u8 {
             eprintln!("error: {e}");
             EXIT_FAILED
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every argument of every subcommand tells what it is for in `--help`.
+    #[test]
+    fn every_argument_is_described() {
+        fn undescribed(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg
+                    .get_help()
+                    .is_none_or(|help| help.to_string().trim().is_empty())
+                {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                undescribed(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        undescribed(&Cli::command(), "appstore-ledger", &mut missing);
+        assert_eq!(missing, Vec::<String>::new());
     }
 }

@@ -26,12 +26,19 @@ pub enum UserAction {
     /// Add a user; the password is read from standard input (asked twice,
     /// unseen, on a terminal), so it never lands in shell history.
     Add {
+        /// The user name to sign in with: 1 to 64 letters, digits, '.',
+        /// '_', '-' or '@', unique regardless of case.
         name: String,
+        /// What the user may see: support (the customer pages) or admin
+        /// (also the access log and the users).
         #[arg(long, value_enum)]
         role: Role,
     },
-    /// Remove a user.
-    Remove { name: String },
+    /// Remove a user and end their sessions.
+    Remove {
+        /// The user's name, in any case.
+        name: String,
+    },
     /// List the users: name, role, when added.
     List,
 }
@@ -74,7 +81,7 @@ pub(super) async fn user(settings: Settings, action: UserAction) -> u8 {
                 Ok(())
             }
             Ok(false) => Err(format!(
-                "a user named {} exists; remove it first",
+                "a user named {} exists (names are unique regardless of case); remove it first",
                 user.name
             )),
             Err(e) => Err(e.chain()),

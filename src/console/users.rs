@@ -61,6 +61,29 @@ pub fn check_name(name: &str) -> Result<(), UserError> {
     }
 }
 
+/// The most characters of a typed user name that sign-in keeps to count
+/// failures by: a name is at most 64, and a longer one is no user's.
+const MAX_KEY_CHARS: usize = 80;
+
+/// What failed sign-ins are counted by for the name typed: its lower case
+/// (names are unique regardless of case, so `ANA` and `ana` share one
+/// count), control characters written as `\u{..}` escapes (a NUL cannot be
+/// stored in PostgreSQL's text), at most [`MAX_KEY_CHARS`] characters.
+pub fn failure_key(typed: &str) -> String {
+    typed
+        .chars()
+        .take(MAX_KEY_CHARS)
+        .flat_map(char::to_lowercase)
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// An argon2id hash of `password` with a fresh salt, as a PHC string.
 pub fn hash_password(password: &str) -> Result<String, UserError> {
     if password.chars().count() < MIN_PASSWORD_CHARS {
@@ -102,6 +125,13 @@ mod tests {
         assert!(verify_password(&first, "correct horse battery"));
         assert!(!verify_password(&first, "correct horse batterY"));
         assert!(!verify_password("not a hash", "correct horse battery"));
+    }
+
+    #[test]
+    fn failures_are_counted_by_a_bounded_lower_case_key_without_control_characters() {
+        assert_eq!(failure_key("Ana.Support"), "ana.support");
+        assert_eq!(failure_key("ana\0x\nINFO"), "ana\\u{0}x\\u{a}info");
+        assert_eq!(failure_key(&"A".repeat(1000)), "a".repeat(80));
     }
 
     #[test]

@@ -1,5 +1,11 @@
 //! The HTTP interface: routes, shared state, and the error answer format.
 
+// Values from outside (dates, prices, counts Apple signed or a request
+// sent) pass through here: arithmetic is checked or saturating, so that no
+// value can overflow into a panic or a wrapped answer; an exception says
+// why it cannot overflow.
+#![warn(clippy::arithmetic_side_effects)]
+
 mod connections;
 mod console;
 mod health;
@@ -8,6 +14,7 @@ mod rejections;
 mod transactions;
 
 pub use connections::ConnectionLimits;
+pub use console::render as console_render;
 pub use rejections::{spawn_flusher, RejectionTally};
 pub use transactions::ReportLimiter;
 mod views;
@@ -55,10 +62,38 @@ pub struct AppState {
 #[derive(Debug)]
 pub struct ConsoleState {
     pub settings: crate::config::ConsoleSettings,
-    /// The service speaks TLS itself: cookies are marked `Secure`.
+    /// The service speaks TLS itself: cookies are marked `Secure`, and
+    /// answers carry `Strict-Transport-Security`.
     pub secure_cookies: bool,
     /// Where a load balancer puts the client's address (its last entry).
     pub client_address_header: Option<axum::http::HeaderName>,
+    /// Signs the sign-in form's token (the key every instance shares).
+    login_key: ring::hmac::Key,
+    /// Sign-ins checking a password or waiting to: beyond its permits, 429.
+    sign_ins: tokio::sync::Semaphore,
+    /// Passwords checked at once.
+    password_checks: tokio::sync::Semaphore,
+}
+
+impl ConsoleState {
+    /// `login_key`: the shared secret from [`crate::store::Store::console_secret`].
+    pub fn new(
+        settings: crate::config::ConsoleSettings,
+        secure_cookies: bool,
+        client_address_header: Option<axum::http::HeaderName>,
+        login_key: &[u8],
+    ) -> ConsoleState {
+        let checks = settings.password_checks_at_once;
+        let waiting = settings.password_checks_waiting;
+        ConsoleState {
+            sign_ins: tokio::sync::Semaphore::new(checks.saturating_add(waiting)),
+            password_checks: tokio::sync::Semaphore::new(checks),
+            login_key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, login_key),
+            settings,
+            secure_cookies,
+            client_address_header,
+        }
+    }
 }
 
 /// Every route; `/metrics` too unless it has a listener of its own
@@ -95,8 +130,13 @@ pub fn router(
     if with_metrics {
         routes = routes.route("/metrics", get(health::metrics));
     }
+    let tls = state.console.secure_cookies;
     routes
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(refuse_nul))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            common_headers(tls, request, next)
+        }))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn(move |request, next| {
             refuse_oversized(max_body_bytes, request, next)
@@ -169,6 +209,52 @@ async fn refuse_oversized(
         .into_response();
     }
     next.run(request).await
+}
+
+/// A NUL byte (`%00`) in the path or the query is refused before any
+/// handler sees it: no name, id or filter holds one, and PostgreSQL's text
+/// cannot, so it would otherwise reach the database and fail there (503).
+async fn refuse_nul(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let uri = request.uri();
+    let has_nul = |text: &str| {
+        text.as_bytes()
+            .windows(3)
+            .any(|w| w.eq_ignore_ascii_case(b"%00"))
+    };
+    if has_nul(uri.path()) || uri.query().is_some_and(has_nul) {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_QUERY",
+            "a NUL byte (%00) is not accepted in a path or a query",
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Every answer: not to be cached (entitlements, refunds and console pages
+/// are about customers and change at any moment), and when the service
+/// speaks TLS itself, to be asked for over HTTPS only from now on.
+async fn common_headers(
+    tls: bool,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    if !headers.contains_key(axum::http::header::CACHE_CONTROL) {
+        headers.insert(
+            axum::http::header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-store"),
+        );
+    }
+    if tls {
+        headers.insert(
+            axum::http::header::STRICT_TRANSPORT_SECURITY,
+            axum::http::HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    response
 }
 
 async fn not_found() -> ApiError {

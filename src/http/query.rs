@@ -315,7 +315,9 @@ pub(super) async fn entitlements(
         params.original_transaction_id,
         params.transaction_id,
     ) {
-        (Some(token), None, None) => ItemQuery::AppAccountToken(token),
+        (Some(token), None, None) => {
+            ItemQuery::AppAccountToken(crate::model::app_account_token_key(&token))
+        }
         (None, Some(id), None) => ItemQuery::OriginalTransactionId(id),
         (None, None, Some(id)) => ItemQuery::TransactionId(id),
         _ => {
@@ -524,7 +526,13 @@ pub(super) fn to_csv(rows: &[RefundEntry]) -> String {
 /// A leading formula character is defused so that a spreadsheet shows the
 /// text instead of running it.
 fn defuse(text: &str) -> String {
-    if text.starts_with(['=', '+', '-', '@']) {
+    // A spreadsheet skips leading tabs, returns and spaces before it reads a
+    // formula (OWASP's list: = + - @ TAB CR), so they count as its start.
+    let formula = text.starts_with(['\t', '\r', '\n'])
+        || text
+            .trim_start_matches([' ', '\t', '\r', '\n'])
+            .starts_with(['=', '+', '-', '@']);
+    if formula {
         format!("'{text}")
     } else {
         text.to_owned()
@@ -564,6 +572,18 @@ mod tests {
         );
         assert_eq!(decode_cursor("!!"), None);
         assert_eq!(decode_cursor(&URL_SAFE_NO_PAD.encode("x:y")), None);
+    }
+
+    #[test]
+    fn a_formula_behind_tabs_returns_or_spaces_is_defused_too() {
+        for text in [
+            "\t=2+5", "\r=2+5", "\n=2+5", " =2+5", "\t", "\rplain", "-1", "@x",
+        ] {
+            assert_eq!(defuse(text), format!("'{text}"), "{text:?}");
+        }
+        for text in ["plain", "a=b", "", " plain", "9.99"] {
+            assert_eq!(defuse(text), text, "{text:?}");
+        }
     }
 
     #[test]

@@ -49,7 +49,7 @@ impl ReportLimiter {
         if *count >= self.per_minute {
             return Some(Duration::from_secs(60).saturating_sub(now.duration_since(*start)));
         }
-        *count += 1;
+        *count = count.saturating_add(1);
         None
     }
 }
@@ -127,6 +127,20 @@ async fn report_inner(
             invalid(&rejection.body_text())
         }
     })?;
+    // Nothing a report holds has a NUL; PostgreSQL could not keep one.
+    let fields = [
+        &body.signed_transaction,
+        &body.signed_renewal_info,
+        &body.app_account_token,
+        &body.transaction_id,
+        &body.receipt,
+    ];
+    if fields
+        .iter()
+        .any(|f| f.as_deref().is_some_and(|f| f.contains('\0')))
+    {
+        return Err(invalid("a NUL character is not accepted"));
+    }
     let report = match (body.signed_transaction, body.transaction_id, body.receipt) {
         (Some(signed_transaction), None, None) => AppReport::Signed {
             signed_transaction,
@@ -150,7 +164,9 @@ async fn report_inner(
         &state.ingest,
         &state.store,
         report,
-        body.app_account_token,
+        body.app_account_token
+            .as_deref()
+            .map(crate::model::app_account_token_key),
     )
     .await
     .map_err(|e| refused(&e))?;

@@ -8,9 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::jws::VerifiedNotification;
 use crate::model::{
-    AutoRenewStatus, ExpirationIntent, InAppOwnershipType, JwsRenewalInfoDecodedPayload,
-    JwsTransactionDecodedPayload, NotificationType, PriceIncreaseStatus, ProductType,
-    RevocationReason, RevocationType, SubscriptionStatus, Subtype,
+    app_account_token_key, AutoRenewStatus, ExpirationIntent, InAppOwnershipType,
+    JwsRenewalInfoDecodedPayload, JwsTransactionDecodedPayload, NotificationType,
+    PriceIncreaseStatus, ProductType, RevocationReason, RevocationType, SubscriptionStatus,
+    Subtype,
 };
 
 /// One verified notification, as the ledger sees it. Apple's answers to
@@ -29,7 +30,11 @@ pub struct Event {
     pub data: Option<EventData>,
     /// The appAccountToken a backend said the purchase belongs to, when the
     /// app reported the transaction (POST /v1/transactions).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::model::app_account_token_de"
+    )]
     pub reported_app_account_token: Option<String>,
 }
 
@@ -80,7 +85,7 @@ pub struct TransactionFacts {
     pub revocation_percentage: Option<i64>,
     #[serde(default)]
     pub is_upgraded: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::model::app_account_token_de")]
     pub app_account_token: Option<String>,
     #[serde(default)]
     pub in_app_ownership_type: Option<InAppOwnershipType>,
@@ -114,7 +119,7 @@ pub struct RenewalFacts {
     pub renewal_price: Option<i64>,
     #[serde(default)]
     pub signed_date: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::model::app_account_token_de")]
     pub app_account_token: Option<String>,
 }
 
@@ -140,7 +145,7 @@ impl TransactionFacts {
             revocation_type: t.revocation_type.clone(),
             revocation_percentage: t.revocation_percentage,
             is_upgraded: t.is_upgraded,
-            app_account_token: t.app_account_token.clone(),
+            app_account_token: t.app_account_token.as_deref().map(app_account_token_key),
             in_app_ownership_type: t.in_app_ownership_type.clone(),
             price: t.price,
             currency: t.currency.clone(),
@@ -162,7 +167,7 @@ impl RenewalFacts {
             price_increase_status: r.price_increase_status,
             renewal_price: r.renewal_price,
             signed_date: millis(r.signed_date),
-            app_account_token: r.app_account_token.clone(),
+            app_account_token: r.app_account_token.as_deref().map(app_account_token_key),
         }
     }
 }

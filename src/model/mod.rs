@@ -4,6 +4,12 @@
 //! keeps the fields it does not know in `unknown_fields`, so a newer payload
 //! decodes and re-encodes without loss.
 
+// Values from outside (dates, prices, counts Apple signed or a request
+// sent) pass through here: arithmetic is checked or saturating, so that no
+// value can overflow into a panic or a wrapped answer; an exception says
+// why it cannot overflow.
+#![warn(clippy::arithmetic_side_effects)]
+
 mod app_transaction;
 mod enums;
 mod notification;
@@ -21,6 +27,22 @@ pub use receipt::{receipt_purchases, ReceiptError, ReceiptPurchase};
 pub use renewal_info::JwsRenewalInfoDecodedPayload;
 pub use timestamp::Timestamp;
 pub use transaction::JwsTransactionDecodedPayload;
+
+/// How an `appAccountToken` is kept and compared: it is a UUID, which
+/// Swift's `UUID().uuidString` writes in upper case and Apple's JSON in lower
+/// case; the same token either way. Lower case, as Apple's JSON has it.
+pub fn app_account_token_key(token: &str) -> String {
+    token.to_ascii_lowercase()
+}
+
+/// Deserializes an optional `appAccountToken` into its [`app_account_token_key`].
+pub fn app_account_token_de<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let token: Option<String> = serde::Deserialize::deserialize(deserializer)?;
+    Ok(token.as_deref().map(app_account_token_key))
+}
 
 /// Declares one of Apple's JSON objects: every field optional and omitted when
 /// absent, unknown fields kept.

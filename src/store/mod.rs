@@ -14,6 +14,7 @@ mod types;
 pub use types::*;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 use crate::finding::Finding;
@@ -119,6 +120,29 @@ impl Store {
                 "must start with sqlite: or postgres:".into(),
             ))
         }
+    }
+
+    /// Copies a SQLite database to a new file at `to` while it is in use
+    /// (see `sqlite::backup`); returns the copy's size in bytes. PostgreSQL
+    /// is backed up with its own tools (`pg_dump`).
+    pub async fn backup(settings: &DatabaseSettings, to: &Path) -> Result<u64, StoreError> {
+        if is_postgres(&settings.url) {
+            return Err(StoreError::UnsupportedUrl(
+                "backup copies a SQLite database; back up PostgreSQL with pg_dump (see the README)"
+                    .into(),
+            ));
+        }
+        if !settings.url.starts_with("sqlite:") {
+            return Err(StoreError::UnsupportedUrl(
+                "must start with sqlite: or postgres:".into(),
+            ));
+        }
+        sqlite::backup(
+            &settings.url,
+            Duration::from_millis(settings.busy_timeout_ms),
+            to,
+        )
+        .await
     }
 
     /// Stores a notification durably, once: a repeat of its
@@ -401,8 +425,12 @@ impl Store {
         on_backend!(self, b => b.console_users().await)
     }
 
-    /// A console user's role and password hash.
-    pub async fn console_login(&self, name: &str) -> Result<Option<(String, String)>, StoreError> {
+    /// A console user's name as added, role and password hash, by the name
+    /// in any case.
+    pub async fn console_login(
+        &self,
+        name: &str,
+    ) -> Result<Option<(String, String, String)>, StoreError> {
         on_backend!(self, b => b.console_login(name).await)
     }
 
@@ -423,39 +451,47 @@ impl Store {
     }
 
     /// The session, seen now, unless it was idle since before `idle_since`
-    /// (then it is over and deleted) or its user was removed.
+    /// or began before `created_since` (then it is over and deleted) or its
+    /// user was removed.
     pub async fn console_session(
         &self,
         token_sha256: &str,
         idle_since: i64,
+        created_since: i64,
         now: i64,
     ) -> Result<Option<ConsoleSession>, StoreError> {
-        on_backend!(self, b => b.console_session(token_sha256, idle_since, now).await)
+        on_backend!(self, b => b.console_session(token_sha256, idle_since, created_since, now).await)
     }
 
     pub async fn delete_console_session(&self, token_sha256: &str) -> Result<(), StoreError> {
         on_backend!(self, b => b.delete_console_session(token_sha256).await)
     }
 
-    /// Notes a failed sign-in; forgets those before `forget_before`.
-    pub async fn note_login_failure(
+    /// Reserves a sign-in attempt before its password is checked: `None`
+    /// when `allowed` failed or reserved attempts since `since` are counted
+    /// for `user_key` or for `address` already (then refuse), else the id of
+    /// the attempt, which counts as failed until it is forgotten. Attempts
+    /// checked at once on any instance cannot all slip under the limit.
+    pub async fn reserve_login_attempt(
         &self,
-        user_name: &str,
+        user_key: &str,
         address: &str,
         now: i64,
-        forget_before: i64,
-    ) -> Result<(), StoreError> {
-        on_backend!(self, b => b.note_login_failure(user_name, address, now, forget_before).await)
+        since: i64,
+        allowed: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        on_backend!(self, b => b.reserve_login_attempt(user_key, address, now, since, allowed).await)
     }
 
-    /// Failed sign-ins since `since`, for this user name and from this address.
-    pub async fn login_failures(
-        &self,
-        user_name: &str,
-        address: &str,
-        since: i64,
-    ) -> Result<(i64, i64), StoreError> {
-        on_backend!(self, b => b.login_failures(user_name, address, since).await)
+    /// Takes back a reserved attempt whose password was right.
+    pub async fn forget_login_attempt(&self, id: i64) -> Result<(), StoreError> {
+        on_backend!(self, b => b.forget_login_attempt(id).await)
+    }
+
+    /// The secret called `name`, made from `fresh` the first time any
+    /// instance asks: every instance then shares it.
+    pub async fn console_secret(&self, name: &str, fresh: &str) -> Result<String, StoreError> {
+        on_backend!(self, b => b.console_secret(name, fresh).await)
     }
 
     /// An item's stored notifications and Apple's answers, in no order.

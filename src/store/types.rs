@@ -135,6 +135,8 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("the database schema could not be migrated")]
     Migration(#[source] Arc<sqlx::migrate::MigrateError>),
+    #[error("the backup could not be written")]
+    Backup(#[source] Arc<std::io::Error>),
 }
 
 impl StoreError {

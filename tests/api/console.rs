@@ -393,6 +393,22 @@ async fn over_tls_the_cookies_are_secure() {
         .cookie_line("console_session")
         .unwrap()
         .contains("; Secure"));
+    // Over TLS every answer tells the browser to keep to HTTPS.
+    for path in ["/console/login", "/health", "/v1/refunds"] {
+        let response = client
+            .get(format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response
+                .headers()
+                .get("strict-transport-security")
+                .and_then(|v| v.to_str().ok()),
+            Some("max-age=31536000"),
+            "{path}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,6 +19,7 @@ mod pg;
 pub const POSTGRES: bool = false;
 
 mod appstore;
+mod backup;
 mod browser;
 mod check;
 mod config;
@@ -29,6 +30,7 @@ mod crash;
 mod effects;
 mod fake_apple;
 mod faults;
+mod hardening;
 mod health;
 mod https;
 mod instances;

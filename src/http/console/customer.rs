@@ -76,7 +76,7 @@ pub(super) async fn search(
         return Html(pages::search(&session, "", None).into_string()).into_response();
     }
     for by in [
-        ItemQuery::AppAccountToken(query.to_owned()),
+        ItemQuery::AppAccountToken(crate::model::app_account_token_key(query)),
         ItemQuery::OriginalTransactionId(query.to_owned()),
         ItemQuery::TransactionId(query.to_owned()),
         ItemQuery::Purchase(query.to_owned()),
@@ -162,13 +162,15 @@ pub(super) struct CustomerParams {
 }
 
 /// What one item's part of the timeline shows.
-struct ItemStory {
-    item: LedgerItem,
-    steps: Vec<Step>,
+pub struct ItemStory {
+    pub item: LedgerItem,
+    /// Its notifications and Apple's answers in the ledger's order, each
+    /// with the state after it.
+    pub steps: Vec<Step>,
     /// When each notification or answer reached us, by its id.
-    arrived: HashMap<String, i64>,
-    refunds: Vec<RefundEntry>,
-    findings: Vec<FindingEntry>,
+    pub arrived: HashMap<String, i64>,
+    pub refunds: Vec<RefundEntry>,
+    pub findings: Vec<FindingEntry>,
 }
 
 async fn story(state: &AppState, item: LedgerItem) -> Result<ItemStory, crate::store::StoreError> {
@@ -216,7 +218,7 @@ pub(super) async fn customer(
 ) -> Response {
     let (query, subject) = match (params.app_account_token, params.original_transaction_id) {
         (Some(token), None) => (
-            ItemQuery::AppAccountToken(token.clone()),
+            ItemQuery::AppAccountToken(crate::model::app_account_token_key(&token)),
             format!("appAccountToken={token}"),
         ),
         (None, Some(id)) => (
@@ -271,7 +273,7 @@ fn yes_no(value: bool) -> Markup {
     }
 }
 
-fn timeline_page(subject: &str, stories: &[ItemStory], now: i64) -> Markup {
+pub(super) fn timeline_page(subject: &str, stories: &[ItemStory], now: i64) -> Markup {
     html! {
         h1 { "Customer " code { (subject) } }
         p.muted { (stories.len()) " subscription(s) and purchase(s); dates in UTC; prices in the currency Apple gave." }

@@ -7,12 +7,12 @@
 mod audit;
 mod customer;
 mod pages;
+mod sign_in;
 mod svg;
 
 use std::net::SocketAddr;
-use std::sync::OnceLock;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -25,20 +25,33 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::AppState;
-use crate::console::users::verify_password;
 use crate::model::Timestamp;
 use crate::store::ConsoleSession;
 
 const SESSION_COOKIE: &str = "console_session";
 /// Binds the sign-in form to the browser that asked for it.
 const LOGIN_COOKIE: &str = "console_login";
-/// Failed sign-ins are counted over this window.
-const FAILURE_WINDOW_MS: i64 = 15 * 60 * 1000;
 
 /// No inline script or style, nothing from elsewhere, no framing.
 const CONTENT_SECURITY_POLICY: &str =
     "default-src 'none'; style-src 'self'; img-src 'self' data:; \
      form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The console's pages as pure functions of what they show: what the fuzz
+/// target renders from extreme and hostile values (no panic, bounded size).
+pub mod render {
+    pub use super::customer::ItemStory;
+
+    /// A customer's timeline page (its SVG included), as HTML.
+    pub fn customer_timeline(subject: &str, stories: &[ItemStory], now: i64) -> String {
+        super::customer::timeline_page(subject, stories, now).into_string()
+    }
+
+    /// The refund audit page for `rows` (unfiltered), as HTML.
+    pub fn refund_audit(rows: &[crate::store::RefundEntry], more: bool) -> String {
+        super::audit::refund_page(&super::audit::RefundForm::default(), rows, more).into_string()
+    }
+}
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -52,7 +65,10 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/console/delivery", get(audit::delivery))
         .route("/console/access-log", get(audit::access_log))
         .route("/console/users", get(audit::users))
-        .route("/console/login", get(login_page).post(login))
+        .route(
+            "/console/login",
+            get(sign_in::login_page).post(sign_in::login),
+        )
         .route("/console/logout", post(logout))
         .route("/console/style.css", get(style))
         .layer(axum::middleware::from_fn(security_headers))
@@ -170,12 +186,13 @@ async fn session(
         return Ok(None);
     };
     let now = Timestamp::now().as_millis();
-    let idle_ms = i64::try_from(state.console.settings.session_idle_minutes)
-        .unwrap_or(i64::MAX / 60_000)
-        .saturating_mul(60_000);
+    let minutes = |m: u64| i64::try_from(m).unwrap_or(i64::MAX).saturating_mul(60_000);
+    let settings = &state.console.settings;
+    let idle_since = now.saturating_sub(minutes(settings.session_idle_minutes));
+    let created_since = now.saturating_sub(minutes(settings.session_max_minutes));
     state
         .store
-        .console_session(&sha256_hex(token), now.saturating_sub(idle_ms), now)
+        .console_session(&sha256_hex(token), idle_since, created_since, now)
         .await
         .map_err(|_| unavailable())
 }
@@ -243,153 +260,6 @@ async fn open_page(
 /// A page shown to a signed-in agent.
 fn show(title: &str, session: &ConsoleSession, body: maud::Markup) -> Response {
     Html(pages::page(title, Some(session), body).into_string()).into_response()
-}
-
-/// The sign-in form with a fresh token bound to a cookie of its own.
-fn login_form(
-    state: &AppState,
-    status: StatusCode,
-    user_name: &str,
-    error: Option<&str>,
-) -> Response {
-    let Some(csrf) = random_token() else {
-        return unavailable();
-    };
-    let mut response = (
-        status,
-        Html(pages::login(&csrf, user_name, error).into_string()),
-    )
-        .into_response();
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(state, LOGIN_COOKIE, &csrf, None),
-    );
-    response
-}
-
-async fn login_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match state.store.has_console_users().await {
-        Ok(true) => {}
-        Ok(false) => return console_off(),
-        Err(_) => return unavailable(),
-    }
-    match session(&state, &headers).await {
-        Ok(Some(_)) => Redirect::to("/console").into_response(),
-        Ok(None) => login_form(&state, StatusCode::OK, "", None),
-        Err(response) => response,
-    }
-}
-
-#[derive(Deserialize)]
-struct LoginForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    username: String,
-    #[serde(default)]
-    password: String,
-}
-
-/// A hash to verify against when the user does not exist, so that a
-/// missing user takes as long as a wrong password.
-fn decoy_hash() -> &'static str {
-    static DECOY: OnceLock<String> = OnceLock::new();
-    DECOY.get_or_init(|| {
-        crate::console::users::hash_password("decoy password, never a user's").unwrap_or_default()
-    })
-}
-
-async fn login(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Form(form): Form<LoginForm>,
-) -> Response {
-    match state.store.has_console_users().await {
-        Ok(true) => {}
-        Ok(false) => return console_off(),
-        Err(_) => return unavailable(),
-    }
-    let bound = cookie(&headers, LOGIN_COOKIE).is_some_and(|token| same(token, &form.csrf));
-    if !bound {
-        return login_form(
-            &state,
-            StatusCode::FORBIDDEN,
-            &form.username,
-            Some("The form expired; sign in again."),
-        );
-    }
-    let now = Timestamp::now().as_millis();
-    let address = client_address(&state, &headers, peer);
-    let allowed = i64::from(state.console.settings.login_failures_allowed);
-    let (by_user, by_address) = match state
-        .store
-        .login_failures(&form.username, &address, now - FAILURE_WINDOW_MS)
-        .await
-    {
-        Ok(counts) => counts,
-        Err(_) => return unavailable(),
-    };
-    if by_user >= allowed || by_address >= allowed {
-        tracing::warn!(user = %form.username, %address, "console sign-in refused: too many failures");
-        return login_form(
-            &state,
-            StatusCode::TOO_MANY_REQUESTS,
-            &form.username,
-            Some("Too many failed sign-ins; wait 15 minutes."),
-        );
-    }
-    let known = match state.store.console_login(&form.username).await {
-        Ok(known) => known,
-        Err(_) => return unavailable(),
-    };
-    let hash = known
-        .as_ref()
-        .map_or_else(|| decoy_hash().to_owned(), |(_, hash)| hash.clone());
-    let password = form.password.clone();
-    let verified = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
-        .await
-        .unwrap_or(false);
-    if !(verified && known.is_some()) {
-        tracing::info!(user = %form.username, %address, "console sign-in failed");
-        if state
-            .store
-            .note_login_failure(&form.username, &address, now, now - FAILURE_WINDOW_MS)
-            .await
-            .is_err()
-        {
-            return unavailable();
-        }
-        return login_form(
-            &state,
-            StatusCode::UNAUTHORIZED,
-            &form.username,
-            Some("Wrong user name or password."),
-        );
-    }
-    let (Some(token), Some(csrf)) = (random_token(), random_token()) else {
-        return unavailable();
-    };
-    if state
-        .store
-        .create_console_session(&sha256_hex(&token), &form.username, &csrf, now)
-        .await
-        .is_err()
-    {
-        return unavailable();
-    }
-    tracing::info!(user = %form.username, %address, "console sign-in");
-    let mut response = Redirect::to("/console").into_response();
-    let headers = response.headers_mut();
-    headers.append(
-        header::SET_COOKIE,
-        set_cookie(&state, SESSION_COOKIE, &token, None),
-    );
-    headers.append(
-        header::SET_COOKIE,
-        set_cookie(&state, LOGIN_COOKIE, "", Some(0)),
-    );
-    response
 }
 
 #[derive(Deserialize)]

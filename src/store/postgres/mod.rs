@@ -31,7 +31,21 @@ const MIGRATE_LOCK: i64 = 0x6170_7073_746f_7265; // "appstore"
 /// `postgres://user:password@host:5432/dbname?sslmode=verify-full`, with
 /// the options libpq's URLs have (`sslmode`, `sslrootcert`, ...).
 pub(super) fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
-    PgConnectOptions::from_str(url).map_err(|e| StoreError::Open(std::sync::Arc::new(e)))
+    // Notices (the migrator's "already exists, skipping") say nothing an
+    // operator must act on, and would land on a command's stderr; warnings
+    // and errors still come. A URL's own `options` setting wins.
+    PgConnectOptions::from_str(url)
+        .map(|options| {
+            let asked = options
+                .get_options()
+                .is_some_and(|o| o.contains("client_min_messages"));
+            if asked {
+                options
+            } else {
+                options.options([("client_min_messages", "warning")])
+            }
+        })
+        .map_err(|e| StoreError::Open(std::sync::Arc::new(e)))
 }
 
 /// Applies what is missing of the schema; safe when several instances

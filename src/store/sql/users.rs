@@ -5,7 +5,9 @@ macro_rules! users {
     ($conn:ty, $store:ty) => {
         use $crate::store::{ConsoleSession, ConsoleUser};
 
-        /// Adds a user unless one has that name; true when added.
+        /// Adds a user unless one has that name in any case; true when
+        /// added. (No conflict target: the one that matters is the unique
+        /// index on `lower(name)`.)
         pub(super) async fn add_console_user(
             conn: &mut $conn,
             user: &ConsoleUser,
@@ -13,7 +15,7 @@ macro_rules! users {
         ) -> Result<bool, sqlx::Error> {
             let added = sqlx::query(
                 "INSERT INTO console_users (name, role, password_hash, created_at)
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
             )
             .bind(&user.name)
             .bind(&user.role)
@@ -24,16 +26,19 @@ macro_rules! users {
             Ok(added.rows_affected() == 1)
         }
 
-        /// True when there was such a user.
+        /// True when there was such a user (its name in any case).
         pub(super) async fn remove_console_user(
             conn: &mut $conn,
             name: &str,
         ) -> Result<bool, sqlx::Error> {
-            sqlx::query("DELETE FROM console_sessions WHERE user_name = $1")
-                .bind(name)
-                .execute(&mut *conn)
-                .await?;
-            let removed = sqlx::query("DELETE FROM console_users WHERE name = $1")
+            sqlx::query(
+                "DELETE FROM console_sessions WHERE user_name IN
+                 (SELECT name FROM console_users WHERE lower(name) = lower($1))",
+            )
+            .bind(name)
+            .execute(&mut *conn)
+            .await?;
+            let removed = sqlx::query("DELETE FROM console_users WHERE lower(name) = lower($1)")
                 .bind(name)
                 .execute(&mut *conn)
                 .await?;
@@ -60,13 +65,15 @@ macro_rules! users {
                 .collect())
         }
 
-        /// A user's role and password hash.
+        /// A user's name as added, role and password hash, by its name in
+        /// any case.
         pub(super) async fn console_login(
             conn: &mut $conn,
             name: &str,
-        ) -> Result<Option<(String, String)>, sqlx::Error> {
+        ) -> Result<Option<(String, String, String)>, sqlx::Error> {
             sqlx::query_as(
-                "SELECT CAST(role AS TEXT), CAST(password_hash AS TEXT) FROM console_users WHERE name = $1",
+                "SELECT CAST(name AS TEXT), CAST(role AS TEXT), CAST(password_hash AS TEXT)
+                 FROM console_users WHERE lower(name) = lower($1)",
             )
             .bind(name)
             .fetch_optional(&mut *conn)
@@ -103,19 +110,24 @@ macro_rules! users {
         }
 
         /// The session with this token's hash, of a user that still exists,
-        /// seen at `now` if it was seen since `idle_since`; an idle one is
-        /// deleted.
+        /// seen at `now` if it was seen since `idle_since` and began since
+        /// `created_since`; one that is over is deleted.
         pub(super) async fn console_session(
             conn: &mut $conn,
             token_sha256: &str,
             idle_since: i64,
+            created_since: i64,
             now: i64,
         ) -> Result<Option<ConsoleSession>, sqlx::Error> {
-            sqlx::query("DELETE FROM console_sessions WHERE token_sha256 = $1 AND last_seen_at < $2")
-                .bind(token_sha256)
-                .bind(idle_since)
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query(
+                "DELETE FROM console_sessions
+                 WHERE token_sha256 = $1 AND (last_seen_at < $2 OR created_at < $3)",
+            )
+            .bind(token_sha256)
+            .bind(idle_since)
+            .bind(created_since)
+            .execute(&mut *conn)
+            .await?;
             sqlx::query("UPDATE console_sessions SET last_seen_at = $2 WHERE token_sha256 = $1")
                 .bind(token_sha256)
                 .bind(now)
@@ -147,46 +159,78 @@ macro_rules! users {
                 .map(drop)
         }
 
-        /// Notes a failed sign-in and forgets those older than `forget_before`.
-        pub(super) async fn note_login_failure(
+        /// Reserves a sign-in attempt for `user_key` from `address`: unless
+        /// `allowed` failures (reservations included) are already counted
+        /// for either since `since`, notes one now and returns its id. The
+        /// attempt counts as failed until [`forget_login_attempt`] takes it
+        /// back, so that attempts checked at once cannot all pass the limit.
+        /// The caller serializes reservations (SQLite's single writer,
+        /// PostgreSQL's advisory locks).
+        pub(super) async fn reserve_login_attempt(
             conn: &mut $conn,
-            user_name: &str,
+            user_key: &str,
             address: &str,
             now: i64,
-            forget_before: i64,
-        ) -> Result<(), sqlx::Error> {
+            since: i64,
+            allowed: i64,
+        ) -> Result<Option<i64>, sqlx::Error> {
             sqlx::query("DELETE FROM console_login_failures WHERE failed_at < $1")
-                .bind(forget_before)
+                .bind(since)
                 .execute(&mut *conn)
                 .await?;
-            sqlx::query(
-                "INSERT INTO console_login_failures (user_name, address, failed_at) VALUES ($1, $2, $3)",
-            )
-            .bind(user_name)
-            .bind(address)
-            .bind(now)
-            .execute(&mut *conn)
-            .await
-            .map(drop)
-        }
-
-        /// Failed sign-ins since `since`: for this user name, from this address.
-        pub(super) async fn login_failures(
-            conn: &mut $conn,
-            user_name: &str,
-            address: &str,
-            since: i64,
-        ) -> Result<(i64, i64), sqlx::Error> {
-            sqlx::query_as(
+            let (by_user, by_address): (i64, i64) = sqlx::query_as(
                 "SELECT
                      (SELECT count(*) FROM console_login_failures WHERE user_name = $1 AND failed_at >= $3),
                      (SELECT count(*) FROM console_login_failures WHERE address = $2 AND failed_at >= $3)",
             )
-            .bind(user_name)
+            .bind(user_key)
             .bind(address)
             .bind(since)
             .fetch_one(&mut *conn)
-            .await
+            .await?;
+            if by_user >= allowed || by_address >= allowed {
+                return Ok(None);
+            }
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO console_login_failures (user_name, address, failed_at)
+                 VALUES ($1, $2, $3) RETURNING id",
+            )
+            .bind(user_key)
+            .bind(address)
+            .bind(now)
+            .fetch_one(&mut *conn)
+            .await?;
+            Ok(Some(id))
+        }
+
+        /// Takes back a reserved attempt: the password was right.
+        pub(super) async fn forget_login_attempt(
+            conn: &mut $conn,
+            id: i64,
+        ) -> Result<(), sqlx::Error> {
+            sqlx::query("DELETE FROM console_login_failures WHERE id = $1")
+                .bind(id)
+                .execute(&mut *conn)
+                .await
+                .map(drop)
+        }
+
+        /// The key that signs sign-in forms: the stored one, or `fresh`
+        /// when none is stored yet (then kept for every instance).
+        pub(super) async fn console_secret(
+            conn: &mut $conn,
+            name: &str,
+            fresh: &str,
+        ) -> Result<String, sqlx::Error> {
+            sqlx::query("INSERT INTO console_secrets (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(name)
+                .bind(fresh)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query_scalar("SELECT CAST(value AS TEXT) FROM console_secrets WHERE name = $1")
+                .bind(name)
+                .fetch_one(&mut *conn)
+                .await
         }
 
         /// The reads, on a connection of the backend's read pool.
@@ -200,7 +244,7 @@ macro_rules! users {
             pub(in crate::store) async fn console_login(
                 &self,
                 name: &str,
-            ) -> Result<Option<(String, String)>, $crate::store::StoreError> {
+            ) -> Result<Option<(String, String, String)>, $crate::store::StoreError> {
                 console_login(&mut *self.read().await?, name)
                     .await
                     .map_err(unavailable)
@@ -210,17 +254,6 @@ macro_rules! users {
                 &self,
             ) -> Result<bool, $crate::store::StoreError> {
                 has_console_users(&mut *self.read().await?)
-                    .await
-                    .map_err(unavailable)
-            }
-
-            pub(in crate::store) async fn login_failures(
-                &self,
-                user_name: &str,
-                address: &str,
-                since: i64,
-            ) -> Result<(i64, i64), $crate::store::StoreError> {
-                login_failures(&mut *self.read().await?, user_name, address, since)
                     .await
                     .map_err(unavailable)
             }

@@ -25,7 +25,7 @@ mod readers;
 mod schema;
 mod users;
 
-pub(super) use schema::migrate;
+pub(super) use schema::{backup, migrate};
 use schema::{connect_options, MIGRATOR};
 
 use super::fold::{self, LedgerTx};

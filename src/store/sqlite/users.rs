@@ -43,10 +43,13 @@ impl SqliteStore {
         &self,
         token_sha256: &str,
         idle_since: i64,
+        created_since: i64,
         now: i64,
     ) -> Result<Option<ConsoleSession>, StoreError> {
-        self.in_own_transaction(async |tx| console_session(tx, token_sha256, idle_since, now).await)
-            .await
+        self.in_own_transaction(async |tx| {
+            console_session(tx, token_sha256, idle_since, created_since, now).await
+        })
+        .await
     }
 
     pub(in crate::store) async fn delete_console_session(
@@ -57,16 +60,32 @@ impl SqliteStore {
             .await
     }
 
-    pub(in crate::store) async fn note_login_failure(
+    pub(in crate::store) async fn reserve_login_attempt(
         &self,
-        user_name: &str,
+        user_key: &str,
         address: &str,
         now: i64,
-        forget_before: i64,
-    ) -> Result<(), StoreError> {
+        since: i64,
+        allowed: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        // BEGIN IMMEDIATE: the one writer reserves one attempt at a time.
         self.in_own_transaction(async |tx| {
-            note_login_failure(tx, user_name, address, now, forget_before).await
+            reserve_login_attempt(tx, user_key, address, now, since, allowed).await
         })
         .await
+    }
+
+    pub(in crate::store) async fn forget_login_attempt(&self, id: i64) -> Result<(), StoreError> {
+        self.in_own_transaction(async |tx| forget_login_attempt(tx, id).await)
+            .await
+    }
+
+    pub(in crate::store) async fn console_secret(
+        &self,
+        name: &str,
+        fresh: &str,
+    ) -> Result<String, StoreError> {
+        self.in_own_transaction(async |tx| console_secret(tx, name, fresh).await)
+            .await
     }
 }

@@ -170,7 +170,7 @@ fn status_answer(
 }
 
 /// Runs the check at `at` and keeps its findings, as `serve` does.
-async fn check_and_keep(app: &TestApp, at: i64) -> Vec<String> {
+pub(crate) async fn check_and_keep(app: &TestApp, at: i64) -> Vec<String> {
     let store = Store::connect(
         &appstore_ledger::config::Settings::load(Some(&app.config_path))
             .unwrap()
