@@ -46,21 +46,6 @@ impl StartupError {
     }
 }
 
-/// The name under which the console's sign-in form key is stored.
-const LOGIN_KEY_NAME: &str = "login_form_hmac_sha256";
-
-/// 32 random bytes, hex: a key to keep if none is stored yet.
-fn fresh_secret() -> Result<String, StartupError> {
-    use ring::rand::SecureRandom;
-    let mut bytes = [0u8; 32];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| {
-            StartupError::Config(ConfigError("no random numbers from the system".into()))
-        })?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 pub struct Application {
     check: crate::config::CheckSettings,
     appstore_api: Arc<crate::appstore_api::AppStoreApi>,
@@ -88,9 +73,6 @@ impl Application {
             _ => None,
         };
         let store = Store::connect(&settings.database).await?;
-        let login_key = store
-            .console_secret(LOGIN_KEY_NAME, &fresh_secret()?)
-            .await?;
         let ingest = Ingest::new(Verifier::new(anchors), &settings.apps);
         if settings.api.tokens.is_empty() {
             tracing::warn!(
@@ -130,7 +112,6 @@ impl Application {
                     .client_address_header
                     .as_deref()
                     .and_then(|name| axum::http::HeaderName::from_bytes(name.as_bytes()).ok()),
-                login_key.as_bytes(),
             )),
             rejections: Arc::clone(&rejections),
         };

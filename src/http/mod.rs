@@ -67,8 +67,10 @@ pub struct ConsoleState {
     pub secure_cookies: bool,
     /// Where a load balancer puts the client's address (its last entry).
     pub client_address_header: Option<axum::http::HeaderName>,
-    /// Signs the sign-in form's token (the key every instance shares).
-    login_key: ring::hmac::Key,
+    /// Signs the sign-in form's token: the key every instance shares, read
+    /// (or made) on the first sign-in, not at start-up, so that a service
+    /// on a database it cannot write to yet still starts and says so.
+    login_key: tokio::sync::OnceCell<ring::hmac::Key>,
     /// Sign-ins checking a password or waiting to: beyond its permits, 429.
     sign_ins: tokio::sync::Semaphore,
     /// Passwords checked at once.
@@ -76,19 +78,17 @@ pub struct ConsoleState {
 }
 
 impl ConsoleState {
-    /// `login_key`: the shared secret from [`crate::store::Store::console_secret`].
     pub fn new(
         settings: crate::config::ConsoleSettings,
         secure_cookies: bool,
         client_address_header: Option<axum::http::HeaderName>,
-        login_key: &[u8],
     ) -> ConsoleState {
         let checks = settings.password_checks_at_once;
         let waiting = settings.password_checks_waiting;
         ConsoleState {
             sign_ins: tokio::sync::Semaphore::new(checks.saturating_add(waiting)),
             password_checks: tokio::sync::Semaphore::new(checks),
-            login_key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, login_key),
+            login_key: tokio::sync::OnceCell::new(),
             settings,
             secure_cookies,
             client_address_header,

@@ -31,6 +31,30 @@ const FORM_LIFETIME_MS: i64 = 60 * 60 * 1000;
 /// How far ahead of this instance's clock another instance's may be.
 const CLOCK_SKEW_MS: i64 = 60 * 1000;
 
+/// The name under which the sign-in form key is stored.
+const LOGIN_KEY_NAME: &str = "login_form_hmac_sha256";
+
+/// The key that signs sign-in forms: the one every instance shares, made
+/// by whichever asks first; `None` when the database cannot give it.
+async fn login_key(state: &AppState) -> Option<&hmac::Key> {
+    state
+        .console
+        .login_key
+        .get_or_try_init(|| async {
+            let fresh = random_token().ok_or(())?;
+            let secret = state
+                .store
+                .console_secret(LOGIN_KEY_NAME, &fresh)
+                .await
+                .map_err(
+                    |e| tracing::error!(error = %e.chain(), "console sign-in key unavailable"),
+                )?;
+            Ok::<_, ()>(hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()))
+        })
+        .await
+        .ok()
+}
+
 /// A fresh form token: `{issued_at}.{nonce}.{mac}`, the MAC over the first
 /// two with the key every instance shares.
 fn issue_form_token(key: &hmac::Key, now: i64) -> Option<String> {
@@ -61,14 +85,18 @@ fn form_token_valid(key: &hmac::Key, token: &str, now: i64) -> bool {
 }
 
 /// The sign-in form with a fresh signed token, bound to a cookie of its own.
-fn login_form(
+async fn login_form(
     state: &AppState,
     status: StatusCode,
     user_name: &str,
     error: Option<&str>,
 ) -> Response {
     let now = Timestamp::now().as_millis();
-    let Some(token) = issue_form_token(&state.console.login_key, now) else {
+    let token = match login_key(state).await {
+        Some(key) => issue_form_token(key, now),
+        None => None,
+    };
+    let Some(token) = token else {
         return unavailable();
     };
     let mut response = (
@@ -91,7 +119,7 @@ pub(super) async fn login_page(State(state): State<AppState>, headers: HeaderMap
     }
     match session(&state, &headers).await {
         Ok(Some(_)) => Redirect::to("/console").into_response(),
-        Ok(None) => login_form(&state, StatusCode::OK, "", None),
+        Ok(None) => login_form(&state, StatusCode::OK, "", None).await,
         Err(response) => response,
     }
 }
@@ -142,14 +170,18 @@ pub(super) async fn login(
     let now = Timestamp::now().as_millis();
     let bound = !form.csrf.is_empty()
         && cookie(&headers, LOGIN_COOKIE).is_some_and(|token| same(token, &form.csrf))
-        && form_token_valid(&state.console.login_key, &form.csrf, now);
+        && match login_key(&state).await {
+            Some(key) => form_token_valid(key, &form.csrf, now),
+            None => return unavailable(),
+        };
     if !bound {
         return login_form(
             &state,
             StatusCode::FORBIDDEN,
             &form.username,
             Some("The form expired; sign in again."),
-        );
+        )
+        .await;
     }
     let address = client_address(&state, &headers, peer);
     // A bounded crowd waits for a check; the rest are told to come back.
@@ -160,7 +192,8 @@ pub(super) async fn login(
             StatusCode::TOO_MANY_REQUESTS,
             &form.username,
             Some("Too many sign-ins at once; try again in a moment."),
-        );
+        )
+        .await;
     };
     let Ok(checking) = state.console.password_checks.acquire().await else {
         return unavailable();
@@ -187,7 +220,8 @@ pub(super) async fn login(
                 StatusCode::TOO_MANY_REQUESTS,
                 &form.username,
                 Some("Too many failed sign-ins; wait 15 minutes."),
-            );
+            )
+            .await;
         }
         Err(_) => return unavailable(),
     };
@@ -211,7 +245,8 @@ pub(super) async fn login(
             StatusCode::UNAUTHORIZED,
             &form.username,
             Some("Wrong user name or password."),
-        );
+        )
+        .await;
     };
     if state.store.forget_login_attempt(attempt).await.is_err() {
         return unavailable();
