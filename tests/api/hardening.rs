@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::console::{add_user, browser, get, post, sign_in, PASSWORD};
 use crate::helpers::{config, on_suite_backend, pki, Served, TempDir, TestApp, API_TOKEN};
-use crate::ledger::{now, renewal, revoked, tx, Post, DAY};
+use crate::ledger::{now, revoked, tx, Post, DAY};
 
 const BIN: &str = env!("CARGO_BIN_EXE_appstore-ledger");
 
@@ -160,7 +160,13 @@ async fn signed_dates_at_the_ends_of_time_do_not_take_the_service_down() {
     // A subscription bought at the last millisecond i64 holds, ending
     // before it began, with no status from Apple to start its picture
     // earlier; and a purchase bought then.
-    let mut t = tx("end-of-time", "end-of-time-t1", "monthly", i64::MAX, now() + 30 * DAY);
+    let mut t = tx(
+        "end-of-time",
+        "end-of-time-t1",
+        "monthly",
+        i64::MAX,
+        now() + 30 * DAY,
+    );
     t["originalPurchaseDate"] = json!(i64::MIN);
     Post::new(&app, "SUBSCRIBED", now()).tx(t).send().await;
     let mut t = tx("last-purchase", "last-purchase", "lifetime", i64::MAX, 0);

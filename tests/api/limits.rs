@@ -13,11 +13,12 @@ async fn a_file_size_limit_fails_the_write_and_kills_nothing() {
     let (pki, dir) = (pki(), TempDir::new());
     let config_path = dir.path("config.toml");
     std::fs::write(&config_path, config(&dir, &pki, "", "")).unwrap();
-    // 1 MB in 1024-byte blocks (bash), 512 KB in 512-byte blocks (dash):
-    // enough to start, soon too little for the log of writes. The soft
-    // limit only, so that it can be lifted again without privileges.
+    // 2 MB in 1024-byte blocks (bash), 1 MB in 512-byte blocks (dash):
+    // enough to start (the first start writes every migration to the WAL),
+    // soon too little for the log of writes. The soft limit only, so that
+    // it can be lifted again without privileges.
     let script = format!(
-        "ulimit -S -f 1024 && exec {BIN} serve --config {}",
+        "ulimit -S -f 2048 && exec {BIN} serve --config {}",
         config_path.display()
     );
     let mut command = Command::new("sh");
