@@ -380,20 +380,28 @@ fn without_findings(mut tables: Vec<(String, Vec<String>)>) -> Vec<(String, Vec<
 #[tokio::test]
 async fn a_notification_the_database_refuses_does_not_fail_the_others_written_with_it() {
     let app = TestApp::spawn().await;
-    if app.pg.is_some() {
-        // There each notification is a transaction of its own: there is no
-        // batch to share a failure with.
-        eprintln!("skipped: SQLite's batched writer only");
-        return;
-    }
     // Make the database refuse one notification (a constraint of its own).
-    sqlx::query(
-        "CREATE TRIGGER poison BEFORE INSERT ON notifications WHEN NEW.notification_uuid = 'poison'
-         BEGIN SELECT RAISE(ABORT, 'refused'); END",
-    )
-    .execute(&mut app.db().await)
-    .await
-    .unwrap();
+    // Both backends write waiting notifications in shared transactions.
+    let poison_trigger: &[&'static str] = if app.pg.is_some() {
+        &[
+            "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.notification_uuid = 'poison' THEN RAISE EXCEPTION 'refused'; END IF;
+                 RETURN NEW;
+             END $$",
+            "CREATE TRIGGER poison BEFORE INSERT ON notifications
+             FOR EACH ROW EXECUTE FUNCTION poison()",
+        ]
+    } else {
+        &["CREATE TRIGGER poison BEFORE INSERT ON notifications WHEN NEW.notification_uuid = 'poison'
+           BEGIN SELECT RAISE(ABORT, 'refused'); END"]
+    };
+    for statement in poison_trigger {
+        sqlx::query(*statement)
+            .execute(&mut app.db().await)
+            .await
+            .unwrap();
+    }
     let poison = NotificationSpec::new("DID_RENEW", "poison").sign(&app.pki);
     let mut tokens: Vec<String> = (0..40)
         .map(|_| NotificationSpec::new("DID_RENEW", uuid()).sign(&app.pki))

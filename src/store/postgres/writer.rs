@@ -152,12 +152,18 @@ async fn all_gone(replies: &mut [&mut Reply]) {
 }
 
 /// Whether every batch would fail now (the database is unreachable, shut
-/// down or out of resources), or only this one (a value it refuses).
+/// down, out of resources, or waiting on a lock), or only this one: an
+/// error a statement raised about the data it was given (a value it
+/// cannot hold, a constraint, a trigger that refuses it, a row over a
+/// limit), which writing each notification alone pins to one of them.
 fn systemic(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Database(db) => !matches!(
             db.code().as_deref().and_then(|code| code.get(..2)),
-            Some("22" | "23")
+            // triggered action, data, integrity, triggered data change,
+            // SQL routine, external routine, external routine invocation,
+            // check option, program limit, PL/pgSQL (RAISE).
+            Some("09" | "22" | "23" | "27" | "2F" | "38" | "39" | "44" | "54" | "P0")
         ),
         _ => true,
     }
