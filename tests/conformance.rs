@@ -12,7 +12,9 @@
     clippy::indexing_slicing
 )]
 
-use std::io::Write;
+#[path = "common/mod.rs"]
+mod common;
+
 use std::path::PathBuf;
 
 use serde_json::Value;
@@ -35,12 +37,9 @@ struct Case {
 fn cases() -> Option<Vec<Case>> {
     let dir = std::env::var_os(ENV_VAR).map(PathBuf::from);
     let Some(dir) = dir.filter(|d| d.join("MANIFEST.json").is_file()) else {
-        // Written to the stream directly: the test harness captures eprintln!,
-        // and a skip must be seen.
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped: {ENV_VAR} does not name a folder with MANIFEST.json, so the real Apple tokens were not checked"
-        );
+        common::skip(&format!(
+            "{ENV_VAR} does not name a folder with MANIFEST.json, so the real Apple tokens were not checked"
+        ));
         return None;
     };
     let manifest: Value =

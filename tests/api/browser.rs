@@ -183,11 +183,11 @@ async fn reload_until(browser: &Client, text: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_follows_a_refund_through_the_console_in_chromium() {
     if !chromedriver().exists() || !chromium().exists() {
-        println!(
-            "skipped: no {} or {} (Debian's chromium-driver and chromium)",
+        crate::common::skip(&format!(
+            "no {} or {} (Debian's chromium-driver and chromium)",
             chromedriver().display(),
             chromium().display()
-        );
+        ));
         return;
     }
     let app = TestApp::spawn_with(

@@ -233,7 +233,7 @@ async fn the_database_connection_uses_tls_as_the_url_says() {
         .await
         .unwrap();
     if ssl != "on" {
-        eprintln!("skipped: this PostgreSQL server does not offer TLS");
+        crate::common::skip("this PostgreSQL server does not offer TLS (ssl = off)");
         return;
     }
     let (pki, dir) = (pki(), TempDir::new());
