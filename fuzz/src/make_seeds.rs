@@ -48,6 +48,19 @@ fn bytes(value: &Value) -> Vec<u8> {
     serde_json::to_vec(value).expect("JSON")
 }
 
+/// console_render's 32-byte notifications.
+fn console_events(events: &[(u8, u8, u8, u8, i64, i64, i64, u8)], long: u8, price: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    for &(kind, subtype, item, flags, purchase, expires, signed, reversed) in events {
+        out.extend_from_slice(&[kind, subtype, item, flags]);
+        for date in [purchase, expires, signed] {
+            out.extend_from_slice(&date.to_be_bytes());
+        }
+        out.extend_from_slice(&[long, price, 0x09, reversed]);
+    }
+    out
+}
+
 fn main() {
     let transaction = payloads::transaction("Sandbox");
     let renewal = payloads::renewal_info("Sandbox");
@@ -118,5 +131,32 @@ fn main() {
         [3, 0, 1, 1, 0, 200, 0x10, 0x00], // GRACE_PERIOD_EXPIRED
     ];
     write("ledger_fold", "grace", &grace.concat());
+
+    // console_render: 32 bytes a notification (see the target): type,
+    // subtype, item, flags, purchase, expires and signed dates (8 bytes
+    // each; flags 0x80 and 0x40 keep them near 2023, else raw or extreme),
+    // text length, price selector, status, reversal.
+    let tame: [(u8, u8, u8, u8, i64, i64, i64, u8); 5] = [
+        (0, 1, 0, 0xc0, 0, 30, 0, 0),       // SUBSCRIBED INITIAL_BUY
+        (1, 0, 0, 0xc0, 30, 60, 30, 0),     // DID_RENEW
+        (2, 3, 0, 0xe8, 60, 60, 61, 0),     // DID_FAIL_TO_RENEW with grace
+        (6, 0, 0, 0xc3, 30, 60, 45, 1),     // REFUND, reversed
+        (9, 0, 1, 0xc0, 10, 10, 10, 0),     // ONE_TIME_CHARGE
+    ];
+    write("console_render", "tame", &console_events(&tame, 4, 0));
+    let extremes: [(u8, u8, u8, u8, i64, i64, i64, u8); 5] = [
+        (9, 0, 1, 0x00, 0, 0, 0, 0),                      // purchase at i64::MIN
+        (6, 0, 1, 0x01, 0x0100_0000_0000_0000, 0, 0, 0),  // REFUND, extreme revocation
+        (6, 0, 1, 0x01, 0x0b00_0000_0000_0000, 0, 0, 0),
+        (0, 1, 0, 0x00, 0x0b00_0000_0000_0000, 0x0b00_0000_0000_0000, 0x0100_0000_0000_0000, 0),
+        (8, 0, 0, 0x41, 0x0300_0000_0000_0000, -1, 5, 0), // REVOKE
+    ];
+    write("console_render", "extremes", &console_events(&extremes, 4, 1));
+    let long: [(u8, u8, u8, u8, i64, i64, i64, u8); 3] = [
+        (0, 1, 2, 0xc0, 0, 30, 0, 0),
+        (6, 0, 2, 0xc3, 30, 60, 45, 0),
+        (1, 0, 0, 0xc0, 30, 60, 30, 0),
+    ];
+    write("console_render", "long", &console_events(&long, 255, 3));
     println!("seeds written to {}/seeds", env!("CARGO_MANIFEST_DIR"));
 }
