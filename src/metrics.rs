@@ -45,8 +45,22 @@ pub struct Metrics {
 }
 
 impl Default for Metrics {
+    /// Without a store's write batch sizes (a histogram of none).
     fn default() -> Self {
+        Metrics::new(Histogram::new([1.0]))
+    }
+}
+
+impl Metrics {
+    /// With the store's write transactions' sizes
+    /// ([`crate::store::Store::write_batch_sizes`]).
+    pub fn new(write_batch_sizes: Histogram) -> Self {
         let mut registry = Registry::default();
+        registry.register(
+            "appstore_ledger_write_batch_size",
+            "notifications written in one committed transaction (on PostgreSQL, per writer connection)",
+            write_batch_sizes,
+        );
         let notifications = Family::<Labels, Counter>::default();
         registry.register(
             "appstore_ledger_notifications",

@@ -90,7 +90,7 @@ impl Application {
         )?);
         let ingest = Arc::new(ingest);
         let request_timeout = settings.request_timeout();
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::new(store.write_batch_sizes()));
         let rejections = Arc::new(crate::http::RejectionTally::default());
         let state = AppState {
             ingest: Arc::clone(&ingest),

@@ -59,6 +59,17 @@ macro_rules! on_backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,
+    batch_sizes: WriteBatchSizes,
+}
+
+/// How many notifications each committed write transaction held, by the
+/// writers of one Store: what shows that notifications arriving together
+/// share a commit (`appstore_ledger_write_batch_size` in /metrics).
+pub type WriteBatchSizes = prometheus_client::metrics::histogram::Histogram;
+
+fn write_batch_sizes() -> WriteBatchSizes {
+    // A batch holds 1 to 256 notifications on SQLite, to 64 on PostgreSQL.
+    WriteBatchSizes::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0])
 }
 
 impl Store {
@@ -74,15 +85,18 @@ impl Store {
     }
 
     async fn open(settings: &DatabaseSettings, create: bool) -> Result<Store, StoreError> {
+        let batch_sizes = write_batch_sizes();
         if is_postgres(&settings.url) {
             let backend = postgres::PgStore::connect(
                 &settings.url,
                 settings.max_connections,
                 Duration::from_millis(settings.busy_timeout_ms),
+                batch_sizes.clone(),
             )
             .await?;
             return Ok(Store {
                 backend: Backend::Postgres(backend),
+                batch_sizes,
             });
         }
         if !settings.url.starts_with("sqlite:") {
@@ -95,11 +109,19 @@ impl Store {
             settings.max_connections,
             Duration::from_millis(settings.busy_timeout_ms),
             create,
+            batch_sizes.clone(),
         )
         .await?;
         Ok(Store {
             backend: Backend::Sqlite(Box::new(backend)),
+            batch_sizes,
         })
+    }
+
+    /// The sizes of the write transactions committed so far (see
+    /// [`WriteBatchSizes`]); a handle, for /metrics.
+    pub fn write_batch_sizes(&self) -> WriteBatchSizes {
+        self.batch_sizes.clone()
     }
 
     /// Applies what is missing of the schema to the database `settings.url`

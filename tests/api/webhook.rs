@@ -444,3 +444,56 @@ async fn a_notification_the_database_refuses_does_not_fail_the_others_written_wi
         (503, Some("DATABASE_UNAVAILABLE"))
     );
 }
+
+/// The sum and count of a histogram in a /metrics text.
+fn histogram(text: &str, name: &str) -> (f64, u64) {
+    let value = |suffix: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}_{suffix} ")))
+            .unwrap_or_else(|| panic!("{name}_{suffix} in {text}"))
+            .trim()
+            .to_owned()
+    };
+    (
+        value("sum").parse().unwrap(),
+        value("count").parse().unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_arriving_together_share_a_commit() {
+    let app = TestApp::spawn().await;
+    let before = app.get("/metrics").await.text().await.unwrap();
+    let (_, commits_before) = histogram(&before, "appstore_ledger_write_batch_size");
+    let mut posts = tokio::task::JoinSet::new();
+    for _ in 0..80 {
+        let token = NotificationSpec::new("DID_RENEW", uuid()).sign(&app.pki);
+        let (client, url) = (
+            app.client.clone(),
+            format!("{}/v2/notifications", app.address),
+        );
+        posts.spawn(async move {
+            let body = json!({ "signedPayload": token }).to_string();
+            client
+                .post(url)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        });
+    }
+    assert!(posts.join_all().await.iter().all(|status| *status == 200));
+    let after = app.get("/metrics").await.text().await.unwrap();
+    let (notifications, commits) = histogram(&after, "appstore_ledger_write_batch_size");
+    let commits = commits - commits_before;
+    // Every notification was written in a committed transaction, and
+    // fewer transactions than notifications were needed.
+    assert!(notifications >= 80.0, "{after}");
+    assert!(
+        (commits as f64) < notifications,
+        "{commits} commits for {notifications} notifications: no batch ever formed"
+    );
+    eprintln!("80 notifications at once: {commits} commits");
+}

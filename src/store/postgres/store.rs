@@ -85,6 +85,7 @@ impl PgStore {
         url: &str,
         max_connections: u32,
         busy_timeout: Duration,
+        batch_sizes: crate::store::WriteBatchSizes,
     ) -> Result<PgStore, StoreError> {
         let timeout = busy_timeout.max(Duration::from_secs(5));
         super::migrate(url, timeout).await?;
@@ -105,7 +106,7 @@ impl PgStore {
             .connect_with(connect_options(url)?.options([("lock_timeout", lock_timeout)]))
             .await
             .map_err(open)?;
-        let writers = Writers::start(writer_pool, writers as usize);
+        let writers = Writers::start(writer_pool, writers as usize, batch_sizes);
         Ok(PgStore { pool, writers })
     }
 

@@ -56,11 +56,20 @@ pub(super) struct Writers {
 
 impl Writers {
     /// Starts `count` writer tasks on `pool`.
-    pub(super) fn start(pool: PgPool, count: usize) -> Writers {
+    /// Each committed batch's size goes to `batch_sizes`.
+    pub(super) fn start(
+        pool: PgPool,
+        count: usize,
+        batch_sizes: crate::store::WriteBatchSizes,
+    ) -> Writers {
         let (jobs, receiver) = mpsc::channel(QUEUE);
         let receiver = Arc::new(Mutex::new(receiver));
         for _ in 0..count.max(1) {
-            tokio::spawn(run(pool.clone(), Arc::clone(&receiver)));
+            tokio::spawn(run(
+                pool.clone(),
+                Arc::clone(&receiver),
+                batch_sizes.clone(),
+            ));
         }
         Writers { jobs, pool }
     }
@@ -81,7 +90,11 @@ impl Writers {
     }
 }
 
-async fn run(pool: PgPool, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) {
+async fn run(
+    pool: PgPool,
+    receiver: Arc<Mutex<mpsc::Receiver<Job>>>,
+    batch_sizes: crate::store::WriteBatchSizes,
+) {
     loop {
         let mut batch = Vec::new();
         {
@@ -116,7 +129,10 @@ async fn run(pool: PgPool, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) {
             }
         };
         let results: Vec<Result<Recorded, StoreError>> = match written {
-            Ok(results) => results.into_iter().map(Ok).collect(),
+            Ok(results) => {
+                batch_sizes.observe(ops.len() as f64);
+                results.into_iter().map(Ok).collect()
+            }
             // One notification the database refuses must not take the others
             // of its batch down with it: each alone, to find out which.
             Err(error) if ops.len() > 1 && !systemic(&error) => {

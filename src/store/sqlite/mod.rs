@@ -76,6 +76,7 @@ impl SqliteStore {
         max_connections: u32,
         busy_timeout: Duration,
         create: bool,
+        batch_sizes: crate::store::WriteBatchSizes,
     ) -> Result<SqliteStore, StoreError> {
         let options = connect_options(url, busy_timeout)?.create_if_missing(create);
         let readers = readers::Readers::connect(
@@ -90,7 +91,12 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Migration(std::sync::Arc::new(e)))?;
         let (writer, jobs) = mpsc::channel(QUEUE);
-        tokio::spawn(run_writer(options.clone(), readers.clone(), jobs));
+        tokio::spawn(run_writer(
+            options.clone(),
+            readers.clone(),
+            jobs,
+            batch_sizes,
+        ));
         Ok(SqliteStore {
             readers,
             options,
@@ -401,6 +407,7 @@ async fn run_writer(
     options: SqliteConnectOptions,
     readers: readers::Readers,
     mut jobs: mpsc::Receiver<Job>,
+    batch_sizes: crate::store::WriteBatchSizes,
 ) {
     let mut connection: Option<SqliteConnection> = None;
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -423,7 +430,10 @@ async fn run_writer(
         if !batch.is_empty() {
             let ops: Vec<&WriteOp> = batch.iter().map(|(op, _)| op).collect();
             let results = match write_batch(&mut connection, &options, &ops).await {
-                Ok(results) => results.into_iter().map(Ok).collect(),
+                Ok(results) => {
+                    batch_sizes.observe(ops.len() as f64);
+                    results.into_iter().map(Ok).collect()
+                }
                 Err(failure) if failure.read_only => {
                     // Perhaps the files are writable again but this process
                     // still sees them read-only: start over with every
