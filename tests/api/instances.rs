@@ -4,7 +4,6 @@
 
 use std::collections::BTreeSet;
 use std::process::Command;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -168,35 +167,57 @@ async fn two_instances_on_one_database_fold_like_one_and_lose_nothing_acknowledg
     scramble(&mut deliveries, 7);
     let mut acknowledged = BTreeSet::new();
     let mut refused = BTreeSet::new();
+    // What B did: acknowledged before it was killed, cut off by the kill.
+    let (mut b_served, mut b_cut_off, mut b_dead) = (0, 0, false);
     let halves = deliveries.split_at(deliveries.len() / 2);
     for (half, chunk) in [halves.0, halves.1].into_iter().enumerate() {
         let mut burst = tokio::task::JoinSet::new();
         for &(i, to_a) in chunk {
             let addr = if to_a { a.addr.clone() } else { b.addr.clone() };
             let (http, token) = (http.clone(), tokens[i].1.clone());
-            burst.spawn(async move { (i, post(&http, &addr, &token).await) });
-        }
-        if half == 1 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            b.child.kill().unwrap();
+            burst.spawn(async move { (i, to_a, post(&http, &addr, &token).await) });
         }
         while let Some(done) = burst.join_next().await {
-            match done.unwrap() {
-                (i, Some(200)) => {
+            let (i, to_a, answer) = done.unwrap();
+            match answer {
+                Some(200) => {
                     acknowledged.insert(i);
+                    if !to_a && !b_dead {
+                        b_served += 1;
+                    }
                 }
-                (i, other) => {
+                other => {
                     assert!(matches!(other, None | Some(503)), "{other:?}");
                     refused.insert(i);
+                    if !to_a && other.is_none() {
+                        b_cut_off += 1;
+                    }
                 }
+            }
+            // Half-way through the second burst, on its first answer (the
+            // rest still in flight), B is killed.
+            if half == 1 && !b_dead {
+                b.child.kill().unwrap();
+                b_dead = true;
             }
         }
     }
-    let _ = b.child.wait();
+    let status = b.child.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9),
+        "B was killed: {status:?}"
+    );
     eprintln!(
-        "{} acknowledged, {} refused or cut off with the instance killed",
+        "{} acknowledged, {} refused or cut off; B served {b_served} before it was killed and \
+         {b_cut_off} were cut off by the kill",
         acknowledged.len(),
         refused.len()
+    );
+    assert!(b_served > 0, "the killed instance had served requests");
+    assert!(
+        b_cut_off > 0,
+        "the killed instance was killed with requests in flight"
     );
 
     // Nothing acknowledged is lost, even by the instance killed.
@@ -270,7 +291,8 @@ async fn renewals_folded_at_the_same_moment_by_two_instances_are_both_kept() {
         let (http, addr, token) = (b.http.clone(), b.addr.clone(), tokens[2].1.clone());
         tokio::spawn(async move { post(&http, &addr, &token).await })
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Both instances are seen waiting for the lock, then it is let go.
+    database.until_waiting_for_locks(2).await;
     sqlx::query("COMMIT").execute(&mut blocker).await.unwrap();
     assert_eq!(first.await.unwrap(), Some(200));
     assert_eq!(second.await.unwrap(), Some(200));

@@ -42,6 +42,29 @@ impl PgDatabase {
     pub async fn connect(&self) -> PgConnection {
         PgConnection::connect(&self.url).await.unwrap()
     }
+
+    /// Returns once `n` connections to this database wait for a lock, as
+    /// PostgreSQL itself shows them (`pg_stat_activity`): a test sees the
+    /// other side wait rather than sleeping and hoping it does. Fails after
+    /// 20 seconds.
+    pub async fn until_waiting_for_locks(&self, n: i64) {
+        let mut connection = self.connect().await;
+        for _ in 0..400 {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&mut connection)
+            .await
+            .unwrap();
+            if waiting >= n {
+                let _ = connection.close().await;
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("{n} connections never waited for a lock");
+    }
 }
 
 impl Drop for PgDatabase {
