@@ -4,7 +4,10 @@
 //! recorded one at a time into a fresh SQLite database, in random orders with
 //! repeats and with conflicting versions of a UUID. Whatever the order, the
 //! derived tables are the same, equal the pure fold of the notifications the
-//! store kept, and equal what `rebuild` makes of them.
+//! store kept, and equal what `rebuild` makes of them. The same on a fresh
+//! PostgreSQL database (the server `APPSTORE_LEDGER_TEST_POSTGRES` names),
+//! where the fold runs under item locks; and there also with two stores (two
+//! instances) recording the same history at once, folding the same items.
 
 // Tests may panic: that is how they fail.
 #![allow(
@@ -280,23 +283,128 @@ fn stored_form(spec: &Spec, received_at: i64) -> NewNotification {
     }
 }
 
-struct TempDb(std::path::PathBuf);
+/// A case's database: a SQLite file in a folder of its own, or a
+/// PostgreSQL database of its own; removed or dropped afterwards.
+struct TempDb {
+    dir: std::path::PathBuf,
+    /// The server's admin URL, the database's name and its URL.
+    pg: Option<(String, String, String)>,
+}
+
+/// The PostgreSQL server the tests may use; a skip when none is named.
+fn postgres_admin() -> Option<String> {
+    let admin = std::env::var("APPSTORE_LEDGER_TEST_POSTGRES").ok();
+    if admin.is_none() {
+        common::skip("APPSTORE_LEDGER_TEST_POSTGRES names no PostgreSQL server");
+    }
+    admin
+}
+
+/// A migrated database on the server to clone each case's from: a clone
+/// takes a tenth of what creating and migrating one does. One per test
+/// process (named by its pid); those of processes that are gone are
+/// dropped when the next one is made.
+fn postgres_template(admin: &str) -> &'static str {
+    static TEMPLATE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let admin = admin.to_owned();
+        std::thread::spawn(move || {
+            use sqlx::Connection;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let prefix = "appstore_ledger_props_template_";
+                let mut connection = sqlx::PgConnection::connect(&admin).await.unwrap();
+                let old: Vec<String> = sqlx::query_scalar(
+                    "SELECT datname::text FROM pg_database WHERE datname LIKE 'appstore_ledger_props_template_%'",
+                )
+                .fetch_all(&mut connection)
+                .await
+                .unwrap();
+                for name in old {
+                    let gone = name
+                        .strip_prefix(prefix)
+                        .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists());
+                    if gone {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .execute(&mut connection)
+                        .await;
+                    }
+                }
+                let name = format!("{prefix}{}", std::process::id());
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut connection)
+                    .await
+                    .unwrap();
+                let mut url = reqwest::Url::parse(&admin).unwrap();
+                url.set_path(&format!("/{name}"));
+                let store = Store::connect(&DatabaseSettings {
+                    url: url.to_string(),
+                    max_connections: 2,
+                    busy_timeout_ms: 5000,
+                })
+                .await
+                .unwrap();
+                store.close().await;
+                name
+            })
+        })
+        .join()
+        .unwrap()
+    })
+}
 
 impl TempDb {
-    fn new() -> TempDb {
+    /// On PostgreSQL when `postgres` names its server.
+    async fn new(postgres: Option<&str>) -> TempDb {
+        use sqlx::Connection;
         static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir =
             std::env::temp_dir().join(format!("appstore-ledger-props-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        TempDb(dir)
+        let pg = match postgres {
+            None => None,
+            Some(admin) => {
+                let name = format!("appstore_ledger_props_{}_{n}", std::process::id());
+                let template = postgres_template(admin);
+                let mut connection = sqlx::PgConnection::connect(admin).await.unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "CREATE DATABASE {name} TEMPLATE {template}"
+                )))
+                .execute(&mut connection)
+                .await
+                .unwrap();
+                // What is tested is the fold's order-independence, not the
+                // disk: commits need not wait for it.
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "ALTER DATABASE {name} SET synchronous_commit = off"
+                )))
+                .execute(&mut connection)
+                .await
+                .unwrap();
+                let _ = connection.close().await;
+                let mut url = reqwest::Url::parse(admin).unwrap();
+                url.set_path(&format!("/{name}"));
+                Some((admin.to_owned(), name, url.to_string()))
+            }
+        };
+        TempDb { dir, pg }
     }
 
     async fn store(&self) -> Store {
+        let url = match &self.pg {
+            Some((_, _, url)) => url.clone(),
+            None => format!("sqlite://{}", self.dir.join("ledger.db").display()),
+        };
         Store::connect(&DatabaseSettings {
-            url: format!("sqlite://{}", self.0.join("ledger.db").display()),
-            max_connections: 2,
+            url,
+            max_connections: 4,
             busy_timeout_ms: 5000,
         })
         .await
@@ -306,7 +414,26 @@ impl TempDb {
 
 impl Drop for TempDb {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some((admin, name, _)) = self.pg.take() {
+            // Drop runs outside async; a thread of its own may block on a runtime.
+            let _ = std::thread::spawn(move || {
+                use sqlx::Connection;
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    if let Ok(mut connection) = sqlx::PgConnection::connect(&admin).await {
+                        let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
+                            .execute(&mut connection)
+                            .await;
+                    }
+                });
+            })
+            .join();
+        }
     }
 }
 
@@ -330,6 +457,7 @@ async fn states(store: &Store) -> BTreeMap<ItemKey, State> {
 /// version of each UUID).
 async fn record_all(
     arrivals: &[NewNotification],
+    postgres: Option<&str>,
 ) -> (
     BTreeMap<String, Vec<String>>,
     BTreeMap<ItemKey, State>,
@@ -337,7 +465,7 @@ async fn record_all(
     TempDb,
     Store,
 ) {
-    let db = TempDb::new();
+    let db = TempDb::new(postgres).await;
     let store = db.store().await;
     let mut kept: Vec<NewNotification> = Vec::new();
     for n in arrivals {
@@ -399,6 +527,83 @@ fn config() -> ProptestConfig {
     ProptestConfig::with_cases(cases)
 }
 
+/// Fewer cases on PostgreSQL: each makes databases on the server.
+fn postgres_config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(6);
+    ProptestConfig::with_cases(cases)
+}
+
+/// A random history, delivered in two random orders (each with repeats and
+/// conflicting versions), recorded into fresh databases on `postgres` (or
+/// SQLite): the same derived rows and states either way, the pure fold of
+/// what was kept, and what `rebuild` makes.
+fn same_whatever_the_order(
+    specs: Vec<Spec>,
+    versions: Vec<Spec>,
+    repeats: &[prop::sample::Index],
+    (seed_a, seed_b): (u64, u64),
+    postgres: Option<&str>,
+) -> Result<(), TestCaseError> {
+    let mut arrivals: Vec<(usize, Spec)> = specs.into_iter().chain(versions).enumerate().collect();
+    for r in repeats {
+        let again = r.get(&arrivals).clone();
+        arrivals.push(again);
+    }
+    let mut a = arrivals.clone();
+    shuffle(&mut a, seed_a);
+    let mut b = arrivals;
+    shuffle(&mut b, seed_b);
+    same_first_versions(&a, &mut b);
+
+    // Sign each version once, so a repeat is the same token.
+    let mut signed: BTreeMap<usize, NewNotification> = BTreeMap::new();
+    for (position, (version, spec)) in a.iter().enumerate() {
+        signed
+            .entry(*version)
+            .or_insert_with(|| stored_form(spec, START + position as i64));
+    }
+    let in_order = |order: &[(usize, Spec)]| -> Vec<NewNotification> {
+        order.iter().map(|(v, _)| signed[v].clone()).collect()
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (snapshot_a, states_a, kept, _db_a, store_a) =
+            record_all(&in_order(&a), postgres).await;
+        let (snapshot_b, states_b, _, _db_b, store_b) = record_all(&in_order(&b), postgres).await;
+        store_b.close().await;
+        prop_assert_eq!(&snapshot_a, &snapshot_b);
+        prop_assert_eq!(&states_a, &states_b);
+
+        // The pure fold of what was kept is what the store serves.
+        let events = kept
+            .iter()
+            .map(|n| Event::parse(&n.payload).unwrap())
+            .collect();
+        let folded: BTreeMap<ItemKey, State> = fold_all(events)
+            .into_iter()
+            .map(|(item, (state, _))| (item, state))
+            .collect();
+        prop_assert_eq!(&states_a, &folded);
+
+        // And rebuild makes exactly the same derived rows.
+        store_a
+            .rebuild(|_, _| {}, &appstore_ledger::stop::Stop::never())
+            .await
+            .unwrap();
+        prop_assert_eq!(&store_a.ledger_snapshot().await.unwrap(), &snapshot_a);
+        store_a.close().await;
+        Ok(())
+    })
+}
+
 proptest! {
     #![proptest_config(config())]
 
@@ -406,49 +611,73 @@ proptest! {
     fn the_store_answers_the_same_whatever_the_order(
         (specs, versions) in history(),
         repeats in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
-        seed_a in any::<u64>(),
-        seed_b in any::<u64>(),
+        seeds in any::<(u64, u64)>(),
     ) {
-        let mut arrivals: Vec<(usize, Spec)> = specs.iter().cloned().chain(versions).enumerate().collect();
-        for r in &repeats {
-            let again = r.get(&arrivals).clone();
-            arrivals.push(again);
-        }
-        let mut a = arrivals.clone();
-        shuffle(&mut a, seed_a);
-        let mut b = arrivals;
-        shuffle(&mut b, seed_b);
-        same_first_versions(&a, &mut b);
+        same_whatever_the_order(specs, versions, &repeats, seeds, None)?;
+    }
+}
 
-        // Sign each version once, so a repeat is the same token.
-        let mut signed: BTreeMap<usize, NewNotification> = BTreeMap::new();
-        for (position, (version, spec)) in a.iter().enumerate() {
-            signed.entry(*version).or_insert_with(|| stored_form(spec, START + position as i64));
-        }
-        let in_order = |order: &[(usize, Spec)]| -> Vec<NewNotification> {
-            order.iter().map(|(v, _)| signed[v].clone()).collect()
-        };
+proptest! {
+    #![proptest_config(postgres_config())]
 
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    #[test]
+    fn postgresql_answers_the_same_whatever_the_order(
+        (specs, versions) in history(),
+        repeats in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
+        seeds in any::<(u64, u64)>(),
+    ) {
+        let Some(admin) = postgres_admin() else { return Ok(()) };
+        same_whatever_the_order(specs, versions, &repeats, seeds, Some(&admin))?;
+    }
+
+    /// Two stores on one database (two instances) record the same history
+    /// at once, each in its own order, every notification sent to both: the
+    /// item locks make the states the pure fold of the set, as one store
+    /// recording it alone makes them.
+    #[test]
+    fn two_postgresql_writers_folding_the_same_items_at_once_agree_with_the_fold(
+        (specs, _) in history(),
+        seeds in any::<(u64, u64)>(),
+    ) {
+        let Some(admin) = postgres_admin() else { return Ok(()) };
+        let signed: Vec<NewNotification> = specs
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| stored_form(spec, START + i as i64))
+            .collect();
+        let mut first = signed.clone();
+        shuffle(&mut first, seeds.0);
+        let mut second = signed.clone();
+        shuffle(&mut second, seeds.1);
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         runtime.block_on(async {
-            let (snapshot_a, states_a, kept, _db_a, store_a) = record_all(&in_order(&a)).await;
-            let (snapshot_b, states_b, _, _db_b, store_b) = record_all(&in_order(&b)).await;
-            store_b.close().await;
-            prop_assert_eq!(&snapshot_a, &snapshot_b);
-            prop_assert_eq!(&states_a, &states_b);
+            let db = TempDb::new(Some(&admin)).await;
+            let (one, two) = (db.store().await, db.store().await);
+            let record = |store: Store, order: Vec<NewNotification>| {
+                tokio::spawn(async move {
+                    for n in order {
+                        let recorded = store.record_notification(n).await.unwrap();
+                        assert!(matches!(recorded, Recorded::Stored | Recorded::Duplicate));
+                    }
+                    store
+                })
+            };
+            let (one, two) = (record(one, first), record(two, second));
+            let (one, two) = (one.await.unwrap(), two.await.unwrap());
+            two.close().await;
+            let together = states(&one).await;
+            let snapshot = one.ledger_snapshot().await.unwrap();
+            one.close().await;
 
-            // The pure fold of what was kept is what the store serves.
-            let events = kept.iter().map(|n| Event::parse(&n.payload).unwrap()).collect();
+            let events = signed.iter().map(|n| Event::parse(&n.payload).unwrap()).collect();
             let folded: BTreeMap<ItemKey, State> = fold_all(events)
                 .into_iter()
                 .map(|(item, (state, _))| (item, state))
                 .collect();
-            prop_assert_eq!(&states_a, &folded);
-
-            // And rebuild makes exactly the same derived rows.
-            store_a.rebuild(|_, _| {}, &appstore_ledger::stop::Stop::never()).await.unwrap();
-            prop_assert_eq!(&store_a.ledger_snapshot().await.unwrap(), &snapshot_a);
-            store_a.close().await;
+            prop_assert_eq!(&together, &folded);
+            let (alone, _, _, _db, store) = record_all(&signed, Some(&admin)).await;
+            store.close().await;
+            prop_assert_eq!(&snapshot, &alone);
             Ok(())
         })?;
     }
@@ -483,12 +712,12 @@ fn a_late_older_expired_does_not_roll_back_a_renewal() {
         .unwrap();
     runtime.block_on(async {
         let (late, states_late, _, _db, store) =
-            record_all(&[renew.clone(), expired.clone()]).await;
+            record_all(&[renew.clone(), expired.clone()], None).await;
         store.close().await;
         let state = &states_late[&ItemKey::Subscription("s0".into())];
         assert_eq!(state.status, appstore_ledger::ledger::Status::Active);
         assert_eq!(state.last_notification_type.as_deref(), Some("DID_RENEW"));
-        let (in_order, _, _, _db, store) = record_all(&[expired, renew]).await;
+        let (in_order, _, _, _db, store) = record_all(&[expired, renew], None).await;
         store.close().await;
         assert_eq!(late, in_order);
     });
