@@ -1,6 +1,7 @@
 #![allow(dead_code)]
 
 pub mod bench;
+pub mod db;
 pub mod payloads;
 pub mod pki;
 

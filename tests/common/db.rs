@@ -1,0 +1,161 @@
+//! A database of its own for an in-process test: a SQLite file in a folder
+//! of its own, or a PostgreSQL database on the server
+//! `APPSTORE_LEDGER_TEST_POSTGRES` names, cloned from a migrated template;
+//! removed or dropped afterwards.
+
+use appstore_ledger::config::DatabaseSettings;
+use appstore_ledger::store::Store;
+
+/// A case's database: a SQLite file in a folder of its own, or a
+/// PostgreSQL database of its own; removed or dropped afterwards.
+pub struct TempDb {
+    dir: std::path::PathBuf,
+    /// The server's admin URL, the database's name and its URL.
+    pg: Option<(String, String, String)>,
+}
+
+/// The PostgreSQL server the tests may use; a skip when none is named.
+pub fn postgres_admin() -> Option<String> {
+    let admin = std::env::var("APPSTORE_LEDGER_TEST_POSTGRES").ok();
+    if admin.is_none() {
+        super::skip("APPSTORE_LEDGER_TEST_POSTGRES names no PostgreSQL server");
+    }
+    admin
+}
+
+/// A migrated database on the server to clone each case's from: a clone
+/// takes a tenth of what creating and migrating one does. One per test
+/// process (named by its pid); those of processes that are gone are
+/// dropped when the next one is made.
+fn postgres_template(admin: &str) -> &'static str {
+    static TEMPLATE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let admin = admin.to_owned();
+        std::thread::spawn(move || {
+            use sqlx::Connection;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let prefix = "appstore_ledger_props_template_";
+                let mut connection = sqlx::PgConnection::connect(&admin).await.unwrap();
+                let old: Vec<String> = sqlx::query_scalar(
+                    "SELECT datname::text FROM pg_database WHERE datname LIKE 'appstore_ledger_props_template_%'",
+                )
+                .fetch_all(&mut connection)
+                .await
+                .unwrap();
+                for name in old {
+                    let gone = name
+                        .strip_prefix(prefix)
+                        .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists());
+                    if gone {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .execute(&mut connection)
+                        .await;
+                    }
+                }
+                let name = format!("{prefix}{}", std::process::id());
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut connection)
+                    .await
+                    .unwrap();
+                let mut url = reqwest::Url::parse(&admin).unwrap();
+                url.set_path(&format!("/{name}"));
+                let store = Store::connect(&DatabaseSettings {
+                    url: url.to_string(),
+                    max_connections: 2,
+                    busy_timeout_ms: 5000,
+                })
+                .await
+                .unwrap();
+                store.close().await;
+                name
+            })
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+impl TempDb {
+    /// On PostgreSQL when `postgres` names its server.
+    pub async fn new(postgres: Option<&str>) -> TempDb {
+        use sqlx::Connection;
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("appstore-ledger-props-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let pg = match postgres {
+            None => None,
+            Some(admin) => {
+                let name = format!("appstore_ledger_props_{}_{n}", std::process::id());
+                let template = postgres_template(admin);
+                let mut connection = sqlx::PgConnection::connect(admin).await.unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "CREATE DATABASE {name} TEMPLATE {template}"
+                )))
+                .execute(&mut connection)
+                .await
+                .unwrap();
+                // What is tested is the fold's order-independence, not the
+                // disk: commits need not wait for it.
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "ALTER DATABASE {name} SET synchronous_commit = off"
+                )))
+                .execute(&mut connection)
+                .await
+                .unwrap();
+                let _ = connection.close().await;
+                let mut url = reqwest::Url::parse(admin).unwrap();
+                url.set_path(&format!("/{name}"));
+                Some((admin.to_owned(), name, url.to_string()))
+            }
+        };
+        TempDb { dir, pg }
+    }
+
+    pub async fn store(&self) -> Store {
+        let url = match &self.pg {
+            Some((_, _, url)) => url.clone(),
+            None => format!("sqlite://{}", self.dir.join("ledger.db").display()),
+        };
+        Store::connect(&DatabaseSettings {
+            url,
+            max_connections: 4,
+            busy_timeout_ms: 5000,
+        })
+        .await
+        .unwrap()
+    }
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some((admin, name, _)) = self.pg.take() {
+            // Drop runs outside async; a thread of its own may block on a runtime.
+            let _ = std::thread::spawn(move || {
+                use sqlx::Connection;
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    if let Ok(mut connection) = sqlx::PgConnection::connect(&admin).await {
+                        let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
+                            .execute(&mut connection)
+                            .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! The Store's contract, checked in process on both backends: the same
+//! calls, the same literal answers, on a fresh SQLite file and on a fresh
+//! PostgreSQL database (the server `APPSTORE_LEDGER_TEST_POSTGRES` names).
+//! What the black-box suite reaches only through HTTP is pinned here at the
+//! seam every backend implements: storing once, quarantine and release,
+//! findings, job leases, console users, sign-in reservations (also many at
+//! once), sessions and the shared console secret.
+
+// Tests may panic: that is how they fail.
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::future::Future;
+
+use appstore_ledger::config::AppSettings;
+use appstore_ledger::finding::{Finding, FindingKind};
+use appstore_ledger::ingest::{Ingest, Ingested};
+use appstore_ledger::jws::Verifier;
+use appstore_ledger::model::Timestamp;
+use appstore_ledger::store::{
+    ConsoleUser, FindingFilter, NewNotification, QuarantineReason, Recorded, Store,
+};
+use common::db::{postgres_admin, TempDb};
+use common::payloads::{NotificationSpec, APP_APPLE_ID, BUNDLE_ID};
+use common::pki::{TestPki, AT};
+
+const NOW: i64 = 1_780_000_000_000;
+const MINUTE: i64 = 60_000;
+
+/// Runs `check` on a fresh SQLite store, then on a fresh PostgreSQL one
+/// (a skip when no server is named), saying which failed.
+async fn on_each_backend<F, Fut>(check: F)
+where
+    F: Fn(Store) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let sqlite = TempDb::new(None).await;
+    let store = sqlite.store().await;
+    check(store.clone()).await;
+    store.close().await;
+    let Some(admin) = postgres_admin() else {
+        return;
+    };
+    let postgres = TempDb::new(Some(&admin)).await;
+    let store = postgres.store().await;
+    check(store.clone()).await;
+    store.close().await;
+}
+
+fn pki() -> &'static TestPki {
+    static PKI: std::sync::OnceLock<TestPki> = std::sync::OnceLock::new();
+    PKI.get_or_init(TestPki::new)
+}
+
+/// A notification as the webhook would store it (verified and classified
+/// by the service's own code), for `bundle_id`.
+fn notification(uuid: &str, bundle_id: &str) -> NewNotification {
+    let ingest = Ingest::new(
+        Verifier::new(pki().anchors()),
+        &[AppSettings {
+            bundle_id: BUNDLE_ID.into(),
+            app_apple_id: Some(APP_APPLE_ID),
+            environments: vec!["Sandbox".into()],
+            api: None,
+        }],
+    );
+    let token = NotificationSpec {
+        bundle_id,
+        ..NotificationSpec::new("DID_RENEW", uuid)
+    }
+    .sign(pki());
+    match ingest.classify(&token, AT, Timestamp::from_millis(NOW)) {
+        Ok(Ingested::Accepted(n)) => n,
+        Ok(Ingested::Quarantined(n, _)) => n,
+        other => panic!("{uuid}: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_is_stored_once() {
+    on_each_backend(|store| async move {
+        let n = notification("contract-1", BUNDLE_ID);
+        assert_eq!(
+            store.record_notification(n.clone()).await.unwrap(),
+            Recorded::Stored
+        );
+        assert_eq!(
+            store.record_notification(n).await.unwrap(),
+            Recorded::Duplicate
+        );
+        assert!(store.has_notification("contract-1").await.unwrap());
+        assert!(!store.has_notification("contract-2").await.unwrap());
+        assert_eq!(store.counts().await.unwrap().notifications, 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarantined_notification_is_released_once() {
+    on_each_backend(|store| async move {
+        let n = notification("contract-q", "com.example.other");
+        let reason = QuarantineReason {
+            code: "BUNDLE_MISMATCH".into(),
+            message: "no [[apps]] entry".into(),
+        };
+        assert_eq!(
+            store.quarantine(n.clone(), reason.clone()).await.unwrap(),
+            Recorded::Stored
+        );
+        assert_eq!(
+            store.quarantine(n.clone(), reason.clone()).await.unwrap(),
+            Recorded::Duplicate
+        );
+        let held = store.quarantined(0, 10).await.unwrap();
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].notification_uuid, "contract-q");
+        assert_eq!(held[0].reason_code, "BUNDLE_MISMATCH");
+        assert_eq!(
+            store
+                .release_quarantined(held[0].id, n.clone())
+                .await
+                .unwrap(),
+            Recorded::Stored
+        );
+        assert!(store.quarantined(0, 10).await.unwrap().is_empty());
+        assert_eq!(
+            store.record_notification(n.clone()).await.unwrap(),
+            Recorded::Duplicate
+        );
+        assert_eq!(
+            store.quarantine(n, reason).await.unwrap(),
+            Recorded::AlreadyAccepted
+        );
+        let counts = store.counts().await.unwrap();
+        assert_eq!((counts.notifications, counts.quarantined), (1, 0));
+    })
+    .await;
+}
+
+fn finding(subject: &str, detail: String) -> Finding {
+    Finding {
+        kind: FindingKind::IdentityMismatch,
+        subject: subject.into(),
+        original_transaction_id: Some(subject.into()),
+        bundle_id: Some(BUNDLE_ID.into()),
+        environment: Some("Sandbox".into()),
+        detail,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn findings_open_once_keep_a_bounded_detail_and_resolve() {
+    on_each_backend(|store| async move {
+        let found = [
+            finding("f-1", "x".repeat(10_000)),
+            finding("f-2", "short".into()),
+        ];
+        assert_eq!(store.upsert_findings(&found, NOW).await.unwrap(), 2);
+        assert_eq!(store.upsert_findings(&found, NOW + 1).await.unwrap(), 0);
+        let mut keys = store.open_finding_keys(None).await.unwrap();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                ("IDENTITY_MISMATCH".to_owned(), "f-1".to_owned()),
+                ("IDENTITY_MISMATCH".to_owned(), "f-2".to_owned())
+            ]
+        );
+        let open = store
+            .findings(&FindingFilter {
+                open: Some(true),
+                limit: 10,
+                ..FindingFilter::default()
+            })
+            .await
+            .unwrap();
+        let long = open.iter().find(|f| f.subject == "f-1").unwrap();
+        assert_eq!(
+            long.detail,
+            format!("{}…(6000 more characters)", "x".repeat(4_000))
+        );
+        assert_eq!((long.first_seen, long.last_seen), (NOW, NOW + 1));
+        let resolve = [("IDENTITY_MISMATCH".to_owned(), "f-2".to_owned())];
+        assert_eq!(
+            store
+                .resolve_findings(&resolve, NOW + 2, None)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(store.open_finding_keys(None).await.unwrap().len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_is_held_by_one_holder_until_it_lapses() {
+    on_each_backend(|store| async move {
+        assert!(store
+            .hold_lease("check", "a", NOW, NOW + MINUTE)
+            .await
+            .unwrap());
+        assert!(!store
+            .hold_lease("check", "b", NOW + 1, NOW + MINUTE)
+            .await
+            .unwrap());
+        assert!(store
+            .hold_lease("check", "a", NOW + 2, NOW + 2 * MINUTE)
+            .await
+            .unwrap());
+        // Lapsed: another takes it.
+        assert!(store
+            .hold_lease("check", "b", NOW + 3 * MINUTE, NOW + 4 * MINUTE)
+            .await
+            .unwrap());
+        store.release_lease("check", "b").await.unwrap();
+        assert!(store
+            .hold_lease("check", "a", NOW + 3 * MINUTE, NOW + 4 * MINUTE)
+            .await
+            .unwrap());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_user_names_are_one_regardless_of_case() {
+    on_each_backend(|store| async move {
+        let user = |name: &str| ConsoleUser {
+            name: name.into(),
+            role: "support".into(),
+            created_at: NOW,
+        };
+        assert!(store
+            .add_console_user(&user("ana"), "hash-1")
+            .await
+            .unwrap());
+        assert!(!store
+            .add_console_user(&user("ANA"), "hash-2")
+            .await
+            .unwrap());
+        assert_eq!(
+            store.console_login("Ana").await.unwrap(),
+            Some(("ana".into(), "support".into(), "hash-1".into()))
+        );
+        assert!(store.remove_console_user("ANA").await.unwrap());
+        assert!(store.console_users().await.unwrap().is_empty());
+        assert!(!store.has_console_users().await.unwrap());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_attempts_are_reserved_up_to_the_limit_even_all_at_once() {
+    on_each_backend(|store| async move {
+        let since = NOW - 15 * MINUTE;
+        let reserve = |user: &'static str, address: &'static str, at: i64| {
+            let store = store.clone();
+            async move {
+                store
+                    .reserve_login_attempt(user, address, at, since, 3)
+                    .await
+                    .unwrap()
+            }
+        };
+        let first = reserve("ana", "10.0.0.1", NOW).await.unwrap();
+        reserve("ana", "10.0.0.1", NOW).await.unwrap();
+        reserve("ana", "10.0.0.1", NOW).await.unwrap();
+        assert_eq!(reserve("ana", "10.0.0.1", NOW).await, None);
+        // The user's limit holds from another address; the address's for
+        // another user.
+        assert_eq!(reserve("ana", "10.0.0.2", NOW).await, None);
+        assert_eq!(reserve("bo", "10.0.0.1", NOW).await, None);
+        // A right password takes its attempt back.
+        store.forget_login_attempt(first).await.unwrap();
+        assert!(reserve("ana", "10.0.0.1", NOW).await.is_some());
+        // Failures older than the window no longer count.
+        assert!(reserve("ana", "10.0.0.1", NOW + 16 * MINUTE)
+            .await
+            .is_none());
+        let later = since + 16 * MINUTE;
+        assert!(store
+            .reserve_login_attempt("ana", "10.0.0.1", NOW + 16 * MINUTE, later, 3)
+            .await
+            .unwrap()
+            .is_some());
+
+        // Twenty at once for one user: exactly the limit is reserved.
+        let mut at_once = tokio::task::JoinSet::new();
+        for i in 0..20 {
+            let store = store.clone();
+            at_once.spawn(async move {
+                store
+                    .reserve_login_attempt("cy", &format!("10.1.0.{i}"), NOW, since, 5)
+                    .await
+                    .unwrap()
+                    .is_some()
+            });
+        }
+        let reserved = at_once.join_all().await.into_iter().filter(|r| *r).count();
+        assert_eq!(reserved, 5);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ends_when_idle_or_too_old_and_the_console_secret_is_made_once() {
+    on_each_backend(|store| async move {
+        let ana = appstore_ledger::store::ConsoleUser {
+            name: "ana".into(),
+            role: "admin".into(),
+            created_at: NOW,
+        };
+        store.add_console_user(&ana, "hash").await.unwrap();
+        store
+            .create_console_session("token-1", "ana", "csrf-1", NOW)
+            .await
+            .unwrap();
+        let seen = store
+            .console_session("token-1", NOW - MINUTE, NOW - MINUTE, NOW + 1)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (
+                seen.user_name.as_str(),
+                seen.role.as_str(),
+                seen.csrf_token.as_str()
+            ),
+            ("ana", "admin", "csrf-1")
+        );
+        // Begun before the oldest a session may have begun: over, and gone.
+        assert!(store
+            .console_session("token-1", NOW - MINUTE, NOW + 1, NOW + 2)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(store
+            .console_session("token-1", 0, 0, NOW + 3)
+            .await
+            .unwrap()
+            .is_none());
+        // Idle too long: over as well.
+        store
+            .create_console_session("token-2", "ana", "csrf-2", NOW)
+            .await
+            .unwrap();
+        assert!(store
+            .console_session("token-2", NOW + 1, 0, NOW + 2)
+            .await
+            .unwrap()
+            .is_none());
+
+        assert_eq!(store.console_secret("key", "first").await.unwrap(), "first");
+        assert_eq!(
+            store.console_secret("key", "second").await.unwrap(),
+            "first"
+        );
+    })
+    .await;
+}
