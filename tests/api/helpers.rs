@@ -107,7 +107,7 @@ pub async fn on_suite_backend(
     if !crate::POSTGRES {
         return (text, None);
     }
-    let Some(pg) = crate::pg::PgDatabase::create().await else {
+    let Some(pg) = crate::pg::PgDatabase::create_migrated().await else {
         // Said (or failed) by create(); on a newcomer's machine the test
         // runs on SQLite, which proves nothing of PostgreSQL but keeps
         // the test's other checks.

@@ -27,7 +27,7 @@ pub fn postgres_admin() -> Option<String> {
 /// takes a tenth of what creating and migrating one does. One per test
 /// process (named by its pid); those of processes that are gone are
 /// dropped when the next one is made.
-fn postgres_template(admin: &str) -> &'static str {
+pub fn postgres_template(admin: &str) -> &'static str {
     static TEMPLATE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     TEMPLATE.get_or_init(|| {
         let admin = admin.to_owned();
