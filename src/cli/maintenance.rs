@@ -126,6 +126,16 @@ pub(super) async fn rebuild(settings: Settings) -> u8 {
     }
 }
 
+/// Says what failed; exit 2 for a database URL the command cannot use, 1
+/// for a database that failed.
+fn failed(e: &StoreError) -> u8 {
+    eprintln!("error: {}", e.chain());
+    match e {
+        StoreError::UnsupportedUrl(_) => EXIT_USAGE,
+        _ => EXIT_FAILED,
+    }
+}
+
 /// `backup --to FILE`: an online, consistent copy of the SQLite database.
 pub(super) async fn backup(settings: Settings, to: std::path::PathBuf) -> u8 {
     let started = std::time::Instant::now();
@@ -138,13 +148,7 @@ pub(super) async fn backup(settings: Settings, to: std::path::PathBuf) -> u8 {
             );
             EXIT_OK
         }
-        Err(e) => {
-            eprintln!("error: {}", e.chain());
-            match e {
-                StoreError::UnsupportedUrl(_) => EXIT_USAGE,
-                _ => EXIT_FAILED,
-            }
-        }
+        Err(e) => failed(&e),
     }
 }
 
@@ -174,12 +178,6 @@ pub(super) async fn migrate(settings: Settings) -> u8 {
             }
             EXIT_OK
         }
-        Err(e) => {
-            eprintln!("error: {}", e.chain());
-            match e {
-                StoreError::UnsupportedUrl(_) => EXIT_USAGE,
-                _ => EXIT_FAILED,
-            }
-        }
+        Err(e) => failed(&e),
     }
 }

@@ -111,7 +111,7 @@ pub(crate) fn add_user(app: &TestApp, name: &str, role: &str) {
 
 /// The sign-in form, and what posting it filled in with `name` and
 /// `password` answered.
-async fn submit_login(
+pub(crate) async fn submit_login(
     app: &TestApp,
     client: &reqwest::Client,
     name: &str,

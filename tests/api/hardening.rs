@@ -9,27 +9,13 @@ use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
-use crate::console::{add_user, browser, get, post, sign_in, PASSWORD};
-use crate::helpers::{config, on_suite_backend, pki, Served, TempDir, TestApp, API_TOKEN};
+use crate::console::{add_user, browser, get, post, sign_in, submit_login, PASSWORD};
+use crate::helpers::{
+    config, on_suite_backend, pki, run_with_input, Served, TempDir, TestApp, API_TOKEN,
+};
 use crate::ledger::{now, revoked, tx, Post, DAY};
 
 const BIN: &str = env!("CARGO_BIN_EXE_appstore-ledger");
-
-/// Runs the binary with `args` and `input` on its standard input.
-fn run(args: &[&str], input: &str) -> std::process::Output {
-    use std::io::Write;
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(input.as_bytes());
-    }
-    child.wait_with_output().unwrap()
-}
 
 /// The most memory the process has held, from /proc, in bytes.
 fn peak_memory(pid: u32) -> u64 {
@@ -61,11 +47,11 @@ async fn forty_wrong_passwords_at_once_check_five_and_memory_stays_bounded() {
     let path = dir.path("config.toml");
     std::fs::write(&path, &text).unwrap();
     let path = path.to_str().unwrap();
-    let added = run(
-        &["user", "add", "ana", "--role", "support", "--config", path],
+    let added = run_with_input(
+        Command::new(BIN).args(["user", "add", "ana", "--role", "support", "--config", path]),
         &format!("{PASSWORD}\n"),
     );
-    assert!(added.status.success(), "{added:?}");
+    assert_eq!(added.code, Some(0), "{}", added.stderr);
     let served = Served::start({
         let mut command = Command::new(BIN);
         command.args(["serve", "--config", path]);
@@ -385,34 +371,10 @@ async fn a_nul_byte_is_refused_as_bad_input_and_a_sign_in_with_one_still_counts(
     // A user name with a NUL is a wrong name: 401, and counted.
     let other = browser(reqwest::Client::builder());
     for _ in 0..2 {
-        let form = get(&app, &other, "/console/login", "").await;
-        let page = post(
-            &app,
-            &other,
-            "/console/login",
-            &form.cookie("console_login"),
-            &[
-                ("csrf", &form.csrf()),
-                ("username", "ana\0"),
-                ("password", PASSWORD),
-            ],
-        )
-        .await;
+        let (_, page) = submit_login(&app, &other, "ana\0", PASSWORD).await;
         assert_eq!(page.status, 401, "{}", page.body);
     }
-    let form = get(&app, &other, "/console/login", "").await;
-    let page = post(
-        &app,
-        &other,
-        "/console/login",
-        &form.cookie("console_login"),
-        &[
-            ("csrf", &form.csrf()),
-            ("username", "ana"),
-            ("password", PASSWORD),
-        ],
-    )
-    .await;
+    let (_, page) = submit_login(&app, &other, "ana", PASSWORD).await;
     assert_eq!(page.status, 429, "{}", page.body);
 }
 
@@ -476,28 +438,16 @@ async fn user_names_are_one_regardless_of_case() {
     );
     // What an operator sees: the answer, and no database chatter (on
     // PostgreSQL the migrator's notices), even at the info level.
-    let quiet = Command::new(BIN)
-        .args(["user", "add", "bo", "--role", "admin", "--config"])
-        .arg(&app.config_path)
-        .env("APPSTORE_LEDGER__LOG__LEVEL", "info")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        quiet
-            .stdin
-            .as_ref()
-            .unwrap()
-            .write_all(format!("{PASSWORD}\n").as_bytes())
-            .unwrap();
-    }
-    let quiet = quiet.wait_with_output().unwrap();
-    assert!(quiet.status.success(), "{quiet:?}");
-    assert_eq!(String::from_utf8_lossy(&quiet.stderr), "");
-    assert_eq!(String::from_utf8_lossy(&quiet.stdout), "added bo (admin)\n");
+    let quiet = run_with_input(
+        Command::new(BIN)
+            .args(["user", "add", "bo", "--role", "admin", "--config"])
+            .arg(&app.config_path)
+            .env("APPSTORE_LEDGER__LOG__LEVEL", "info"),
+        &format!("{PASSWORD}\n"),
+    );
+    assert_eq!(quiet.code, Some(0), "{}", quiet.stderr);
+    assert_eq!(quiet.stderr, "");
+    assert_eq!(quiet.stdout, "added bo (admin)\n");
     let removed = app.cli(&["user", "remove", "bo"]);
     assert_eq!(removed.code, Some(0), "{}", removed.stderr);
     let listed = app.cli(&["user", "list"]);

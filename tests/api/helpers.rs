@@ -294,27 +294,13 @@ impl TestApp {
     /// Runs the binary with `args`, this app's `--config` and `input` on
     /// its standard input.
     pub fn cli_input(&self, args: &[&str], input: &str) -> Cli {
-        use std::io::Write;
-        use std::process::Stdio;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_appstore-ledger"))
-            .args(args)
-            .arg("--config")
-            .arg(&self.config_path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(mut stdin) = child.stdin.take() {
-            // A command refused before it reads may have closed its end.
-            let _ = stdin.write_all(input.as_bytes());
-        }
-        let out = child.wait_with_output().unwrap();
-        Cli {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        run_with_input(
+            std::process::Command::new(env!("CARGO_BIN_EXE_appstore-ledger"))
+                .args(args)
+                .arg("--config")
+                .arg(&self.config_path),
+            input,
+        )
     }
 
     /// A connection to this app's database, SQLite or PostgreSQL. Binds
@@ -526,6 +512,28 @@ pub struct Cli {
     pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
+}
+
+/// Runs `command` with `input` on its standard input; what it printed.
+pub fn run_with_input(command: &mut std::process::Command, input: &str) -> Cli {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(mut stdin) = child.stdin.take() {
+        // A command refused before it reads may have closed its end.
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    let out = child.wait_with_output().unwrap();
+    Cli {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }
 
 pub async fn db(path: &Path) -> SqliteConnection {

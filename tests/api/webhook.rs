@@ -408,29 +408,11 @@ async fn a_notification_the_database_refuses_does_not_fail_the_others_written_wi
         .collect();
     tokens.insert(20, poison.clone());
     // All at once, so that the writer commits them in shared batches.
-    let mut posts = tokio::task::JoinSet::new();
-    for token in tokens {
-        let (client, url) = (
-            app.client.clone(),
-            format!("{}/v2/notifications", app.address),
-        );
-        let is_poison = token == poison;
-        posts.spawn(async move {
-            let body = json!({ "signedPayload": token }).to_string();
-            (
-                is_poison,
-                client
-                    .post(url)
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-                    .as_u16(),
-            )
-        });
-    }
-    for (is_poison, status) in posts.join_all().await {
+    let poisoned: Vec<bool> = tokens.iter().map(|token| *token == poison).collect();
+    for (is_poison, status) in poisoned
+        .into_iter()
+        .zip(post_all_at_once(&app, tokens).await)
+    {
         assert_eq!(status, if is_poison { 503 } else { 200 });
     }
     assert_eq!(
@@ -443,6 +425,25 @@ async fn a_notification_the_database_refuses_does_not_fail_the_others_written_wi
         (status, body["error"]["code"].as_str()),
         (503, Some("DATABASE_UNAVAILABLE"))
     );
+}
+
+/// Posts every token at the same moment; the statuses, in the tokens' order.
+async fn post_all_at_once(app: &TestApp, tokens: Vec<String>) -> Vec<u16> {
+    let mut posts = tokio::task::JoinSet::new();
+    for (i, token) in tokens.into_iter().enumerate() {
+        let (client, url) = (
+            app.client.clone(),
+            format!("{}/v2/notifications", app.address),
+        );
+        posts.spawn(async move {
+            let body = json!({ "signedPayload": token }).to_string();
+            let status = client.post(url).body(body).send().await.unwrap().status();
+            (i, status.as_u16())
+        });
+    }
+    let mut statuses = posts.join_all().await;
+    statuses.sort_unstable();
+    statuses.into_iter().map(|(_, status)| status).collect()
 }
 
 /// The sum and count of a histogram in a /metrics text.
@@ -465,26 +466,11 @@ async fn notifications_arriving_together_share_a_commit() {
     let app = TestApp::spawn().await;
     let before = app.get("/metrics").await.text().await.unwrap();
     let (_, commits_before) = histogram(&before, "appstore_ledger_write_batch_size");
-    let mut posts = tokio::task::JoinSet::new();
-    for _ in 0..80 {
-        let token = NotificationSpec::new("DID_RENEW", uuid()).sign(&app.pki);
-        let (client, url) = (
-            app.client.clone(),
-            format!("{}/v2/notifications", app.address),
-        );
-        posts.spawn(async move {
-            let body = json!({ "signedPayload": token }).to_string();
-            client
-                .post(url)
-                .body(body)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        });
-    }
-    assert!(posts.join_all().await.iter().all(|status| *status == 200));
+    let tokens = (0..80)
+        .map(|_| NotificationSpec::new("DID_RENEW", uuid()).sign(&app.pki))
+        .collect();
+    let statuses = post_all_at_once(&app, tokens).await;
+    assert!(statuses.iter().all(|status| *status == 200), "{statuses:?}");
     let after = app.get("/metrics").await.text().await.unwrap();
     let (notifications, commits) = histogram(&after, "appstore_ledger_write_batch_size");
     let commits = commits - commits_before;

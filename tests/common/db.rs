@@ -139,23 +139,29 @@ impl Drop for TempDb {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
         if let Some((admin, name, _)) = self.pg.take() {
-            // Drop runs outside async; a thread of its own may block on a runtime.
-            let _ = std::thread::spawn(move || {
-                use sqlx::Connection;
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime.block_on(async {
-                    if let Ok(mut connection) = sqlx::PgConnection::connect(&admin).await {
-                        let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
-                            .execute(&mut connection)
-                            .await;
-                    }
-                });
-            })
-            .join();
+            drop_database(admin, name);
         }
     }
+}
+
+/// Drops the database `name` on the server `admin` names, even while
+/// connections to it remain, from outside async (a Drop): on a thread of
+/// its own, which may block on a runtime.
+pub fn drop_database(admin: String, name: String) {
+    let _ = std::thread::spawn(move || {
+        use sqlx::Connection;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            if let Ok(mut connection) = sqlx::PgConnection::connect(&admin).await {
+                let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
+                    .execute(&mut connection)
+                    .await;
+            }
+        });
+    })
+    .join();
 }
