@@ -29,6 +29,8 @@ mod pg;
 /// Every TestApp here runs on PostgreSQL.
 pub const POSTGRES: bool = true;
 
+#[path = "api/apple_model.rs"]
+mod apple_model;
 #[path = "api/appstore/mod.rs"]
 mod appstore;
 #[path = "api/check.rs"]

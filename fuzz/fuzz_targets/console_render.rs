@@ -152,6 +152,8 @@ fn made(index: usize, b: &[u8; 32]) -> Made {
             price: Some(price),
             currency: Some(currency.clone()),
             signed_date: signed,
+            subtype: (b[31] & 2 != 0).then(|| "SEATS".to_owned()),
+            revoked_seat_quantity: (b[31] & 2 != 0).then_some(i64::from(b[30])),
         },
         refund_date: revocation,
         reversed_at: (b[31] & 1 != 0).then_some(signed),

@@ -219,6 +219,8 @@ fn subscription_json(item: &LedgerItem, at: i64, known_at: Option<Millis>) -> Va
         "statusAt": s.status_at(&item.item, at).map(|status| status.as_str()),
         "productIdAt": s.product_at(&item.item, at),
         "expiresDateAt": s.expires_at(&item.item, at),
+        // Seats of a multiseat purchase at `at`, as Apple counts them.
+        "seatsAt": s.seats_at(&item.item, at),
         "knownAt": known_at.map(|Millis(k)| k),
         "productId": s.product_id,
         "autoRenewProductId": s.auto_renew_product_id,
@@ -347,6 +349,7 @@ pub(super) async fn entitlements(
                 "productId": s.product_at(&item.item, at),
                 "status": s.status_at(&item.item, at).map(|status| status.as_str()),
                 "expiresDate": s.expires_at(&item.item, at),
+                "seats": s.seats_at(&item.item, at),
                 "originalTransactionId": s.original_transaction_id,
                 "transactionId": s.current_transaction_id,
                 "bundleId": s.bundle_id,
@@ -477,7 +480,7 @@ pub(super) async fn refunds(
     .into_response())
 }
 
-const CSV_COLUMNS: [&str; 17] = [
+const CSV_COLUMNS: [&str; 19] = [
     "notificationUUID",
     "notificationType",
     "transactionId",
@@ -495,6 +498,8 @@ const CSV_COLUMNS: [&str; 17] = [
     "refundDate",
     "reversedAt",
     "reversedByNotificationUUID",
+    "subtype",
+    "revokedSeatQuantity",
 ];
 
 pub(super) fn to_csv(rows: &[RefundEntry]) -> String {
@@ -561,6 +566,8 @@ mod tests {
                 price: None,
                 currency: None,
                 signed_date: 6,
+                subtype: None,
+                revoked_seat_quantity: None,
             },
             refund_date: 5,
             reversed_at: None,
@@ -604,6 +611,8 @@ mod tests {
                 price: Some(9990),
                 currency: Some("@cmd".into()),
                 signed_date: 6,
+                subtype: Some("SEATS".into()),
+                revoked_seat_quantity: Some(2),
             },
             refund_date: 5,
             reversed_at: None,
@@ -614,7 +623,7 @@ mod tests {
         assert_eq!(lines[0], CSV_COLUMNS.join(","));
         assert_eq!(
             lines[1],
-            "u-1,REFUND,\"a,b\",1,\"say \"\"hi\"\"\",'=SUM(A1),Sandbox,5,,,,9990,'@cmd,6,5,,"
+            "u-1,REFUND,\"a,b\",1,\"say \"\"hi\"\"\",'=SUM(A1),Sandbox,5,,,,9990,'@cmd,6,5,,,SEATS,2"
         );
         assert_eq!(lines[2], "");
     }

@@ -187,6 +187,7 @@ async fn report_inner(
         "status": s.status_at(item, at).map(|status| status.as_str()),
         "entitled": s.entitled_at(item, at),
         "expiresDate": s.expires_at(item, at),
+        "seats": s.seats_at(item, at),
         "at": at,
         "stored": outcome.stored,
         "appAccountTokenMismatch": outcome.app_account_token_mismatch.map(|(reported, signed)| json!({

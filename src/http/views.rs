@@ -87,6 +87,10 @@ pub(super) struct RefundView<'a> {
     reversed_at: Option<i64>,
     #[serde(rename = "reversedByNotificationUUID")]
     reversed_by: Option<&'a str>,
+    /// `SEATS`: some seats of a multiseat purchase were refunded, and the
+    /// transaction stays valid for the others.
+    subtype: Option<&'a str>,
+    revoked_seat_quantity: Option<i64>,
 }
 
 impl<'a> From<&'a RefundEntry> for RefundView<'a> {
@@ -111,6 +115,8 @@ impl<'a> From<&'a RefundEntry> for RefundView<'a> {
             refund_date: entry.refund_date,
             reversed_at: entry.reversed_at,
             reversed_by: entry.reversed_by.as_deref(),
+            subtype: r.subtype.as_deref(),
+            revoked_seat_quantity: r.revoked_seat_quantity,
         }
     }
 }

@@ -21,10 +21,8 @@ impl State {
             ItemKey::Purchase(_) => {
                 // A consumable is used up, not an entitlement.
                 self.product_type != Some(ProductType::Consumable)
-                    && self
-                        .timeline
-                        .covering(at, None)
-                        .is_some_and(|p| !p.revoked_at(at))
+                    && self.timeline.covering(at, None).is_some()
+                    && !self.timeline.revoked_at(at, None)
             }
             ItemKey::Subscription(_) => self.status_at(item, at).is_some_and(Status::entitles),
         }
@@ -44,10 +42,9 @@ impl State {
         {
             return None;
         }
-        let covering = self
-            .timeline
-            .covering(at, self.renewal_date_if_subscription(item));
-        if covering.is_some_and(|p| p.revoked_at(at)) {
+        let renewal_date = self.renewal_date_if_subscription(item);
+        let covering = self.timeline.covering(at, renewal_date);
+        if self.timeline.revoked_at(at, renewal_date) {
             return Some(Status::Revoked);
         }
         if let ItemKey::Purchase(_) = item {
@@ -81,6 +78,13 @@ impl State {
             .covering_until(at, self.renewal_date)
             .and_then(|(_, end)| end)
             .or_else(|| self.expires_date())
+    }
+
+    /// Seats of the period covering `at` (multiseat purchases): the
+    /// `quantity` of its transactions less the seats refunds revoked.
+    pub fn seats_at(&self, item: &ItemKey, at: i64) -> Option<i64> {
+        self.timeline
+            .seats_at(at, self.renewal_date_if_subscription(item))
     }
 
     /// The product whose period covers `at`; between periods, the one of

@@ -93,6 +93,17 @@ pub struct TransactionFacts {
     pub price: Option<i64>,
     #[serde(default)]
     pub currency: Option<String>,
+    /// Items bought, or seats of a multiseat purchase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<i64>,
+    /// Set on every transaction of a period that several transactions
+    /// represent (seats added mid-period): they share the period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub additional_transaction_reason: Option<String>,
+    /// Kept as signed; its `revokedSeatQuantity` is what
+    /// [`TransactionFacts::revoked_seat_quantity`] reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multi_seat_info: Option<serde_json::Value>,
 }
 
 /// The renewal info a notification carries (`data.signedRenewalInfo`, decoded).
@@ -149,7 +160,19 @@ impl TransactionFacts {
             in_app_ownership_type: t.in_app_ownership_type.clone(),
             price: t.price,
             currency: t.currency.clone(),
+            quantity: t.quantity,
+            additional_transaction_reason: t.additional_transaction_reason.clone(),
+            multi_seat_info: t.multi_seat_info.clone(),
         }
+    }
+
+    /// Seats a seat-based refund revoked from this transaction, which
+    /// stays valid for its other seats.
+    pub fn revoked_seat_quantity(&self) -> Option<i64> {
+        self.multi_seat_info
+            .as_ref()
+            .and_then(|info| info.get("revokedSeatQuantity"))
+            .and_then(serde_json::Value::as_i64)
     }
 }
 

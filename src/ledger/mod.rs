@@ -13,7 +13,11 @@
 //! Every notification carrying a transaction updates what is known of its
 //! period: the transaction of the latest period (greatest `expiresDate`, not
 //! `isUpgraded`) is the current one, and its revocation fields, as signed, say
-//! whether the current period is refunded. Renewal info replaces older renewal
+//! whether the current period is refunded. A period may be represented by
+//! several transactions (seats added mid-period, each marked with
+//! `additionalTransactionReason` and ending with the period): they share
+//! it, its seats are the sum of their `quantity` less the seats refunds
+//! revoked, and it is revoked only when every one of them is (Apple's rule). Renewal info replaces older renewal
 //! info. `data.status`, when Apple sends it, sets the status; otherwise the
 //! type does, as below.
 //!
@@ -28,11 +32,13 @@
 //! | DID_CHANGE_RENEWAL_STATUS (AUTO_RENEW_ENABLED/DISABLED) | unchanged; `autoRenewStatus` from the renewal info | |
 //! | DID_CHANGE_RENEWAL_PREF (UPGRADE) | ACTIVE: the upgraded product's transaction becomes current | |
 //! | DID_CHANGE_RENEWAL_PREF (DOWNGRADE, none) | unchanged; `autoRenewProductId` changes | |
-//! | OFFER_REDEEMED | ACTIVE | |
+//! | OFFER_REDEEMED (UPGRADE) | ACTIVE: the upgraded product's transaction becomes current, as for DID_CHANGE_RENEWAL_PREF | |
+//! | OFFER_REDEEMED (other) | ACTIVE | |
 //! | PRICE_INCREASE (PENDING, ACCEPTED) | unchanged; `priceIncreaseStatus` and `renewalPrice` from its renewal info | |
 //! | RENEWAL_EXTENDED | ACTIVE; the extended `expiresDate` | |
 //! | RENEWAL_EXTENSION (SUMMARY, FAILURE) | unchanged | |
-//! | REFUND | REVOKED if the current period was refunded; a refund of an older period does not end access; the pending refund request settled | a refund |
+//! | REFUND | REVOKED if the current period was refunded in every transaction of it; a refund of an older period, or of seats added to the period, does not end access; the pending refund request settled | a refund |
+//! | REFUND (SEATS) | unchanged: some seats revoked (`revokedSeatQuantity`), the transaction stays valid | a refund with its seats |
 //! | REFUND_DECLINED | unchanged; `refundDeclinedDate` set, the pending refund request settled | |
 //! | REFUND_REVERSED | ACTIVE; the transaction, signed again without revocation, restores access | the refund marked reversed |
 //! | REVOKE (Family Sharing) | REVOKED | a refund of type REVOKE |

@@ -155,6 +155,11 @@ pub struct RefundRecord {
     pub price: Option<i64>,
     pub currency: Option<String>,
     pub signed_date: i64,
+    /// The notification's subtype: `SEATS` for a refund of some seats of
+    /// a multiseat purchase, which leaves the transaction valid.
+    pub subtype: Option<String>,
+    /// Seats the refund revoked (`revokedSeatQuantity`), for a SEATS refund.
+    pub revoked_seat_quantity: Option<i64>,
 }
 
 /// An expiry, with Apple's reason (the EXPIRED subtype).
@@ -253,10 +258,15 @@ pub fn apply(state: Option<State>, item: &ItemKey, event: &Event) -> (State, Vec
         match item {
             ItemKey::Purchase(_) => take_transaction(&mut s, t),
             ItemKey::Subscription(_) => {
-                // An upgrade takes effect at once: the notification carries the
-                // new product's transaction, which may end before the old one.
-                let upgrade = *kind == NotificationType::DidChangeRenewalPref
-                    && event.subtype == Some(Subtype::Upgrade)
+                // An upgrade takes effect at once, whether the customer
+                // chose the plan (DID_CHANGE_RENEWAL_PREF) or redeemed an
+                // offer for it (OFFER_REDEEMED): the notification carries
+                // the new product's transaction, which may end before the
+                // old one.
+                let upgrade = matches!(
+                    kind,
+                    NotificationType::DidChangeRenewalPref | NotificationType::OfferRedeemed
+                ) && event.subtype == Some(Subtype::Upgrade)
                     && t.is_upgraded != Some(true);
                 if upgrade || is_current_period(&s, t) {
                     take_transaction(&mut s, t);
@@ -304,15 +314,19 @@ pub fn apply(state: Option<State>, item: &ItemKey, event: &Event) -> (State, Vec
             s.status_since = signed;
         }
         if let ItemKey::Subscription(_) = item {
+            // Grace runs from the end of the period that failed to renew:
+            // the latest purchase, which this notification carries (even
+            // when the upgrade that began it was never received), else the
+            // current one; never an older or upgraded-away period's end.
+            let failed_period_end = event
+                .transaction()
+                .filter(|t| t.is_upgraded != Some(true) && t.purchase_date >= s.purchase_date)
+                .and_then(|t| t.expires_date)
+                .or(s.transaction_expires_date);
             let grace = (status == Status::BillingGracePeriod)
                 .then_some(s.grace_period_expires_date)
                 .flatten()
-                .map(|until| {
-                    (
-                        s.transaction_expires_date.unwrap_or(signed).min(until),
-                        until,
-                    )
-                });
+                .map(|until| (failed_period_end.unwrap_or(signed).min(until), until));
             s.timeline.note_status(StatusSpan {
                 from: signed,
                 status,
@@ -429,13 +443,19 @@ fn derived_status(s: &State, event: &Event) -> Option<Status> {
 }
 
 /// True while the latest known period is refunded or revoked. A refund of an
-/// older period (one that a newer renewal date shows has lapsed) is not.
+/// older period (one that a newer renewal date shows has lapsed) is not; nor
+/// is a refund of one transaction of a period others share (added seats)
+/// while another of them stands.
 pub fn current_period_revoked(s: &State) -> bool {
     s.revocation_date.is_some()
         && match (s.renewal_date, s.transaction_expires_date) {
             (Some(renewal), Some(expires)) => renewal <= expires,
             _ => true,
         }
+        && s.current_transaction_id
+            .as_deref()
+            .and_then(|id| s.timeline.period_of_revoked(id))
+            .unwrap_or(true)
 }
 
 fn effects(s: &mut State, event: &Event, signed: i64) -> Vec<Effect> {
@@ -473,6 +493,8 @@ fn effects(s: &mut State, event: &Event, signed: i64) -> Vec<Effect> {
                 price: t.and_then(|t| t.price),
                 currency: t.and_then(|t| t.currency.clone()),
                 signed_date: signed,
+                subtype: event.subtype.as_ref().map(|t| t.as_str().to_owned()),
+                revoked_seat_quantity: t.and_then(TransactionFacts::revoked_seat_quantity),
             })]
         }
         NotificationType::RefundReversed => t

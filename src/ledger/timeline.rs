@@ -28,6 +28,17 @@ pub struct Period {
     /// if a REFUND_REVERSED re-signed it without revocation, until when.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub revocations: Vec<Revocation>,
+    /// Seats this transaction covers (Apple's `quantity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<i64>,
+    /// Seats of it a seat-based refund revoked; the transaction stays valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_seat_quantity: Option<i64>,
+    /// Apple's `additionalTransactionReason`: this transaction shares its
+    /// period with the others that end when it does (seats added
+    /// mid-period), rather than replacing the one before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub additional_transaction_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +105,9 @@ impl Timeline {
                         expires_date: None,
                         signed_date: i64::MIN,
                         revocations: Vec::new(),
+                        quantity: None,
+                        revoked_seat_quantity: None,
+                        additional_transaction_reason: None,
                     },
                 );
                 at
@@ -108,6 +122,13 @@ impl Timeline {
         period.signed_date = transaction_signed;
         period.product_id = t.product_id.clone().or(period.product_id.take());
         period.expires_date = t.expires_date.or(period.expires_date);
+        period.quantity = t.quantity.or(period.quantity);
+        // Each signed copy says how many seats are revoked now: absent, none.
+        period.revoked_seat_quantity = t.revoked_seat_quantity();
+        period.additional_transaction_reason = t
+            .additional_transaction_reason
+            .clone()
+            .or(period.additional_transaction_reason.take());
         let open = period.revocations.iter_mut().find(|r| r.until.is_none());
         match (t.revocation_date, open) {
             (Some(from), None) => period.revocations.push(Revocation { from, until: None }),
@@ -134,8 +155,9 @@ impl Timeline {
     }
 
     /// The period whose time covers `at`. An upgrade cuts the period it
-    /// replaces at the new purchase; the latest period lasts until
-    /// `renewal_date` when renewal info says it runs longer.
+    /// replaces at the new purchase; seats added mid-period share it; the
+    /// latest period lasts until `renewal_date` when renewal info says it
+    /// runs longer.
     pub fn covering(&self, at: i64, renewal_date: Option<i64>) -> Option<&Period> {
         self.covering_until(at, renewal_date).map(|(p, _)| p)
     }
@@ -146,25 +168,105 @@ impl Timeline {
         at: i64,
         renewal_date: Option<i64>,
     ) -> Option<(&Period, Option<i64>)> {
-        let last = self.periods.len().checked_sub(1);
+        self.covering_index(at, renewal_date)
+            .and_then(|(i, end)| self.periods.get(i).map(|p| (p, end)))
+    }
+
+    fn covering_index(&self, at: i64, renewal_date: Option<i64>) -> Option<(usize, Option<i64>)> {
         self.periods
             .iter()
             .enumerate()
             .rev()
-            .map(|(i, p)| {
-                let end = p.expires_date.map(|expires| {
-                    let mut end = expires;
-                    if Some(i) == last {
-                        end = end.max(renewal_date.unwrap_or(end));
-                    }
-                    match self.periods.get(i.saturating_add(1)) {
-                        Some(next) if next.purchase_date < end => next.purchase_date,
-                        _ => end,
-                    }
-                });
-                (p, end)
+            .map(|(i, p)| (i, p, self.end_of(i, p, renewal_date)))
+            .find(|(_, p, end)| p.purchase_date <= at && end.is_none_or(|end| at < end))
+            .map(|(i, _, end)| (i, end))
+    }
+
+    /// When the time of the period at `i` ends: its expiry (for the latest
+    /// period, as renewal info says), or the purchase of the next period
+    /// that replaces it (an upgrade), whichever comes first. A transaction
+    /// that shares the period (added seats) replaces nothing.
+    fn end_of(&self, i: usize, p: &Period, renewal_date: Option<i64>) -> Option<i64> {
+        let expires = p.expires_date?;
+        let mut later = self
+            .periods
+            .iter()
+            .skip(i.saturating_add(1))
+            .filter(|next| !shares_period(p, next));
+        let mut end = expires;
+        match later.next() {
+            Some(next) if next.purchase_date < end => end = next.purchase_date,
+            Some(_) => {}
+            // The latest period: renewal info may vouch for longer.
+            None => end = end.max(renewal_date.unwrap_or(end)),
+        }
+        Some(end)
+    }
+
+    /// Is the period covering `at` revoked then? Only when every
+    /// transaction of it bought by then is (Apple: revoke access only when
+    /// every transaction in the period carries revocation fields); a refund
+    /// of added seats, or of some seats, leaves the period.
+    pub fn revoked_at(&self, at: i64, renewal_date: Option<i64>) -> bool {
+        let Some((i, _)) = self.covering_index(at, renewal_date) else {
+            return false;
+        };
+        let Some(p) = self.periods.get(i) else {
+            return false;
+        };
+        let mut members = self
+            .periods
+            .iter()
+            .filter(|other| {
+                other.purchase_date <= at && (std::ptr::eq(*other, p) || shares_period(p, other))
             })
-            .find(|(p, end)| p.purchase_date <= at && end.is_none_or(|end| at < end))
+            .peekable();
+        members.peek().is_some() && members.all(|member| member.revoked_at(at))
+    }
+
+    /// Seats of the period covering `at`: the `quantity` of each of its
+    /// transactions bought by then and not wholly revoked, less the seats
+    /// a refund revoked. None when Apple gave no quantity.
+    pub fn seats_at(&self, at: i64, renewal_date: Option<i64>) -> Option<i64> {
+        let (i, _) = self.covering_index(at, renewal_date)?;
+        let p = self.periods.get(i)?;
+        let members: Vec<&Period> = self
+            .periods
+            .iter()
+            .filter(|other| {
+                other.purchase_date <= at && (std::ptr::eq(*other, p) || shares_period(p, other))
+            })
+            .collect();
+        if members.iter().all(|m| m.quantity.is_none()) {
+            return None;
+        }
+        Some(
+            members
+                .iter()
+                .filter(|m| !m.revoked_at(at))
+                .map(|m| {
+                    m.quantity
+                        .unwrap_or(1)
+                        .saturating_sub(m.revoked_seat_quantity.unwrap_or(0))
+                        .max(0)
+                })
+                .fold(0i64, i64::saturating_add),
+        )
+    }
+
+    /// Is the period of `transaction_id` revoked now: every transaction of
+    /// it carries an open revocation? None when the transaction is unknown.
+    pub fn period_of_revoked(&self, transaction_id: &str) -> Option<bool> {
+        let p = self
+            .periods
+            .iter()
+            .find(|p| p.transaction_id == transaction_id)?;
+        Some(
+            self.periods
+                .iter()
+                .filter(|other| std::ptr::eq(*other, p) || shares_period(p, other))
+                .all(|member| member.revocations.iter().any(|r| r.until.is_none())),
+        )
     }
 
     pub fn first_purchase(&self) -> Option<i64> {
@@ -172,8 +274,17 @@ impl Timeline {
     }
 }
 
+/// Two transactions represent one period when Apple marks either with
+/// `additionalTransactionReason` and they end at the same moment: seats
+/// added mid-period are sold until the period's end.
+fn shares_period(a: &Period, b: &Period) -> bool {
+    (a.additional_transaction_reason.is_some() || b.additional_transaction_reason.is_some())
+        && a.expires_date.is_some()
+        && a.expires_date == b.expires_date
+}
+
 impl Period {
-    /// Revoked at `at`, within this period's own time: past its
+    /// This transaction revoked at `at`, within its own time: past its
     /// `expiresDate`, time renewal info vouches for belongs to a later
     /// period whose transaction is not known yet, and this refund ends
     /// nothing there.

@@ -157,6 +157,9 @@ string_enum! {
         MetadataUpdate => "METADATA_UPDATE",
         Migration => "MIGRATION",
         PriceChange => "PRICE_CHANGE",
+        /// The App Store unclaimed seats of a group subscription whose
+        /// invitations the developer hosts (`unclaimInfo`).
+        UnclaimSeats => "UNCLAIM_SEATS",
     }
 }
 
@@ -182,6 +185,11 @@ string_enum! {
         Unreported => "UNREPORTED",
         ActiveTokenReminder => "ACTIVE_TOKEN_REMINDER",
         Created => "CREATED",
+        /// A REFUND that revoked some seats of a multiseat purchase and left
+        /// the transaction valid (`revokedSeatQuantity`).
+        Seats => "SEATS",
+        IncreaseQuantity => "INCREASE_QUANTITY",
+        DecreaseQuantity => "DECREASE_QUANTITY",
     }
 }
 

@@ -29,6 +29,8 @@ apple_object! {
         renewal_date: Timestamp,
         /// Price in milliunits of `currency`.
         renewal_price: i64,
+        /// Seats in the next renewal of a multiseat subscription.
+        renewal_quantity: i64,
         signed_date: Timestamp,
         /// Advanced Commerce API details, kept as sent.
         advanced_commerce_info: serde_json::Value,

@@ -7,6 +7,10 @@ apple_object! {
     /// `JWSTransactionDecodedPayload`: one transaction, as signed in
     /// `signedTransactionInfo`.
     JwsTransactionDecodedPayload {
+        /// Present on every transaction of a period that more than one
+        /// transaction represents (seats added mid-period), the first one
+        /// included.
+        additional_transaction_reason: String,
         app_account_token: String,
         app_transaction_id: String,
         bundle_id: String,
@@ -21,12 +25,18 @@ apple_object! {
         /// ISO 8601 duration of the offer, such as `P1M`.
         offer_period: String,
         offer_type: OfferType,
+        /// Seats of a multiseat purchase: invitations, price tiers, seats a
+        /// refund revoked.
+        /// Kept as sent (`TransactionMultiSeatInfo`: invitationManagement,
+        /// priceTiers, revokedSeatQuantity).
+        multi_seat_info: serde_json::Value,
         original_purchase_date: Timestamp,
         original_transaction_id: String,
         /// Price in milliunits of `currency`.
         price: i64,
         product_id: String,
         purchase_date: Timestamp,
+        /// The number of items, or of seats for a multiseat purchase.
         quantity: i64,
         revocation_date: Timestamp,
         revocation_reason: RevocationReason,
@@ -44,5 +54,20 @@ apple_object! {
         web_order_line_item_id: String,
         /// Advanced Commerce API details, kept as sent.
         advanced_commerce_info: serde_json::Value,
+    }
+}
+
+impl JwsTransactionDecodedPayload {
+    /// Seats of this transaction that a seat-based refund revoked
+    /// (`multiSeatInfo.revokedSeatQuantity`; only the group purchaser's
+    /// transaction carries it). Read leniently: a value of another shape is
+    /// kept in the payload and read as absent, never a reason to refuse a
+    /// genuine notification.
+    pub fn revoked_seat_quantity(&self) -> Option<i64> {
+        self.multi_seat_info
+            .as_ref()
+            .and_then(|info| info.get("revokedSeatQuantity"))
+            .or_else(|| self.unknown_fields.get("revokedSeatQuantity"))
+            .and_then(serde_json::Value::as_i64)
     }
 }

@@ -360,6 +360,8 @@ macro_rules! records_from_row {
                         price: row.try_get("price")?,
                         currency: row.try_get("currency")?,
                         signed_date: row.try_get("signed_date")?,
+                        subtype: row.try_get("subtype")?,
+                        revoked_seat_quantity: row.try_get("revoked_seat_quantity")?,
                     },
                     refund_date: row.try_get("refund_date")?,
                     reversed_at: row.try_get("reversed_at")?,

@@ -312,6 +312,15 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The service's store, opened beside the running server as its own
+    /// configuration says: for what only the library can show.
+    pub async fn store(&self) -> appstore_ledger::store::Store {
+        let settings = appstore_ledger::config::Settings::load(Some(&self.config_path)).unwrap();
+        appstore_ledger::store::Store::connect(&settings.database)
+            .await
+            .unwrap()
+    }
+
     pub fn database_url(&self) -> String {
         match &self.pg {
             Some(pg) => pg.url.clone(),

@@ -18,6 +18,7 @@ mod pg;
 /// This suite runs on SQLite; tests/api_postgres.rs runs it on PostgreSQL.
 pub const POSTGRES: bool = false;
 
+mod apple_model;
 mod appstore;
 mod backup;
 mod browser;

@@ -33,11 +33,11 @@ async fn migrate_applies_the_postgres_schema_once() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(
         out,
-        "postgres: applied 7 (1, 2, 3, 4, 5, 6, 7), now at version 7"
+        "postgres: applied 8 (1, 2, 3, 4, 5, 6, 7, 8), now at version 8"
     );
     let (code, out, err) = migrate(&database.url);
     assert_eq!(code, Some(0), "{err}");
-    assert_eq!(out, "postgres: nothing to apply, at version 7");
+    assert_eq!(out, "postgres: nothing to apply, at version 8");
 
     // The schema is PostgreSQL's own: millisecond BIGINTs, JSONB payloads,
     // a digest to compare signed payloads by.
@@ -113,18 +113,18 @@ async fn instances_migrating_at_once_apply_the_schema_once() {
     );
     let applied = outcomes
         .iter()
-        .filter(|(_, out)| out == "postgres: applied 7 (1, 2, 3, 4, 5, 6, 7), now at version 7")
+        .filter(|(_, out)| out == "postgres: applied 8 (1, 2, 3, 4, 5, 6, 7, 8), now at version 8")
         .count();
     let nothing = outcomes
         .iter()
-        .filter(|(_, out)| out == "postgres: nothing to apply, at version 7")
+        .filter(|(_, out)| out == "postgres: nothing to apply, at version 8")
         .count();
     assert_eq!((applied, nothing), (1, 3), "{outcomes:?}");
     let versions: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
         .fetch_one(&mut database.connect().await)
         .await
         .unwrap();
-    assert_eq!(versions, 7);
+    assert_eq!(versions, 8);
 }
 
 #[test]
@@ -135,10 +135,10 @@ fn migrate_on_sqlite_creates_and_migrates_the_file() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(
         out,
-        "sqlite: applied 12 (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12), now at version 12"
+        "sqlite: applied 13 (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13), now at version 13"
     );
     let (_, out, _) = migrate(&url);
-    assert_eq!(out, "sqlite: nothing to apply, at version 12");
+    assert_eq!(out, "sqlite: nothing to apply, at version 13");
 }
 
 /// A PostgreSQL that does not answer stops start-up as a failure of the

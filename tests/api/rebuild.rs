@@ -93,14 +93,7 @@ async fn rebuild_produces_exactly_what_incremental_application_produced() {
         }
     }
 
-    let store =
-        appstore_ledger::store::Store::connect(&appstore_ledger::config::DatabaseSettings {
-            url: app.database_url(),
-            max_connections: 2,
-            busy_timeout_ms: 5000,
-        })
-        .await
-        .unwrap();
+    let store = app.store().await;
     let incremental = store.ledger_snapshot().await.unwrap();
     assert_eq!(incremental["ledger_items"].len(), 12);
     assert_eq!(incremental["refunds"].len(), 6);

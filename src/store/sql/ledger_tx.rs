@@ -288,7 +288,7 @@ macro_rules! ledger_tx {
                         "INSERT INTO refunds (notification_uuid, kind, item_id, notification_type, transaction_id,
                              original_transaction_id, product_id, bundle_id, environment, revocation_date,
                              revocation_reason, revocation_type, revocation_percentage, price, currency,
-                             signed_date, refund_date, reversed_at, reversed_by) ",
+                             signed_date, refund_date, reversed_at, reversed_by, subtype, revoked_seat_quantity) ",
                     );
                     query.push_values(batch, |mut row, r| {
                         let refund = r.refund;
@@ -315,7 +315,9 @@ macro_rules! ledger_tx {
                             .push_bind(refund.signed_date)
                             .push_bind(refund.revocation_date.unwrap_or(refund.signed_date))
                             .push_bind(r.reversed.map(|(at, _)| at))
-                            .push_bind(r.reversed.map(|(_, by)| by));
+                            .push_bind(r.reversed.map(|(_, by)| by))
+                            .push_bind(refund.subtype.as_deref())
+                            .push_bind(refund.revoked_seat_quantity);
                     });
                     query.push(" ON CONFLICT (notification_uuid) DO NOTHING");
                     query.build().execute(&mut *self).await?;

@@ -200,7 +200,7 @@ macro_rules! read {
                     concat!("SELECT CAST(", $json_array, "(notification_uuid, kind, item_id, notification_type, transaction_id,
                          original_transaction_id, product_id, bundle_id, environment, revocation_date, revocation_reason,
                          revocation_type, revocation_percentage, price, currency, signed_date, refund_date, reversed_at,
-                         reversed_by) AS TEXT) FROM refunds ORDER BY notification_uuid"),
+                         reversed_by, subtype, revoked_seat_quantity) AS TEXT) FROM refunds ORDER BY notification_uuid"),
                 ),
                 (
                     "expirations",

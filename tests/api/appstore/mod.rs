@@ -15,7 +15,6 @@ use serde_json::{json, Value};
 use appstore_ledger::check::{self, Tolerances};
 use appstore_ledger::model::Timestamp;
 use appstore_ledger::stop::Stop;
-use appstore_ledger::store::Store;
 
 use crate::common::pki::TestPki;
 use crate::fake_apple::{api_config, FakeApple, Scripted};
@@ -171,13 +170,7 @@ fn status_answer(
 
 /// Runs the check at `at` and keeps its findings, as `serve` does.
 pub(crate) async fn check_and_keep(app: &TestApp, at: i64) -> Vec<String> {
-    let store = Store::connect(
-        &appstore_ledger::config::Settings::load(Some(&app.config_path))
-            .unwrap()
-            .database,
-    )
-    .await
-    .unwrap();
+    let store = app.store().await;
     let report = check::run(
         &store,
         Timestamp::from_millis(at),

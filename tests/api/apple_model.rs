@@ -1,0 +1,281 @@
+//! Where Apple's model moved on, through the webhook and the query API:
+//! seats added mid-period and their refunds, seat-based refunds, upgrades
+//! by offer followed by a billing failure in grace. Each scenario's answers
+//! are Apple's documented rules worked out by hand; `rebuild` must give the
+//! same rows as the notifications folded one by one.
+
+use serde_json::{json, Value};
+
+use crate::helpers::TestApp;
+use crate::ledger::{now, renewal, revoked, subscription, subscription_at, tx, Post, DAY, HOUR};
+
+/// A transaction of a period that several transactions represent.
+fn with_seats(mut t: Value, quantity: i64, additional: bool) -> Value {
+    t["quantity"] = json!(quantity);
+    if additional {
+        t["additionalTransactionReason"] = json!("SEAT_ADDITION");
+    }
+    t
+}
+
+async fn refunds_of(app: &TestApp, otid: &str) -> Vec<Value> {
+    let (status, body) = app
+        .api(&format!("/v1/refunds?originalTransactionId={otid}"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["refunds"].as_array().unwrap().clone()
+}
+
+async fn entitlements(app: &TestApp, token: &str) -> Vec<Value> {
+    let (status, body) = app
+        .api(&format!("/v1/entitlements?appAccountToken={token}"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["entitlements"].as_array().unwrap().clone()
+}
+
+/// `rebuild` recomputes every derived row as the notifications, folded one
+/// by one, left it.
+async fn assert_rebuild_agrees(app: &TestApp) {
+    let store = app.store().await;
+    let incremental = store.ledger_snapshot().await.unwrap();
+    let out = app.cli(&["rebuild"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(store.ledger_snapshot().await.unwrap(), incremental);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn refunding_added_seats_leaves_the_period_and_a_seats_refund_leaves_the_transaction() {
+    let app = TestApp::spawn().await;
+    let (now, otid) = (now(), "team-1");
+    let (start, end) = (now - 10 * DAY, now + 20 * DAY);
+    let first = with_seats(tx(otid, "team-1-t1", "team", start, end), 5, false);
+    Post::new(&app, "SUBSCRIBED", start)
+        .status(1)
+        .subtype("INITIAL_BUY")
+        .tx(first.clone())
+        .renewal(renewal(otid, "team", 1, start))
+        .send()
+        .await;
+    // Three seats added on day 4: a second transaction for the same period,
+    // and Apple re-signs the first with the reason too.
+    let added_at = start + 4 * DAY;
+    let added = with_seats(tx(otid, "team-1-t2", "team", added_at, end), 3, true);
+    Post::new(&app, "DID_CHANGE_RENEWAL_PREF", added_at)
+        .status(1)
+        .subtype("INCREASE_QUANTITY")
+        .tx(added.clone())
+        .send()
+        .await;
+    let s = subscription(&app, otid).await;
+    assert_eq!(
+        (
+            &s["status"],
+            &s["entitled"],
+            &s["seatsAt"],
+            &s["expiresDateAt"]
+        ),
+        (&json!("ACTIVE"), &json!(true), &json!(8), &json!(end)),
+        "{s}"
+    );
+
+    // The added seats refunded: Apple still says ACTIVE, and so must we.
+    let refunded_at = now - 2 * DAY;
+    Post::new(&app, "REFUND", refunded_at)
+        .status(1)
+        .tx(revoked(added, refunded_at, "REFUND_FULL"))
+        .send()
+        .await;
+    let s = subscription(&app, otid).await;
+    assert_eq!(
+        (
+            &s["status"],
+            &s["entitled"],
+            &s["seatsAt"],
+            &s["revocationDate"]
+        ),
+        (&json!("ACTIVE"), &json!(true), &json!(5), &Value::Null),
+        "{s}"
+    );
+    let found = entitlements(&app, "account-team-1").await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        (
+            &found[0]["productId"],
+            &found[0]["seats"],
+            &found[0]["expiresDate"]
+        ),
+        (&json!("team"), &json!(5), &json!(end))
+    );
+
+    // Two of the first transaction's seats refunded (REFUND / SEATS): the
+    // transaction stays valid for three.
+    let mut fewer = with_seats(first, 5, true);
+    fewer["multiSeatInfo"] = json!({"invitationManagement": "APPLE", "revokedSeatQuantity": 2});
+    fewer["signedDate"] = json!(now - HOUR);
+    Post::new(&app, "REFUND", now - HOUR)
+        .status(1)
+        .subtype("SEATS")
+        .tx(fewer)
+        .send()
+        .await;
+    let s = subscription(&app, otid).await;
+    assert_eq!(
+        (&s["status"], &s["entitled"], &s["seatsAt"]),
+        (&json!("ACTIVE"), &json!(true), &json!(3)),
+        "{s}"
+    );
+    let refunds = refunds_of(&app, otid).await;
+    let rows: Vec<(Value, Value, Value, Value)> = refunds
+        .iter()
+        .map(|r| {
+            (
+                r["transactionId"].clone(),
+                r["subtype"].clone(),
+                r["revokedSeatQuantity"].clone(),
+                r["revocationDate"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (json!("team-1-t1"), json!("SEATS"), json!(2), Value::Null),
+            (
+                json!("team-1-t2"),
+                Value::Null,
+                Value::Null,
+                json!(refunded_at)
+            ),
+        ]
+    );
+    assert_rebuild_agrees(&app).await;
+}
+
+#[tokio::test]
+async fn a_period_refunded_in_every_transaction_ends_access() {
+    let app = TestApp::spawn().await;
+    let (now, otid) = (now(), "team-2");
+    let (start, end) = (now - 10 * DAY, now + 20 * DAY);
+    let first = with_seats(tx(otid, "team-2-t1", "team", start, end), 5, true);
+    let added = with_seats(tx(otid, "team-2-t2", "team", start + 4 * DAY, end), 3, true);
+    let refunded_at = now - 2 * DAY;
+    // Delivered out of order: the refunds before the purchases.
+    Post::new(&app, "REFUND", refunded_at + HOUR)
+        .status(5)
+        .tx(revoked(first.clone(), refunded_at, "REFUND_FULL"))
+        .send()
+        .await;
+    Post::new(&app, "REFUND", refunded_at)
+        .status(1)
+        .tx(revoked(added.clone(), refunded_at, "REFUND_FULL"))
+        .send()
+        .await;
+    Post::new(&app, "DID_CHANGE_RENEWAL_PREF", start + 4 * DAY)
+        .status(1)
+        .subtype("INCREASE_QUANTITY")
+        .tx(added)
+        .send()
+        .await;
+    Post::new(&app, "SUBSCRIBED", start)
+        .status(1)
+        .subtype("INITIAL_BUY")
+        .tx(first)
+        .send()
+        .await;
+    let s = subscription(&app, otid).await;
+    assert_eq!(
+        (&s["status"], &s["entitled"], &s["statusAt"]),
+        (&json!("REVOKED"), &json!(false), &json!("REVOKED")),
+        "{s}"
+    );
+    let before = subscription_at(&app, otid, refunded_at - 1).await;
+    assert_eq!(
+        (&before["entitled"], &before["seatsAt"]),
+        (&json!(true), &json!(8)),
+        "{before}"
+    );
+    assert!(entitlements(&app, "account-team-2").await.is_empty());
+    assert_eq!(refunds_of(&app, otid).await.len(), 2);
+    assert_rebuild_agrees(&app).await;
+}
+
+#[tokio::test]
+async fn an_offer_upgrade_then_a_billing_failure_is_entitled_through_grace() {
+    let app = TestApp::spawn().await;
+    let (now, otid) = (now(), "offer-1");
+    // A yearly plan bought 100 days ago; an offer upgraded it to a monthly
+    // premium plan 35 days ago, whose period ended 5 days ago and failed
+    // to renew; Apple's grace period runs 16 days from then.
+    let yearly = tx(
+        otid,
+        "offer-1-t1",
+        "basic.yearly",
+        now - 100 * DAY,
+        now + 265 * DAY,
+    );
+    let (upgraded_at, premium_end) = (now - 35 * DAY, now - 5 * DAY);
+    let premium = tx(
+        otid,
+        "offer-1-t2",
+        "premium.monthly",
+        upgraded_at,
+        premium_end,
+    );
+    let grace_until = premium_end + 16 * DAY;
+    Post::new(&app, "SUBSCRIBED", now - 100 * DAY)
+        .status(1)
+        .subtype("INITIAL_BUY")
+        .tx(yearly)
+        .renewal(renewal(otid, "basic.yearly", 1, now - 100 * DAY))
+        .send()
+        .await;
+    Post::new(&app, "OFFER_REDEEMED", upgraded_at)
+        .status(1)
+        .subtype("UPGRADE")
+        .tx(premium.clone())
+        .renewal(renewal(otid, "premium.monthly", 1, upgraded_at))
+        .send()
+        .await;
+    let mut in_grace = renewal(otid, "premium.monthly", 1, premium_end);
+    in_grace["gracePeriodExpiresDate"] = json!(grace_until);
+    in_grace["isInBillingRetryPeriod"] = json!(true);
+    in_grace["renewalDate"] = json!(premium_end);
+    Post::new(&app, "DID_FAIL_TO_RENEW", premium_end)
+        .status(4)
+        .subtype("GRACE_PERIOD")
+        .tx(premium)
+        .renewal(in_grace)
+        .send()
+        .await;
+
+    let s = subscription(&app, otid).await;
+    assert_eq!(
+        (
+            &s["status"],
+            &s["entitled"],
+            &s["statusAt"],
+            &s["productId"],
+            &s["expiresDate"],
+            &s["transactionId"]
+        ),
+        (
+            &json!("BILLING_GRACE_PERIOD"),
+            &json!(true),
+            &json!("BILLING_GRACE_PERIOD"),
+            &json!("premium.monthly"),
+            &json!(premium_end),
+            &json!("offer-1-t2")
+        ),
+        "{s}"
+    );
+    let found = entitlements(&app, "account-offer-1").await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["productId"], "premium.monthly");
+    let after_grace = subscription_at(&app, otid, grace_until).await;
+    assert_eq!(after_grace["entitled"], false, "{after_grace}");
+    let before_upgrade = subscription_at(&app, otid, upgraded_at - 1).await;
+    assert_eq!(before_upgrade["productIdAt"], "basic.yearly");
+    assert_rebuild_agrees(&app).await;
+}
