@@ -137,7 +137,7 @@ where
                 &mut stderr.lock(),
             )
         }
-        Command::Serve(args) => with_runtime(serve, args.config.as_deref()),
+        Command::Serve(args) => with_settings(serve, args.config.as_deref(), false),
         Command::Reprocess(args) => {
             with_runtime(maintenance::reprocess_quarantined, args.config.as_deref())
         }
@@ -198,13 +198,35 @@ where
     F: FnOnce(Settings) -> Fut,
     Fut: std::future::Future<Output = u8>,
 {
-    let settings = match Settings::load(config) {
+    with_settings(command, config, true)
+}
+
+/// How long a command waits for SQLite's write lock at least: the service
+/// answers Apple 503 soon rather than wait (`busy_timeout_ms`), but a
+/// command an operator runs beside it (rebuild, reprocess, backfill) waits
+/// its turn instead of failing on the service's next commit.
+const COMMAND_BUSY_TIMEOUT_MS: u64 = 5_000;
+
+/// Loads the settings (for a command, with [`COMMAND_BUSY_TIMEOUT_MS`] at
+/// least), starts logging and a runtime, and runs `command`.
+fn with_settings<F, Fut>(command: F, config: Option<&Path>, is_command: bool) -> u8
+where
+    F: FnOnce(Settings) -> Fut,
+    Fut: std::future::Future<Output = u8>,
+{
+    let mut settings = match Settings::load(config) {
         Ok(settings) => settings,
         Err(e) => {
             eprintln!("error: {e}");
             return EXIT_USAGE;
         }
     };
+    if is_command {
+        settings.database.busy_timeout_ms = settings
+            .database
+            .busy_timeout_ms
+            .max(COMMAND_BUSY_TIMEOUT_MS);
+    }
     telemetry::init(&settings.log);
     match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime.block_on(command(settings)),

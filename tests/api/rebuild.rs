@@ -197,7 +197,8 @@ async fn a_notification_that_cannot_be_folded_becomes_a_finding() {
     .execute(&mut db)
     .await
     .unwrap();
-    assert_eq!(app.cli(&["rebuild"]).code, Some(0));
+    let out = app.cli(&["rebuild"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
     let out = app.cli(&["check", "--json", "--at", &at]);
     assert_eq!(
         (out.code, out.stdout.as_str()),
