@@ -353,6 +353,7 @@ async fn check_phase(url: &str, subscriptions: usize, now: i64) -> (u64, usize, 
         &store,
         appstore_ledger::model::Timestamp::from_millis(now),
         &appstore_ledger::check::Tolerances::default(),
+        &appstore_ledger::ledger::Products::default(),
         |_, _| {},
         &appstore_ledger::stop::Stop::never(),
     )

@@ -15,6 +15,7 @@ use crate::check::Tolerances;
 // The store owns its settings type, so that it does not depend on config
 // (config -> check -> store must not lead back to config).
 use crate::jws::{ExpectedIdentity, TrustAnchors};
+use crate::ledger::{ProductDuration, Products};
 use crate::model::Environment;
 pub use crate::store::DatabaseSettings;
 
@@ -114,6 +115,22 @@ pub struct AppSettings {
     /// The App Store Server API, to ask Apple when a push was lost.
     #[serde(default)]
     pub api: Option<AppApiSettings>,
+    /// What the service must know of a product that Apple does not sign:
+    /// how long a non-renewing subscription lasts.
+    #[serde(default)]
+    pub products: Vec<ProductSettings>,
+}
+
+/// `[[apps.products]]`: one of the app's products.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductSettings {
+    pub product_id: String,
+    /// For a non-renewing subscription: how long it lasts from its
+    /// purchase, an ISO 8601 duration of years, months, weeks or days
+    /// (`P90D`, `P1M`, `P1Y`). Apple signs no expiry for one.
+    #[serde(default)]
+    pub duration: Option<String>,
 }
 
 /// An app's App Store Server API key (App Store Connect > Users and Access >
@@ -451,6 +468,24 @@ impl Settings {
             if let Some(api) = &app.api {
                 validate_api(api, &|field| key(&format!("api.{field}")))?;
             }
+            for (j, product) in app.products.iter().enumerate() {
+                let key = |field: &str| key(&format!("products[{j}].{field}"));
+                if product.product_id.trim().is_empty() {
+                    return fail(&key("product_id"), "must not be empty");
+                }
+                if app
+                    .products
+                    .iter()
+                    .take(j)
+                    .any(|other| other.product_id == product.product_id)
+                {
+                    return fail(&key("product_id"), "appears twice");
+                }
+                if let Some(duration) = &product.duration {
+                    ProductDuration::parse(duration)
+                        .map_err(|e| ConfigError(format!("{}: {e}", key("duration"))))?;
+                }
+            }
         }
         for (i, token) in self.api.tokens.iter().enumerate() {
             let token = secrecy::ExposeSecret::expose_secret(token);
@@ -518,6 +553,19 @@ impl Settings {
             );
         }
         TrustAnchors::new(anchors).map_err(|e| ConfigError(e.to_string()))
+    }
+}
+
+impl Settings {
+    /// The configured length of each non-renewing product (validated at
+    /// load: a duration that does not read is an error there).
+    pub fn products(&self) -> Products {
+        Products::new(self.apps.iter().flat_map(|app| {
+            app.products.iter().filter_map(|product| {
+                let duration = ProductDuration::parse(product.duration.as_deref()?).ok()?;
+                Some((app.bundle_id.clone(), product.product_id.clone(), duration))
+            })
+        }))
     }
 }
 

@@ -15,10 +15,11 @@ pub enum FindingKind {
     UnfoldedNotification,
     StatusContradictsType,
     AppAccountTokenMismatch,
+    NonRenewingDurationUnknown,
 }
 
 impl FindingKind {
-    pub const ALL: [FindingKind; 10] = [
+    pub const ALL: [FindingKind; 11] = [
         FindingKind::RefundWithoutExpiration,
         FindingKind::RenewalOutcomeOverdue,
         FindingKind::ExpirationOverdue,
@@ -29,6 +30,7 @@ impl FindingKind {
         FindingKind::UnfoldedNotification,
         FindingKind::StatusContradictsType,
         FindingKind::AppAccountTokenMismatch,
+        FindingKind::NonRenewingDurationUnknown,
     ];
 
     pub fn code(self) -> &'static str {
@@ -43,6 +45,7 @@ impl FindingKind {
             FindingKind::UnfoldedNotification => "UNFOLDED_NOTIFICATION",
             FindingKind::StatusContradictsType => "STATUS_CONTRADICTS_TYPE",
             FindingKind::AppAccountTokenMismatch => "APP_ACCOUNT_TOKEN_MISMATCH",
+            FindingKind::NonRenewingDurationUnknown => "NON_RENEWING_DURATION_UNKNOWN",
         }
     }
 

@@ -48,6 +48,7 @@ impl StartupError {
 
 pub struct Application {
     check: crate::config::CheckSettings,
+    products: Arc<crate::ledger::Products>,
     appstore_api: Arc<crate::appstore_api::AppStoreApi>,
     appstore_api_settings: crate::config::AppStoreApiSettings,
     ingest: Arc<Ingest>,
@@ -99,6 +100,7 @@ impl Application {
             // Leave the handler time to answer 503 before the request times out.
             store_timeout: request_timeout.mul_f64(0.8),
             api_tokens: Arc::new(settings.api.tokens.clone()),
+            products: Arc::new(settings.products()),
             appstore_api: Arc::clone(&appstore_api),
             report_limiter: Arc::new(crate::http::ReportLimiter::new(
                 settings.api.reports_per_minute,
@@ -141,6 +143,7 @@ impl Application {
         };
         Ok(Application {
             check: settings.check.clone(),
+            products: Arc::new(settings.products()),
             appstore_api,
             appstore_api_settings: settings.appstore_api.clone(),
             ingest,
@@ -219,6 +222,7 @@ impl Application {
             crate::check::spawn_periodic(
                 self.store.clone(),
                 self.check.tolerance_minutes,
+                Arc::clone(&self.products),
                 interval,
                 Arc::clone(&self.metrics),
                 leases.lease(&self.store, "check", interval),

@@ -263,6 +263,7 @@ fn fixture() -> &'static Fixture {
                 app_apple_id: Some(APP_APPLE_ID),
                 environments: vec!["Sandbox".into()],
                 api: None,
+                products: Vec::new(),
             }],
         );
         Fixture { pki, ingest }

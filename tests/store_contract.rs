@@ -68,6 +68,7 @@ fn notification(uuid: &str, bundle_id: &str) -> NewNotification {
             app_apple_id: Some(APP_APPLE_ID),
             environments: vec!["Sandbox".into()],
             api: None,
+            products: Vec::new(),
         }],
     );
     let token = NotificationSpec {

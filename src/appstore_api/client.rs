@@ -208,6 +208,29 @@ impl Client {
             .await
     }
 
+    /// Set App Account Token: Apple signs `app_account_token` (a UUID)
+    /// into the subscription's or purchase's later transactions. Apple
+    /// answers with no content.
+    pub async fn set_app_account_token(
+        &self,
+        original_transaction_id: &str,
+        app_account_token: &str,
+    ) -> Result<(), Error> {
+        let path = format!(
+            "/inApps/v1/transactions/{}/appAccountToken",
+            path_segment(original_transaction_id)
+        );
+        let body = serde_json::json!({ "appAccountToken": app_account_token });
+        self.call_about(
+            original_transaction_id,
+            Method::PUT,
+            &path,
+            &[],
+            Some(&body),
+        )
+        .await
+    }
+
     /// Look Up Order ID: the purchases of the order ID on a customer's
     /// receipt email.
     pub async fn look_up_order_id(&self, order_id: &str) -> Result<OrderLookupResponse, Error> {
@@ -359,7 +382,10 @@ impl Client {
             }
         };
         if status.is_success() {
-            return serde_json::from_slice(&bytes)
+            // An answer with no content (Set App Account Token) reads as
+            // JSON null: `()` for the calls that expect nothing.
+            let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+            return serde_json::from_slice(bytes)
                 .map(Attempt::Done)
                 .map_err(|e| Error::InvalidResponse {
                     path: path.to_owned(),

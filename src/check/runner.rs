@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::{check_item, Finding, FindingKind, Tolerances};
+use crate::ledger::Products;
 use crate::metrics::Metrics;
 use crate::model::Timestamp;
 use crate::stop::Stop;
@@ -25,6 +26,7 @@ pub async fn run(
     store: &Store,
     at: Timestamp,
     tolerances: &Tolerances,
+    products: &Products,
     mut progress: impl FnMut(u64, u64),
     stop: &Stop,
 ) -> Result<Option<CheckReport>, StoreError> {
@@ -32,6 +34,9 @@ pub async fn run(
     let total = u64::try_from(total).unwrap_or(0);
     let mut report = CheckReport::default();
     let mut after: Option<(String, String)> = None;
+    // Non-renewing products sold without a configured duration: one
+    // finding each, however many purchases.
+    let mut unknown_durations = std::collections::BTreeMap::new();
     loop {
         if stop.is_requested() {
             return Ok(None);
@@ -46,9 +51,28 @@ pub async fn run(
                 at.as_millis(),
                 tolerances,
             ));
+            if let Some((false, _)) = item.state.non_renewing_end(&item.item, products) {
+                let s = &item.state;
+                unknown_durations
+                    .entry((s.bundle_id.clone(), s.product_id.clone()))
+                    .or_insert_with(|| (s.environment.clone(), item.item.id().to_owned()));
+            }
         }
         report.items_checked += page.len() as u64;
         progress(report.items_checked, total);
+    }
+    for ((bundle_id, product_id), (environment, example)) in unknown_durations {
+        let product_id = product_id.unwrap_or_default();
+        report.findings.push(Finding {
+            kind: FindingKind::NonRenewingDurationUnknown,
+            detail: format!(
+                "non-renewing subscription {product_id} (transaction {example}, and any others) is entitled with no end: set its duration in [[apps.products]] (product_id = \"{product_id}\", duration = \"P1M\" or as sold)"
+            ),
+            subject: product_id,
+            original_transaction_id: None,
+            bundle_id,
+            environment,
+        });
     }
     for conflict in store.conflicts().await? {
         report.findings.push(Finding {
@@ -117,6 +141,7 @@ pub async fn sync_findings(
 pub fn spawn_periodic(
     store: Store,
     tolerances: Tolerances,
+    products: std::sync::Arc<Products>,
     interval: Duration,
     metrics: std::sync::Arc<Metrics>,
     lease: crate::lease::JobLease,
@@ -125,7 +150,9 @@ pub fn spawn_periodic(
     tokio::spawn(async move {
         loop {
             // Another instance on this database checks while it holds the lease.
-            if lease.hold().await && !check_once(&store, &tolerances, &metrics, &stop).await {
+            if lease.hold().await
+                && !check_once(&store, &tolerances, &products, &metrics, &stop).await
+            {
                 lease.release().await;
                 return;
             }
@@ -144,11 +171,12 @@ pub fn spawn_periodic(
 async fn check_once(
     store: &Store,
     tolerances: &Tolerances,
+    products: &Products,
     metrics: &Metrics,
     stop: &Stop,
 ) -> bool {
     let now = Timestamp::now();
-    match run(store, now, tolerances, |_, _| {}, stop).await {
+    match run(store, now, tolerances, products, |_, _| {}, stop).await {
         Ok(None) => return false,
         Ok(Some(report)) => {
             let records = &report.findings;

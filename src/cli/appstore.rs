@@ -80,6 +80,20 @@ pub struct ApiCheckArgs {
     pub wait_seconds: u64,
 }
 
+#[derive(Debug, Args)]
+pub struct SetAppAccountTokenArgs {
+    /// A TOML configuration file (over the built-in defaults, under
+    /// APPSTORE_LEDGER__* environment variables).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The subscription (or purchase) whose account changes.
+    #[arg(long, value_name = "ID")]
+    pub original_transaction_id: String,
+    /// The account's appAccountToken: a UUID, either case.
+    #[arg(long, value_name = "UUID")]
+    pub token: String,
+}
+
 /// What the commands share: the clients, the webhook's verifier, the store.
 struct Context {
     api: Arc<AppStoreApi>,
@@ -270,6 +284,36 @@ pub(super) async fn api_check(settings: Settings, args: ApiCheckArgs) -> u8 {
         }
         Err(e) => {
             println!("{}: {e}", e.code());
+            EXIT_FAILED
+        }
+    }
+}
+
+/// `set-app-account-token`: Apple's answer, in one line. The ledger learns
+/// the new token from Apple's next signed transaction, like any other fact.
+pub(super) async fn set_app_account_token(settings: Settings, args: SetAppAccountTokenArgs) -> u8 {
+    let Some(token) = crate::model::parse_app_account_token(&args.token) else {
+        eprintln!(
+            "error: INVALID_APP_ACCOUNT_TOKEN: --token {:?} is not a UUID",
+            args.token
+        );
+        return EXIT_USAGE;
+    };
+    let cx = prepared!(settings);
+    let outcome =
+        sync::set_app_account_token(&cx.api, &cx.store, &args.original_transaction_id, &token)
+            .await;
+    cx.store.close().await;
+    match outcome {
+        Ok(set) => {
+            println!(
+                "Apple set appAccountToken {token} on {} ({} {}); its next signed transaction carries it",
+                args.original_transaction_id, set.bundle_id, set.environment
+            );
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", e.code());
             EXIT_FAILED
         }
     }

@@ -50,6 +50,7 @@ pub(super) async fn check(settings: Settings, at: Option<Timestamp>, json: bool)
         &store,
         at,
         &settings.check.tolerance_minutes,
+        &settings.products(),
         |done, total| progress.update(done, total),
         &Stop::on_ctrl_c(),
     )

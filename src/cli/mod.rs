@@ -18,7 +18,7 @@ use crate::config::Settings;
 use crate::startup::Application;
 use crate::telemetry;
 
-pub use appstore::{ApiCheckArgs, BackfillArgs, ReconcileArgs};
+pub use appstore::{ApiCheckArgs, BackfillArgs, ReconcileArgs, SetAppAccountTokenArgs};
 pub use check::{CheckArgs, EXIT_FINDINGS};
 pub use copy::CopyStoreArgs;
 pub use users::{UserAction, UserArgs};
@@ -65,6 +65,9 @@ pub enum Command {
     Reconcile(ReconcileArgs),
     /// Check the App Store Server API and notification wiring end to end.
     ApiCheck(ApiCheckArgs),
+    /// Ask Apple to sign another appAccountToken into a subscription's or
+    /// purchase's later transactions (Set App Account Token).
+    SetAppAccountToken(SetAppAccountTokenArgs),
     /// Add, remove or list the users of the support console.
     User(UserArgs),
     /// Copy the SQLite database to a new file while `serve` goes on writing
@@ -179,6 +182,13 @@ where
             let config = args.config.clone();
             with_runtime(
                 move |settings| appstore::api_check(settings, args),
+                config.as_deref(),
+            )
+        }
+        Command::SetAppAccountToken(args) => {
+            let config = args.config.clone();
+            with_runtime(
+                move |settings| appstore::set_app_account_token(settings, args),
                 config.as_deref(),
             )
         }

@@ -49,6 +49,8 @@ pub struct AppState {
     pub store_timeout: Duration,
     /// Bearer tokens accepted by the query API.
     pub api_tokens: Arc<Vec<SecretString>>,
+    /// How long each non-renewing product lasts.
+    pub products: Arc<crate::ledger::Products>,
     /// To ask Apple about a reported transaction id or receipt.
     pub appstore_api: Arc<crate::appstore_api::AppStoreApi>,
     /// Reports per token and minute.

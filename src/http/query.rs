@@ -341,15 +341,17 @@ pub(super) async fn entitlements(
     }
     let entitlements: Vec<Value> = known
         .iter()
-        .filter(|item| item.state.entitled_at(&item.item, at))
-        .map(|item| {
+        .map(|item| (item, item.state.answer_at(&item.item, at, &state.products)))
+        .filter(|(_, answer)| answer.entitled)
+        .map(|(item, answer)| {
             let s = &item.state;
             json!({
                 "type": item.item.kind(),
-                "productId": s.product_at(&item.item, at),
-                "status": s.status_at(&item.item, at).map(|status| status.as_str()),
-                "expiresDate": s.expires_at(&item.item, at),
-                "seats": s.seats_at(&item.item, at),
+                "productId": answer.product_id,
+                "status": answer.status.map(|status| status.as_str()),
+                "expiresDate": answer.expires_date,
+                "seats": answer.seats,
+                "durationConfigured": answer.duration_configured,
                 "originalTransactionId": s.original_transaction_id,
                 "transactionId": s.current_transaction_id,
                 "bundleId": s.bundle_id,

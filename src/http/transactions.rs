@@ -159,20 +159,31 @@ async fn report_inner(
             ))
         }
     };
+    // StoreKit takes only a UUID as appAccountToken: anything else is not
+    // an account Apple could ever sign, and would link nothing.
+    let app_account_token = match body.app_account_token.as_deref() {
+        None => None,
+        Some(raw) => Some(crate::model::parse_app_account_token(raw).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_APP_ACCOUNT_TOKEN",
+                "appAccountToken must be a UUID, as StoreKit's appAccountToken(_:) takes it",
+            )
+        })?),
+    };
     let outcome = sync::report(
         &state.appstore_api,
         &state.ingest,
         &state.store,
         report,
-        body.app_account_token
-            .as_deref()
-            .map(crate::model::app_account_token_key),
+        app_account_token,
     )
     .await
     .map_err(|e| refused(&e))?;
     let at = Timestamp::now().as_millis();
     let s = &outcome.state;
     let item = &outcome.item;
+    let answer = s.answer_at(item, at, &state.products);
     Ok(Json(json!({
         "type": item.kind(),
         "originalTransactionId": match item {
@@ -183,11 +194,12 @@ async fn report_inner(
             ItemKey::Purchase(id) => Some(id.as_str()),
             ItemKey::Subscription(_) => s.current_transaction_id.as_deref(),
         },
-        "productId": s.product_at(item, at),
-        "status": s.status_at(item, at).map(|status| status.as_str()),
-        "entitled": s.entitled_at(item, at),
-        "expiresDate": s.expires_at(item, at),
-        "seats": s.seats_at(item, at),
+        "productId": answer.product_id,
+        "status": answer.status.map(|status| status.as_str()),
+        "entitled": answer.entitled,
+        "expiresDate": answer.expires_date,
+        "seats": answer.seats,
+        "durationConfigured": answer.duration_configured,
         "at": at,
         "stored": outcome.stored,
         "appAccountTokenMismatch": outcome.app_account_token_mismatch.map(|(reported, signed)| json!({

@@ -4,9 +4,75 @@
 //! grace counts until `gracePeriodExpiresDate`; billing retry and expiry are
 //! not entitled; the product at T is the one whose period covers T.
 
+use super::duration::Products;
 use super::event::ItemKey;
 use super::state::{State, Status};
 use crate::model::ProductType;
+
+/// The answer about one item at a moment, as the query API gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer<'a> {
+    pub entitled: bool,
+    pub status: Option<Status>,
+    pub product_id: Option<&'a str>,
+    /// When the access that covers the moment ends; for a non-renewing
+    /// subscription, its purchase plus the configured duration.
+    pub expires_date: Option<i64>,
+    pub seats: Option<i64>,
+    /// For a non-renewing subscription: whether its product's duration is
+    /// configured (without it, it is entitled with no end).
+    pub duration_configured: Option<bool>,
+}
+
+impl State {
+    /// Everything the query API answers about `item` at `at`, non-renewing
+    /// subscriptions ending as `products` says.
+    pub fn answer_at<'a>(&'a self, item: &ItemKey, at: i64, products: &Products) -> Answer<'a> {
+        let mut answer = Answer {
+            entitled: self.entitled_at(item, at),
+            status: self.status_at(item, at),
+            product_id: self.product_at(item, at),
+            expires_date: self.expires_at(item, at),
+            seats: self.seats_at(item, at),
+            duration_configured: None,
+        };
+        if let Some((configured, end)) = self.non_renewing_end(item, products) {
+            answer.duration_configured = Some(configured);
+            if let Some(end) = end {
+                answer.expires_date = Some(end);
+                if at >= end && answer.status == Some(Status::Active) {
+                    answer.entitled = false;
+                    answer.status = Some(Status::Expired);
+                }
+            }
+        }
+        answer
+    }
+
+    /// For a non-renewing subscription: whether its product's duration is
+    /// configured, and when it ends (None: not configured, or a purchase
+    /// date outside the calendar). None for anything else.
+    pub fn non_renewing_end(
+        &self,
+        item: &ItemKey,
+        products: &Products,
+    ) -> Option<(bool, Option<i64>)> {
+        let ItemKey::Purchase(_) = item else {
+            return None;
+        };
+        if self.product_type != Some(ProductType::NonRenewingSubscription) {
+            return None;
+        }
+        let duration = products.duration(
+            self.bundle_id.as_deref().unwrap_or_default(),
+            self.product_id.as_deref().unwrap_or_default(),
+        );
+        Some((
+            duration.is_some(),
+            duration.and_then(|d| self.purchase_date.and_then(|p| d.end_from(p))),
+        ))
+    }
+}
 
 impl State {
     /// Is the customer entitled at `at` (milliseconds)? Answered from the

@@ -66,6 +66,7 @@
 // why it cannot overflow.
 #![warn(clippy::arithmetic_side_effects)]
 
+mod duration;
 mod entitlement;
 mod event;
 mod state;
@@ -73,6 +74,8 @@ mod timeline;
 
 use std::collections::BTreeMap;
 
+pub use duration::{ProductDuration, Products};
+pub use entitlement::Answer;
 pub use event::{
     in_order, sources, Event, EventData, EventKey, ItemKey, RenewalFacts, TransactionFacts,
 };

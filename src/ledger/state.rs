@@ -114,7 +114,7 @@ pub struct State {
     /// means replaying them all.
     pub last_key: EventKey,
     /// Disagreements between this item's notifications on what must not
-    /// change: bundle id, environment, subscription group, appAccountToken.
+    /// change: bundle id, environment, subscription group.
     /// Each as `field: first value != later value`, sorted, once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub identity_conflicts: Vec<String>,
@@ -129,6 +129,11 @@ pub struct State {
     /// most [`MAX_CONTRADICTIONS`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub app_account_token_mismatches: Vec<String>,
+    /// Every appAccountToken the item carried (signed, or linked by a
+    /// backend's report of a purchase Apple signed without one), sorted:
+    /// each finds it. `app_account_token` is the latest signed one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_account_tokens: Vec<String>,
     /// The periods bought and the statuses Apple gave, over time.
     #[serde(default, skip_serializing_if = "Timeline::is_empty")]
     pub timeline: Timeline,
@@ -136,6 +141,16 @@ pub struct State {
 
 /// More contradictions than this say nothing new.
 pub const MAX_CONTRADICTIONS: usize = 20;
+
+/// The most appAccountTokens an item keeps: each a UUID, a few in a
+/// lifetime (Set App Account Token, family members linked by a backend).
+const MAX_TOKENS: usize = 20;
+
+/// Family Sharing: a family member's own transaction, which never carries
+/// the purchaser's appAccountToken.
+fn is_family_shared(t: &TransactionFacts) -> bool {
+    t.in_app_ownership_type == Some(crate::model::InAppOwnershipType::FamilyShared)
+}
 
 /// A refund or revocation, as the refund ledger records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,26 +240,38 @@ pub fn apply(state: Option<State>, item: &ItemKey, event: &Event) -> (State, Vec
             s.subscription_group_identifier.as_ref(),
             t.subscription_group_identifier.as_ref(),
         );
-        note_conflict(
-            &mut s.identity_conflicts,
-            "appAccountToken",
-            s.app_account_token.as_ref(),
-            t.app_account_token.as_ref(),
-        );
+        // A later transaction may carry another appAccountToken: Set App
+        // Account Token changes it legitimately. The latest is the item's
+        // token; every one it carried still finds it.
+        if let Some(token) = &t.app_account_token {
+            note_once(&mut s.app_account_tokens, token.clone(), MAX_TOKENS);
+        }
     }
 
     if let (Some(reported), Some(t)) = (&event.reported_app_account_token, event.transaction()) {
-        if t.app_account_token.as_ref() != Some(reported) {
-            let note = format!(
-                "transaction {}: reported for {reported}, signed for {}",
-                t.transaction_id.as_deref().unwrap_or("?"),
-                t.app_account_token.as_deref().unwrap_or("none")
-            );
-            note_once(
-                &mut s.app_account_token_mismatches,
-                note,
-                MAX_CONTRADICTIONS,
-            );
+        match &t.app_account_token {
+            // Apple signed the purchase for another account: a sign of a
+            // replayed purchase. Not for a family member, whose transaction
+            // never carries the purchaser's choice of token.
+            Some(signed) if signed != reported && !is_family_shared(t) => {
+                let note = format!(
+                    "transaction {}: reported for {reported}, signed for {signed}",
+                    t.transaction_id.as_deref().unwrap_or("?"),
+                );
+                note_once(
+                    &mut s.app_account_token_mismatches,
+                    note,
+                    MAX_CONTRADICTIONS,
+                );
+            }
+            // A family member's purchase, or one Apple signed without a
+            // token: the backend's word links the account to it.
+            _ => {
+                note_once(&mut s.app_account_tokens, reported.clone(), MAX_TOKENS);
+                if s.app_account_token.is_none() {
+                    s.app_account_token = Some(reported.clone());
+                }
+            }
         }
     }
     if let Some(t) = event.transaction() {
@@ -253,7 +280,11 @@ pub fn apply(state: Option<State>, item: &ItemKey, event: &Event) -> (State, Vec
             .original_transaction_id
             .clone()
             .or(s.original_transaction_id.take());
-        s.app_account_token = t.app_account_token.clone().or(s.app_account_token.take());
+        // The token of the latest purchase is the item's: a refund of an
+        // older period re-signs that period with the token it had then.
+        if t.purchase_date >= s.purchase_date || s.app_account_token.is_none() {
+            s.app_account_token = t.app_account_token.clone().or(s.app_account_token.take());
+        }
         s.original_purchase_date = t.original_purchase_date.or(s.original_purchase_date);
         match item {
             ItemKey::Purchase(_) => take_transaction(&mut s, t),
@@ -287,6 +318,9 @@ pub fn apply(state: Option<State>, item: &ItemKey, event: &Event) -> (State, Vec
             s.price_increase_status = r.price_increase_status;
             s.renewal_price = r.renewal_price.or(s.renewal_price);
             s.app_account_token = s.app_account_token.take().or(r.app_account_token.clone());
+            if let Some(token) = &r.app_account_token {
+                note_once(&mut s.app_account_tokens, token.clone(), MAX_TOKENS);
+            }
         }
         s.original_transaction_id = s
             .original_transaction_id

@@ -35,6 +35,18 @@ pub fn app_account_token_key(token: &str) -> String {
     token.to_ascii_lowercase()
 }
 
+/// An `appAccountToken` a backend sent, in its [`app_account_token_key`]
+/// form, if it is a UUID (8-4-4-4-12 hexadecimal digits, either case), as
+/// StoreKit's `appAccountToken(_:)` requires; None otherwise.
+pub fn parse_app_account_token(raw: &str) -> Option<String> {
+    let groups: Vec<&str> = raw.split('-').collect();
+    let lengths: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+    let hex = groups
+        .iter()
+        .all(|g| g.chars().all(|c| c.is_ascii_hexdigit()));
+    (lengths == [8, 4, 4, 4, 12] && hex).then(|| app_account_token_key(raw))
+}
+
 /// Deserializes an optional `appAccountToken` into its [`app_account_token_key`].
 pub fn app_account_token_de<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>
 where
@@ -64,3 +76,26 @@ macro_rules! apple_object {
     };
 }
 pub(crate) use apple_object;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_app_account_token_is_a_uuid_in_either_case() {
+        assert_eq!(
+            parse_app_account_token("7E3FB20B-4CDB-47CC-936D-99D65F608138").as_deref(),
+            Some("7e3fb20b-4cdb-47cc-936d-99d65f608138")
+        );
+        for bad in [
+            "",
+            "acct-1",
+            "7e3fb20b4cdb47cc936d99d65f608138",
+            "7e3fb20b-4cdb-47cc-936d-99d65f60813g",
+            "7e3fb20b-4cdb-47cc-936d-99d65f608138-",
+            "{7e3fb20b-4cdb-47cc-936d-99d65f608138}",
+        ] {
+            assert_eq!(parse_app_account_token(bad), None, "{bad:?}");
+        }
+    }
+}

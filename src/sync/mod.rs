@@ -9,6 +9,7 @@ mod order;
 mod reconcile;
 mod reported;
 mod schedule;
+mod token;
 
 pub use api_check::{api_check, ApiCheckReport};
 pub use backfill::{backfill, BackfillReport, BackfillWindow};
@@ -16,6 +17,7 @@ pub use order::{look_up_order, looks_like_order_id};
 pub use reconcile::{reconcile, reconcile_open_findings, Reconciled};
 pub use reported::{report, AppReport, ReportOutcome};
 pub use schedule::spawn_periodic;
+pub use token::{set_app_account_token, TokenSet};
 
 use crate::appstore_api;
 use crate::jws::VerifyError;

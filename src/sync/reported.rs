@@ -12,7 +12,7 @@ use crate::appstore_api::AppStoreApi;
 use crate::ingest::Ingest;
 use crate::jws::unverified_signed_date;
 use crate::ledger::{sources, ItemKey, RenewalFacts, State, TransactionFacts};
-use crate::model::{receipt_purchases, ProductType, Timestamp};
+use crate::model::{receipt_purchases, InAppOwnershipType, ProductType, Timestamp};
 use crate::store::{ItemQuery, NewEvidence, Store};
 
 /// What a backend forwarded.
@@ -110,8 +110,17 @@ pub async fn report(
         .next()
         .map(|i| i.state)
         .ok_or_else(|| SyncError::UnknownTransaction(item.id().to_owned()))?;
+    // Only a token Apple signed can disagree: a family member's transaction
+    // or one signed without a token is linked to the reported account.
+    let family = transaction.in_app_ownership_type == Some(InAppOwnershipType::FamilyShared);
     let app_account_token_mismatch = app_account_token
-        .filter(|reported| transaction.app_account_token.as_ref() != Some(reported))
+        .filter(|reported| {
+            !family
+                && transaction
+                    .app_account_token
+                    .as_ref()
+                    .is_some_and(|signed| signed != reported)
+        })
         .map(|reported| (reported, transaction.app_account_token.clone()));
     Ok(ReportOutcome {
         item,

@@ -279,3 +279,220 @@ async fn an_offer_upgrade_then_a_billing_failure_is_entitled_through_grace() {
     assert_eq!(before_upgrade["productIdAt"], "basic.yearly");
     assert_rebuild_agrees(&app).await;
 }
+
+/// A subscription's transaction as a family member's device gets it: Family
+/// Sharing, and no appAccountToken (Apple never signs one for a member).
+fn family_member(otid: &str, tid: &str) -> Value {
+    let mut t = tx(otid, tid, "family.monthly", now() - HOUR, now() + 30 * DAY);
+    t["inAppOwnershipType"] = json!("FAMILY_SHARED");
+    t["signedDate"] = json!(now());
+    t.as_object_mut().unwrap().remove("appAccountToken");
+    t
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_family_member_reported_with_an_upper_case_token_is_found_by_it() {
+    let app = TestApp::spawn().await;
+    let member = family_member("fam-1", "fam-1-t1");
+    let upper = "5B2C1F7E-9A0D-4E3B-8C6F-112233445566";
+    let lower = "5b2c1f7e-9a0d-4e3b-8c6f-112233445566";
+    let (status, answer) = app
+        .report(json!({"signedTransaction": app.pki.sign(&member), "appAccountToken": upper}))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        (&answer["entitled"], &answer["appAccountTokenMismatch"]),
+        (&json!(true), &Value::Null),
+        "{answer}"
+    );
+    for token in [upper, lower] {
+        let found = entitlements(&app, token).await;
+        assert_eq!(found.len(), 1, "{token}: {found:?}");
+        assert_eq!(found[0]["productId"], "family.monthly");
+    }
+    assert_eq!(subscription(&app, "fam-1").await["appAccountToken"], lower);
+    // Apple's own notification for the member, without a token, changes
+    // nothing of that.
+    Post::new(&app, "SUBSCRIBED", now())
+        .status(1)
+        .tx(member)
+        .send()
+        .await;
+    assert_eq!(entitlements(&app, lower).await.len(), 1);
+    let findings = crate::appstore::check_and_keep(&app, now()).await;
+    assert!(findings.is_empty(), "{findings:?}");
+    assert_rebuild_agrees(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reported_token_must_be_a_uuid() {
+    let app = TestApp::spawn().await;
+    let member = family_member("fam-2", "fam-2-t1");
+    for bad in ["acct-1", "", "5b2c1f7e9a0d4e3b8c6f112233445566"] {
+        let (status, answer) = app
+            .report(json!({"signedTransaction": app.pki.sign(&member), "appAccountToken": bad}))
+            .await;
+        assert_eq!(
+            (status, &answer["error"]["code"]),
+            (400, &json!("INVALID_APP_ACCOUNT_TOKEN")),
+            "{bad:?}: {answer}"
+        );
+    }
+    // Nothing was kept of the refused reports.
+    assert_eq!(app.count("apple_evidence").await, 0);
+}
+
+#[tokio::test]
+async fn a_changed_app_account_token_becomes_the_items_and_both_find_it() {
+    let app = TestApp::spawn().await;
+    let (now, otid) = (now(), "tok-change");
+    let first_token = "0a0a0a0a-0000-4000-8000-000000000001";
+    let second_token = "0b0b0b0b-0000-4000-8000-000000000002";
+    let mut t1 = tx(
+        otid,
+        "tok-change-t1",
+        "monthly",
+        now - 40 * DAY,
+        now - 10 * DAY,
+    );
+    t1["appAccountToken"] = json!(first_token);
+    // Set App Account Token between the periods: the renewal carries the
+    // new token.
+    let mut t2 = tx(
+        otid,
+        "tok-change-t2",
+        "monthly",
+        now - 10 * DAY,
+        now + 20 * DAY,
+    );
+    t2["appAccountToken"] = json!(second_token);
+    // A refund of the first period, signed last, carries its old token.
+    let refund_of_first = revoked(t1.clone(), now - HOUR, "REFUND_PRORATED");
+    Post::new(&app, "REFUND", now - HOUR)
+        .status(1)
+        .tx(refund_of_first)
+        .send()
+        .await;
+    Post::new(&app, "DID_RENEW", now - 10 * DAY)
+        .status(1)
+        .tx(t2)
+        .send()
+        .await;
+    Post::new(&app, "SUBSCRIBED", now - 40 * DAY)
+        .status(1)
+        .subtype("INITIAL_BUY")
+        .tx(t1)
+        .send()
+        .await;
+    let s = subscription(&app, otid).await;
+    assert_eq!(
+        (&s["appAccountToken"], &s["entitled"]),
+        (&json!(second_token), &json!(true)),
+        "{s}"
+    );
+    for token in [first_token, second_token] {
+        let found = entitlements(&app, token).await;
+        assert_eq!(found.len(), 1, "{token}: {found:?}");
+    }
+    let findings = crate::appstore::check_and_keep(&app, now).await;
+    assert!(findings.is_empty(), "{findings:?}");
+    assert_rebuild_agrees(&app).await;
+}
+
+/// A non-renewing subscription bought at `purchase`: Apple signs no expiry.
+fn non_renewing(tid: &str, product: &str, purchase: i64, account: &str) -> Value {
+    json!({
+        "transactionId": tid, "originalTransactionId": tid, "bundleId": crate::helpers::BUNDLE_ID,
+        "productId": product, "purchaseDate": purchase, "originalPurchaseDate": purchase,
+        "type": "Non-Renewing Subscription", "inAppOwnershipType": "PURCHASED",
+        "signedDate": purchase, "environment": "Sandbox", "price": 19990, "currency": "USD",
+        "appAccountToken": account,
+    })
+}
+
+#[tokio::test]
+async fn a_non_renewing_subscription_lasts_its_configured_duration() {
+    let app = TestApp::spawn_with(
+        crate::helpers::pki(),
+        crate::helpers::TempDir::new(),
+        "[[apps.products]]\nproduct_id = \"season.pass\"\nduration = \"P90D\"\n",
+    )
+    .await;
+    let now = now();
+    let account = "0c0c0c0c-0000-4000-8000-00000000000c";
+    // A season pass bought 100 days ago ended 10 days ago; one bought 30
+    // days ago runs 60 more; a gift month of unknown length bought three
+    // years ago (and another last week) has no end the service can know.
+    for (tid, product, purchase) in [
+        ("nr-old", "season.pass", now - 100 * DAY),
+        ("nr-new", "season.pass", now - 30 * DAY),
+        ("nr-gift", "gift.month", now - 3 * 365 * DAY),
+        ("nr-gift-2", "gift.month", now - 7 * DAY),
+    ] {
+        Post::new(&app, "ONE_TIME_CHARGE", purchase)
+            .tx(non_renewing(tid, product, purchase, account))
+            .send()
+            .await;
+    }
+    let mut found: Vec<(Value, Value, Value)> = entitlements(&app, account)
+        .await
+        .iter()
+        .map(|e| {
+            (
+                e["transactionId"].clone(),
+                e["expiresDate"].clone(),
+                e["durationConfigured"].clone(),
+            )
+        })
+        .collect();
+    found.sort_by_key(|(tid, _, _)| tid.to_string());
+    assert_eq!(
+        found,
+        [
+            (json!("nr-gift"), Value::Null, json!(false)),
+            (json!("nr-gift-2"), Value::Null, json!(false)),
+            (
+                json!("nr-new"),
+                json!(now - 30 * DAY + 90 * DAY),
+                json!(true)
+            ),
+        ]
+    );
+    // Asked at a moment inside the old pass's season, it was entitled.
+    let (_, then) = app
+        .api(&format!(
+            "/v1/entitlements?transactionId=nr-old&at={}",
+            now - 50 * DAY
+        ))
+        .await;
+    assert_eq!(
+        then["entitlements"][0]["expiresDate"],
+        now - 100 * DAY + 90 * DAY,
+        "{then}"
+    );
+    let findings = crate::appstore::check_and_keep(&app, now).await;
+    assert_eq!(findings, ["NON_RENEWING_DURATION_UNKNOWN gift.month"]);
+}
+
+#[tokio::test]
+async fn a_duration_that_does_not_read_is_a_start_up_error() {
+    let dir = crate::helpers::TempDir::new();
+    let text = crate::helpers::config(
+        &dir,
+        &crate::helpers::pki(),
+        "",
+        "[[apps.products]]\nproduct_id = \"season.pass\"\nduration = \"90 days\"\n",
+    );
+    let path = dir.path("bad.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_appstore-ledger"))
+        .args(["check", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("apps[0].products[0].duration") && stderr.contains("ISO 8601"),
+        "{stderr}"
+    );
+}

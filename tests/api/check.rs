@@ -226,11 +226,13 @@ async fn notifications_disagreeing_on_identity_are_found() {
         .send()
         .await;
     assert_eq!(check(&app, now), (Some(0), vec![]));
-    let mut other_account = t1;
-    other_account["appAccountToken"] = json!("someone-else");
+    // A subscription does not move to another group. (Its appAccountToken
+    // may change: Set App Account Token; see apple_model.rs.)
+    let mut other_group = t1;
+    other_group["subscriptionGroupIdentifier"] = json!("another-group");
     Post::new(&app, "DID_CHANGE_RENEWAL_STATUS", now - 9 * DAY)
         .subtype("AUTO_RENEW_ENABLED")
-        .tx(other_account)
+        .tx(other_group)
         .send()
         .await;
     let (code, findings) = check(&app, now);
@@ -241,7 +243,7 @@ async fn notifications_disagreeing_on_identity_are_found() {
     assert!(findings[0]["detail"]
         .as_str()
         .unwrap()
-        .contains("appAccountToken: account-c-identity != someone-else"));
+        .contains("subscriptionGroupIdentifier: group != another-group"));
 }
 
 #[tokio::test]

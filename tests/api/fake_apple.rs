@@ -74,6 +74,8 @@ pub struct FakeState {
     pub test_notification: Option<String>,
     pub deliver_to: Option<String>,
     pub test_send_attempts: Value,
+    /// originalTransactionId -> the appAccountToken Set App Account Token set.
+    pub app_account_tokens: HashMap<String, String>,
 }
 
 pub struct FakeApple {
@@ -265,6 +267,18 @@ async fn handle(
             .into_response(),
             None => apple_error(StatusCode::NOT_FOUND, 4040010),
         },
+        ("PUT", ["inApps", "v1", "transactions", id, "appAccountToken"]) => {
+            let known = s.transaction_info.contains_key(*id) || s.statuses.contains_key(*id);
+            match body["appAccountToken"].as_str() {
+                _ if !known => apple_error(StatusCode::NOT_FOUND, 4040010),
+                Some(token) if token.len() == 36 => {
+                    let id = id.to_string();
+                    s.app_account_tokens.insert(id, token.to_owned());
+                    StatusCode::OK.into_response()
+                }
+                _ => apple_error(StatusCode::BAD_REQUEST, 4000183),
+            }
+        }
         ("GET", ["inApps", "v1", "transactions", id]) => match s.transaction_info.get(*id) {
             Some(token) => axum::Json(json!({"signedTransactionInfo": token})).into_response(),
             None => apple_error(StatusCode::NOT_FOUND, 4040010),

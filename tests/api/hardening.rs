@@ -255,15 +255,23 @@ async fn a_finding_and_its_state_stay_small_whatever_was_reported() {
         now() + 29 * DAY,
     );
     t["signedDate"] = json!(now());
+    // Signed values may be long (Apple signs what the app set); reported
+    // ones are UUIDs, and anything else is refused before it is kept.
+    t["appAccountToken"] = json!("x".repeat(1_000));
     let signed = app.pki.sign(&t);
-    for n in 0..20 {
-        let token = format!("{n:02}{}", "x".repeat(100_000));
-        let response = app
-            .client
+    let report = |token: String| {
+        app.client
             .post(format!("{}/v1/transactions", app.address))
             .bearer_auth(API_TOKEN)
             .json(&json!({"signedTransaction": signed, "appAccountToken": token}))
             .send()
+    };
+    let refused = report("y".repeat(100_000)).await.unwrap();
+    assert_eq!(refused.status().as_u16(), 400);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "INVALID_APP_ACCOUNT_TOKEN");
+    for n in 0..21 {
+        let response = report(format!("00000000-0000-4000-8000-{n:012}"))
             .await
             .unwrap();
         assert_eq!(response.status().as_u16(), 200);

@@ -312,6 +312,24 @@ impl TestApp {
             .unwrap()
     }
 
+    /// `POST /v1/transactions` with `body`, as a backend reports what the
+    /// app bought: the status and the answer.
+    pub async fn report(&self, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .post(format!("{}/v1/transactions", self.address))
+            .bearer_auth(API_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
     /// The service's store, opened beside the running server as its own
     /// configuration says: for what only the library can show.
     pub async fn store(&self) -> appstore_ledger::store::Store {
@@ -499,6 +517,7 @@ impl TestApp {
             "quarantined_notifications" => "SELECT count(*) FROM quarantined_notifications",
             "console_sessions" => "SELECT count(*) FROM console_sessions",
             "console_access_log" => "SELECT count(*) FROM console_access_log",
+            "apple_evidence" => "SELECT count(*) FROM apple_evidence",
             other => panic!("no table {other}"),
         };
         sqlx::query_scalar(sql)

@@ -145,6 +145,7 @@ async fn shutdown_during_a_long_check_stops_it_within_the_grace() {
         &store,
         Timestamp::now(),
         &tolerances,
+        &appstore_ledger::ledger::Products::default(),
         |_, _| {},
         &Stop::never(),
     )

@@ -279,6 +279,35 @@ macro_rules! ledger_tx {
                     );
                     query.build().execute(&mut *self).await?;
                 }
+                // Every token an item carried finds it (a state only gains
+                // tokens, so rows are only added).
+                let tokens: Vec<(&ItemKey, &State, &str)> = items
+                    .iter()
+                    .flat_map(|(item, state)| {
+                        state
+                            .app_account_tokens
+                            .iter()
+                            .map(move |token| (*item, *state, token.as_str()))
+                    })
+                    .collect();
+                for batch in tokens.chunks(ROWS_PER_STATEMENT) {
+                    let mut query = QueryBuilder::new(
+                        "INSERT INTO item_tokens (app_account_token, kind, item_id, original_transaction_id) ",
+                    );
+                    query.push_values(batch, |mut row, (item, state, token)| {
+                        row.push_bind(*token)
+                            .push_bind(item.kind())
+                            .push_bind(item.id())
+                            .push_bind(
+                                state
+                                    .original_transaction_id
+                                    .as_deref()
+                                    .unwrap_or(item.id()),
+                            );
+                    });
+                    query.push(" ON CONFLICT (app_account_token, kind, item_id) DO NOTHING");
+                    query.build().execute(&mut *self).await?;
+                }
                 Ok(())
             }
 
@@ -437,11 +466,13 @@ macro_rules! ledger_tx {
                 let statements = match through {
                     Some(_) => [
                         "DELETE FROM ledger_items WHERE original_transaction_id > $1 AND original_transaction_id <= $2",
+                        "DELETE FROM item_tokens WHERE original_transaction_id > $1 AND original_transaction_id <= $2",
                         "DELETE FROM refunds WHERE original_transaction_id > $1 AND original_transaction_id <= $2",
                         "DELETE FROM expirations WHERE original_transaction_id > $1 AND original_transaction_id <= $2",
                     ],
                     None => [
                         "DELETE FROM ledger_items WHERE original_transaction_id > $1",
+                        "DELETE FROM item_tokens WHERE original_transaction_id > $1",
                         "DELETE FROM refunds WHERE original_transaction_id > $1",
                         "DELETE FROM expirations WHERE original_transaction_id > $1",
                     ],

@@ -46,7 +46,10 @@ macro_rules! read {
                     id,
                 ),
                 ItemQuery::AppAccountToken(token) => (
-                    "SELECT kind, item_id, CAST(state AS TEXT) AS state FROM ledger_items WHERE app_account_token = $1",
+                    "SELECT kind, item_id, CAST(state AS TEXT) AS state FROM ledger_items
+                     WHERE app_account_token = $1
+                        OR (kind, item_id) IN (SELECT kind, item_id FROM item_tokens WHERE app_account_token = $1)
+                     ORDER BY kind, item_id",
                     token,
                 ),
                 ItemQuery::OriginalTransactionId(id) => (

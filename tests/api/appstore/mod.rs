@@ -9,6 +9,7 @@ mod copy_store;
 mod order;
 mod reconcile;
 mod reported;
+mod token;
 
 use serde_json::{json, Value};
 
@@ -171,10 +172,14 @@ fn status_answer(
 /// Runs the check at `at` and keeps its findings, as `serve` does.
 pub(crate) async fn check_and_keep(app: &TestApp, at: i64) -> Vec<String> {
     let store = app.store().await;
+    let products = appstore_ledger::config::Settings::load(Some(&app.config_path))
+        .unwrap()
+        .products();
     let report = check::run(
         &store,
         Timestamp::from_millis(at),
         &Tolerances::default(),
+        &products,
         |_, _| {},
         &Stop::never(),
     )

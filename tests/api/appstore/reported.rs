@@ -4,19 +4,6 @@
 use super::*;
 use crate::helpers::API_TOKEN;
 
-async fn report(app: &TestApp, body: Value) -> (u16, Value) {
-    let response = app
-        .client
-        .post(format!("{}/v1/transactions", app.address))
-        .bearer_auth(API_TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 /// StoreKit's transaction for a new monthly subscription, signed now.
 fn purchase(app: &TestApp, otid: &str, account: &str) -> (Value, String) {
     let mut t = tx(
@@ -35,10 +22,8 @@ fn purchase(app: &TestApp, otid: &str, account: &str) -> (Value, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reported_purchase_grants_access_at_once_and_once() {
     let app = TestApp::spawn().await;
-    let (t, token) = purchase(&app, "8100", "acct-1");
-    let (status, answer) = report(
-        &app,
-        json!({"signedTransaction": token, "appAccountToken": "acct-1"}),
+    let (t, token) = purchase(&app, "8100", "00000000-0000-4000-8000-000000000001");
+    let (status, answer) = app.report(json!({"signedTransaction": token, "appAccountToken": "00000000-0000-4000-8000-000000000001"}),
     )
     .await;
     assert_eq!(status, 200, "{answer}");
@@ -52,7 +37,9 @@ async fn a_reported_purchase_grants_access_at_once_and_once() {
     assert_eq!(answer["appAccountTokenMismatch"], Value::Null);
     // The same answer from the query API, and the proof in the history.
     assert_eq!(subscription(&app, "8100").await["entitled"], true);
-    let (_, entitlements) = app.api("/v1/entitlements?appAccountToken=acct-1").await;
+    let (_, entitlements) = app
+        .api("/v1/entitlements?appAccountToken=00000000-0000-4000-8000-000000000001")
+        .await;
     assert_eq!(
         entitlements["entitlements"][0]["productId"], "monthly",
         "{entitlements}"
@@ -65,9 +52,7 @@ async fn a_reported_purchase_grants_access_at_once_and_once() {
 
     // The same proof again changes nothing.
     let before = app.tables().await;
-    let (status, again) = report(
-        &app,
-        json!({"signedTransaction": token, "appAccountToken": "acct-1"}),
+    let (status, again) = app.report(json!({"signedTransaction": token, "appAccountToken": "00000000-0000-4000-8000-000000000001"}),
     )
     .await;
     assert_eq!(
@@ -105,7 +90,7 @@ async fn a_reported_purchase_grants_access_at_once_and_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proof_that_is_not_genuine_or_not_this_app_s_is_refused_with_its_code() {
     let app = TestApp::spawn().await;
-    let (t, token) = purchase(&app, "8200", "acct-2");
+    let (t, token) = purchase(&app, "8200", "00000000-0000-4000-8000-000000000002");
     // One character in the middle of the signature: every bit there counts.
     let mut tampered: Vec<char> = token.chars().collect();
     let at = tampered.len() - 20;
@@ -121,7 +106,7 @@ async fn proof_that_is_not_genuine_or_not_this_app_s_is_refused_with_its_code() 
         (app.pki.sign(&xcode), "ENVIRONMENT_MISMATCH"),
         ("not.a.token".to_owned(), "MALFORMED_TOKEN"),
     ] {
-        let (status, body) = report(&app, json!({"signedTransaction": token})).await;
+        let (status, body) = app.report(json!({"signedTransaction": token})).await;
         assert_eq!(
             (status, body["error"]["code"].as_str()),
             (403, Some(code)),
@@ -137,7 +122,7 @@ async fn proof_that_is_not_genuine_or_not_this_app_s_is_refused_with_its_code() 
         json!({"transactionId": "1", "receipt": "AA=="}),
         json!({"signedTransaction": "x", "extra": 1}),
     ] {
-        let (status, answer) = report(&app, body).await;
+        let (status, answer) = app.report(body).await;
         assert_eq!(
             (status, answer["error"]["code"].as_str()),
             (400, Some("INVALID_BODY")),
@@ -145,7 +130,7 @@ async fn proof_that_is_not_genuine_or_not_this_app_s_is_refused_with_its_code() 
         );
     }
     // A transaction id needs the App Store Server API.
-    let (status, answer) = report(&app, json!({"transactionId": "8200"})).await;
+    let (status, answer) = app.report(json!({"transactionId": "8200"})).await;
     assert_eq!(
         (status, answer["error"]["code"].as_str()),
         (400, Some("API_NOT_CONFIGURED"))
@@ -162,7 +147,7 @@ async fn an_expired_chain_is_refused() {
     });
     let app = TestApp::spawn_with(old, TempDir::new(), "").await;
     let (_, token) = purchase(&app, "8250", "acct");
-    let (status, body) = report(&app, json!({"signedTransaction": token})).await;
+    let (status, body) = app.report(json!({"signedTransaction": token})).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (403, Some("CERTIFICATE_EXPIRED")),
@@ -173,16 +158,14 @@ async fn an_expired_chain_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_purchase_reported_for_another_account_is_flagged() {
     let app = TestApp::spawn().await;
-    let (_, token) = purchase(&app, "8300", "acct-owner");
-    let (status, answer) = report(
-        &app,
-        json!({"signedTransaction": token, "appAccountToken": "acct-thief"}),
+    let (_, token) = purchase(&app, "8300", "00000000-0000-4000-8000-00000000000a");
+    let (status, answer) = app.report(json!({"signedTransaction": token, "appAccountToken": "00000000-0000-4000-8000-00000000000b"}),
     )
     .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(
         answer["appAccountTokenMismatch"],
-        json!({"reported": "acct-thief", "signed": "acct-owner"})
+        json!({"reported": "00000000-0000-4000-8000-00000000000b", "signed": "00000000-0000-4000-8000-00000000000a"})
     );
     let findings = check_and_keep(&app, now()).await;
     assert!(
@@ -200,9 +183,7 @@ async fn reports_are_rate_limited_per_token() {
     let (_, token) = purchase(&limited, "8400", "acct");
     for _ in 0..2 {
         assert_eq!(
-            report(&limited, json!({"signedTransaction": token}))
-                .await
-                .0,
+            limited.report(json!({"signedTransaction": token})).await.0,
             200
         );
     }
@@ -279,7 +260,7 @@ async fn a_transaction_id_or_a_receipt_is_asked_of_apple() {
     use base64::Engine;
     let fake = FakeApple::start().await;
     let app = app(&fake).await;
-    let (t, token) = purchase(&app, "8500", "acct-5");
+    let (t, token) = purchase(&app, "8500", "00000000-0000-4000-8000-000000000005");
     {
         let mut s = fake.state();
         s.transaction_info.insert("850001".into(), token);
@@ -288,7 +269,7 @@ async fn a_transaction_id_or_a_receipt_is_asked_of_apple() {
             status_answer(&app, "8500", 1, &t, &renewal("8500", "monthly", 1, 0)),
         );
     }
-    let (status, answer) = report(&app, json!({"transactionId": "850001"})).await;
+    let (status, answer) = app.report(json!({"transactionId": "850001"})).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(
         (
@@ -311,7 +292,7 @@ async fn a_transaction_id_or_a_receipt_is_asked_of_apple() {
     );
 
     // A legacy receipt names the transaction; Apple's answer is what counts.
-    let (t2, token2) = purchase(&app, "8600", "acct-6");
+    let (t2, token2) = purchase(&app, "8600", "00000000-0000-4000-8000-000000000006");
     fake.state()
         .transaction_info
         .insert("860001".into(), token2);
@@ -320,16 +301,16 @@ async fn a_transaction_id_or_a_receipt_is_asked_of_apple() {
         status_answer(&app, "8600", 1, &t2, &renewal("8600", "monthly", 1, 0)),
     );
     let receipt = base64::engine::general_purpose::STANDARD.encode(receipt("860001"));
-    let (status, answer) = report(&app, json!({"receipt": receipt})).await;
+    let (status, answer) = app.report(json!({"receipt": receipt})).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["originalTransactionId"], "8600");
     // Garbage is refused; an unknown transaction is 404.
-    let (status, answer) = report(&app, json!({"receipt": "bm90IGEgcmVjZWlwdA=="})).await;
+    let (status, answer) = app.report(json!({"receipt": "bm90IGEgcmVjZWlwdA=="})).await;
     assert_eq!(
         (status, answer["error"]["code"].as_str()),
         (400, Some("MALFORMED_RECEIPT"))
     );
-    let (status, answer) = report(&app, json!({"transactionId": "999"})).await;
+    let (status, answer) = app.report(json!({"transactionId": "999"})).await;
     assert_eq!(
         (status, answer["error"]["code"].as_str()),
         (404, Some("UNKNOWN_TRANSACTION")),

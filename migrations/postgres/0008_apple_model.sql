@@ -1,0 +1,20 @@
+-- Multiseat purchases: a REFUND with subtype SEATS revokes some seats of a
+-- transaction and leaves it valid. The refund ledger keeps the subtype and
+-- how many seats the refund revoked, so that neither reads as a refund of
+-- the whole purchase.
+ALTER TABLE refunds ADD COLUMN subtype TEXT COLLATE "C";
+ALTER TABLE refunds ADD COLUMN revoked_seat_quantity BIGINT;
+
+-- Every appAccountToken an item carried finds it: Set App Account Token
+-- changes the token on later transactions, and a backend links a family
+-- member's account to a purchase Apple signed without one. Derived from
+-- the states like the rest, rebuilt with them; ledger_items keeps the
+-- latest token, which finds items folded before this table existed.
+CREATE TABLE item_tokens (
+    app_account_token       TEXT COLLATE "C" NOT NULL,
+    kind                    TEXT COLLATE "C" NOT NULL,
+    item_id                 TEXT COLLATE "C" NOT NULL,
+    original_transaction_id TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (app_account_token, kind, item_id)
+);
+CREATE INDEX item_tokens_original_transaction_id ON item_tokens (original_transaction_id);
