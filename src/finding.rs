@@ -16,10 +16,11 @@ pub enum FindingKind {
     StatusContradictsType,
     AppAccountTokenMismatch,
     NonRenewingDurationUnknown,
+    UnknownNotificationShape,
 }
 
 impl FindingKind {
-    pub const ALL: [FindingKind; 11] = [
+    pub const ALL: [FindingKind; 12] = [
         FindingKind::RefundWithoutExpiration,
         FindingKind::RenewalOutcomeOverdue,
         FindingKind::ExpirationOverdue,
@@ -31,6 +32,7 @@ impl FindingKind {
         FindingKind::StatusContradictsType,
         FindingKind::AppAccountTokenMismatch,
         FindingKind::NonRenewingDurationUnknown,
+        FindingKind::UnknownNotificationShape,
     ];
 
     pub fn code(self) -> &'static str {
@@ -46,6 +48,7 @@ impl FindingKind {
             FindingKind::StatusContradictsType => "STATUS_CONTRADICTS_TYPE",
             FindingKind::AppAccountTokenMismatch => "APP_ACCOUNT_TOKEN_MISMATCH",
             FindingKind::NonRenewingDurationUnknown => "NON_RENEWING_DURATION_UNKNOWN",
+            FindingKind::UnknownNotificationShape => "UNKNOWN_NOTIFICATION_SHAPE",
         }
     }
 

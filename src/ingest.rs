@@ -199,6 +199,7 @@ pub fn new_notification(
     let p = &verified.payload;
     let identity = verified.identity();
     let transaction = verified.transaction_info.as_ref();
+    let json = verified.to_json();
     NewNotification {
         notification_uuid: verified.notification_uuid.clone(),
         notification_type: verified.notification_type.clone(),
@@ -215,10 +216,18 @@ pub fn new_notification(
                     .renewal_info
                     .as_ref()
                     .and_then(|r| r.original_transaction_id.clone())
+            })
+            .or_else(|| {
+                verified
+                    .payload
+                    .unclaim_info
+                    .as_ref()
+                    .and_then(|u| u.original_transaction_id.clone())
             }),
         transaction_id: transaction.and_then(|t| t.transaction_id.clone()),
         signed_payload: signed_payload.to_owned(),
-        payload: verified.to_json().to_string(),
+        novelty: crate::model::novelty(&json).map(|what| crate::finding::clip(&what, 300)),
+        payload: json.to_string(),
         event: Event::from_verified(verified),
     }
 }

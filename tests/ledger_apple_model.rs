@@ -71,6 +71,7 @@ fn event(
             signed_renewal_info: renewal,
         }),
         reported_app_account_token: None,
+        unclaim_info: None,
     }
 }
 

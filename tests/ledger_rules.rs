@@ -43,6 +43,7 @@ fn event(uuid: &str, kind: &str, subtype: Option<&str>, signed: i64, t: Transact
             signed_renewal_info: None,
         }),
         reported_app_account_token: None,
+        unclaim_info: None,
     }
 }
 

@@ -108,6 +108,7 @@ impl Builder {
                 }),
             }),
             reported_app_account_token: None,
+            unclaim_info: None,
         });
     }
 }

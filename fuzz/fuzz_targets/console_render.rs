@@ -135,6 +135,7 @@ fn made(index: usize, b: &[u8; 32]) -> Made {
             signed_renewal_info: (flags & 0x20 != 0).then_some(renewal),
         }),
         reported_app_account_token: None,
+        unclaim_info: None,
     };
     let refund = matches!(notification_type, "REFUND" | "REVOKE").then(|| RefundEntry {
         refund: RefundRecord {

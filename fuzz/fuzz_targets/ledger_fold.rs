@@ -83,6 +83,7 @@ fn event(index: usize, b: [u8; 8]) -> Event {
             signed_renewal_info: (item & 0x20 == 0 && product_type_is_subscription(item)).then_some(renewal),
         }),
         reported_app_account_token: None,
+        unclaim_info: None,
     }
 }
 

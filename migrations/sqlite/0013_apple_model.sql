@@ -18,3 +18,14 @@ CREATE TABLE item_tokens (
     PRIMARY KEY (app_account_token, kind, item_id)
 );
 CREATE INDEX item_tokens_original_transaction_id ON item_tokens (original_transaction_id);
+
+-- A genuine notification of a shape this version does not know (a type,
+-- a subtype, a container) is stored and acknowledged like any other; this
+-- says which ones, so that the checker can tell the operator to upgrade.
+-- The checker judges each again by the running version.
+CREATE TABLE unknown_shapes (
+    notification_uuid       TEXT    PRIMARY KEY,
+    what                    TEXT    NOT NULL,
+    original_transaction_id TEXT,
+    received_at             INTEGER NOT NULL
+);

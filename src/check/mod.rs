@@ -20,6 +20,7 @@
 //! | `UNFOLDED_NOTIFICATION` | a notification was stored (and acknowledged to Apple) but its stored payload does not read as a ledger event, so the ledger leaves it out; `rebuild` folds it once the cause is fixed |
 //! | `STATUS_CONTRADICTS_TYPE` | a notification's `data.status` contradicts its type (a DID_RENEW for a paid period carrying BILLING_RETRY): Apple's status is kept, and this finding says so, so that a customer who paid is never locked out silently |
 //! | `APP_ACCOUNT_TOKEN_MISMATCH` | a backend reported a transaction (POST /v1/transactions) for another appAccountToken than the one Apple signed into it: a sign of a replayed purchase |
+//! | `UNKNOWN_NOTIFICATION_SHAPE` | a genuine notification for a configured app has a type, subtype or container this version does not know: it was stored (200) and folded as far as its known facts go; upgrade, then `rebuild` |
 //! | `NON_RENEWING_DURATION_UNKNOWN` | a non-renewing subscription was bought whose product has no `duration` in `[[apps.products]]`: Apple signs no expiry for one, so it is entitled with no end until its length is configured. One finding per product |
 //! | `MISSING_REFUND_NOTIFICATION` | the current transaction carries a revocation (seen in some other notification) but no REFUND or REVOKE ever arrived, so the refund ledger lacks it |
 

@@ -87,6 +87,29 @@ pub async fn run(
             ),
         });
     }
+    // Judged again by this version: once it knows the shape, no finding.
+    for shape in store.unknown_shapes().await? {
+        let Some(what) = serde_json::from_str(&shape.payload)
+            .ok()
+            .and_then(|payload| crate::model::novelty(&payload))
+        else {
+            continue;
+        };
+        report.findings.push(Finding {
+            kind: FindingKind::UnknownNotificationShape,
+            detail: crate::finding::clip(
+                &format!(
+                    "notificationUUID {} was stored and acknowledged, but this version does not know its {what}: it is kept whole and folded as far as its known facts go; upgrade, then run `rebuild`",
+                    shape.notification_uuid
+                ),
+                crate::finding::MAX_DETAIL_CHARS,
+            ),
+            subject: shape.notification_uuid,
+            original_transaction_id: shape.original_transaction_id,
+            bundle_id: shape.bundle_id,
+            environment: shape.environment,
+        });
+    }
     for unfolded in store.unfolded().await? {
         report.findings.push(Finding {
             kind: FindingKind::UnfoldedNotification,

@@ -233,6 +233,10 @@ fn subscription_json(item: &LedgerItem, at: i64, known_at: Option<Millis>) -> Va
         "environment": s.environment,
         "priceIncreaseStatus": s.price_increase_status.map(|p| p.raw()),
         "renewalPrice": s.renewal_price,
+        // Seats at the next renewal (multiseat), from the newest renewal info.
+        "renewalSeats": s.renewal_quantity,
+        // Seat claims the App Store unclaimed (UNCLAIM_SEATS).
+        "unclaimedSeatClaimIds": s.unclaimed_seat_claim_ids,
         "refundRequestedDate": s.refund_requested_date,
         "refundDeclinedDate": s.refund_declined_date,
         "lastSignedDate": s.last_signed_date,

@@ -411,8 +411,32 @@ impl VerifiedNotification {
                 environment: a.environment.clone(),
                 app_apple_id: a.app_apple_id,
             }
+        } else if let Some(u) = &p.unclaim_info {
+            PayloadIdentity {
+                bundle_id: u.bundle_id.clone(),
+                environment: u.environment.clone(),
+                app_apple_id: u.app_apple_id,
+            }
         } else {
-            PayloadIdentity::default()
+            // A container this version does not know yet: Apple names the
+            // app in every one (bundleId, environment, appAppleId), so a
+            // genuine notification of a new shape still finds its app.
+            p.unknown_fields
+                .values()
+                .find_map(|container| {
+                    let bundle_id = container.get("bundleId")?.as_str()?.to_owned();
+                    Some(PayloadIdentity {
+                        bundle_id: Some(bundle_id),
+                        environment: container
+                            .get("environment")
+                            .and_then(serde_json::Value::as_str)
+                            .map(Environment::from_raw),
+                        app_apple_id: container
+                            .get("appAppleId")
+                            .and_then(serde_json::Value::as_i64),
+                    })
+                })
+                .unwrap_or_default()
         }
     }
 

@@ -36,6 +36,20 @@ pub struct Event {
         deserialize_with = "crate::model::app_account_token_de"
     )]
     pub reported_app_account_token: Option<String>,
+    /// UNCLAIM_SEATS: the seat claims the App Store unclaimed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unclaim_info: Option<UnclaimFacts>,
+}
+
+/// What UNCLAIM_SEATS says (`unclaimInfo`): which group subscription, and
+/// which seat claims (the ids Claim Seat returned) are gone.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnclaimFacts {
+    #[serde(default)]
+    pub original_transaction_id: Option<String>,
+    #[serde(default)]
+    pub unclaim_seat_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,6 +142,9 @@ pub struct RenewalFacts {
     pub price_increase_status: Option<PriceIncreaseStatus>,
     #[serde(default)]
     pub renewal_price: Option<i64>,
+    /// Seats in the next renewal of a multiseat subscription.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_quantity: Option<i64>,
     #[serde(default)]
     pub signed_date: Option<i64>,
     #[serde(default, deserialize_with = "crate::model::app_account_token_de")]
@@ -189,6 +206,7 @@ impl RenewalFacts {
             renewal_date: millis(r.renewal_date),
             price_increase_status: r.price_increase_status,
             renewal_price: r.renewal_price,
+            renewal_quantity: r.renewal_quantity,
             signed_date: millis(r.signed_date),
             app_account_token: r.app_account_token.as_deref().map(app_account_token_key),
         }
@@ -271,6 +289,10 @@ impl Event {
             signed_date: millis(n.payload.signed_date),
             data,
             reported_app_account_token: None,
+            unclaim_info: n.payload.unclaim_info.as_ref().map(|u| UnclaimFacts {
+                original_transaction_id: u.original_transaction_id.clone(),
+                unclaim_seat_ids: u.unclaim_seat_ids.clone().unwrap_or_default(),
+            }),
         }
     }
 
@@ -323,6 +345,11 @@ impl Event {
         }
         self.renewal()
             .and_then(|r| r.original_transaction_id.clone())
+            .or_else(|| {
+                self.unclaim_info
+                    .as_ref()
+                    .and_then(|u| u.original_transaction_id.clone())
+            })
             .map(ItemKey::Subscription)
     }
 }

@@ -44,6 +44,7 @@
 //! | REVOKE (Family Sharing) | REVOKED | a refund of type REVOKE |
 //! | CONSUMPTION_REQUEST | unchanged; `refundRequestedDate` set until a REFUND or REFUND_DECLINED | |
 //! | ONE_TIME_CHARGE | a one-time purchase, ACTIVE | |
+//! | UNCLAIM_SEATS | unchanged; the seat claims in `unclaimInfo` are kept as unclaimed (no one is entitled through them) | |
 //! | TEST, EXTERNAL_PURCHASE_TOKEN, METADATA_UPDATE, MIGRATION, PRICE_CHANGE, RESCIND_CONSENT, unknown | no item, or facts only | |
 //!
 //! A one-time purchase is ACTIVE until its transaction carries a revocation,
@@ -78,6 +79,7 @@ pub use duration::{ProductDuration, Products};
 pub use entitlement::Answer;
 pub use event::{
     in_order, sources, Event, EventData, EventKey, ItemKey, RenewalFacts, TransactionFacts,
+    UnclaimFacts,
 };
 pub use state::{
     apply, current_period_revoked, Effect, ExpirationRecord, RefundRecord, State, Status,

@@ -90,6 +90,10 @@ pub struct State {
     pub price_increase_status: Option<PriceIncreaseStatus>,
     #[serde(default)]
     pub renewal_price: Option<i64>,
+    /// From the newest renewal info: the seats that renew (a multiseat
+    /// subscription; a reduction takes effect then, as Apple says).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_quantity: Option<i64>,
     /// A refund request Apple asked us about (CONSUMPTION_REQUEST) and has
     /// not yet decided: cleared by the REFUND or REFUND_DECLINED that follows.
     #[serde(default)]
@@ -137,7 +141,16 @@ pub struct State {
     /// The periods bought and the statuses Apple gave, over time.
     #[serde(default, skip_serializing_if = "Timeline::is_empty")]
     pub timeline: Timeline,
+    /// Seat claims of a developer-hosted group subscription that the App
+    /// Store unclaimed (UNCLAIM_SEATS): whoever the backend seated there
+    /// is no longer entitled through them. Sorted, at most
+    /// [`MAX_UNCLAIMED_SEATS`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unclaimed_seat_claim_ids: Vec<String>,
 }
+
+/// Unclaimed seat claims kept per subscription: a group's seats, bounded.
+const MAX_UNCLAIMED_SEATS: usize = 10_000;
 
 /// More contradictions than this say nothing new.
 pub const MAX_CONTRADICTIONS: usize = 20;
@@ -274,6 +287,15 @@ pub fn apply(state: Option<State>, item: &ItemKey, event: &Event) -> (State, Vec
             }
         }
     }
+    if let Some(unclaimed) = &event.unclaim_info {
+        for id in &unclaimed.unclaim_seat_ids {
+            note_once(
+                &mut s.unclaimed_seat_claim_ids,
+                crate::model::app_account_token_key(id),
+                MAX_UNCLAIMED_SEATS,
+            );
+        }
+    }
     if let Some(t) = event.transaction() {
         s.timeline.note_transaction(t, signed);
         s.original_transaction_id = t
@@ -317,6 +339,7 @@ pub fn apply(state: Option<State>, item: &ItemKey, event: &Event) -> (State, Vec
             s.renewal_date = r.renewal_date.or(s.renewal_date);
             s.price_increase_status = r.price_increase_status;
             s.renewal_price = r.renewal_price.or(s.renewal_price);
+            s.renewal_quantity = r.renewal_quantity;
             s.app_account_token = s.app_account_token.take().or(r.app_account_token.clone());
             if let Some(token) = &r.app_account_token {
                 note_once(&mut s.app_account_tokens, token.clone(), MAX_TOKENS);

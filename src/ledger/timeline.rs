@@ -208,35 +208,28 @@ impl Timeline {
     /// every transaction in the period carries revocation fields); a refund
     /// of added seats, or of some seats, leaves the period.
     pub fn revoked_at(&self, at: i64, renewal_date: Option<i64>) -> bool {
-        let Some((i, _)) = self.covering_index(at, renewal_date) else {
-            return false;
-        };
-        let Some(p) = self.periods.get(i) else {
-            return false;
-        };
-        let mut members = self
-            .periods
-            .iter()
-            .filter(|other| {
+        let mut members = self.members_at(at, renewal_date).peekable();
+        members.peek().is_some() && members.all(|member| member.revoked_at(at))
+    }
+
+    /// The transactions of the period covering `at` bought by then: the
+    /// one covering it, and those that share its period.
+    fn members_at(&self, at: i64, renewal_date: Option<i64>) -> impl Iterator<Item = &Period> {
+        let covering = self
+            .covering_index(at, renewal_date)
+            .and_then(|(i, _)| self.periods.get(i));
+        self.periods.iter().filter(move |other| {
+            covering.is_some_and(|p| {
                 other.purchase_date <= at && (std::ptr::eq(*other, p) || shares_period(p, other))
             })
-            .peekable();
-        members.peek().is_some() && members.all(|member| member.revoked_at(at))
+        })
     }
 
     /// Seats of the period covering `at`: the `quantity` of each of its
     /// transactions bought by then and not wholly revoked, less the seats
     /// a refund revoked. None when Apple gave no quantity.
     pub fn seats_at(&self, at: i64, renewal_date: Option<i64>) -> Option<i64> {
-        let (i, _) = self.covering_index(at, renewal_date)?;
-        let p = self.periods.get(i)?;
-        let members: Vec<&Period> = self
-            .periods
-            .iter()
-            .filter(|other| {
-                other.purchase_date <= at && (std::ptr::eq(*other, p) || shares_period(p, other))
-            })
-            .collect();
+        let members: Vec<&Period> = self.members_at(at, renewal_date).collect();
         if members.iter().all(|m| m.quantity.is_none()) {
             return None;
         }

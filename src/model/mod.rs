@@ -21,7 +21,8 @@ mod transaction;
 pub use app_transaction::JwsAppTransactionDecodedPayload;
 pub use enums::*;
 pub use notification::{
-    AppData, Data, ExternalPurchaseToken, ResponseBodyV2DecodedPayload, Summary,
+    novelty, AppData, Data, ExternalPurchaseToken, ResponseBodyV2DecodedPayload, Summary,
+    UnclaimInfo, KNOWN_PAYLOAD_FIELDS,
 };
 pub use receipt::{receipt_purchases, ReceiptError, ReceiptPurchase};
 pub use renewal_info::JwsRenewalInfoDecodedPayload;

@@ -1,6 +1,7 @@
 //! What `copy-store` moves from one database to another: the tables that
 //! hold what came from outside (notifications as received, quarantine,
-//! conflicts, Apple's delivery attempts and answers, backfill runs, the
+//! conflicts, the notifications of shapes new to the version that stored
+//! them, Apple's delivery attempts and answers, backfill runs, the
 //! checker's findings, the console's users and its access log). Everything else is derived and rebuilt on the
 //! target. Rows keep their ids, so that pages, orders and quarantine ids
 //! answer the same on both sides.
@@ -160,6 +161,16 @@ pub const COPIED_TABLES: &[CopyTable] = &[
             ("notification_uuid", Text),
             ("send_attempts", Json),
             ("fetched_at", Int),
+        ],
+        generated_key: false,
+    },
+    CopyTable {
+        name: "unknown_shapes",
+        columns: &[
+            ("notification_uuid", Text),
+            ("what", Text),
+            ("original_transaction_id", Text),
+            ("received_at", Int),
         ],
         generated_key: false,
     },

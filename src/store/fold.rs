@@ -143,6 +143,13 @@ pub(super) trait LedgerTx {
         after: &str,
         through: &str,
     ) -> Result<Vec<StoredPayload>, sqlx::Error>;
+    /// Keeps that a stored notification has a shape this version does not
+    /// know (`what`), for the checker.
+    async fn note_unknown_shape(
+        &mut self,
+        n: &NewNotification,
+        what: &str,
+    ) -> Result<(), sqlx::Error>;
 }
 
 /// Stores a notification and, when it is new, folds it into the ledger in the
@@ -154,6 +161,11 @@ pub(super) async fn record(
 ) -> Result<Recorded, sqlx::Error> {
     let item = n.event.item();
     let (recorded, loaded) = tx.record_and_load(n, item.as_ref()).await?;
+    if let (Recorded::Stored, Some(what)) = (&recorded, &n.novelty) {
+        // Stored and acknowledged like any genuine notification; the
+        // checker says what this version did not know of it.
+        tx.note_unknown_shape(n, what).await?;
+    }
     match (recorded, item, loaded) {
         (Recorded::Stored, Some(item), Some(loaded)) => {
             apply_loaded(tx, &item, loaded, &n.event).await?;

@@ -362,6 +362,12 @@ impl Store {
         on_backend!(self, b => b.conflicts().await)
     }
 
+    /// Stored notifications whose shape was new to the version that stored
+    /// them (a type, a subtype, a container), with their payloads.
+    pub async fn unknown_shapes(&self) -> Result<Vec<UnknownShape>, StoreError> {
+        on_backend!(self, b => b.unknown_shapes().await)
+    }
+
     /// Stored notifications that could not be folded into the ledger.
     pub async fn unfolded(&self) -> Result<Vec<UnfoldedNotification>, StoreError> {
         on_backend!(self, b => b.unfolded().await)

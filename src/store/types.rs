@@ -39,6 +39,9 @@ pub struct NewNotification {
     /// What the ledger folds: built from the verified notification, so the
     /// writer never parses `payload` again.
     pub event: Event,
+    /// What this version does not know of its shape (a type, a subtype, a
+    /// container: [`crate::model::novelty`]); kept for the checker.
+    pub novelty: Option<String>,
 }
 
 /// Apple's answer to the App Store Server API, verified: kept as evidence
@@ -288,6 +291,17 @@ pub struct UnfoldedNotification {
     pub bundle_id: Option<String>,
     pub environment: Option<String>,
     pub reason: String,
+}
+
+/// A stored notification whose shape the version that stored it did not
+/// know, with its payload, to judge again by this version.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct UnknownShape {
+    pub notification_uuid: String,
+    pub original_transaction_id: Option<String>,
+    pub bundle_id: Option<String>,
+    pub environment: Option<String>,
+    pub payload: String,
 }
 
 /// A kept finding.

@@ -344,6 +344,7 @@ pub(super) fn new_evidence(answer: Answer) -> NewEvidence {
                 signed_renewal_info: renewal,
             }),
             reported_app_account_token,
+            unclaim_info: None,
         },
     }
 }

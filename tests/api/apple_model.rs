@@ -126,6 +126,22 @@ async fn refunding_added_seats_leaves_the_period_and_a_seats_refund_leaves_the_t
         (&json!("ACTIVE"), &json!(true), &json!(3)),
         "{s}"
     );
+    // The purchaser lowers the seats that renew: a reduction takes effect
+    // at the next renewal, so the period's seats stay as they are.
+    let mut fewer_renew = renewal(otid, "team", 1, now - HOUR / 2);
+    fewer_renew["renewalQuantity"] = json!(2);
+    Post::new(&app, "DID_CHANGE_RENEWAL_PREF", now - HOUR / 2)
+        .status(1)
+        .subtype("DECREASE_QUANTITY")
+        .renewal(fewer_renew)
+        .send()
+        .await;
+    let s = subscription(&app, otid).await;
+    assert_eq!(
+        (&s["seatsAt"], &s["renewalSeats"], &s["entitled"]),
+        (&json!(3), &json!(2), &json!(true)),
+        "{s}"
+    );
     let refunds = refunds_of(&app, otid).await;
     let rows: Vec<(Value, Value, Value, Value)> = refunds
         .iter()
@@ -495,4 +511,114 @@ async fn a_duration_that_does_not_read_is_a_start_up_error() {
         stderr.contains("apps[0].products[0].duration") && stderr.contains("ISO 8601"),
         "{stderr}"
     );
+}
+
+/// A payload as Apple signs it, with `container` in place of `data`.
+fn signed_with(app: &TestApp, kind: &str, container: (&str, Value)) -> (String, String) {
+    let uuid = crate::helpers::uuid();
+    let mut payload = json!({
+        "notificationType": kind, "notificationUUID": uuid,
+        "version": "2.0", "signedDate": now(),
+    });
+    payload[container.0] = container.1;
+    (uuid, app.pki.sign(&payload))
+}
+
+#[tokio::test]
+async fn unclaim_seats_is_stored_and_folded_from_its_container() {
+    let app = TestApp::spawn().await;
+    let (now, otid) = (now(), "group-1");
+    Post::new(&app, "SUBSCRIBED", now - 5 * DAY)
+        .status(1)
+        .subtype("INITIAL_BUY")
+        .tx(with_seats(
+            tx(otid, "group-1-t1", "team", now - 5 * DAY, now + 25 * DAY),
+            10,
+            false,
+        ))
+        .send()
+        .await;
+    let claims = [
+        "8E5B1F4A-1D2C-4B3A-9F8E-7D6C5B4A3F21",
+        "0c9d8e7f-6a5b-4c3d-8e2f-1a0b9c8d7e6f",
+    ];
+    let (_, token) = signed_with(
+        &app,
+        "UNCLAIM_SEATS",
+        (
+            "unclaimInfo",
+            json!({
+                "bundleId": crate::helpers::BUNDLE_ID, "environment": "Sandbox",
+                "appAppleId": crate::helpers::APP_APPLE_ID,
+                "originalTransactionId": otid, "unclaimSeatIds": claims,
+            }),
+        ),
+    );
+    let (status, body) = app.post(&token).await;
+    assert_eq!(status, 200, "stored, not quarantined: {body}");
+    assert_eq!(app.count("quarantined_notifications").await, 0);
+    let s = subscription(&app, otid).await;
+    assert_eq!(
+        (&s["unclaimedSeatClaimIds"], &s["entitled"], &s["seatsAt"]),
+        (
+            &json!([
+                "0c9d8e7f-6a5b-4c3d-8e2f-1a0b9c8d7e6f",
+                "8e5b1f4a-1d2c-4b3a-9f8e-7d6c5b4a3f21"
+            ]),
+            &json!(true),
+            &json!(10)
+        ),
+        "{s}"
+    );
+    let (_, history) = app.api(&format!("/v1/subscriptions/{otid}/history")).await;
+    let types: Vec<&str> = history["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["notificationType"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["SUBSCRIBED", "UNCLAIM_SEATS"]);
+    assert!(crate::appstore::check_and_keep(&app, now).await.is_empty());
+    assert_rebuild_agrees(&app).await;
+}
+
+#[tokio::test]
+async fn a_notification_of_a_new_shape_for_a_configured_app_is_stored_and_found() {
+    let app = TestApp::spawn().await;
+    let (uuid, token) = signed_with(
+        &app,
+        "SEAT_REASSIGNED",
+        (
+            "seatInfo",
+            json!({"bundleId": crate::helpers::BUNDLE_ID, "environment": "Sandbox", "seats": 3}),
+        ),
+    );
+    let (status, body) = app.post(&token).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(app.count("notifications").await, 1);
+    let findings = crate::appstore::check_and_keep(&app, now()).await;
+    assert_eq!(findings, [format!("UNKNOWN_NOTIFICATION_SHAPE {uuid}")]);
+    let (_, open) = app.api("/v1/inconsistencies?open=true").await;
+    let detail = open["inconsistencies"][0]["detail"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        detail.contains("notificationType SEAT_REASSIGNED")
+            && detail.contains("container seatInfo"),
+        "{open}"
+    );
+
+    // A new shape for an app this service is not configured for is still
+    // kept aside, as before.
+    let (_, other) = signed_with(
+        &app,
+        "SEAT_REASSIGNED",
+        (
+            "seatInfo",
+            json!({"bundleId": "com.example.other", "environment": "Sandbox"}),
+        ),
+    );
+    let (status, _) = app.post(&other).await;
+    assert_eq!(status, 202);
+    assert_eq!(app.count("quarantined_notifications").await, 1);
 }

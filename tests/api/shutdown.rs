@@ -132,6 +132,7 @@ async fn shutdown_during_a_long_check_stops_it_within_the_grace() {
                 transaction_id: Some(format!("t{i}")),
                 signed_payload: String::new(),
                 event: Event::parse(&payload).unwrap(),
+                novelty: None,
                 payload,
             }
         })

@@ -191,6 +191,7 @@ pub fn generated_notification(
         // Not a real JWS: rebuild reads the decoded payload, never this.
         signed_payload: String::from("generated"),
         event: Event::parse(&payload.to_string()).expect("a generated payload is an event"),
+        novelty: None,
         payload: payload.to_string(),
     }
 }

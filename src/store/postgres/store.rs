@@ -16,7 +16,7 @@ use crate::store::fold::{self, LedgerTx};
 use crate::store::{
     Conflict, Counts, FindingEntry, FindingFilter, ItemQuery, LedgerItem, NewNotification,
     QuarantineReason, QuarantinedNotification, Rebuilt, Recorded, RefundEntry, RefundFilter,
-    StoreError, SubscriptionHistory, Totals, UnfoldedNotification,
+    StoreError, SubscriptionHistory, Totals, UnfoldedNotification, UnknownShape,
 };
 
 /// Attempts at a write that PostgreSQL refused for a conflict with another.
@@ -185,6 +185,12 @@ impl PgStore {
         limit: i64,
     ) -> Result<Vec<LedgerItem>, StoreError> {
         findings::scan(&mut *self.read().await?, after, limit)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub(in crate::store) async fn unknown_shapes(&self) -> Result<Vec<UnknownShape>, StoreError> {
+        findings::unknown_shapes(&mut *self.read().await?)
             .await
             .map_err(unavailable)
     }

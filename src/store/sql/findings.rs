@@ -5,7 +5,9 @@
 macro_rules! findings {
     ($conn:ty) => {
         use $crate::finding::Finding;
-        use $crate::store::{Conflict, FindingEntry, FindingFilter, LedgerItem, UnfoldedNotification};
+        use $crate::store::{
+            Conflict, FindingEntry, FindingFilter, LedgerItem, UnfoldedNotification, UnknownShape,
+        };
 
         use super::read::ledger_item;
 
@@ -50,6 +52,17 @@ macro_rules! findings {
             .fetch_all(&mut *conn)
             .await?;
             Ok(rows)
+        }
+
+        pub(super) async fn unknown_shapes(conn: &mut $conn) -> Result<Vec<UnknownShape>, sqlx::Error> {
+            sqlx::query_as::<_, UnknownShape>(
+                "SELECT u.notification_uuid, n.original_transaction_id, n.bundle_id, n.environment,
+                        CAST(n.payload AS TEXT) AS payload
+                 FROM unknown_shapes u JOIN notifications n ON n.notification_uuid = u.notification_uuid
+                 ORDER BY u.notification_uuid",
+            )
+            .fetch_all(&mut *conn)
+            .await
         }
 
         pub(super) async fn open_finding_keys(

@@ -410,6 +410,24 @@ macro_rules! ledger_tx {
                 Ok(())
             }
 
+            async fn note_unknown_shape(
+                &mut self,
+                n: &NewNotification,
+                what: &str,
+            ) -> Result<(), sqlx::Error> {
+                sqlx::query(
+                    "INSERT INTO unknown_shapes (notification_uuid, what, original_transaction_id, received_at)
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (notification_uuid) DO NOTHING",
+                )
+                .bind(&n.notification_uuid)
+                .bind(what)
+                .bind(n.original_transaction_id.as_deref())
+                .bind(n.received_at)
+                .execute(&mut *self)
+                .await?;
+                Ok(())
+            }
+
             async fn note_unfolded(
                 &mut self,
                 folded: &[String],

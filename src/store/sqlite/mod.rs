@@ -32,7 +32,7 @@ use super::fold::{self, LedgerTx};
 use super::{
     Conflict, Counts, FindingEntry, FindingFilter, ItemQuery, LedgerItem, NewNotification,
     QuarantineReason, QuarantinedNotification, Rebuilt, Recorded, RefundEntry, RefundFilter,
-    StoreError, SubscriptionHistory, Totals, UnfoldedNotification,
+    StoreError, SubscriptionHistory, Totals, UnfoldedNotification, UnknownShape,
 };
 use crate::finding::Finding;
 
@@ -206,6 +206,12 @@ impl SqliteStore {
         limit: i64,
     ) -> Result<Vec<LedgerItem>, StoreError> {
         findings::scan(&mut *self.read().await?, after, limit)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub(super) async fn unknown_shapes(&self) -> Result<Vec<UnknownShape>, StoreError> {
+        findings::unknown_shapes(&mut *self.read().await?)
             .await
             .map_err(unavailable)
     }
