@@ -1,7 +1,7 @@
 use serde_json::json;
 
 use crate::common::pki::{date, ChainSpec, TestPki};
-use crate::helpers::{pki, uuid, NotificationSpec, TestApp, BUNDLE_ID};
+use crate::helpers::{config, pki, uuid, NotificationSpec, TempDir, TestApp, BUNDLE_ID};
 
 #[derive(sqlx::FromRow)]
 struct Row {
@@ -463,7 +463,13 @@ fn histogram(text: &str, name: &str) -> (f64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifications_arriving_together_share_a_commit() {
-    let app = TestApp::spawn().await;
+    // What is tested is that a batch forms, not how long a write may wait
+    // for another's lock (on PostgreSQL, folds of one subscription take
+    // turns): a loaded machine must not turn a slow turn into a 503.
+    let (pki, dir) = (pki(), TempDir::new());
+    let text =
+        config(&dir, &pki, "", "").replace("busy_timeout_ms = 200", "busy_timeout_ms = 5000");
+    let app = TestApp::spawn_text(pki, dir, &text).await;
     let before = app.get("/metrics").await.text().await.unwrap();
     let (_, commits_before) = histogram(&before, "appstore_ledger_write_batch_size");
     let tokens = (0..80)
