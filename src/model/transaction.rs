@@ -56,18 +56,3 @@ apple_object! {
         advanced_commerce_info: serde_json::Value,
     }
 }
-
-impl JwsTransactionDecodedPayload {
-    /// Seats of this transaction that a seat-based refund revoked
-    /// (`multiSeatInfo.revokedSeatQuantity`; only the group purchaser's
-    /// transaction carries it). Read leniently: a value of another shape is
-    /// kept in the payload and read as absent, never a reason to refuse a
-    /// genuine notification.
-    pub fn revoked_seat_quantity(&self) -> Option<i64> {
-        self.multi_seat_info
-            .as_ref()
-            .and_then(|info| info.get("revokedSeatQuantity"))
-            .or_else(|| self.unknown_fields.get("revokedSeatQuantity"))
-            .and_then(serde_json::Value::as_i64)
-    }
-}

@@ -227,17 +227,10 @@ async fn an_upper_case_app_account_token_is_the_same_token() {
     // The app reports it with the token as Swift writes it, or as Apple's
     // JSON does: the same account, no mismatch.
     for reported in [upper, lower] {
-        let answer: Value = app
-            .client
-            .post(format!("{}/v1/transactions", app.address))
-            .bearer_auth(API_TOKEN)
-            .json(&json!({"signedTransaction": app.pki.sign(&t), "appAccountToken": reported}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (status, answer) = app
+            .report(json!({"signedTransaction": app.pki.sign(&t), "appAccountToken": reported}))
+            .await;
+        assert_eq!(status, 200, "{answer}");
         assert_eq!(answer["appAccountTokenMismatch"], Value::Null, "{answer}");
     }
     let findings = crate::appstore::check_and_keep(&app, now()).await;
@@ -259,22 +252,14 @@ async fn a_finding_and_its_state_stay_small_whatever_was_reported() {
     // ones are UUIDs, and anything else is refused before it is kept.
     t["appAccountToken"] = json!("x".repeat(1_000));
     let signed = app.pki.sign(&t);
-    let report = |token: String| {
-        app.client
-            .post(format!("{}/v1/transactions", app.address))
-            .bearer_auth(API_TOKEN)
-            .json(&json!({"signedTransaction": signed, "appAccountToken": token}))
-            .send()
-    };
-    let refused = report("y".repeat(100_000)).await.unwrap();
-    assert_eq!(refused.status().as_u16(), 400);
-    let body: Value = refused.json().await.unwrap();
+    let report =
+        |token: String| app.report(json!({"signedTransaction": signed, "appAccountToken": token}));
+    let (status, body) = report("y".repeat(100_000)).await;
+    assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], "INVALID_APP_ACCOUNT_TOKEN");
     for n in 0..21 {
-        let response = report(format!("00000000-0000-4000-8000-{n:012}"))
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 200);
+        let (status, body) = report(format!("00000000-0000-4000-8000-{n:012}")).await;
+        assert_eq!(status, 200, "{body}");
     }
     let findings = crate::appstore::check_and_keep(&app, now()).await;
     assert_eq!(findings, ["APP_ACCOUNT_TOKEN_MISMATCH big-1"]);
