@@ -8,6 +8,8 @@ use std::sync::OnceLock;
 #[path = "../../tests/common/pki.rs"]
 pub mod pki;
 
+pub mod ledger_events;
+
 use appstore_ledger::model::Timestamp;
 
 pub use pki::TestPki;

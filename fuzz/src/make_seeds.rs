@@ -56,7 +56,9 @@ fn console_events(events: &[(u8, u8, u8, u8, i64, i64, i64, u8)], long: u8, pric
         for date in [purchase, expires, signed] {
             out.extend_from_slice(&date.to_be_bytes());
         }
-        out.extend_from_slice(&[long, price, 0x09, reversed]);
+        // No data.status: these seeds are about rendering, and a status
+        // Apple would not sign would be a disagreement with its type.
+        out.extend_from_slice(&[long, price, 0x00, reversed]);
     }
     out
 }

@@ -18,7 +18,7 @@
 //! | `CONFLICTING_DUPLICATE` | the same notificationUUID arrived with different content (both kept; the first stays authoritative) |
 //! | `IDENTITY_MISMATCH` | notifications of one subscription disagree on bundle id, environment or subscription group (not on appAccountToken, which Set App Account Token may change) |
 //! | `UNFOLDED_NOTIFICATION` | a notification was stored (and acknowledged to Apple) but its stored payload does not read as a ledger event, so the ledger leaves it out; `rebuild` folds it once the cause is fixed |
-//! | `STATUS_CONTRADICTS_TYPE` | a notification's `data.status` contradicts its type (a DID_RENEW for a paid period carrying BILLING_RETRY): Apple's status is kept, and this finding says so, so that a customer who paid is never locked out silently |
+//! | `APPLE_STATUS_DISAGREES` | a status Apple signed (a notification's `data.status`, or a Get All Subscription Statuses answer) disagrees with the ledger's own answer at its signedDate, computed from everything else it knows (types, transactions, renewal info): both answers and the notifications involved. Apple's status is kept and entitlement follows it; the ledger's model missed something, or a notification it needs is lost |
 //! | `APP_ACCOUNT_TOKEN_MISMATCH` | a backend reported a transaction (POST /v1/transactions) for another appAccountToken than the one Apple signed into it: a sign of a replayed purchase |
 //! | `UNKNOWN_NOTIFICATION_SHAPE` | a genuine notification for a configured app has a type, subtype or container this version does not know: it was stored (200) and folded as far as its known facts go; upgrade, then `rebuild` |
 //! | `NON_RENEWING_DURATION_UNKNOWN` | a non-renewing subscription was bought whose product has no `duration` in `[[apps.products]]`: Apple signs no expiry for one, so it is entitled with no end until its length is configured. One finding per product |
@@ -93,9 +93,9 @@ pub fn check_item(item: &ItemKey, state: &State, at: i64, tolerances: &Tolerance
     for (kind, preface, notes) in [
         (FindingKind::IdentityMismatch, "", &state.identity_conflicts),
         (
-            FindingKind::StatusContradictsType,
-            "Apple's data.status was kept (entitlement follows it): ",
-            &state.status_contradictions,
+            FindingKind::AppleStatusDisagrees,
+            "Apple's status was kept (entitlement follows it): ",
+            &state.apple_status_disagreements,
         ),
         (
             FindingKind::AppAccountTokenMismatch,

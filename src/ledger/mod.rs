@@ -58,8 +58,15 @@
 //! counts even if reported later, until a REFUND_REVERSED), nor while Apple's
 //! status at T is BILLING_RETRY, EXPIRED or REVOKED; entitled while a period
 //! covers T, or in the billing grace period until `gracePeriodExpiresDate`.
-//! Consumables are not entitlements. A notification whose `data.status`
-//! contradicts its type keeps Apple's status and is noted for the checker.
+//! Consumables are not entitlements.
+//!
+//! Apple's word is a check, always: besides the status it answers with, the
+//! ledger keeps its own ([`own_status_at`]), from the types, transactions
+//! and renewal info alone. Every `data.status` Apple signs (in a
+//! notification or a Get All Subscription Statuses answer) is compared with
+//! the ledger's own answer at its signedDate; Apple's status is kept, and a
+//! disagreement is noted, with both answers, for the checker
+//! (`APPLE_STATUS_DISAGREES`).
 
 // Values from outside (dates, prices, counts Apple signed or a request
 // sent) pass through here: arithmetic is checked or saturating, so that no
@@ -82,8 +89,8 @@ pub use event::{
     UnclaimFacts,
 };
 pub use state::{
-    apply, current_period_revoked, Effect, ExpirationRecord, RefundRecord, State, Status,
-    MAX_CONTRADICTIONS,
+    apply, current_period_revoked, own_status_at, Effect, ExpirationRecord, OwnStatus,
+    RefundRecord, State, Status, MAX_CONTRADICTIONS,
 };
 pub use timeline::{Period, Revocation, StatusSpan, Timeline};
 

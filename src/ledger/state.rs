@@ -122,12 +122,17 @@ pub struct State {
     /// Each as `field: first value != later value`, sorted, once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub identity_conflicts: Vec<String>,
-    /// Notifications whose `data.status` contradicts their type (a DID_RENEW
-    /// for a paid period carrying BILLING_RETRY): Apple's status is kept,
-    /// and the checker raises each. Sorted, once, at most
-    /// [`MAX_CONTRADICTIONS`].
+    /// Notifications and status answers whose `data.status` disagrees with
+    /// the ledger's own answer at their signedDate (Apple's status is kept,
+    /// and the checker raises each): both answers and the notifications
+    /// involved. Sorted, once, at most [`MAX_CONTRADICTIONS`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub status_contradictions: Vec<String>,
+    pub apple_status_disagreements: Vec<String>,
+    /// The status the ledger gives from everything but Apple's
+    /// `data.status` (the types, the transactions and the renewal info):
+    /// what each status Apple signs is checked against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub own_status: Option<OwnStatus>,
     /// Transactions a backend reported for another appAccountToken than the
     /// one Apple signed in (a sign of a replayed purchase). Sorted, once, at
     /// most [`MAX_CONTRADICTIONS`].
@@ -147,6 +152,15 @@ pub struct State {
     /// [`MAX_UNCLAIMED_SEATS`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unclaimed_seat_claim_ids: Vec<String>,
+}
+
+/// The ledger's own status, from the notification that set it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnStatus {
+    pub span: StatusSpan,
+    /// What set it: `TYPE[/SUBTYPE] notificationUUID`.
+    pub set_by: String,
 }
 
 /// Unclaimed seat claims kept per subscription: a group's seats, bounded.
@@ -356,10 +370,21 @@ pub fn apply(state: Option<State>, item: &ItemKey, event: &Event) -> (State, Vec
         ItemKey::Purchase(_) => Some(Status::Active),
         ItemKey::Subscription(_) => {
             let implied = derived_status(&s, event);
+            if let Some(own) = implied.or_else(|| status_from_renewal(&s, event, signed)) {
+                s.own_status = Some(OwnStatus {
+                    span: StatusSpan {
+                        from: signed,
+                        status: own,
+                        grace: grace_window(&s, event, own, signed),
+                    },
+                    set_by: describe(event),
+                });
+            }
             let apple = event.status().and_then(Status::from_apple);
-            if let (Some(implied), Some(apple)) = (implied, apple) {
-                if implied.entitles() != apple.entitles() {
-                    note_contradiction(&mut s.status_contradictions, event, apple, implied);
+            if let Some(apple) = apple {
+                let own = own_status_at(&s, signed);
+                if own != apple {
+                    note_disagreement(&mut s, event, signed, apple, own);
                 }
             }
             apple.or(implied)
@@ -371,19 +396,7 @@ pub fn apply(state: Option<State>, item: &ItemKey, event: &Event) -> (State, Vec
             s.status_since = signed;
         }
         if let ItemKey::Subscription(_) = item {
-            // Grace runs from the end of the period that failed to renew:
-            // the latest purchase, which this notification carries (even
-            // when the upgrade that began it was never received), else the
-            // current one; never an older or upgraded-away period's end.
-            let failed_period_end = event
-                .transaction()
-                .filter(|t| t.is_upgraded != Some(true) && t.purchase_date >= s.purchase_date)
-                .and_then(|t| t.expires_date)
-                .or(s.transaction_expires_date);
-            let grace = (status == Status::BillingGracePeriod)
-                .then_some(s.grace_period_expires_date)
-                .flatten()
-                .map(|until| (failed_period_end.unwrap_or(signed).min(until), until));
+            let grace = grace_window(&s, event, status, signed);
             s.timeline.note_status(StatusSpan {
                 from: signed,
                 status,
@@ -396,20 +409,111 @@ pub fn apply(state: Option<State>, item: &ItemKey, event: &Event) -> (State, Vec
     (s, effects)
 }
 
-fn note_contradiction(
-    contradictions: &mut Vec<String>,
-    event: &Event,
-    apple: Status,
-    implied: Status,
-) {
+/// In the billing grace period: from the end of the period that failed to
+/// renew until `gracePeriodExpiresDate`. That period is the latest
+/// purchase, which this notification carries (even when the upgrade that
+/// began it was never received), else the current one; never an older or
+/// upgraded-away period's end.
+fn grace_window(s: &State, event: &Event, status: Status, signed: i64) -> Option<(i64, i64)> {
+    let failed_period_end = event
+        .transaction()
+        .filter(|t| t.is_upgraded != Some(true) && t.purchase_date >= s.purchase_date)
+        .and_then(|t| t.expires_date)
+        .or(s.transaction_expires_date);
+    (status == Status::BillingGracePeriod)
+        .then_some(s.grace_period_expires_date)
+        .flatten()
+        .map(|until| (failed_period_end.unwrap_or(signed).min(until), until))
+}
+
+/// What the renewal info says of billing when the type says nothing (a
+/// status answer, a change of auto-renew during billing retry): in the
+/// billing retry period, and in grace while `gracePeriodExpiresDate` is
+/// ahead.
+fn status_from_renewal(s: &State, event: &Event, signed: i64) -> Option<Status> {
+    let renewal = event.renewal()?;
+    if renewal.is_in_billing_retry_period != Some(true) {
+        return None;
+    }
+    Some(
+        if s.grace_period_expires_date
+            .is_some_and(|until| signed < until)
+        {
+            Status::BillingGracePeriod
+        } else {
+            Status::BillingRetry
+        },
+    )
+}
+
+/// The ledger's own answer at `at`, from everything it knows but Apple's
+/// `data.status`: the end (billing retry, expiry, revocation) its types or
+/// renewal info last said, unless a period bought since covers `at`
+/// (an expiry even when the period was revoked before it); REVOKED while
+/// every transaction of the period then is revoked;
+/// ACTIVE while a period covers `at`; in grace within the window; else
+/// EXPIRED.
+pub fn own_status_at(s: &State, at: i64) -> Status {
+    let covering = s.timeline.covering(at, s.renewal_date);
+    let own = s.own_status.as_ref().map(|o| &o.span);
+    let ended = own.filter(|span| {
+        matches!(
+            span.status,
+            Status::BillingRetry | Status::Expired | Status::Revoked
+        ) && covering.is_none_or(|p| p.purchase_date <= span.from)
+    });
+    // An EXPIRED after a refund is Apple's last word on a revoked period.
+    if let Some(span) = ended.filter(|span| span.status == Status::Expired) {
+        return span.status;
+    }
+    if s.timeline.revoked_at(at, s.renewal_date) {
+        return Status::Revoked;
+    }
+    if let Some(span) = ended {
+        return span.status;
+    }
+    if covering.is_some() {
+        return Status::Active;
+    }
+    let in_grace = own
+        .and_then(|span| span.grace)
+        .is_some_and(|(from, until)| from <= at && at < until);
+    if in_grace {
+        Status::BillingGracePeriod
+    } else {
+        Status::Expired
+    }
+}
+
+/// `TYPE[/SUBTYPE] notificationUUID`: the notification a note is about.
+fn describe(event: &Event) -> String {
+    match &event.subtype {
+        Some(subtype) => format!(
+            "{}/{} {}",
+            event.notification_type.as_str(),
+            subtype.as_str(),
+            event.notification_uuid
+        ),
+        None => format!(
+            "{} {}",
+            event.notification_type.as_str(),
+            event.notification_uuid
+        ),
+    }
+}
+
+fn note_disagreement(s: &mut State, event: &Event, signed: i64, apple: Status, own: Status) {
+    let since = match &s.own_status {
+        Some(o) => format!(" (since {} at {})", o.set_by, o.span.from),
+        None => String::new(),
+    };
     let note = format!(
-        "{} {}: data.status {} where the type means {}",
-        event.notification_type.as_str(),
-        event.notification_uuid,
+        "{} signed {signed}: Apple's status {}, the ledger's {}{since}",
+        describe(event),
         apple.as_str(),
-        implied.as_str()
+        own.as_str(),
     );
-    note_once(contradictions, note, MAX_CONTRADICTIONS);
+    note_once(&mut s.apple_status_disagreements, note, MAX_CONTRADICTIONS);
 }
 
 fn note_conflict(

@@ -16,17 +16,19 @@ async fn write_until(app: &TestApp, writer: usize, stop: &AtomicBool, acked: &Mu
     while !stop.load(Ordering::Relaxed) {
         let otid = format!("bk-{writer}-{n}");
         let uuid = format!("uuid-{otid}");
+        // Apple signs a purchase once it is made.
+        let bought = now();
         let (status, body) = app
             .post(
-                &Post::new(app, "SUBSCRIBED", now())
+                &Post::new(app, "SUBSCRIBED", bought)
                     .uuid(&uuid)
                     .status(1)
                     .tx(tx(
                         &otid,
                         &format!("{otid}-t1"),
                         "monthly",
-                        now(),
-                        now() + 30 * DAY,
+                        bought,
+                        bought + 30 * DAY,
                     ))
                     .token(),
             )

@@ -197,7 +197,9 @@ async fn every_other_type_has_its_effect() {
 /// one.
 #[tokio::test]
 async fn apples_data_status_decides_over_the_type() {
-    let app = TestApp::spawn().await;
+    let mut app = TestApp::spawn().await;
+    // The statuses here contradict their types on purpose.
+    app.apple_may_disagree = true;
     let (now, otid) = (now(), "status-1");
     let t1 = tx(
         otid,

@@ -59,6 +59,9 @@ pub struct TestApp {
     pub dir: TempDir,
     /// The PostgreSQL database, when this suite runs on PostgreSQL.
     pub pg: Option<crate::pg::PgDatabase>,
+    /// Set by a test that sends a status Apple would not sign: the check
+    /// that every scenario agrees with Apple is not made when it ends.
+    pub apple_may_disagree: bool,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -200,6 +203,7 @@ impl TestApp {
             pki,
             dir,
             pg,
+            apple_may_disagree: false,
             stop: Some(stop),
             server: Some(server),
         }
@@ -532,6 +536,33 @@ impl Drop for TestApp {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        if !std::thread::panicking() && !self.apple_may_disagree {
+            self.assert_apple_agrees();
+        }
+    }
+}
+
+impl TestApp {
+    /// Every scenario here is one Apple could sign: the ledger's own
+    /// answer agrees with every status Apple signed in it. Checked when the
+    /// test is over, by the checker the operator runs; a test that sends a
+    /// status Apple would not sign says so ([`TestApp::apple_may_disagree`]).
+    fn assert_apple_agrees(&self) {
+        let out = self.cli(&["check", "--json"]);
+        // A test that broke its own configuration or database on purpose
+        // has nothing to check.
+        if !matches!(out.code, Some(0 | 3)) {
+            return;
+        }
+        let disagreements: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter(|line| line.contains("\"APPLE_STATUS_DISAGREES\""))
+            .collect();
+        assert!(
+            disagreements.is_empty(),
+            "the scenario raised APPLE_STATUS_DISAGREES: {disagreements:?}"
+        );
     }
 }
 

@@ -323,8 +323,9 @@ async fn known_at_answers_as_the_service_would_have_then() {
 }
 
 #[tokio::test]
-async fn a_status_that_contradicts_its_type_is_kept_and_raised() {
-    let app = TestApp::spawn().await;
+async fn a_status_apple_signs_that_the_ledger_disagrees_with_is_kept_and_raised() {
+    let mut app = TestApp::spawn().await;
+    app.apple_may_disagree = true;
     let (t0, otid) = (now() - 5 * DAY, "tl-contradiction");
     let p1 = tx(otid, "tl-contradiction-1", "monthly", t0, t0 + 30 * DAY);
     Post::new(&app, "SUBSCRIBED", t0 - 30 * DAY)
@@ -349,11 +350,19 @@ async fn a_status_that_contradicts_its_type_is_kept_and_raised() {
         .stdout
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .find(|f| f["kind"] == "STATUS_CONTRADICTS_TYPE")
-        .expect("a STATUS_CONTRADICTS_TYPE finding");
+        .find(|f| f["kind"] == "APPLE_STATUS_DISAGREES")
+        .expect("an APPLE_STATUS_DISAGREES finding");
     assert_eq!(finding["subject"], otid);
+    let detail = finding["detail"].as_str().unwrap();
+    // Both answers, and the notifications involved.
     assert!(
-        finding["detail"].as_str().unwrap().contains("DID_RENEW"),
+        detail.starts_with("Apple's status was kept (entitlement follows it): DID_RENEW "),
+        "{finding}"
+    );
+    assert!(
+        detail.contains(&format!(
+            " signed {t0}: Apple's status BILLING_RETRY, the ledger's ACTIVE (since DID_RENEW "
+        )),
         "{finding}"
     );
 }

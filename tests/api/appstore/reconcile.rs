@@ -212,3 +212,53 @@ async fn serve_reconciles_open_findings_on_its_own() {
     }
     panic!("serve did not reconcile the open finding within 10 s");
 }
+
+/// Apple's word in a status answer is checked like a notification's: a
+/// paid period Apple calls billing retry is kept as Apple says, and raised
+/// with both answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_answer_the_ledger_disagrees_with_is_kept_and_raised() {
+    let fake = FakeApple::start().await;
+    let mut app = app(&fake).await;
+    app.apple_may_disagree = true;
+    let otid = "7900";
+    let purchase = now() - 3 * DAY;
+    let paid = tx(otid, "790001", "monthly", purchase, purchase + 30 * DAY);
+    Post::new(&app, "SUBSCRIBED", purchase)
+        .subtype("INITIAL_BUY")
+        .status(1)
+        .tx(paid.clone())
+        .renewal(renewal(otid, "monthly", 1, purchase))
+        .send()
+        .await;
+    assert!(check_and_keep(&app, now()).await.is_empty());
+    fake.state().statuses.insert(
+        otid.into(),
+        status_answer(&app, otid, 3, &paid, &renewal(otid, "monthly", 1, 0)),
+    );
+    fake.state()
+        .transactions
+        .insert(otid.into(), vec![app.pki.sign(&paid)]);
+    let run = cli(&app, &["reconcile", "--original-transaction-id", otid]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let answer = subscription(&app, otid).await;
+    assert_eq!(
+        (answer["status"].as_str(), answer["entitled"].as_bool()),
+        (Some("BILLING_RETRY"), Some(false)),
+        "Apple's status is the answer: {answer}"
+    );
+    assert_eq!(
+        check_and_keep(&app, now()).await,
+        vec![format!("APPLE_STATUS_DISAGREES {otid}")]
+    );
+    let (_, body) = app.api("/v1/inconsistencies").await;
+    let detail = body["inconsistencies"][0]["detail"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        detail.contains("GET_ALL_SUBSCRIPTION_STATUSES ")
+            && detail.contains(": Apple's status BILLING_RETRY, the ledger's ACTIVE (since SUBSCRIBED/INITIAL_BUY "),
+        "{body}"
+    );
+}
