@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::check::Tolerances;
 // The store owns its settings type, so that it does not depend on config
 // (config -> check -> store must not lead back to config).
-use crate::jws::{ExpectedIdentity, TrustAnchors};
+use crate::jws::{ExpectedIdentity, TrustAnchors, XcodeCertificate};
 use crate::ledger::{ProductDuration, Products};
 use crate::model::Environment;
 pub use crate::store::DatabaseSettings;
@@ -103,6 +103,12 @@ pub struct ServerSettings {
 pub struct VerificationSettings {
     /// Trusted roots (DER or PEM); empty means the embedded Apple Root CA - G3.
     pub trusted_roots: Vec<PathBuf>,
+    /// The StoreKit test certificate Xcode exports from a StoreKit
+    /// configuration (DER or PEM): tokens it signed are accepted for the
+    /// `Xcode` and `LocalTesting` environments only. Required when an app
+    /// lists either.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xcode_certificate: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -462,6 +468,22 @@ impl Settings {
                     );
                 }
             }
+            // StoreKit testing in Xcode signs with its own certificate:
+            // without it, every such token would be refused.
+            if app
+                .environments
+                .iter()
+                .any(|e| e == "Xcode" || e == "LocalTesting")
+                && self.verification.xcode_certificate.is_none()
+            {
+                return fail(
+                    "verification.xcode_certificate",
+                    &format!(
+                        "required when an app lists Xcode or LocalTesting ({}): the StoreKit test certificate Xcode exports (Editor > Save Public Certificate)",
+                        key("environments")
+                    ),
+                );
+            }
             if app.environments.iter().any(|e| e == "Production") && app.app_apple_id.is_none() {
                 return fail(&key("app_apple_id"), "required when Production is allowed");
             }
@@ -539,6 +561,19 @@ impl Settings {
     /// The trust anchors to verify with, read now so that a bad root file
     /// stops start-up.
     pub fn trust_anchors(&self) -> Result<TrustAnchors, ConfigError> {
+        let anchors = self.apple_anchors()?;
+        let Some(path) = &self.verification.xcode_certificate else {
+            return Ok(anchors);
+        };
+        let key = "verification.xcode_certificate";
+        let bytes = std::fs::read(path)
+            .map_err(|e| ConfigError(format!("{key}: {}: {e}", path.display())))?;
+        let certificate = XcodeCertificate::parse_file(&bytes)
+            .map_err(|e| ConfigError(format!("{key}: {}: {e}", path.display())))?;
+        Ok(anchors.with_xcode(certificate))
+    }
+
+    fn apple_anchors(&self) -> Result<TrustAnchors, ConfigError> {
         if self.verification.trusted_roots.is_empty() {
             return TrustAnchors::apple_root_ca_g3().map_err(|e| ConfigError(e.to_string()));
         }

@@ -69,3 +69,5 @@ mod timeline;
 mod users;
 #[path = "api/webhook.rs"]
 mod webhook;
+#[path = "api/xcode.rs"]
+mod xcode;

@@ -88,6 +88,27 @@ pub(crate) fn split(token: &str) -> Result<CompactJws<'_>, VerifyError> {
 /// Checks the header: ES256, no header naming another key, no critical
 /// extension; returns `x5c` as sent (standard base64 DER, leaf first).
 pub(crate) fn parse_header(header_b64: &str) -> Result<[String; CHAIN_LENGTH], VerifyError> {
+    parse_x5c(checked_header(header_b64)?.x5c)
+}
+
+/// The header's `x5c` entries, however many (Xcode signs with one
+/// certificate), after the same checks as [`parse_header`].
+pub(crate) fn parse_header_chain(header_b64: &str) -> Result<Vec<String>, VerifyError> {
+    match checked_header(header_b64)?.x5c {
+        Some(Value::Array(entries)) if entries.len() <= CHAIN_LENGTH => entries
+            .into_iter()
+            .map(|entry| match entry {
+                Value::String(text) => Ok(text),
+                _ => Err(VerifyError::MalformedCertificate(CertPosition::Leaf)),
+            })
+            .collect(),
+        Some(Value::Array(entries)) => Err(VerifyError::InvalidChainLength(entries.len())),
+        Some(_) => Err(VerifyError::MalformedToken("x5c is not an array")),
+        None => Err(VerifyError::InvalidChainLength(0)),
+    }
+}
+
+fn checked_header(header_b64: &str) -> Result<RawHeader, VerifyError> {
     let header_json = decode_base64url(header_b64)
         .ok_or(VerifyError::MalformedToken("the header is not base64url"))?;
     let header: RawHeader = serde_json::from_slice(&header_json)
@@ -108,7 +129,7 @@ pub(crate) fn parse_header(header_b64: &str) -> Result<[String; CHAIN_LENGTH], V
     if let Some((name, _)) = unsupported.iter().find(|(_, value)| value.is_some()) {
         return Err(VerifyError::UnsupportedHeader(name));
     }
-    parse_x5c(header.x5c)
+    Ok(header)
 }
 
 fn parse_x5c(x5c: Option<Value>) -> Result<[String; CHAIN_LENGTH], VerifyError> {

@@ -81,6 +81,8 @@ pub enum VerifyError {
     TransactionMismatch(String, String),
     #[error("a configured trust anchor is unusable: {0}")]
     InvalidTrustAnchor(String),
+    #[error("signed with the StoreKit test certificate, which is trusted for the Xcode and LocalTesting environments only, not for {0}")]
+    XcodeCertificateOutsideXcode(String),
     #[error("{field}: {error}")]
     Nested {
         /// The nested token, as a JSON path: `data.signedTransactionInfo`, ...
@@ -120,6 +122,7 @@ impl VerifyError {
             VerifyError::AppAppleIdMismatch { .. } => "APP_APPLE_ID_MISMATCH",
             VerifyError::TransactionMismatch(..) => "TRANSACTION_MISMATCH",
             VerifyError::InvalidTrustAnchor(_) => "INVALID_TRUST_ANCHOR",
+            VerifyError::XcodeCertificateOutsideXcode(_) => "XCODE_CERTIFICATE_OUTSIDE_XCODE",
             VerifyError::Nested { error, .. } => error.code(),
         }
     }

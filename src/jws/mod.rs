@@ -18,6 +18,7 @@ mod error;
 mod identity;
 mod trust;
 mod x509;
+mod xcode;
 
 use std::sync::Arc;
 
@@ -33,6 +34,7 @@ pub use compact::{CHAIN_LENGTH, MAX_TOKEN_BYTES};
 pub use error::{CertPosition, VerifyError};
 pub use identity::{ExpectedIdentity, PayloadIdentity};
 pub use trust::{TrustAnchor, TrustAnchors, APPLE_ROOT_CA_G3_SHA256};
+pub use xcode::{verify_xcode, xcode_only, Signer, XcodeCertificate};
 
 use crate::model::{
     Environment, JwsAppTransactionDecodedPayload, JwsRenewalInfoDecodedPayload,
@@ -174,17 +176,30 @@ impl Verifier {
         &self.cache
     }
 
+    /// A token's payload and who vouched for it: Apple's chain, or (when
+    /// configured, and only when Apple's chain does not hold) Xcode's
+    /// StoreKit test certificate.
     fn verify_token<T: DeserializeOwned>(
         &self,
         token: &str,
         at: Timestamp,
-    ) -> Result<T, VerifyError> {
-        decode(&verify_compact(
-            token,
-            &self.anchors,
-            at,
-            Some(&self.cache),
-        )?)
+    ) -> Result<(T, Signer), VerifyError> {
+        match verify_compact(token, &self.anchors, at, Some(&self.cache)) {
+            Ok(payload) => Ok((decode(&payload)?, Signer::Apple)),
+            Err(apple) => match self.anchors.xcode() {
+                Some(xcode) => match xcode::verify_xcode(token, xcode, at) {
+                    Ok(payload) => Ok((decode(&payload)?, Signer::Xcode)),
+                    // Not Xcode's either. A chain of Apple's length is
+                    // refused for Apple's reason; a shorter one is shaped
+                    // like Xcode's, and refused for Xcode's.
+                    Err(xcode) => Err(match apple {
+                        VerifyError::InvalidChainLength(_) => xcode,
+                        apple => apple,
+                    }),
+                },
+                None => Err(apple),
+            },
+        }
     }
 
     pub fn verify_transaction(
@@ -193,8 +208,10 @@ impl Verifier {
         expected: &ExpectedIdentity,
         at: Timestamp,
     ) -> Result<JwsTransactionDecodedPayload, VerifyError> {
-        let transaction: JwsTransactionDecodedPayload = self.verify_token(token, at)?;
+        let (transaction, signer): (JwsTransactionDecodedPayload, _) =
+            self.verify_token(token, at)?;
         check_transaction(&transaction)?;
+        xcode_only(signer, transaction.environment.as_ref())?;
         expected.check_bundle_id(transaction.bundle_id.as_deref())?;
         expected.check_environment(transaction.environment.as_ref())?;
         Ok(transaction)
@@ -206,8 +223,10 @@ impl Verifier {
         expected: &ExpectedIdentity,
         at: Timestamp,
     ) -> Result<JwsRenewalInfoDecodedPayload, VerifyError> {
-        let renewal_info: JwsRenewalInfoDecodedPayload = self.verify_token(token, at)?;
+        let (renewal_info, signer): (JwsRenewalInfoDecodedPayload, _) =
+            self.verify_token(token, at)?;
         check_renewal_info(&renewal_info)?;
+        xcode_only(signer, renewal_info.environment.as_ref())?;
         // Renewal info names no bundle id; its environment is all there is to check.
         expected.check_environment(renewal_info.environment.as_ref())?;
         Ok(renewal_info)
@@ -219,8 +238,10 @@ impl Verifier {
         expected: &ExpectedIdentity,
         at: Timestamp,
     ) -> Result<JwsAppTransactionDecodedPayload, VerifyError> {
-        let app_transaction: JwsAppTransactionDecodedPayload = self.verify_token(token, at)?;
+        let (app_transaction, signer): (JwsAppTransactionDecodedPayload, _) =
+            self.verify_token(token, at)?;
         check_app_transaction(&app_transaction)?;
+        xcode_only(signer, app_transaction.environment())?;
         expected.check(&PayloadIdentity {
             bundle_id: app_transaction.bundle_id.clone(),
             environment: app_transaction.environment().cloned(),
@@ -238,7 +259,8 @@ impl Verifier {
         expected: &ExpectedIdentity,
         at: Timestamp,
     ) -> Result<VerifiedNotification, VerifyError> {
-        let payload: ResponseBodyV2DecodedPayload = self.verify_token(token, at)?;
+        let (payload, envelope_signer): (ResponseBodyV2DecodedPayload, _) =
+            self.verify_token(token, at)?;
         let (Some(notification_uuid), Some(notification_type)) = (
             payload.notification_uuid.clone(),
             payload.notification_type.clone(),
@@ -261,25 +283,29 @@ impl Verifier {
         let transaction_info = data
             .and_then(|d| d.signed_transaction_info.as_deref())
             .map(|t| {
-                let transaction = self.verify_token::<JwsTransactionDecodedPayload>(t, at)?;
-                check_transaction(&transaction).map(|()| transaction)
+                let (transaction, signer) =
+                    self.verify_token::<JwsTransactionDecodedPayload>(t, at)?;
+                check_transaction(&transaction)?;
+                xcode_only(signer, transaction.environment.as_ref()).map(|()| transaction)
             })
             .transpose()
             .map_err(VerifyError::nested(TRANSACTION))?;
         let renewal_info = data
             .and_then(|d| d.signed_renewal_info.as_deref())
             .map(|t| {
-                let renewal = self.verify_token::<JwsRenewalInfoDecodedPayload>(t, at)?;
-                check_renewal_info(&renewal).map(|()| renewal)
+                let (renewal, signer) = self.verify_token::<JwsRenewalInfoDecodedPayload>(t, at)?;
+                check_renewal_info(&renewal)?;
+                xcode_only(signer, renewal.environment.as_ref()).map(|()| renewal)
             })
             .transpose()
             .map_err(VerifyError::nested(RENEWAL))?;
         let app_transaction_info = app_data
             .and_then(|d| d.signed_app_transaction_info.as_deref())
             .map(|t| {
-                let app_transaction =
+                let (app_transaction, signer) =
                     self.verify_token::<JwsAppTransactionDecodedPayload>(t, at)?;
-                check_app_transaction(&app_transaction).map(|()| app_transaction)
+                check_app_transaction(&app_transaction)?;
+                xcode_only(signer, app_transaction.environment()).map(|()| app_transaction)
             })
             .transpose()
             .map_err(VerifyError::nested(APP_TRANSACTION))?;
@@ -348,7 +374,9 @@ impl Verifier {
             renewal_info,
             app_transaction_info,
         };
-        expected.check(&notification.identity())?;
+        let identity = notification.identity();
+        xcode_only(envelope_signer, identity.environment.as_ref())?;
+        expected.check(&identity)?;
         Ok(notification)
     }
 

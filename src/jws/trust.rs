@@ -5,6 +5,7 @@ use x509_parser::pem::Pem;
 
 use super::error::{CertPosition, VerifyError};
 use super::x509::{self, PublicKey};
+use super::xcode::XcodeCertificate;
 use crate::model::Timestamp;
 
 /// Apple Root CA - G3, the anchor of every App Store signature, as shipped in
@@ -68,6 +69,8 @@ impl TrustAnchor {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrustAnchors {
     anchors: Vec<TrustAnchor>,
+    /// The StoreKit test certificate, for the local test environments only.
+    xcode: Option<XcodeCertificate>,
 }
 
 impl TrustAnchors {
@@ -82,6 +85,7 @@ impl TrustAnchors {
         }
         Ok(TrustAnchors {
             anchors: vec![anchor],
+            xcode: None,
         })
     }
 
@@ -91,7 +95,21 @@ impl TrustAnchors {
                 "no trust anchor configured".into(),
             ));
         }
-        Ok(TrustAnchors { anchors })
+        Ok(TrustAnchors {
+            anchors,
+            xcode: None,
+        })
+    }
+
+    /// These anchors, and Xcode's StoreKit test certificate for tokens of
+    /// the local test environments.
+    pub fn with_xcode(mut self, certificate: XcodeCertificate) -> Self {
+        self.xcode = Some(certificate);
+        self
+    }
+
+    pub fn xcode(&self) -> Option<&XcodeCertificate> {
+        self.xcode.as_ref()
     }
 
     /// Reads the certificates of one file: DER, or PEM holding one or more

@@ -176,3 +176,27 @@ fn configuration_errors_exit_2_naming_the_key() {
         assert!(err.contains(key), "{config}: {err}");
     }
 }
+
+#[test]
+fn xcode_without_the_storekit_test_certificate_stops_start_up_naming_the_key() {
+    let (code, err) = serve(
+        Some("[[apps]]\nbundle_id = \"a\"\nenvironments = [\"Sandbox\", \"Xcode\"]\n"),
+        &[],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("verification.xcode_certificate"), "{err}");
+    assert!(err.contains("apps[0].environments"), "{err}");
+    // A file that is not a certificate is named too.
+    let dir = TempDir::new();
+    let bogus = dir.path("not-a-certificate.cer");
+    std::fs::write(&bogus, b"nonsense").unwrap();
+    let (code, err) = serve(
+        Some(&format!(
+            "[verification]\nxcode_certificate = \"{}\"\n[[apps]]\nbundle_id = \"a\"\nenvironments = [\"Xcode\"]\n",
+            bogus.display()
+        )),
+        &[],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("verification.xcode_certificate"), "{err}");
+}

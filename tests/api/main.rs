@@ -47,3 +47,4 @@ mod subscriptions;
 mod timeline;
 mod users;
 mod webhook;
+mod xcode;

@@ -224,3 +224,45 @@ impl TestPki {
         key.sign(&rng, message).unwrap().as_ref().to_vec()
     }
 }
+
+/// What StoreKit testing in Xcode signs with: one self-signed P-256
+/// certificate (the one a StoreKit configuration holds and Xcode exports),
+/// alone in `x5c`.
+pub struct XcodeSigner {
+    pub cert_der: Vec<u8>,
+    pkcs8: Vec<u8>,
+}
+
+impl XcodeSigner {
+    pub fn new() -> Self {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = name("StoreKit Testing in Xcode");
+        let cert_der = params.self_signed(&key).unwrap().der().to_vec();
+        XcodeSigner {
+            cert_der,
+            pkcs8: key.serialize_der(),
+        }
+    }
+
+    /// A compact JWS of `payload`, `x5c` holding the certificate alone.
+    pub fn sign(&self, payload: &serde_json::Value) -> String {
+        let header = format!(
+            r#"{{"alg":"ES256","x5c":["{}"]}}"#,
+            STANDARD.encode(&self.cert_der)
+        );
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(payload.to_string())
+        );
+        let rng = SystemRandom::new();
+        let key =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &self.pkcs8, &rng).unwrap();
+        let signature = key.sign(&rng, signing_input.as_bytes()).unwrap();
+        format!(
+            "{signing_input}.{}",
+            URL_SAFE_NO_PAD.encode(signature.as_ref())
+        )
+    }
+}
