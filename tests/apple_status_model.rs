@@ -292,6 +292,7 @@ impl Model {
                 status: Some(SubscriptionStatus::from_raw(self.status as i64)),
                 signed_transaction_info: Some(t),
                 signed_renewal_info: Some(self.renewal(signed)),
+                consumption_request_reason: None,
             }),
             reported_app_account_token: None,
             unclaim_info: None,

@@ -69,6 +69,7 @@ fn event(
             status: status.map(SubscriptionStatus::from_raw),
             signed_transaction_info: Some(t),
             signed_renewal_info: renewal,
+            consumption_request_reason: None,
         }),
         reported_app_account_token: None,
         unclaim_info: None,

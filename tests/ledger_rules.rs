@@ -41,6 +41,7 @@ fn event(uuid: &str, kind: &str, subtype: Option<&str>, signed: i64, t: Transact
             status: None,
             signed_transaction_info: Some(t),
             signed_renewal_info: None,
+            consumption_request_reason: None,
         }),
         reported_app_account_token: None,
         unclaim_info: None,

@@ -111,6 +111,7 @@ impl Builder {
                     signed_date: Some(signed),
                     ..RenewalFacts::default()
                 }),
+                consumption_request_reason: None,
             }),
             reported_app_account_token: None,
             unclaim_info: None,

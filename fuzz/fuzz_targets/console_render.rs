@@ -133,6 +133,7 @@ fn made(index: usize, b: &[u8; 32]) -> Made {
             status: (b[30] & 0x08 != 0).then(|| SubscriptionStatus::from_raw(i64::from(b[30] % 7))),
             signed_transaction_info: Some(transaction),
             signed_renewal_info: (flags & 0x20 != 0).then_some(renewal),
+            consumption_request_reason: None,
         }),
         reported_app_account_token: None,
         unclaim_info: None,
@@ -193,6 +194,8 @@ fuzz_target!(|data: &[u8]| {
                 .map(|s| (s.event.notification_uuid.clone(), now))
                 .collect::<HashMap<_, _>>(),
             steps: item_steps,
+            // A rescinded consent at a fuzzed date, for every other item.
+            consent_rescinded: (stories.len() % 2 == 1).then_some(state.last_signed_date),
             refunds: refunds
                 .iter()
                 .filter(|r| r.refund.original_transaction_id == original)

@@ -122,6 +122,7 @@ pub fn event(index: usize, b: [u8; 8]) -> Event {
             signed_transaction_info: (item & 0x40 == 0).then_some(transaction),
             signed_renewal_info: (item & 0x20 == 0 && product_type_is_subscription(item))
                 .then_some(renewal),
+            consumption_request_reason: None,
         }),
         reported_app_account_token: None,
         unclaim_info: None,

@@ -2,6 +2,8 @@
 //! entitlements, history and refunds. JSON in Apple's camelCase names and
 //! millisecond timestamps. Every answer reads committed state.
 
+use std::collections::BTreeMap;
+
 use axum::extract::{Path, Query, Request, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::StatusCode;
@@ -208,8 +210,49 @@ fn at_or_now(at: Option<Millis>) -> i64 {
     at.map_or_else(|| Timestamp::now().as_millis(), |Millis(at)| at)
 }
 
-fn subscription_json(item: &LedgerItem, at: i64, known_at: Option<Millis>) -> Value {
+/// The customers among `states` who withdrew consent (RESCIND_CONSENT),
+/// by appTransactionId, with when; `also` names one more customer.
+async fn rescinded_consents<'a>(
+    state: &AppState,
+    states: impl Iterator<Item = &'a LedgerState>,
+    also: Option<&str>,
+) -> Result<BTreeMap<String, i64>, ApiError> {
+    let mut customers: Vec<String> = states
+        .filter_map(|s| s.app_transaction_id.clone())
+        .chain(also.map(str::to_owned))
+        .collect();
+    customers.sort();
+    customers.dedup();
+    if customers.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    Ok(state
+        .store
+        .rescinded_consents(&customers)
+        .await
+        .map_err(unavailable)?
+        .into_iter()
+        .map(|c| (c.app_transaction_id, c.rescinded_date))
+        .collect())
+}
+
+/// `consent` and `consentRescindedDate` of an answer about a customer:
+/// `RESCINDED` and when, or both null.
+fn consent_of(consents: &BTreeMap<String, i64>, customer: Option<&str>) -> (Value, Value) {
+    match customer.and_then(|c| consents.get(c)) {
+        Some(date) => (json!("RESCINDED"), json!(date)),
+        None => (Value::Null, Value::Null),
+    }
+}
+
+fn subscription_json(
+    item: &LedgerItem,
+    at: i64,
+    known_at: Option<Millis>,
+    consents: &BTreeMap<String, i64>,
+) -> Value {
     let s: &LedgerState = &item.state;
+    let (consent, consent_date) = consent_of(consents, s.app_transaction_id.as_deref());
     json!({
         "originalTransactionId": item.item.id(),
         "status": s.status.as_str(),
@@ -245,6 +288,16 @@ fn subscription_json(item: &LedgerItem, at: i64, known_at: Option<Millis>) -> Va
         // comes when the refunded period ends), and Apple's last status answer.
         "nextExpectedEventDate": crate::check::next_expected_event_date(&item.item, s),
         "appleStatusDate": s.apple_status_date,
+        // Why the customer asked for a refund (CONSUMPTION_REQUEST), while
+        // the request is open.
+        "consumptionRequestReason": s.consumption_request_reason,
+        // The offer the transaction covering `at` redeemed.
+        "offerAt": s.offer_at(&item.item, at),
+        "advancedCommerceInfo": s.advanced_commerce_info,
+        // The customer: their download of the app, and RESCIND_CONSENT.
+        "appTransactionId": s.app_transaction_id,
+        "consent": consent,
+        "consentRescindedDate": consent_date,
     })
 }
 
@@ -271,7 +324,13 @@ pub(super) async fn subscription(
                 "nothing about this subscription had been received by knownAt",
             )
         })?;
-    Ok(Json(subscription_json(&item, at, params.known_at)))
+    let consents = rescinded_consents(&state, std::iter::once(&item.state), None).await?;
+    Ok(Json(subscription_json(
+        &item,
+        at,
+        params.known_at,
+        &consents,
+    )))
 }
 
 /// `GET /v1/subscriptions/{originalTransactionId}/history`
@@ -291,8 +350,22 @@ pub(super) async fn history(
             "no notification or answer from Apple for this subscription",
         ));
     }
+    // The customer's consent, as every answer about them gives it.
+    let items = state
+        .store
+        .ledger_items(&ItemQuery::Subscription(original_transaction_id.clone()))
+        .await
+        .map_err(unavailable)?;
+    let consents = rescinded_consents(&state, items.iter().map(|i| &i.state), None).await?;
+    let customer = items
+        .first()
+        .and_then(|i| i.state.app_transaction_id.as_deref());
+    let (consent, consent_date) = consent_of(&consents, customer);
     Ok(Json(json!({
         "originalTransactionId": original_transaction_id,
+        "appTransactionId": customer,
+        "consent": consent,
+        "consentRescindedDate": consent_date,
         "notifications": views::all::<_, HistoryView>(&history.notifications),
         "refunds": views::all::<_, RefundView>(&history.refunds),
         "expirations": views::all::<_, ExpirationView>(&history.expirations),
@@ -306,6 +379,7 @@ pub(super) struct EntitlementParams {
     app_account_token: Option<String>,
     original_transaction_id: Option<String>,
     transaction_id: Option<String>,
+    app_transaction_id: Option<String>,
     at: Option<Millis>,
     known_at: Option<Millis>,
 }
@@ -316,19 +390,22 @@ pub(super) async fn entitlements(
     Params(params): Params<EntitlementParams>,
 ) -> Result<Json<Value>, ApiError> {
     let at = at_or_now(params.at);
+    let customer = params.app_transaction_id.clone();
     let query = match (
         params.app_account_token,
         params.original_transaction_id,
         params.transaction_id,
+        params.app_transaction_id,
     ) {
-        (Some(token), None, None) => {
+        (Some(token), None, None, None) => {
             ItemQuery::AppAccountToken(crate::model::app_account_token_key(&token))
         }
-        (None, Some(id), None) => ItemQuery::OriginalTransactionId(id),
-        (None, None, Some(id)) => ItemQuery::TransactionId(id),
+        (None, Some(id), None, None) => ItemQuery::OriginalTransactionId(id),
+        (None, None, Some(id), None) => ItemQuery::TransactionId(id),
+        (None, None, None, Some(id)) => ItemQuery::AppTransactionId(id),
         _ => {
             return Err(invalid(
-                "give exactly one of appAccountToken, originalTransactionId, transactionId",
+                "give exactly one of appAccountToken, originalTransactionId, transactionId, appTransactionId",
             ))
         }
     };
@@ -343,12 +420,15 @@ pub(super) async fn entitlements(
             known.push(item);
         }
     }
+    let consents =
+        rescinded_consents(&state, known.iter().map(|i| &i.state), customer.as_deref()).await?;
     let entitlements: Vec<Value> = known
         .iter()
         .map(|item| (item, item.state.answer_at(&item.item, at, &state.products)))
         .filter(|(_, answer)| answer.entitled)
         .map(|(item, answer)| {
             let s = &item.state;
+            let (consent, consent_date) = consent_of(&consents, s.app_transaction_id.as_deref());
             json!({
                 "type": item.item.kind(),
                 "productId": answer.product_id,
@@ -360,12 +440,20 @@ pub(super) async fn entitlements(
                 "transactionId": s.current_transaction_id,
                 "bundleId": s.bundle_id,
                 "environment": s.environment,
+                "offer": answer.offer,
+                "appTransactionId": s.app_transaction_id,
+                "consent": consent,
+                "consentRescindedDate": consent_date,
             })
         })
         .collect();
+    // About the customer asked for: the earliest withdrawal among them.
+    let rescinded = consents.values().min();
     Ok(Json(json!({
         "at": at,
         "knownAt": params.known_at.map(|Millis(k)| k),
+        "consent": rescinded.map(|_| "RESCINDED"),
+        "consentRescindedDate": rescinded,
         "entitlements": entitlements,
     })))
 }

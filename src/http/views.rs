@@ -18,8 +18,15 @@ pub(super) struct HistoryView<'a> {
     signed_date: Option<i64>,
     received_at: i64,
     transaction_id: Option<&'a str>,
-    /// The decoded transaction the notification carried.
+    /// The decoded transaction the notification carried: every field Apple
+    /// signed (offer, appTransactionId, quantity, multiSeatInfo, Advanced
+    /// Commerce).
     transaction: Option<&'a serde_json::Value>,
+    /// Apple's `data.status`.
+    status: Option<i64>,
+    /// CONSUMPTION_REQUEST: why the customer asked for a refund.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    consumption_request_reason: Option<&'a str>,
     /// Apple's attempts to deliver it (from Notification History).
     #[serde(skip_serializing_if = "Option::is_none")]
     send_attempts: Option<&'a serde_json::Value>,
@@ -35,6 +42,8 @@ impl<'a> From<&'a HistoryEntry> for HistoryView<'a> {
             received_at: e.received_at,
             transaction_id: e.transaction_id.as_deref(),
             transaction: e.transaction.as_ref(),
+            status: e.status,
+            consumption_request_reason: e.consumption_request_reason.as_deref(),
             send_attempts: e.send_attempts.as_ref(),
         }
     }

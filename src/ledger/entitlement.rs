@@ -7,6 +7,7 @@
 use super::duration::Products;
 use super::event::ItemKey;
 use super::state::{State, Status};
+use super::timeline::Offer;
 use crate::model::ProductType;
 
 /// The answer about one item at a moment, as the query API gives it.
@@ -22,6 +23,8 @@ pub struct Answer<'a> {
     /// For a non-renewing subscription: whether its product's duration is
     /// configured (without it, it is entitled with no end).
     pub duration_configured: Option<bool>,
+    /// The offer the transaction covering the moment redeemed.
+    pub offer: Option<&'a Offer>,
 }
 
 impl State {
@@ -35,6 +38,7 @@ impl State {
             expires_date: self.expires_at(item, at),
             seats: self.seats_at(item, at),
             duration_configured: None,
+            offer: self.offer_at(item, at),
         };
         if let Some((configured, end)) = self.non_renewing_end(item, products) {
             answer.duration_configured = Some(configured);
@@ -169,6 +173,13 @@ impl State {
                     .find(|p| p.purchase_date <= at)
             })
             .and_then(|p| p.product_id.as_deref())
+    }
+
+    /// The offer redeemed by the transaction whose period covers `at`.
+    pub fn offer_at(&self, item: &ItemKey, at: i64) -> Option<&Offer> {
+        self.timeline
+            .covering(at, self.renewal_date_if_subscription(item))
+            .and_then(|p| p.offer.as_ref())
     }
 
     fn renewal_date_if_subscription(&self, item: &ItemKey) -> Option<i64> {

@@ -65,6 +65,9 @@ pub struct EventData {
     pub signed_transaction_info: Option<TransactionFacts>,
     #[serde(default)]
     pub signed_renewal_info: Option<RenewalFacts>,
+    /// CONSUMPTION_REQUEST: why the customer asked for a refund.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumption_request_reason: Option<String>,
 }
 
 /// The transaction a notification carries (`data.signedTransactionInfo`, decoded).
@@ -118,6 +121,25 @@ pub struct TransactionFacts {
     /// [`TransactionFacts::revoked_seat_quantity`] reads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multi_seat_info: Option<serde_json::Value>,
+    /// The customer's download of the app: every purchase they made in it
+    /// carries the same one, and RESCIND_CONSENT names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_transaction_id: Option<String>,
+    /// The offer the purchase redeemed: Apple's `offerType` (1
+    /// introductory, 2 promotional, 3 offer code, 4 win-back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer_type: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer_identifier: Option<String>,
+    /// ISO 8601 duration of the offer (`P1M`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer_period: Option<String>,
+    /// `FREE_TRIAL`, `PAY_AS_YOU_GO`, `PAY_UP_FRONT`, `ONE_TIME`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer_discount_type: Option<String>,
+    /// Advanced Commerce API details, kept as signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advanced_commerce_info: Option<serde_json::Value>,
 }
 
 /// The renewal info a notification carries (`data.signedRenewalInfo`, decoded).
@@ -180,6 +202,15 @@ impl TransactionFacts {
             quantity: t.quantity,
             additional_transaction_reason: t.additional_transaction_reason.clone(),
             multi_seat_info: t.multi_seat_info.clone(),
+            app_transaction_id: t.app_transaction_id.clone(),
+            offer_type: t.offer_type.as_ref().map(|o| o.raw()),
+            offer_identifier: t.offer_identifier.clone(),
+            offer_period: t.offer_period.clone(),
+            offer_discount_type: t
+                .offer_discount_type
+                .as_ref()
+                .map(|d| d.as_str().to_owned()),
+            advanced_commerce_info: t.advanced_commerce_info.clone(),
         }
     }
 
@@ -281,6 +312,10 @@ impl Event {
                 .as_ref()
                 .map(TransactionFacts::from_decoded),
             signed_renewal_info: n.renewal_info.as_ref().map(RenewalFacts::from_decoded),
+            consumption_request_reason: d
+                .consumption_request_reason
+                .as_ref()
+                .map(|r| r.as_str().to_owned()),
         });
         Event {
             notification_uuid: n.notification_uuid.clone(),

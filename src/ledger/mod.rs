@@ -92,7 +92,7 @@ pub use state::{
     apply, current_period_revoked, own_status_at, Effect, ExpirationRecord, OwnStatus,
     RefundRecord, State, Status, MAX_CONTRADICTIONS,
 };
-pub use timeline::{Period, Revocation, StatusSpan, Timeline};
+pub use timeline::{Offer, Period, Revocation, StatusSpan, Timeline};
 
 /// The state and records of one item after all of `events` that concern it,
 /// whatever their order and however often each appears.

@@ -98,6 +98,17 @@ pub struct State {
     /// not yet decided: cleared by the REFUND or REFUND_DECLINED that follows.
     #[serde(default)]
     pub refund_requested_date: Option<i64>,
+    /// Why the customer asked (`consumptionRequestReason`), while the
+    /// request is open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumption_request_reason: Option<String>,
+    /// The customer's download of the app (`appTransactionId`): every
+    /// purchase they made in it carries it, and RESCIND_CONSENT names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_transaction_id: Option<String>,
+    /// The current transaction's Advanced Commerce API details, as signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advanced_commerce_info: Option<serde_json::Value>,
     /// The signedDate of the last REFUND_DECLINED.
     #[serde(default)]
     pub refund_declined_date: Option<i64>,
@@ -322,6 +333,7 @@ pub fn apply(state: Option<State>, item: &ItemKey, event: &Event) -> (State, Vec
             s.app_account_token = t.app_account_token.clone().or(s.app_account_token.take());
         }
         s.original_purchase_date = t.original_purchase_date.or(s.original_purchase_date);
+        s.app_transaction_id = t.app_transaction_id.clone().or(s.app_transaction_id.take());
         match item {
             ItemKey::Purchase(_) => take_transaction(&mut s, t),
             ItemKey::Subscription(_) => {
@@ -582,6 +594,7 @@ fn take_transaction(s: &mut State, t: &TransactionFacts) {
     s.revocation_type = t.revocation_type.clone();
     s.price = t.price.or(s.price);
     s.currency = t.currency.clone().or(s.currency.take());
+    s.advanced_commerce_info = t.advanced_commerce_info.clone();
 }
 
 /// The status a notification implies when Apple did not send `data.status`.
@@ -625,16 +638,22 @@ fn effects(s: &mut State, event: &Event, signed: i64) -> Vec<Effect> {
     match &event.notification_type {
         NotificationType::ConsumptionRequest => {
             s.refund_requested_date = Some(signed);
+            s.consumption_request_reason = event
+                .data
+                .as_ref()
+                .and_then(|d| d.consumption_request_reason.clone());
             Vec::new()
         }
         NotificationType::RefundDeclined => {
             s.refund_requested_date = None;
+            s.consumption_request_reason = None;
             s.refund_declined_date = Some(signed);
             Vec::new()
         }
         NotificationType::Refund | NotificationType::Revoke => {
             s.last_refund_signed_date = Some(signed);
             s.refund_requested_date = None;
+            s.consumption_request_reason = None;
             vec![Effect::Refund(RefundRecord {
                 notification_uuid: uuid,
                 notification_type: event.notification_type.as_str().to_owned(),

@@ -39,6 +39,42 @@ pub struct Period {
     /// mid-period), rather than replacing the one before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub additional_transaction_reason: Option<String>,
+    /// The offer this transaction redeemed, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer: Option<Offer>,
+}
+
+/// An offer a transaction redeemed, in Apple's names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Offer {
+    /// 1 introductory, 2 promotional, 3 offer code, 4 win-back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer_type: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer_identifier: Option<String>,
+    /// ISO 8601 duration (`P1M`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer_period: Option<String>,
+    /// `FREE_TRIAL`, `PAY_AS_YOU_GO`, `PAY_UP_FRONT`, `ONE_TIME`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer_discount_type: Option<String>,
+}
+
+impl Offer {
+    /// The offer a transaction names; None when it names none.
+    pub fn of(t: &TransactionFacts) -> Option<Offer> {
+        let offer = Offer {
+            offer_type: t.offer_type,
+            offer_identifier: t.offer_identifier.clone(),
+            offer_period: t.offer_period.clone(),
+            offer_discount_type: t.offer_discount_type.clone(),
+        };
+        (offer.offer_type.is_some()
+            || offer.offer_identifier.is_some()
+            || offer.offer_discount_type.is_some())
+        .then_some(offer)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +144,7 @@ impl Timeline {
                         quantity: None,
                         revoked_seat_quantity: None,
                         additional_transaction_reason: None,
+                        offer: None,
                     },
                 );
                 at
@@ -129,6 +166,7 @@ impl Timeline {
             .additional_transaction_reason
             .clone()
             .or(period.additional_transaction_reason.take());
+        period.offer = Offer::of(t).or(period.offer.take());
         let open = period.revocations.iter_mut().find(|r| r.until.is_none());
         match (t.revocation_date, open) {
             (Some(from), None) => period.revocations.push(Revocation { from, until: None }),

@@ -175,6 +175,15 @@ pub const COPIED_TABLES: &[CopyTable] = &[
         generated_key: false,
     },
     CopyTable {
+        name: "consents",
+        columns: &[
+            ("app_transaction_id", Text),
+            ("rescinded_date", Int),
+            ("notification_uuid", Text),
+        ],
+        generated_key: false,
+    },
+    CopyTable {
         name: "apple_evidence",
         columns: &[
             ("evidence_id", Text),

@@ -143,6 +143,14 @@ pub(super) trait LedgerTx {
         after: &str,
         through: &str,
     ) -> Result<Vec<StoredPayload>, sqlx::Error>;
+    /// Keeps that the customer of `app_transaction_id` rescinded consent
+    /// at `rescinded_date` (the earliest such notification wins).
+    async fn note_rescinded_consent(
+        &mut self,
+        app_transaction_id: &str,
+        rescinded_date: i64,
+        notification_uuid: &str,
+    ) -> Result<(), sqlx::Error>;
     /// Keeps that a stored notification has a shape this version does not
     /// know (`what`), for the checker.
     async fn note_unknown_shape(
@@ -166,6 +174,14 @@ pub(super) async fn record(
         // checker says what this version did not know of it.
         tx.note_unknown_shape(n, what).await?;
     }
+    if let (Recorded::Stored, Some(customer)) = (&recorded, rescinded_consent(n)) {
+        tx.note_rescinded_consent(
+            &customer,
+            n.signed_date.unwrap_or(n.received_at),
+            &n.notification_uuid,
+        )
+        .await?;
+    }
     match (recorded, item, loaded) {
         (Recorded::Stored, Some(item), Some(loaded)) => {
             apply_loaded(tx, &item, loaded, &n.event).await?;
@@ -174,6 +190,19 @@ pub(super) async fn record(
         _ => keep_if_conflicting(tx, n).await?,
     }
     Ok(recorded)
+}
+
+/// The customer a RESCIND_CONSENT is about: the appTransactionId of the
+/// app transaction it carries (verified, decoded in the stored payload).
+fn rescinded_consent(n: &NewNotification) -> Option<String> {
+    if n.notification_type != crate::model::NotificationType::RescindConsent {
+        return None;
+    }
+    let payload: serde_json::Value = serde_json::from_str(&n.payload).ok()?;
+    payload
+        .pointer("/appData/signedAppTransactionInfo/appTransactionId")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 /// Keeps Apple's answer and, when it is new, folds it like a notification:

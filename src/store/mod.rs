@@ -267,6 +267,15 @@ impl Store {
         on_backend!(self, b => b.ledger_items(query).await)
     }
 
+    /// The withdrawn consents (RESCIND_CONSENT) among these customers, by
+    /// appTransactionId.
+    pub async fn rescinded_consents(
+        &self,
+        app_transaction_ids: &[String],
+    ) -> Result<Vec<RescindedConsent>, StoreError> {
+        on_backend!(self, b => b.rescinded_consents(app_transaction_ids).await)
+    }
+
     /// A subscription's notifications in signedDate order, its refunds
     /// (newest first) and its expirations, from one snapshot.
     pub async fn history(

@@ -222,6 +222,16 @@ pub enum ItemQuery {
     AppAccountToken(String),
     OriginalTransactionId(String),
     TransactionId(String),
+    /// Every item of the customer whose download of the app this is.
+    AppTransactionId(String),
+}
+
+/// A customer's withdrawn consent (RESCIND_CONSENT), by appTransactionId.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RescindedConsent {
+    pub app_transaction_id: String,
+    pub rescinded_date: i64,
+    pub notification_uuid: String,
 }
 
 /// Everything the history of one subscription shows.
@@ -245,6 +255,10 @@ pub struct HistoryEntry {
     pub transaction_id: Option<String>,
     /// The decoded transaction the notification carried.
     pub transaction: Option<serde_json::Value>,
+    /// CONSUMPTION_REQUEST: why the customer asked for a refund.
+    pub consumption_request_reason: Option<String>,
+    /// Apple's `data.status`, when it sent one.
+    pub status: Option<i64>,
     /// Apple's delivery attempts, when a backfill read them.
     pub send_attempts: Option<serde_json::Value>,
 }

@@ -342,6 +342,7 @@ pub(super) fn new_evidence(answer: Answer) -> NewEvidence {
                 status,
                 signed_transaction_info: transaction,
                 signed_renewal_info: renewal,
+                consumption_request_reason: None,
             }),
             reported_app_account_token,
             unclaim_info: None,

@@ -622,3 +622,214 @@ async fn a_notification_of_a_new_shape_for_a_configured_app_is_stored_and_found(
     assert_eq!(status, 202);
     assert_eq!(app.count("quarantined_notifications").await, 1);
 }
+
+/// A notification of `kind` with `data` as given (besides the app's
+/// identity) and nested tokens signed by the app's PKI.
+async fn post_data(app: &TestApp, kind: &str, signed: i64, uuid: &str, mut data: Value) {
+    data["bundleId"] = json!(crate::common::payloads::BUNDLE_ID);
+    data["environment"] = json!("Sandbox");
+    data["appAppleId"] = json!(crate::helpers::APP_APPLE_ID);
+    for field in ["signedTransactionInfo", "signedRenewalInfo"] {
+        if let Some(content) = data.get(field).cloned() {
+            data[field] = json!(app.pki.sign(&content));
+        }
+    }
+    let payload = json!({
+        "notificationType": kind, "notificationUUID": uuid,
+        "data": data, "version": "2.0", "signedDate": signed,
+    });
+    let (status, body) = app.post(&app.pki.sign(&payload)).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// The customer's download of the app, as every purchase of theirs carries it.
+const APP_TRANSACTION_ID: &str = "704289572311810183";
+
+fn offered(otid: &str, start: i64, end: i64) -> Value {
+    let mut t = tx(otid, &format!("{otid}-t1"), "monthly", start, end);
+    t["appTransactionId"] = json!(APP_TRANSACTION_ID);
+    t["offerType"] = json!(1);
+    t["offerIdentifier"] = json!("intro-month");
+    t["offerPeriod"] = json!("P1M");
+    t["offerDiscountType"] = json!("FREE_TRIAL");
+    t["advancedCommerceInfo"] = json!({
+        "requestReferenceId": "ref-1", "taxCode": "C003-00-1",
+        "items": [{"SKU": "monthly-pro", "displayName": "Pro", "price": 0}]
+    });
+    t
+}
+
+#[tokio::test]
+async fn what_apple_signs_is_kept_and_shown_where_it_matters() {
+    let app = TestApp::spawn().await;
+    let (now, otid) = (now(), "offer-1");
+    let (start, end) = (now - 3 * DAY, now + 27 * DAY);
+    let t1 = offered(otid, start, end);
+    post_data(
+        &app,
+        "SUBSCRIBED",
+        start,
+        "5e1f0c1e-0000-4000-8000-000000000001",
+        json!({"signedTransactionInfo": t1.clone(), "status": 1}),
+    )
+    .await;
+    post_data(
+        &app,
+        "CONSUMPTION_REQUEST",
+        now - HOUR,
+        "5e1f0c1e-0000-4000-8000-000000000002",
+        json!({"signedTransactionInfo": t1, "status": 1, "consumptionRequestReason": "UNINTENDED_PURCHASE"}),
+    )
+    .await;
+
+    let answer = subscription(&app, otid).await;
+    assert_eq!(
+        answer["offerAt"],
+        json!({"offerType": 1, "offerIdentifier": "intro-month", "offerPeriod": "P1M", "offerDiscountType": "FREE_TRIAL"}),
+        "{answer}"
+    );
+    assert_eq!(answer["appTransactionId"], APP_TRANSACTION_ID);
+    assert_eq!(answer["consumptionRequestReason"], "UNINTENDED_PURCHASE");
+    assert_eq!(answer["refundRequestedDate"], now - HOUR);
+    assert_eq!(
+        answer["advancedCommerceInfo"]["requestReferenceId"],
+        "ref-1"
+    );
+    assert_eq!(
+        (
+            answer["consent"].clone(),
+            answer["consentRescindedDate"].clone()
+        ),
+        (Value::Null, Value::Null)
+    );
+
+    // The customer's items, by their download of the app.
+    let (status, body) = app
+        .api(&format!(
+            "/v1/entitlements?appTransactionId={APP_TRANSACTION_ID}"
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let found = body["entitlements"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{body}");
+    assert_eq!(found[0]["originalTransactionId"], otid);
+    assert_eq!(found[0]["offer"]["offerIdentifier"], "intro-month");
+    assert_eq!(found[0]["appTransactionId"], APP_TRANSACTION_ID);
+    let (_, none) = app.api("/v1/entitlements?appTransactionId=0").await;
+    assert_eq!(none["entitlements"], json!([]), "{none}");
+
+    // The history shows every field Apple signed, and the request's reason.
+    let (_, history) = app.api(&format!("/v1/subscriptions/{otid}/history")).await;
+    let notifications = history["notifications"].as_array().unwrap();
+    assert_eq!(
+        notifications[0]["transaction"]["offerPeriod"], "P1M",
+        "{history}"
+    );
+    assert_eq!(
+        notifications[0]["transaction"]["offerDiscountType"],
+        "FREE_TRIAL"
+    );
+    assert_eq!(
+        notifications[0]["transaction"]["appTransactionId"],
+        APP_TRANSACTION_ID
+    );
+    assert_eq!(notifications[0]["status"], 1);
+    assert_eq!(
+        notifications[1]["consumptionRequestReason"],
+        "UNINTENDED_PURCHASE"
+    );
+    assert_eq!(history["appTransactionId"], APP_TRANSACTION_ID);
+    assert_rebuild_agrees(&app).await;
+}
+
+#[tokio::test]
+async fn a_rescinded_consent_is_given_with_every_answer_about_the_customer() {
+    let app = TestApp::spawn().await;
+    let (now, otid) = (now(), "consent-1");
+    let (start, end) = (now - 3 * DAY, now + 27 * DAY);
+    post_data(
+        &app,
+        "SUBSCRIBED",
+        start,
+        "5e1f0c1e-0000-4000-8000-000000000011",
+        json!({"signedTransactionInfo": offered(otid, start, end), "status": 1}),
+    )
+    .await;
+    // A parent withdraws consent: appData names the customer's download.
+    let rescinded = now - 2 * HOUR;
+    let app_transaction = json!({
+        "appTransactionId": APP_TRANSACTION_ID, "bundleId": crate::common::payloads::BUNDLE_ID,
+        "receiptType": "Sandbox", "appAppleId": crate::helpers::APP_APPLE_ID,
+        "originalPurchaseDate": start - 100 * DAY, "signedDate": rescinded,
+    });
+    let payload = json!({
+        "notificationType": "RESCIND_CONSENT",
+        "notificationUUID": "5e1f0c1e-0000-4000-8000-000000000012",
+        "appData": {
+            "appAppleId": crate::helpers::APP_APPLE_ID, "bundleId": crate::common::payloads::BUNDLE_ID,
+            "environment": "Sandbox", "signedAppTransactionInfo": app.pki.sign(&app_transaction),
+        },
+        "version": "2.0", "signedDate": rescinded,
+    });
+    let (status, body) = app.post(&app.pki.sign(&payload)).await;
+    assert_eq!(status, 200, "{body}");
+
+    let answer = subscription(&app, otid).await;
+    assert_eq!(
+        (
+            answer["consent"].clone(),
+            answer["consentRescindedDate"].clone()
+        ),
+        (json!("RESCINDED"), json!(rescinded)),
+        "{answer}"
+    );
+    // Entitlement is Apple's to end; the consent is said beside it.
+    assert_eq!(answer["entitled"], true);
+    for query in [
+        format!("appTransactionId={APP_TRANSACTION_ID}"),
+        format!("appAccountToken=account-{otid}"),
+        format!("originalTransactionId={otid}"),
+    ] {
+        let (status, body) = app.api(&format!("/v1/entitlements?{query}")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["consent"], "RESCINDED", "{query}: {body}");
+        assert_eq!(body["consentRescindedDate"], rescinded, "{query}: {body}");
+        assert_eq!(
+            body["entitlements"][0]["consent"], "RESCINDED",
+            "{query}: {body}"
+        );
+    }
+    let (_, history) = app.api(&format!("/v1/subscriptions/{otid}/history")).await;
+    assert_eq!(history["consent"], "RESCINDED", "{history}");
+    // Another customer's answers say nothing of it.
+    let (_, other) = app.api("/v1/entitlements?appTransactionId=1").await;
+    assert_eq!(other["consent"], Value::Null, "{other}");
+
+    // The console's customer page says it on top.
+    crate::console::add_user(&app, "ada", "support");
+    let client = crate::console::browser(reqwest::Client::builder());
+    let cookie = crate::console::sign_in(&app, &client, "ada").await;
+    let page = crate::console::get(
+        &app,
+        &client,
+        &format!("/console/customer?originalTransactionId={otid}"),
+        &cookie,
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("id=\"consent\""), "{}", page.body);
+    assert!(page.body.contains("Consent RESCINDED on "), "{}", page.body);
+    assert!(page.body.contains(APP_TRANSACTION_ID), "{}", page.body);
+    // Found by the customer's download of the app too.
+    let found = crate::console::get(
+        &app,
+        &client,
+        &format!("/console/search?q={APP_TRANSACTION_ID}"),
+        &cookie,
+    )
+    .await;
+    assert_eq!(found.status, 303, "{}", found.body);
+    assert_rebuild_agrees(&app).await;
+    // Kept through rebuild: a state of the customer, not derived.
+    assert_eq!(subscription(&app, otid).await["consent"], "RESCINDED");
+}

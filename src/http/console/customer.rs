@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::pages::{self, date, maybe_moment, moment, price};
 use super::{message, open_page, show, svg, unavailable, AppState, Audience};
 use crate::console::timeline::{steps, Mark, Step};
-use crate::ledger::ItemKey;
+use crate::ledger::{ItemKey, Offer};
 use crate::model::Timestamp;
 use crate::store::{FindingEntry, FindingFilter, ItemQuery, LedgerItem, RefundEntry, RefundFilter};
 
@@ -80,6 +80,7 @@ pub(super) async fn search(
         ItemQuery::OriginalTransactionId(query.to_owned()),
         ItemQuery::TransactionId(query.to_owned()),
         ItemQuery::Purchase(query.to_owned()),
+        ItemQuery::AppTransactionId(query.to_owned()),
     ] {
         match state.store.ledger_items(&by).await {
             Ok(items) => {
@@ -171,6 +172,8 @@ pub struct ItemStory {
     pub arrived: HashMap<String, i64>,
     pub refunds: Vec<RefundEntry>,
     pub findings: Vec<FindingEntry>,
+    /// When the item's customer withdrew consent (RESCIND_CONSENT), if so.
+    pub consent_rescinded: Option<i64>,
 }
 
 async fn story(state: &AppState, item: LedgerItem) -> Result<ItemStory, crate::store::StoreError> {
@@ -201,12 +204,22 @@ async fn story(state: &AppState, item: LedgerItem) -> Result<ItemStory, crate::s
         .await?;
     let payloads: Vec<&str> = events.iter().map(|e| e.payload.as_str()).collect();
     let (steps, _) = steps(&item.item, &payloads);
+    let consent_rescinded = match &item.state.app_transaction_id {
+        Some(customer) => state
+            .store
+            .rescinded_consents(std::slice::from_ref(customer))
+            .await?
+            .first()
+            .map(|c| c.rescinded_date),
+        None => None,
+    };
     Ok(ItemStory {
         item,
         steps,
         arrived: events.into_iter().map(|e| (e.id, e.arrived_at)).collect(),
         refunds,
         findings,
+        consent_rescinded,
     })
 }
 
@@ -262,7 +275,116 @@ pub(super) async fn customer(
         }
     }
     let now = Timestamp::now().as_millis();
-    show("Customer", &session, timeline_page(&subject, &stories, now))
+    let body = html! {
+        (timeline_page(&subject, &stories, now))
+        @if session.role == "admin" && !state.appstore_api.is_empty() {
+            (account_forms(&stories, &session.csrf_token))
+        }
+    };
+    show("Customer", &session, body)
+}
+
+/// For admins: move a subscription or purchase to another account (Set App
+/// Account Token), one form per item.
+fn account_forms(stories: &[ItemStory], csrf: &str) -> Markup {
+    html! {
+        section.admin id="account-link" {
+            h2 { "Fix an account link" }
+            p.muted {
+                "Asks Apple to sign this appAccountToken into the item's later transactions "
+                "(Set App Account Token). The ledger follows Apple's next signed transaction."
+            }
+            @for story in stories {
+                @let original = original_transaction_id(&story.item);
+                form method="post" action="/console/set-app-account-token" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    input type="hidden" name="originalTransactionId" value=(original);
+                    label { code { (original) } " → appAccountToken "
+                        input type="text" name="token" required placeholder="UUID";
+                    }
+                    " " button type="submit" { "Ask Apple" }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct SetTokenForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    original_transaction_id: String,
+    #[serde(default)]
+    token: String,
+}
+
+/// `POST /console/set-app-account-token`: admins only, written to the
+/// access log before Apple is asked.
+pub(super) async fn set_app_account_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<SetTokenForm>,
+) -> Response {
+    let subject = format!(
+        "originalTransactionId={} appAccountToken={}",
+        form.original_transaction_id, form.token
+    );
+    let session = match open_page(
+        &state,
+        &headers,
+        Audience::Admins,
+        "set-app-account-token",
+        &subject,
+    )
+    .await
+    {
+        Ok(session) => session,
+        Err(response) => return response,
+    };
+    if !super::same(&session.csrf_token, &form.csrf) {
+        return message(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "The form did not come from this console.",
+        );
+    }
+    let Some(token) = crate::model::parse_app_account_token(&form.token) else {
+        return message(
+            StatusCode::BAD_REQUEST,
+            "Not a UUID",
+            "INVALID_APP_ACCOUNT_TOKEN: an appAccountToken is a UUID.",
+        );
+    };
+    let original = form.original_transaction_id.trim();
+    let outcome =
+        crate::sync::set_app_account_token(&state.appstore_api, &state.store, original, &token)
+            .await;
+    let back = timeline_url(original);
+    let (status, body) = match outcome {
+        Ok(set) => (
+            StatusCode::OK,
+            html! {
+                h1 { "Apple accepted the account link" }
+                p id="outcome" {
+                    "Apple set appAccountToken " code { (token) } " on " code { (original) }
+                    " (" (set.bundle_id) " " (set.environment) "). Its next signed transaction carries it; "
+                    "until then the ledger keeps what Apple signed."
+                }
+                p { a href=(back) { "Back to the timeline" } }
+            },
+        ),
+        Err(e) => (
+            StatusCode::BAD_GATEWAY,
+            html! {
+                h1 { "Apple did not set the account link" }
+                p.error id="outcome" { (e.code()) ": " (e.to_string()) }
+                p { a href=(back) { "Back to the timeline" } }
+            },
+        ),
+    };
+    (status, show("Account link", &session, body)).into_response()
 }
 
 fn yes_no(value: bool) -> Markup {
@@ -274,8 +396,17 @@ fn yes_no(value: bool) -> Markup {
 }
 
 pub(super) fn timeline_page(subject: &str, stories: &[ItemStory], now: i64) -> Markup {
+    // A state of the customer, not of one purchase: said once, on top.
+    let rescinded = stories.iter().filter_map(|s| s.consent_rescinded).min();
     html! {
         h1 { "Customer " code { (subject) } }
+        @if let Some(date) = rescinded {
+            p.error id="consent" {
+                "Consent RESCINDED on " (moment(date))
+                ": a parent withdrew consent for this customer's use of the app (RESCIND_CONSENT). "
+                "Apple stops the app from launching; end their sessions and delete what depended on that consent."
+            }
+        }
         p.muted { (stories.len()) " subscription(s) and purchase(s); dates in UTC; prices in the currency Apple gave." }
         @for story in stories { (item_section(story, now)) }
     }
@@ -301,6 +432,13 @@ fn item_section(story: &ItemStory, now: i64) -> Markup {
                 " · expires " (maybe_moment(s.expires_at(&item.item, now)))
                 " · " (s.bundle_id.as_deref().unwrap_or("?")) " (" (s.environment.as_deref().unwrap_or("?")) ")"
                 @if let Some(token) = &s.app_account_token { " · appAccountToken " code { (token) } }
+                @if let Some(customer) = &s.app_transaction_id { " · appTransactionId " code { (customer) } }
+                @if let Some(seats) = s.seats_at(&item.item, now) { " · seats " (seats) }
+                @if let Some(offer) = s.offer_at(&item.item, now) { " · offer " (offer_text(offer)) }
+                @if let (Some(asked), reason) = (s.refund_requested_date, &s.consumption_request_reason) {
+                    " · refund requested " (moment(asked))
+                    @if let Some(reason) = reason { " (" (reason) ")" }
+                }
                 @if let Some(date) = s.apple_status_date { " · Apple's last status answer " (moment(date)) }
             }
             (svg::timeline(s, &refunds, now))
@@ -352,6 +490,15 @@ fn item_section(story: &ItemStory, now: i64) -> Markup {
                         td.type {
                             (event.notification_type.as_str())
                             @if let Some(subtype) = &event.subtype { " · " (subtype.as_str()) }
+                            @if let Some(reason) = event.data.as_ref().and_then(|d| d.consumption_request_reason.as_deref()) {
+                                br; span.pill { "reason " (reason) }
+                            }
+                            @if let Some(offer) = t.and_then(Offer::of) {
+                                br; span.pill { "offer " (offer_text(&offer)) }
+                            }
+                            @if let Some(seats) = t.and_then(|t| t.quantity).filter(|q| *q > 1) {
+                                br; span.pill { (seats) " seats" }
+                            }
                             @if let Some(at) = reversed.get(event.notification_uuid.as_str()) {
                                 br; span.pill { "reversed " (date(*at)) }
                             }
@@ -368,6 +515,28 @@ fn item_section(story: &ItemStory, now: i64) -> Markup {
             }
         }
     }
+}
+
+/// An offer as support reads it: type, identifier, period, discount.
+fn offer_text(offer: &Offer) -> String {
+    let kind = match offer.offer_type {
+        Some(1) => "introductory",
+        Some(2) => "promotional",
+        Some(3) => "offer code",
+        Some(4) => "win-back",
+        Some(_) => "unknown type",
+        None => "offer",
+    };
+    [
+        Some(kind),
+        offer.offer_identifier.as_deref(),
+        offer.offer_period.as_deref(),
+        offer.offer_discount_type.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" · ")
 }
 
 /// Apple's `revocationReason`.

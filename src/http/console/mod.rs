@@ -58,6 +58,10 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/console", get(home))
         .route("/console/search", get(customer::search))
         .route("/console/customer", get(customer::customer))
+        .route(
+            "/console/set-app-account-token",
+            post(customer::set_app_account_token),
+        )
         .route("/console/payload/{id}", get(customer::payload))
         .route("/console/refunds", get(audit::refunds))
         .route("/console/refunds.csv", get(audit::refunds_csv))

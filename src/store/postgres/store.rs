@@ -16,7 +16,7 @@ use crate::store::fold::{self, LedgerTx};
 use crate::store::{
     Conflict, Counts, FindingEntry, FindingFilter, ItemQuery, LedgerItem, NewNotification,
     QuarantineReason, QuarantinedNotification, Rebuilt, Recorded, RefundEntry, RefundFilter,
-    StoreError, SubscriptionHistory, Totals, UnfoldedNotification, UnknownShape,
+    RescindedConsent, StoreError, SubscriptionHistory, Totals, UnfoldedNotification, UnknownShape,
 };
 
 /// Attempts at a write that PostgreSQL refused for a conflict with another.
@@ -149,6 +149,15 @@ impl PgStore {
         limit: i64,
     ) -> Result<Vec<QuarantinedNotification>, StoreError> {
         read::quarantined(&mut *self.read().await?, after_id, limit)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub(in crate::store) async fn rescinded_consents(
+        &self,
+        app_transaction_ids: &[String],
+    ) -> Result<Vec<RescindedConsent>, StoreError> {
+        read::rescinded_consents(&mut *self.read().await?, app_transaction_ids)
             .await
             .map_err(unavailable)
     }

@@ -248,7 +248,7 @@ macro_rules! ledger_tx {
                     }
                     let mut query = QueryBuilder::new(
                         "INSERT INTO ledger_items (kind, item_id, original_transaction_id, bundle_id, environment,
-                             product_id, app_account_token, status, expires_date, last_signed_date, state) ",
+                             product_id, app_account_token, status, expires_date, last_signed_date, app_transaction_id, state) ",
                     );
                     query.push_values(batch.iter().zip(json), |mut row, ((item, state), json)| {
                         row.push_bind(item.kind())
@@ -266,6 +266,7 @@ macro_rules! ledger_tx {
                             .push_bind(state.status.as_str())
                             .push_bind(state.expires_date())
                             .push_bind(state.last_signed_date)
+                            .push_bind(state.app_transaction_id.as_deref())
                             .push_bind(json)
                             .push_unseparated($jsonb);
                     });
@@ -275,7 +276,7 @@ macro_rules! ledger_tx {
                              environment = excluded.environment, product_id = excluded.product_id,
                              app_account_token = excluded.app_account_token, status = excluded.status,
                              expires_date = excluded.expires_date, last_signed_date = excluded.last_signed_date,
-                             state = excluded.state",
+                             app_transaction_id = excluded.app_transaction_id, state = excluded.state",
                     );
                     query.build().execute(&mut *self).await?;
                 }
@@ -407,6 +408,27 @@ macro_rules! ledger_tx {
                     query.push(" ON CONFLICT (notification_uuid) DO NOTHING");
                     query.build().execute(&mut *self).await?;
                 }
+                Ok(())
+            }
+
+            async fn note_rescinded_consent(
+                &mut self,
+                app_transaction_id: &str,
+                rescinded_date: i64,
+                notification_uuid: &str,
+            ) -> Result<(), sqlx::Error> {
+                sqlx::query(
+                    "INSERT INTO consents (app_transaction_id, rescinded_date, notification_uuid)
+                     VALUES ($1, $2, $3)
+                     ON CONFLICT (app_transaction_id) DO UPDATE SET
+                         rescinded_date = excluded.rescinded_date, notification_uuid = excluded.notification_uuid
+                     WHERE excluded.rescinded_date < consents.rescinded_date",
+                )
+                .bind(app_transaction_id)
+                .bind(rescinded_date)
+                .bind(notification_uuid)
+                .execute(&mut *self)
+                .await?;
                 Ok(())
             }
 

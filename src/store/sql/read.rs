@@ -12,7 +12,7 @@ macro_rules! read {
         use $crate::ledger::{ExpirationRecord, ItemKey};
         use $crate::store::{
             Counts, EvidenceEntry, HistoryEntry, ItemQuery, LedgerItem, QuarantinedNotification,
-            RefundEntry, RefundFilter, SubscriptionHistory,
+            RefundEntry, RefundFilter, RescindedConsent, SubscriptionHistory,
         };
 
         fn item_from(kind: &str, id: String) -> ItemKey {
@@ -56,6 +56,11 @@ macro_rules! read {
                     "SELECT kind, item_id, CAST(state AS TEXT) AS state FROM ledger_items WHERE original_transaction_id = $1",
                     id,
                 ),
+                ItemQuery::AppTransactionId(id) => (
+                    "SELECT kind, item_id, CAST(state AS TEXT) AS state FROM ledger_items
+                     WHERE app_transaction_id = $1 ORDER BY kind, item_id",
+                    id,
+                ),
                 ItemQuery::TransactionId(id) => (
                     "SELECT kind, item_id, CAST(state AS TEXT) AS state FROM ledger_items WHERE original_transaction_id IN
                          (SELECT original_transaction_id FROM notifications WHERE transaction_id = $1)",
@@ -64,6 +69,24 @@ macro_rules! read {
             };
             let rows = sqlx::query(sql).bind(value).fetch_all(&mut *conn).await?;
             rows.iter().map(ledger_item).collect()
+        }
+
+        /// The withdrawn consents among these customers' (appTransactionIds).
+        pub(super) async fn rescinded_consents(
+            conn: &mut $conn,
+            app_transaction_ids: &[String],
+        ) -> Result<Vec<RescindedConsent>, sqlx::Error> {
+            let mut found = Vec::new();
+            for id in app_transaction_ids {
+                let consent: Option<RescindedConsent> = sqlx::query_as(
+                    "SELECT app_transaction_id, rescinded_date, notification_uuid FROM consents WHERE app_transaction_id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?;
+                found.extend(consent);
+            }
+            Ok(found)
         }
 
         pub(super) async fn item_payloads_known_at(
@@ -106,12 +129,17 @@ macro_rules! read {
             rows.iter()
                 .map(|row| {
                     let payload: String = row.try_get("payload")?;
-                    let transaction = serde_json::from_str::<serde_json::Value>(&payload)
-                        .ok()
-                        .and_then(|mut p| {
-                            p.pointer_mut("/data/signedTransactionInfo")
-                                .map(serde_json::Value::take)
-                        });
+                    let mut payload = serde_json::from_str::<serde_json::Value>(&payload).ok();
+                    let mut take = |pointer: &str| {
+                        payload
+                            .as_mut()
+                            .and_then(|p| p.pointer_mut(pointer))
+                            .map(serde_json::Value::take)
+                    };
+                    let transaction = take("/data/signedTransactionInfo");
+                    let consumption_request_reason = take("/data/consumptionRequestReason")
+                        .and_then(|r| r.as_str().map(str::to_owned));
+                    let status = take("/data/status").and_then(|s| s.as_i64());
                     Ok(HistoryEntry {
                         notification_uuid: row.try_get("notification_uuid")?,
                         notification_type: row.try_get("notification_type")?,
@@ -120,6 +148,8 @@ macro_rules! read {
                         received_at: row.try_get("received_at")?,
                         transaction_id: row.try_get("transaction_id")?,
                         transaction,
+                        consumption_request_reason,
+                        status,
                         send_attempts: row
                             .try_get::<Option<String>, _>("send_attempts")?
                             .and_then(|a| serde_json::from_str(&a).ok()),

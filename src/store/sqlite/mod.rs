@@ -32,7 +32,7 @@ use super::fold::{self, LedgerTx};
 use super::{
     Conflict, Counts, FindingEntry, FindingFilter, ItemQuery, LedgerItem, NewNotification,
     QuarantineReason, QuarantinedNotification, Rebuilt, Recorded, RefundEntry, RefundFilter,
-    StoreError, SubscriptionHistory, Totals, UnfoldedNotification, UnknownShape,
+    RescindedConsent, StoreError, SubscriptionHistory, Totals, UnfoldedNotification, UnknownShape,
 };
 use crate::finding::Finding;
 
@@ -175,6 +175,15 @@ impl SqliteStore {
 
     async fn read(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>, StoreError> {
         self.readers.pool().acquire().await.map_err(unavailable)
+    }
+
+    pub(super) async fn rescinded_consents(
+        &self,
+        app_transaction_ids: &[String],
+    ) -> Result<Vec<RescindedConsent>, StoreError> {
+        read::rescinded_consents(&mut *self.read().await?, app_transaction_ids)
+            .await
+            .map_err(unavailable)
     }
 
     pub(super) async fn ledger_items(

@@ -93,3 +93,128 @@ async fn a_new_account_token_is_asked_of_apple_and_taken_from_its_next_transacti
     assert!(out.stderr.contains("UNKNOWN_TRANSACTION"), "{}", out.stderr);
     assert!(fake.state().refused_tokens.is_empty());
 }
+
+/// An admin fixes an account link from the console: Apple is asked, the
+/// access log says who did it; a support agent may not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_asks_apple_for_a_new_account_link_from_the_console() {
+    let fake = FakeApple::start().await;
+    let app = app(&fake).await;
+    let (now, otid) = (now(), "9300");
+    let new_token = "0f0f0f0f-0000-4000-8000-00000000000f";
+    let t1 = tx(otid, "930001", "monthly", now - 5 * DAY, now + 25 * DAY);
+    Post::new(&app, "SUBSCRIBED", now - 5 * DAY)
+        .status(1)
+        .tx(t1.clone())
+        .send()
+        .await;
+    fake.state()
+        .transaction_info
+        .insert(otid.into(), app.pki.sign(&t1));
+    let path = format!("/inApps/v1/transactions/{otid}/appAccountToken");
+    let timeline = format!("/console/customer?originalTransactionId={otid}");
+
+    // A support agent sees no form, and is refused if they post one.
+    crate::console::add_user(&app, "sam", "support");
+    let client = crate::console::browser(reqwest::Client::builder());
+    let support = crate::console::sign_in(&app, &client, "sam").await;
+    let page = crate::console::get(&app, &client, &timeline, &support).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(!page.body.contains("id=\"account-link\""), "{}", page.body);
+    let refused = crate::console::post(
+        &app,
+        &client,
+        "/console/set-app-account-token",
+        &support,
+        &[
+            ("csrf", &page.csrf()),
+            ("originalTransactionId", otid),
+            ("token", new_token),
+        ],
+    )
+    .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(fake.seen(&path).is_empty());
+
+    crate::console::add_user(&app, "ada", "admin");
+    let admin_client = crate::console::browser(reqwest::Client::builder());
+    let admin = crate::console::sign_in(&app, &admin_client, "ada").await;
+    let page = crate::console::get(&app, &admin_client, &timeline, &admin).await;
+    assert!(page.body.contains("id=\"account-link\""), "{}", page.body);
+    // A form from elsewhere (no token of this session) is refused.
+    let forged = crate::console::post(
+        &app,
+        &admin_client,
+        "/console/set-app-account-token",
+        &admin,
+        &[
+            ("csrf", "made-up"),
+            ("originalTransactionId", otid),
+            ("token", new_token),
+        ],
+    )
+    .await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    // Not a UUID: refused before Apple is asked.
+    let bad = crate::console::post(
+        &app,
+        &admin_client,
+        "/console/set-app-account-token",
+        &admin,
+        &[
+            ("csrf", &page.csrf()),
+            ("originalTransactionId", otid),
+            ("token", "acct-1"),
+        ],
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(
+        bad.body.contains("INVALID_APP_ACCOUNT_TOKEN"),
+        "{}",
+        bad.body
+    );
+    assert!(fake.seen(&path).is_empty());
+
+    let done = crate::console::post(
+        &app,
+        &admin_client,
+        "/console/set-app-account-token",
+        &admin,
+        &[
+            ("csrf", &page.csrf()),
+            ("originalTransactionId", otid),
+            ("token", &new_token.to_uppercase()),
+        ],
+    )
+    .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(
+        done.body.contains(&format!(
+            "Apple set appAccountToken <code>{new_token}</code> on <code>{otid}</code>"
+        )),
+        "{}",
+        done.body
+    );
+    let seen = fake.seen(&path);
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        (seen[0].method.as_str(), &seen[0].body),
+        ("PUT", &json!({"appAccountToken": new_token}))
+    );
+    // Who asked, and who was refused, is in the access log.
+    let log = crate::console::get(&app, &admin_client, "/console/access-log", &admin).await;
+    assert!(
+        log.body.contains("set-app-account-token (refused)") && log.body.contains("sam"),
+        "{}",
+        log.body
+    );
+    assert!(
+        log.body.contains(&format!(
+            "originalTransactionId={otid} appAccountToken={}",
+            new_token.to_uppercase()
+        )),
+        "{}",
+        log.body
+    );
+}
