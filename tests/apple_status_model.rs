@@ -2,7 +2,7 @@
 //! reference model written here from Apple's documented rules (not from the
 //! ledger's code) lives a subscription's life: renewals, upgrades by
 //! preference and by offer, downgrades, seats added mid-period and seats
-//! refunded, a family member's copy, billing retry with and without grace,
+//! refunded, a family member's copy, a group member's seat (ASSIGNED), billing retry with and without grace,
 //! refunds and reversals, lapses and resubscription, and Get All
 //! Subscription Statuses answers in between. Each notification carries the
 //! status Apple would sign, from the model. Delivered in several orders, one
@@ -19,7 +19,8 @@
 //! - a failed renewal: 4 (billing grace) until `gracePeriodExpiresDate`,
 //!   then 3 (billing retry); 3 at once without grace; 2 when Apple stops
 //!   retrying, or at the end of a period whose auto-renew is off.
-//! - 5 when access is revoked: a Family Sharing REVOKE, or a refund once
+//! - 5 when access is revoked: a REVOKE of a family member's or a group
+//!   member's access (FAMILY_SHARED, ASSIGNED), or a refund once
 //!   every transaction of the period carries revocation fields. A refund of
 //!   added seats, or of some seats (REFUND/SEATS), leaves the period
 //!   active; a reversal restores it.
@@ -147,7 +148,10 @@ struct Tx {
 
 /// The reference model: Apple's view of one subscription.
 struct Model {
+    /// A family member's copy (FAMILY_SHARED) or a group member's seat
+    /// (ASSIGNED): someone else's purchase, revoked when it ends for them.
     family: bool,
+    assigned: bool,
     now: i64,
     status: AppleStatus,
     /// The transactions of the current period (the first is the period's
@@ -165,9 +169,10 @@ struct Model {
 }
 
 impl Model {
-    fn new(family: bool, seats: i64) -> Model {
+    fn new(family: bool, assigned: bool, seats: i64) -> Model {
         let mut m = Model {
             family,
+            assigned,
             now: T0,
             status: AppleStatus::Active,
             period: Vec::new(),
@@ -228,7 +233,9 @@ impl Model {
     }
 
     fn transaction(&self, t: &Tx, signed: i64) -> TransactionFacts {
-        let ownership = if self.family {
+        let ownership = if self.family && self.assigned {
+            InAppOwnershipType::Assigned
+        } else if self.family {
             InAppOwnershipType::FamilyShared
         } else {
             InAppOwnershipType::Purchased
@@ -602,12 +609,13 @@ proptest! {
 
     #[test]
     fn the_ledger_agrees_with_every_status_apple_signs(
-        family in prop::bool::weighted(0.2),
+        family in prop::bool::weighted(0.25),
+        assigned in any::<bool>(),
         seats in 1..4i64,
         steps in proptest::collection::vec(step(), 1..14),
         seeds in any::<(u64, u64)>(),
     ) {
-        let mut model = Model::new(family, seats);
+        let mut model = Model::new(family, assigned, seats);
         for step in &steps {
             model.step(*step);
         }
@@ -663,7 +671,7 @@ proptest! {
 /// property above is not passing over empty histories.
 #[test]
 fn the_model_makes_every_kind_of_history() {
-    let mut model = Model::new(false, 2);
+    let mut model = Model::new(false, false, 2);
     for step in [
         Step::AddSeats {
             hours: 10,

@@ -264,6 +264,10 @@ fn subscription_json(
         "expiresDateAt": s.expires_at(&item.item, at),
         // Seats of a multiseat purchase at `at`, as Apple counts them.
         "seatsAt": s.seats_at(&item.item, at),
+        // Whose purchase: PURCHASED, FAMILY_SHARED or ASSIGNED (a group
+        // member's own seat); a group's invitations (APPLE, DEVELOPER).
+        "inAppOwnershipType": s.in_app_ownership_type,
+        "invitationManagement": s.invitation_management,
         "knownAt": known_at.map(|Millis(k)| k),
         "productId": s.product_id,
         "autoRenewProductId": s.auto_renew_product_id,
@@ -435,6 +439,7 @@ pub(super) async fn entitlements(
                 "status": answer.status.map(|status| status.as_str()),
                 "expiresDate": answer.expires_date,
                 "seats": answer.seats,
+                "inAppOwnershipType": s.in_app_ownership_type,
                 "durationConfigured": answer.duration_configured,
                 "originalTransactionId": s.original_transaction_id,
                 "transactionId": s.current_transaction_id,

@@ -109,6 +109,15 @@ pub struct State {
     /// The current transaction's Advanced Commerce API details, as signed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub advanced_commerce_info: Option<serde_json::Value>,
+    /// Whose purchase this is to the customer: `PURCHASED`, `FAMILY_SHARED`,
+    /// or `ASSIGNED` (a group member's seat), from the current transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_app_ownership_type: Option<String>,
+    /// A group purchase's invitations: `APPLE` (each member gets a
+    /// transaction of their own) or `DEVELOPER` (the app's seat claims
+    /// grant access), from the purchaser's `multiSeatInfo`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invitation_management: Option<String>,
     /// The signedDate of the last REFUND_DECLINED.
     #[serde(default)]
     pub refund_declined_date: Option<i64>,
@@ -184,10 +193,15 @@ pub const MAX_CONTRADICTIONS: usize = 20;
 /// lifetime (Set App Account Token, family members linked by a backend).
 const MAX_TOKENS: usize = 20;
 
-/// Family Sharing: a family member's own transaction, which never carries
-/// the purchaser's appAccountToken.
-fn is_family_shared(t: &TransactionFacts) -> bool {
-    t.in_app_ownership_type == Some(crate::model::InAppOwnershipType::FamilyShared)
+/// Someone else's purchase reaching this customer: a Family Sharing
+/// member's own transaction, or a group member's seat (ASSIGNED). Neither
+/// carries the member's choice of appAccountToken.
+fn is_shared(t: &TransactionFacts) -> bool {
+    use crate::model::InAppOwnershipType as Ownership;
+    matches!(
+        t.in_app_ownership_type,
+        Some(Ownership::FamilyShared | Ownership::Assigned)
+    )
 }
 
 /// A refund or revocation, as the refund ledger records it.
@@ -291,7 +305,7 @@ pub fn apply(state: Option<State>, item: &ItemKey, event: &Event) -> (State, Vec
             // Apple signed the purchase for another account: a sign of a
             // replayed purchase. Not for a family member, whose transaction
             // never carries the purchaser's choice of token.
-            Some(signed) if signed != reported && !is_family_shared(t) => {
+            Some(signed) if signed != reported && !is_shared(t) => {
                 let note = format!(
                     "transaction {}: reported for {reported}, signed for {signed}",
                     t.transaction_id.as_deref().unwrap_or("?"),
@@ -595,6 +609,18 @@ fn take_transaction(s: &mut State, t: &TransactionFacts) {
     s.price = t.price.or(s.price);
     s.currency = t.currency.clone().or(s.currency.take());
     s.advanced_commerce_info = t.advanced_commerce_info.clone();
+    s.in_app_ownership_type = t
+        .in_app_ownership_type
+        .as_ref()
+        .map(|o| o.as_str().to_owned())
+        .or(s.in_app_ownership_type.take());
+    s.invitation_management = t
+        .multi_seat_info
+        .as_ref()
+        .and_then(|info| info.get("invitationManagement"))
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+        .or(s.invitation_management.take());
 }
 
 /// The status a notification implies when Apple did not send `data.status`.

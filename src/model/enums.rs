@@ -208,6 +208,10 @@ string_enum! {
     InAppOwnershipType {
         Purchased => "PURCHASED",
         FamilyShared => "FAMILY_SHARED",
+        /// A member's seat in a group (multiseat) purchase with Apple-hosted
+        /// invitations, or an organization's assignment: the member's own
+        /// transaction.
+        Assigned => "ASSIGNED",
     }
 }
 

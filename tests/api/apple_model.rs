@@ -833,3 +833,89 @@ async fn a_rescinded_consent_is_given_with_every_answer_about_the_customer() {
     // Kept through rebuild: a state of the customer, not derived.
     assert_eq!(subscription(&app, otid).await["consent"], "RESCINDED");
 }
+
+/// A group purchase with Apple-hosted invitations: the purchaser's
+/// transaction counts the seats; each member has a transaction of their
+/// own (ASSIGNED) that says what Apple says of their seat, and entitles
+/// them until Apple revokes it.
+#[tokio::test]
+async fn a_group_member_is_entitled_by_their_own_seat_until_apple_revokes_it() {
+    let app = TestApp::spawn().await;
+    let (now, start) = (now(), now() - 2 * DAY);
+    let end = start + 30 * DAY;
+    let mut purchaser = with_seats(tx("group-1", "group-1-t1", "team", start, end), 5, false);
+    purchaser["multiSeatInfo"] = json!({"invitationManagement": "APPLE"});
+    Post::new(&app, "SUBSCRIBED", start)
+        .status(1)
+        .subtype("INITIAL_BUY")
+        .tx(purchaser)
+        .send()
+        .await;
+    // The member accepted the invitation a day later: their own
+    // subscription, their own seat.
+    let member_token = "9a9a9a9a-0000-4000-8000-00000000009a";
+    let joined = start + DAY;
+    let mut seat = with_seats(tx("member-1", "member-1-t1", "team", joined, end), 1, false);
+    seat["inAppOwnershipType"] = json!("ASSIGNED");
+    // Whatever token the member's transaction carries is not the member's
+    // account: the purchaser chose it, or nobody did.
+    seat["appAccountToken"] = json!("7b7b7b7b-0000-4000-8000-00000000007b");
+    Post::new(&app, "SUBSCRIBED", joined)
+        .status(1)
+        .subtype("INITIAL_BUY")
+        .tx(seat.clone())
+        .send()
+        .await;
+    // The app reports the member's purchase with the member's account, in
+    // upper case as Swift writes a UUID.
+    let reported = app
+        .report(json!({
+            "signedTransaction": app.pki.sign(&seat),
+            "appAccountToken": member_token.to_uppercase(),
+        }))
+        .await;
+    assert_eq!(reported.0, 200, "{}", reported.1);
+
+    let purchase = subscription(&app, "group-1").await;
+    assert_eq!(
+        (
+            purchase["seatsAt"].clone(),
+            purchase["invitationManagement"].clone(),
+            purchase["inAppOwnershipType"].clone()
+        ),
+        (json!(5), json!("APPLE"), json!("PURCHASED")),
+        "{purchase}"
+    );
+    let member = subscription(&app, "member-1").await;
+    assert_eq!(
+        (
+            member["entitled"].clone(),
+            member["inAppOwnershipType"].clone(),
+            member["seatsAt"].clone()
+        ),
+        (json!(true), json!("ASSIGNED"), json!(1)),
+        "{member}"
+    );
+    let found = entitlements(&app, member_token).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["originalTransactionId"], "member-1");
+    assert_eq!(found[0]["inAppOwnershipType"], "ASSIGNED");
+
+    // The purchaser removes the member: Apple revokes the member's seat.
+    let removed = now - HOUR;
+    Post::new(&app, "REVOKE", removed)
+        .status(5)
+        .tx(revoked(seat, removed, "REFUND_FULL"))
+        .send()
+        .await;
+    assert_eq!(subscription(&app, "member-1").await["entitled"], false);
+    assert!(entitlements(&app, member_token).await.is_empty());
+    assert_eq!(subscription(&app, "group-1").await["entitled"], true);
+    let out = app.cli(&["check", "--json"]);
+    assert!(
+        !out.stdout.contains("APP_ACCOUNT_TOKEN_MISMATCH"),
+        "{}",
+        out.stdout
+    );
+    assert_rebuild_agrees(&app).await;
+}
