@@ -53,7 +53,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// With the store's write transactions' sizes
-    /// ([`crate::store::Store::write_batch_sizes`]).
+    /// (the store's `write_batch_sizes`).
     pub fn new(write_batch_sizes: Histogram) -> Self {
         let mut registry = Registry::default();
         registry.register(

@@ -34,14 +34,14 @@ pub enum StartupError {
 }
 
 impl StartupError {
-    /// 2 for what the configuration says (a key to fix), 1 for what
-    /// happened at run time (a port taken, a database that failed).
-    pub fn exit_code(&self) -> u8 {
+    /// Whether the configuration is at fault (a key to fix), rather than
+    /// what happened at run time (a port taken, a database that failed).
+    pub fn is_configuration(&self) -> bool {
         match self {
             StartupError::Config(_)
             | StartupError::Tls(_)
-            | StartupError::Store(StoreError::UnsupportedUrl(_)) => crate::cli::EXIT_USAGE,
-            StartupError::Store(_) | StartupError::Listen { .. } => crate::cli::EXIT_FAILED,
+            | StartupError::Store(StoreError::UnsupportedUrl(_)) => true,
+            StartupError::Store(_) | StartupError::Listen { .. } => false,
         }
     }
 }

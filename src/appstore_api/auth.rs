@@ -3,12 +3,10 @@
 
 use std::sync::Mutex;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use ring::rand::SystemRandom;
-use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde::Serialize;
+
+pub use crate::config::{parse_p8, KeyError};
 
 /// Apple's audience for every App Store Server API token.
 const AUDIENCE: &str = "appstoreconnect-v1";
@@ -16,19 +14,6 @@ const AUDIENCE: &str = "appstoreconnect-v1";
 /// replaced 5 before they end, so a slow request never carries a dying one.
 const LIFETIME_SECS: i64 = 20 * 60;
 const RENEW_BEFORE_SECS: i64 = 5 * 60;
-
-/// Why a configured key cannot be used. Never holds the key itself.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum KeyError {
-    #[error("is not PEM: expected -----BEGIN PRIVATE KEY-----, as in the .p8 file App Store Connect gives")]
-    NotPem,
-    #[error(
-        "is a SEC1 EC key (BEGIN EC PRIVATE KEY); Apple's .p8 keys are PKCS#8 (BEGIN PRIVATE KEY)"
-    )]
-    Sec1,
-    #[error("is not a PKCS#8 P-256 private key ({0}); an App Store Server API key is ECDSA P-256")]
-    NotP256(String),
-}
 
 /// The identity a token asserts, plus the key that signs it.
 pub struct ApiKey {
@@ -56,23 +41,6 @@ struct Claims<'a> {
     exp: i64,
     aud: &'a str,
     bid: &'a str,
-}
-
-/// Checks that `pem` holds a PKCS#8 P-256 private key; returns its DER.
-pub fn parse_p8(pem: &str) -> Result<Vec<u8>, KeyError> {
-    if pem.contains("BEGIN EC PRIVATE KEY") {
-        return Err(KeyError::Sec1);
-    }
-    let body = pem
-        .split_once("-----BEGIN PRIVATE KEY-----")
-        .and_then(|(_, rest)| rest.split_once("-----END PRIVATE KEY-----"))
-        .map(|(body, _)| body)
-        .ok_or(KeyError::NotPem)?;
-    let base64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-    let der = STANDARD.decode(base64).map_err(|_| KeyError::NotPem)?;
-    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der, &SystemRandom::new())
-        .map_err(|e| KeyError::NotP256(e.to_string()))?;
-    Ok(der)
 }
 
 impl ApiKey {

@@ -19,6 +19,7 @@ pub use types::{
     SendTestNotificationResponse, StatusResponse, SubscriptionGroupStatus, TransactionInfoResponse,
 };
 
+pub use crate::config::{check_base_url, is_issuer_id, is_key_id};
 use crate::config::{AppSettings, ConfigError};
 use crate::model::Environment;
 use secrecy::ExposeSecret;
@@ -82,54 +83,6 @@ impl AppStoreApi {
         self.clients
             .iter()
             .find(|c| c.bundle_id() == bundle_id && c.environment() == environment)
-    }
-}
-
-/// Whether `text` has the shape Apple gives issuer ids (a UUID).
-pub fn is_issuer_id(text: &str) -> bool {
-    let groups: Vec<&str> = text.split('-').collect();
-    groups.len() == 5
-        && groups
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(g, len)| g.len() == len && g.chars().all(|c| c.is_ascii_hexdigit()))
-}
-
-/// Whether `text` has the shape of an App Store Connect key id (ten
-/// upper-case letters and digits).
-pub fn is_key_id(text: &str) -> bool {
-    text.len() == 10
-        && text
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
-}
-
-/// An override URL must be HTTPS, or plain HTTP to this machine (tests, a
-/// local proxy).
-pub fn check_base_url(url: &str) -> Result<(), String> {
-    if url.starts_with("https://") {
-        return Ok(());
-    }
-    let Some(rest) = url.strip_prefix("http://") else {
-        return Err("must start with https:// (or http:// for a loopback host)".into());
-    };
-    let host = rest.split('/').next().unwrap_or_default();
-    let host = match host.rsplit_once(':') {
-        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
-        _ => host,
-    };
-    let loopback = host == "localhost"
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if loopback {
-        Ok(())
-    } else {
-        Err(format!(
-            "plain http:// only for loopback hosts, not {host:?}"
-        ))
     }
 }
 

@@ -26,39 +26,13 @@
 
 mod runner;
 
-use serde::{Deserialize, Serialize};
-
 use crate::ledger::{current_period_revoked, ItemKey, State, Status};
 use crate::model::AutoRenewStatus;
 
-pub use crate::finding::{Finding, FindingKind};
+pub use crate::finding::{Finding, FindingKind, Tolerances};
 pub use runner::{run, spawn_periodic, sync_findings, CheckReport, SyncSummary};
 
 const MINUTE: i64 = 60_000;
-
-/// How long after the moment Apple should have spoken a silence becomes a
-/// finding, in minutes, per rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Tolerances {
-    pub refund_without_expiration: i64,
-    pub renewal_outcome_overdue: i64,
-    pub expiration_overdue: i64,
-    pub grace_period_overrun: i64,
-    pub missing_refund_notification: i64,
-}
-
-impl Default for Tolerances {
-    fn default() -> Self {
-        Tolerances {
-            refund_without_expiration: 24 * 60,
-            renewal_outcome_overdue: 6 * 60,
-            expiration_overdue: 6 * 60,
-            grace_period_overrun: 6 * 60,
-            missing_refund_notification: 24 * 60,
-        }
-    }
-}
 
 /// The open findings (kind code, subject) that `current` no longer has: the
 /// ones to resolve.

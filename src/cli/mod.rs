@@ -252,7 +252,12 @@ async fn serve(settings: Settings) -> u8 {
         Ok(application) => application,
         Err(e) => {
             eprintln!("error: {}", crate::telemetry::chain(&e));
-            return e.exit_code();
+            // 2 for what the configuration says, 1 for what happened.
+            return if e.is_configuration() {
+                EXIT_USAGE
+            } else {
+                EXIT_FAILED
+            };
         }
     };
     match application.run_until_stopped().await {

@@ -6,9 +6,12 @@
 // why it cannot overflow.
 #![warn(clippy::arithmetic_side_effects)]
 
+mod auth;
 mod connections;
 mod console;
+mod export;
 mod health;
+mod params;
 mod query;
 mod rejections;
 mod transactions;
@@ -122,7 +125,7 @@ pub fn router(
         .route("/v1/transactions", post(transactions::report))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            query::require_token,
+            auth::require_token,
         ));
     let mut routes = Router::new()
         .merge(queries)

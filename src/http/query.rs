@@ -1,182 +1,29 @@
-//! The query API for backend services and support staff: subscriptions,
-//! entitlements, history and refunds. JSON in Apple's camelCase names and
-//! millisecond timestamps. Every answer reads committed state.
+//! The query API's handlers for backend services and support staff:
+//! subscriptions, entitlements, history, findings and refunds. JSON in
+//! Apple's camelCase names and millisecond timestamps. Every answer reads
+//! committed state. Who may ask is in auth.rs, the parameters in
+//! params.rs, the CSV and cursors in export.rs.
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, Query, Request, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::extract::{Path, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use ring::digest::{digest, SHA256};
-use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use subtle::ConstantTimeEq;
 
+use super::export::{decode_cursor, encode_cursor, to_csv};
+use super::params::{invalid, AtParams, Limit, Millis, Number, Params, MAX_LIMIT};
 use super::views::{self, EvidenceView, ExpirationView, FindingView, HistoryView, RefundView};
 use super::{ApiError, AppState};
 use crate::ledger::State as LedgerState;
 use crate::model::Timestamp;
-use crate::store::{ItemQuery, LedgerItem, RefundEntry, RefundFilter, StoreError};
-
-/// Requires `Authorization: Bearer <token>` with one of `[api] tokens`, and
-/// observes the answer time by matched route (one layer, not two: every
-/// query pays for each).
-pub(super) async fn require_token(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let started = std::time::Instant::now();
-    let route = request
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .cloned();
-    let response = authorized(&state, request, next).await;
-    let route = route
-        .as_ref()
-        .map_or("", axum::extract::MatchedPath::as_str);
-    state.metrics.query(route, started.elapsed());
-    response
-}
-
-/// The token of the one `Authorization: Bearer <token>` header. The scheme
-/// is case-insensitive (RFC 7235); two Authorization headers are refused,
-/// since proxies and servers may disagree on which one counts.
-pub(super) fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
-    let mut values = headers.get_all(AUTHORIZATION).iter();
-    let value = values.next()?.to_str().ok()?;
-    if values.next().is_some() {
-        return None;
-    }
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|token| !token.is_empty())
-}
-
-async fn authorized(state: &AppState, request: Request, next: Next) -> Response {
-    let presented = bearer_token(request.headers());
-    let authorized = presented.is_some_and(|presented| {
-        // Comparing digests keeps the comparison constant-time whatever the
-        // lengths; every configured token is compared, match or not.
-        let presented = digest(&SHA256, presented.as_bytes());
-        state.api_tokens.iter().fold(false, |found, token| {
-            let expected = digest(&SHA256, token.expose_secret().as_bytes());
-            found | bool::from(presented.as_ref().ct_eq(expected.as_ref()))
-        })
-    });
-    if !authorized {
-        let mut response = ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            "a valid bearer token from [api] tokens is required",
-        )
-        .into_response();
-        response.headers_mut().insert(
-            "www-authenticate",
-            axum::http::HeaderValue::from_static("Bearer"),
-        );
-        return response;
-    }
-    next.run(request).await
-}
+use crate::store::{ItemQuery, LedgerItem, RefundFilter, StoreError};
 
 fn unavailable(e: StoreError) -> ApiError {
     ApiError::database_unavailable(&e)
-}
-
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "INVALID_QUERY", message)
-}
-
-/// Query parameters, decoded or refused with `INVALID_QUERY` (axum's own
-/// rejection would be plain text without a stable code).
-pub(super) struct Params<T>(T);
-
-impl<T, S> axum::extract::FromRequestParts<S> for Params<T>
-where
-    T: serde::de::DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Query(params)| Params(params))
-            .map_err(|rejection| invalid(rejection.body_text()))
-    }
-}
-
-/// How many rows a page holds: 1 to [`MAX_LIMIT`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Limit(i64);
-
-impl Limit {
-    fn get(self) -> i64 {
-        self.0
-    }
-}
-
-impl<'de> Deserialize<'de> for Limit {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse::<i64>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .map(Limit)
-            .ok_or_else(|| serde::de::Error::custom(format!("limit must be 1 to {MAX_LIMIT}")))
-    }
-}
-
-/// A whole number from a query string (serde reads every query value as
-/// text), or the error that says what was expected.
-fn whole_number<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-    expected: &'static str,
-) -> Result<i64, D::Error> {
-    String::deserialize(deserializer)?
-        .parse::<i64>()
-        .map_err(|_| serde::de::Error::custom(expected))
-}
-
-/// Milliseconds since 1970, as the query API takes every moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Millis(i64);
-
-impl<'de> Deserialize<'de> for Millis {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        whole_number(deserializer, "expected milliseconds since 1970").map(Millis)
-    }
-}
-
-/// A whole number, such as Apple's `revocationReason`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Number(i64);
-
-impl<'de> Deserialize<'de> for Number {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        whole_number(deserializer, "expected a whole number").map(Number)
-    }
-}
-
-/// `?at=ms` (default now) and `knownAt=ms`: the answer the service would
-/// have given at `knownAt`, from the notifications received by then.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct AtParams {
-    at: Option<Millis>,
-    known_at: Option<Millis>,
 }
 
 /// The item as the ledger knew it at `known_at`: folded again from what had
@@ -463,8 +310,6 @@ pub(super) async fn entitlements(
     })))
 }
 
-const MAX_LIMIT: i64 = 1000;
-
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct FindingParams {
@@ -498,19 +343,6 @@ pub(super) async fn inconsistencies(
     Ok(Json(
         json!({ "inconsistencies": views::all::<_, FindingView>(&findings) }),
     ))
-}
-
-fn encode_cursor(entry: &RefundEntry) -> String {
-    URL_SAFE_NO_PAD.encode(format!(
-        "{}:{}",
-        entry.refund_date, entry.refund.notification_uuid
-    ))
-}
-
-fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
-    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(cursor).ok()?).ok()?;
-    let (date, uuid) = text.split_once(':')?;
-    Some((date.parse().ok()?, uuid.to_owned()))
 }
 
 #[derive(Deserialize, Default, PartialEq, Eq)]
@@ -577,153 +409,4 @@ pub(super) async fn refunds(
         "nextCursor": next_cursor,
     }))
     .into_response())
-}
-
-const CSV_COLUMNS: [&str; 19] = [
-    "notificationUUID",
-    "notificationType",
-    "transactionId",
-    "originalTransactionId",
-    "productId",
-    "bundleId",
-    "environment",
-    "revocationDate",
-    "revocationReason",
-    "revocationType",
-    "revocationPercentage",
-    "price",
-    "currency",
-    "signedDate",
-    "refundDate",
-    "reversedAt",
-    "reversedByNotificationUUID",
-    "subtype",
-    "revokedSeatQuantity",
-];
-
-pub(super) fn to_csv(rows: &[RefundEntry]) -> String {
-    let mut writer = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::CRLF)
-        .from_writer(Vec::new());
-    // Writing to memory cannot fail; a row that somehow did is left out
-    // rather than answered half.
-    let _ = writer.write_record(CSV_COLUMNS);
-    for row in rows {
-        let value = serde_json::to_value(RefundView::from(row)).unwrap_or(Value::Null);
-        let cells =
-            CSV_COLUMNS
-                .iter()
-                .map(|column| match value.get(column).unwrap_or(&Value::Null) {
-                    Value::Null => String::new(),
-                    Value::String(s) => defuse(s),
-                    other => other.to_string(),
-                });
-        let _ = writer.write_record(cells);
-    }
-    writer
-        .into_inner()
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .unwrap_or_default()
-}
-
-/// A leading formula character is defused so that a spreadsheet shows the
-/// text instead of running it.
-fn defuse(text: &str) -> String {
-    // A spreadsheet skips leading tabs, returns and spaces before it reads a
-    // formula (OWASP's list: = + - @ TAB CR), so they count as its start.
-    let formula = text.starts_with(['\t', '\r', '\n'])
-        || text
-            .trim_start_matches([' ', '\t', '\r', '\n'])
-            .starts_with(['=', '+', '-', '@']);
-    if formula {
-        format!("'{text}")
-    } else {
-        text.to_owned()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursor_round_trip_and_garbage() {
-        let entry = RefundEntry {
-            refund: crate::ledger::RefundRecord {
-                notification_uuid: "u-1".into(),
-                notification_type: "REFUND".into(),
-                transaction_id: None,
-                original_transaction_id: Some("1".into()),
-                product_id: None,
-                bundle_id: None,
-                environment: None,
-                revocation_date: Some(5),
-                revocation_reason: None,
-                revocation_type: None,
-                revocation_percentage: None,
-                price: None,
-                currency: None,
-                signed_date: 6,
-                subtype: None,
-                revoked_seat_quantity: None,
-            },
-            refund_date: 5,
-            reversed_at: None,
-            reversed_by: None,
-        };
-        assert_eq!(
-            decode_cursor(&encode_cursor(&entry)),
-            Some((5, "u-1".into()))
-        );
-        assert_eq!(decode_cursor("!!"), None);
-        assert_eq!(decode_cursor(&URL_SAFE_NO_PAD.encode("x:y")), None);
-    }
-
-    #[test]
-    fn a_formula_behind_tabs_returns_or_spaces_is_defused_too() {
-        for text in [
-            "\t=2+5", "\r=2+5", "\n=2+5", " =2+5", "\t", "\rplain", "-1", "@x",
-        ] {
-            assert_eq!(defuse(text), format!("'{text}"), "{text:?}");
-        }
-        for text in ["plain", "a=b", "", " plain", "9.99"] {
-            assert_eq!(defuse(text), text, "{text:?}");
-        }
-    }
-
-    #[test]
-    fn csv_quotes_and_defuses_formulas() {
-        let entry = RefundEntry {
-            refund: crate::ledger::RefundRecord {
-                notification_uuid: "u-1".into(),
-                notification_type: "REFUND".into(),
-                transaction_id: Some("a,b".into()),
-                original_transaction_id: Some("1".into()),
-                product_id: Some("say \"hi\"".into()),
-                bundle_id: Some("=SUM(A1)".into()),
-                environment: Some("Sandbox".into()),
-                revocation_date: Some(5),
-                revocation_reason: None,
-                revocation_type: None,
-                revocation_percentage: None,
-                price: Some(9990),
-                currency: Some("@cmd".into()),
-                signed_date: 6,
-                subtype: Some("SEATS".into()),
-                revoked_seat_quantity: Some(2),
-            },
-            refund_date: 5,
-            reversed_at: None,
-            reversed_by: None,
-        };
-        let csv = to_csv(&[entry]);
-        let lines: Vec<&str> = csv.split("\r\n").collect();
-        assert_eq!(lines[0], CSV_COLUMNS.join(","));
-        assert_eq!(
-            lines[1],
-            "u-1,REFUND,\"a,b\",1,\"say \"\"hi\"\"\",'=SUM(A1),Sandbox,5,,,,9990,'@cmd,6,5,,,SEATS,2"
-        );
-        assert_eq!(lines[2], "");
-    }
 }

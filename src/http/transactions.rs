@@ -103,7 +103,7 @@ async fn report_inner(
 ) -> Result<Response, ApiError> {
     // By the token itself, so that another spelling of the scheme is the
     // same allowance.
-    let token = super::query::bearer_token(headers).unwrap_or_default();
+    let token = super::auth::bearer_token(headers).unwrap_or_default();
     if let Some(wait) = state.report_limiter.check(token.as_bytes()) {
         let mut response = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,

@@ -75,23 +75,24 @@
 #![warn(clippy::arithmetic_side_effects)]
 
 mod duration;
+mod effects;
 mod entitlement;
 mod event;
+mod own_status;
 mod state;
 mod timeline;
 
 use std::collections::BTreeMap;
 
 pub use duration::{ProductDuration, Products};
+pub use effects::{Effect, ExpirationRecord, RefundRecord};
 pub use entitlement::Answer;
 pub use event::{
     in_order, sources, Event, EventData, EventKey, ItemKey, RenewalFacts, TransactionFacts,
     UnclaimFacts,
 };
-pub use state::{
-    apply, current_period_revoked, own_status_at, Effect, ExpirationRecord, OwnStatus,
-    RefundRecord, State, Status, MAX_CONTRADICTIONS,
-};
+pub use own_status::{own_status_at, OwnStatus};
+pub use state::{apply, current_period_revoked, State, Status, MAX_CONTRADICTIONS};
 pub use timeline::{Offer, Period, Revocation, StatusSpan, Timeline};
 
 /// The state and records of one item after all of `events` that concern it,

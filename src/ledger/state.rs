@@ -3,7 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::effects::{effects, Effect};
 use super::event::{Event, EventKey, ItemKey, TransactionFacts};
+use super::own_status::{
+    describe, note_disagreement, own_status_at, status_from_renewal, OwnStatus,
+};
 use super::timeline::{StatusSpan, Timeline};
 use crate::model::{
     AutoRenewStatus, ExpirationIntent, NotificationType, PriceIncreaseStatus, ProductType,
@@ -174,15 +178,6 @@ pub struct State {
     pub unclaimed_seat_claim_ids: Vec<String>,
 }
 
-/// The ledger's own status, from the notification that set it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OwnStatus {
-    pub span: StatusSpan,
-    /// What set it: `TYPE[/SUBTYPE] notificationUUID`.
-    pub set_by: String,
-}
-
 /// Unclaimed seat claims kept per subscription: a group's seats, bounded.
 const MAX_UNCLAIMED_SEATS: usize = 10_000;
 
@@ -202,58 +197,6 @@ fn is_shared(t: &TransactionFacts) -> bool {
         t.in_app_ownership_type,
         Some(Ownership::FamilyShared | Ownership::Assigned)
     )
-}
-
-/// A refund or revocation, as the refund ledger records it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RefundRecord {
-    pub notification_uuid: String,
-    /// `REFUND` or `REVOKE`.
-    pub notification_type: String,
-    pub transaction_id: Option<String>,
-    pub original_transaction_id: Option<String>,
-    pub product_id: Option<String>,
-    pub bundle_id: Option<String>,
-    pub environment: Option<String>,
-    pub revocation_date: Option<i64>,
-    pub revocation_reason: Option<i64>,
-    pub revocation_type: Option<String>,
-    pub revocation_percentage: Option<i64>,
-    pub price: Option<i64>,
-    pub currency: Option<String>,
-    pub signed_date: i64,
-    /// The notification's subtype: `SEATS` for a refund of some seats of
-    /// a multiseat purchase, which leaves the transaction valid.
-    pub subtype: Option<String>,
-    /// Seats the refund revoked (`revokedSeatQuantity`), for a SEATS refund.
-    pub revoked_seat_quantity: Option<i64>,
-}
-
-/// An expiry, with Apple's reason (the EXPIRED subtype).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExpirationRecord {
-    pub notification_uuid: String,
-    pub subtype: Option<String>,
-    pub transaction_id: Option<String>,
-    pub original_transaction_id: Option<String>,
-    pub product_id: Option<String>,
-    pub bundle_id: Option<String>,
-    pub environment: Option<String>,
-    pub expires_date: Option<i64>,
-    pub signed_date: i64,
-}
-
-/// What applying an event writes besides the state.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Effect {
-    Refund(RefundRecord),
-    /// Every unreversed refund of this transaction reported before `reversed_at`.
-    RefundReversed {
-        transaction_id: String,
-        reversed_at: i64,
-        reversed_by: String,
-    },
-    Expiration(ExpirationRecord),
 }
 
 /// Applies one event, which must come after every event already applied to
@@ -452,96 +395,6 @@ fn grace_window(s: &State, event: &Event, status: Status, signed: i64) -> Option
         .map(|until| (failed_period_end.unwrap_or(signed).min(until), until))
 }
 
-/// What the renewal info says of billing when the type says nothing (a
-/// status answer, a change of auto-renew during billing retry): in the
-/// billing retry period, and in grace while `gracePeriodExpiresDate` is
-/// ahead.
-fn status_from_renewal(s: &State, event: &Event, signed: i64) -> Option<Status> {
-    let renewal = event.renewal()?;
-    if renewal.is_in_billing_retry_period != Some(true) {
-        return None;
-    }
-    Some(
-        if s.grace_period_expires_date
-            .is_some_and(|until| signed < until)
-        {
-            Status::BillingGracePeriod
-        } else {
-            Status::BillingRetry
-        },
-    )
-}
-
-/// The ledger's own answer at `at`, from everything it knows but Apple's
-/// `data.status`: the end (billing retry, expiry, revocation) its types or
-/// renewal info last said, unless a period bought since covers `at`
-/// (an expiry even when the period was revoked before it); REVOKED while
-/// every transaction of the period then is revoked;
-/// ACTIVE while a period covers `at`; in grace within the window; else
-/// EXPIRED.
-pub fn own_status_at(s: &State, at: i64) -> Status {
-    let covering = s.timeline.covering(at, s.renewal_date);
-    let own = s.own_status.as_ref().map(|o| &o.span);
-    let ended = own.filter(|span| {
-        matches!(
-            span.status,
-            Status::BillingRetry | Status::Expired | Status::Revoked
-        ) && covering.is_none_or(|p| p.purchase_date <= span.from)
-    });
-    // An EXPIRED after a refund is Apple's last word on a revoked period.
-    if let Some(span) = ended.filter(|span| span.status == Status::Expired) {
-        return span.status;
-    }
-    if s.timeline.revoked_at(at, s.renewal_date) {
-        return Status::Revoked;
-    }
-    if let Some(span) = ended {
-        return span.status;
-    }
-    if covering.is_some() {
-        return Status::Active;
-    }
-    let in_grace = own
-        .and_then(|span| span.grace)
-        .is_some_and(|(from, until)| from <= at && at < until);
-    if in_grace {
-        Status::BillingGracePeriod
-    } else {
-        Status::Expired
-    }
-}
-
-/// `TYPE[/SUBTYPE] notificationUUID`: the notification a note is about.
-fn describe(event: &Event) -> String {
-    match &event.subtype {
-        Some(subtype) => format!(
-            "{}/{} {}",
-            event.notification_type.as_str(),
-            subtype.as_str(),
-            event.notification_uuid
-        ),
-        None => format!(
-            "{} {}",
-            event.notification_type.as_str(),
-            event.notification_uuid
-        ),
-    }
-}
-
-fn note_disagreement(s: &mut State, event: &Event, signed: i64, apple: Status, own: Status) {
-    let since = match &s.own_status {
-        Some(o) => format!(" (since {} at {})", o.set_by, o.span.from),
-        None => String::new(),
-    };
-    let note = format!(
-        "{} signed {signed}: Apple's status {}, the ledger's {}{since}",
-        describe(event),
-        apple.as_str(),
-        own.as_str(),
-    );
-    note_once(&mut s.apple_status_disagreements, note, MAX_CONTRADICTIONS);
-}
-
 fn note_conflict(
     conflicts: &mut Vec<String>,
     field: &str,
@@ -565,7 +418,7 @@ const MAX_NOTE_CHARS: usize = 300;
 /// Keeps `note` (cut to [`MAX_NOTE_CHARS`]) in the sorted `notes` once,
 /// while they number under `max`: a state, and the finding made of it,
 /// stay small whatever the values noted.
-fn note_once(notes: &mut Vec<String>, note: String, max: usize) {
+pub(super) fn note_once(notes: &mut Vec<String>, note: String, max: usize) {
     let note = crate::finding::clip(&note, MAX_NOTE_CHARS);
     if notes.len() < max {
         if let Err(at) = notes.binary_search(&note) {
@@ -656,82 +509,6 @@ pub fn current_period_revoked(s: &State) -> bool {
             .as_deref()
             .and_then(|id| s.timeline.period_of_revoked(id))
             .unwrap_or(true)
-}
-
-fn effects(s: &mut State, event: &Event, signed: i64) -> Vec<Effect> {
-    let t = event.transaction();
-    let uuid = event.notification_uuid.clone();
-    match &event.notification_type {
-        NotificationType::ConsumptionRequest => {
-            s.refund_requested_date = Some(signed);
-            s.consumption_request_reason = event
-                .data
-                .as_ref()
-                .and_then(|d| d.consumption_request_reason.clone());
-            Vec::new()
-        }
-        NotificationType::RefundDeclined => {
-            s.refund_requested_date = None;
-            s.consumption_request_reason = None;
-            s.refund_declined_date = Some(signed);
-            Vec::new()
-        }
-        NotificationType::Refund | NotificationType::Revoke => {
-            s.last_refund_signed_date = Some(signed);
-            s.refund_requested_date = None;
-            s.consumption_request_reason = None;
-            vec![Effect::Refund(RefundRecord {
-                notification_uuid: uuid,
-                notification_type: event.notification_type.as_str().to_owned(),
-                transaction_id: t.and_then(|t| t.transaction_id.clone()),
-                original_transaction_id: t
-                    .and_then(|t| t.original_transaction_id.clone())
-                    .or(s.original_transaction_id.clone()),
-                product_id: t.and_then(|t| t.product_id.clone()),
-                bundle_id: s.bundle_id.clone(),
-                environment: s.environment.clone(),
-                revocation_date: t.and_then(|t| t.revocation_date),
-                revocation_reason: t.and_then(|t| t.revocation_reason).map(|r| r.raw()),
-                revocation_type: t
-                    .and_then(|t| t.revocation_type.as_ref())
-                    .map(|r| r.as_str().to_owned()),
-                revocation_percentage: t.and_then(|t| t.revocation_percentage),
-                price: t.and_then(|t| t.price),
-                currency: t.and_then(|t| t.currency.clone()),
-                signed_date: signed,
-                subtype: event.subtype.as_ref().map(|t| t.as_str().to_owned()),
-                revoked_seat_quantity: t.and_then(TransactionFacts::revoked_seat_quantity),
-            })]
-        }
-        NotificationType::RefundReversed => t
-            .and_then(|t| t.transaction_id.clone())
-            .map(|transaction_id| Effect::RefundReversed {
-                transaction_id,
-                reversed_at: signed,
-                reversed_by: uuid,
-            })
-            .into_iter()
-            .collect(),
-        NotificationType::Expired => {
-            s.last_expired_signed_date = Some(signed);
-            vec![Effect::Expiration(ExpirationRecord {
-                notification_uuid: uuid,
-                subtype: event.subtype.as_ref().map(|t| t.as_str().to_owned()),
-                transaction_id: t.and_then(|t| t.transaction_id.clone()),
-                original_transaction_id: s.original_transaction_id.clone(),
-                product_id: t
-                    .and_then(|t| t.product_id.clone())
-                    .or(s.product_id.clone()),
-                bundle_id: s.bundle_id.clone(),
-                environment: s.environment.clone(),
-                expires_date: t
-                    .and_then(|t| t.expires_date)
-                    .or(s.transaction_expires_date),
-                signed_date: signed,
-            })]
-        }
-        _ => Vec::new(),
-    }
 }
 
 impl State {

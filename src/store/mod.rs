@@ -426,7 +426,7 @@ impl Store {
     }
 
     /// Takes `job`'s lease until `expires_at` if it is free, lapsed at `now`
-    /// or already `holder`'s; true when `holder` has it. See [`crate::lease`].
+    /// or already `holder`'s; true when `holder` has it. See the job lease (`lease.rs`), above the store.
     pub async fn hold_lease(
         &self,
         job: &str,

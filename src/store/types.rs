@@ -6,18 +6,7 @@ use std::sync::Arc;
 use crate::ledger::{Event, ExpirationRecord, ItemKey, RefundRecord, State};
 use crate::model::{Environment, NotificationType, Subtype};
 
-/// Where the database is and how to use it (`[database]` in the
-/// configuration).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DatabaseSettings {
-    /// `sqlite://PATH` (created and migrated on start) or `postgres://...`.
-    pub url: String,
-    pub max_connections: u32,
-    /// How long a write waits for a lock held by another process before the
-    /// notification is refused with 503 (and Apple retries).
-    pub busy_timeout_ms: u64,
-}
+pub use crate::config::DatabaseSettings;
 
 /// A verified notification, ready to be stored.
 #[derive(Debug, Clone, PartialEq)]

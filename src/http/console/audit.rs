@@ -181,7 +181,7 @@ pub(super) async fn refunds_csv(
                     "attachment; filename=\"refunds.csv\"",
                 ),
             ],
-            crate::http::query::to_csv(&rows),
+            crate::http::export::to_csv(&rows),
         )
             .into_response(),
         Ok(Err(why)) => message(StatusCode::BAD_REQUEST, "Not a filter", &why),

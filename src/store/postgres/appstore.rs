@@ -5,7 +5,8 @@ use sqlx::PgConnection;
 
 use super::super::{NewEvidence, StoreError};
 use super::read;
-use super::store::{in_transaction, unavailable, PgStore};
+use super::retry::{in_transaction, unavailable};
+use super::store::PgStore;
 use crate::store::fold;
 
 /// The store's side of the App Store Server API and reported purchases.

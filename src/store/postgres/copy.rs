@@ -3,7 +3,8 @@
 use sqlx::postgres::PgRow;
 use sqlx::PgConnection;
 
-use super::store::{in_transaction, unavailable, PgStore};
+use super::retry::{in_transaction, unavailable};
+use super::store::PgStore;
 use crate::store::StoreError;
 
 crate::store::sql::copy::copy!(

@@ -8,6 +8,7 @@ mod findings;
 mod leases;
 mod ledger_tx;
 mod read;
+mod retry;
 mod store;
 mod users;
 mod writer;

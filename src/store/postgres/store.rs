@@ -9,6 +9,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Connection;
 
+use super::retry::{in_transaction, unavailable};
 use super::writer::{WriteOp, Writers};
 use super::{connect_options, findings, leases, read};
 use crate::finding::Finding;
@@ -19,58 +20,8 @@ use crate::store::{
     RescindedConsent, StoreError, SubscriptionHistory, Totals, UnfoldedNotification, UnknownShape,
 };
 
-/// Attempts at a write that PostgreSQL refused for a conflict with another.
-pub(super) const ATTEMPTS: usize = 4;
-
 /// More than a notification writes (see the SQLite probe).
 const PROBE_BYTES: usize = 64 * 1024;
-
-/// Runs `$body` (which may `.await` and `?`) in a transaction on `$tx`,
-/// again when it met a concurrent one; the store's error otherwise. A macro
-/// rather than a function taking a closure: a closure borrowing the
-/// connection cannot yet give a `Send` future for every borrow.
-macro_rules! in_transaction {
-    ($store:expr, $tx:ident, $body:block) => {{
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut transaction = $store
-                .pool()
-                .begin()
-                .await
-                .map_err($crate::store::postgres::store::unavailable)?;
-            let done = {
-                let $tx: &mut sqlx::PgConnection = &mut transaction;
-                async { $body }.await
-            };
-            let done = match done {
-                Ok(value) => transaction.commit().await.map(|()| value),
-                Err(error) => Err(error),
-            };
-            match done {
-                Ok(value) => break Ok(value),
-                Err(error)
-                    if $crate::store::postgres::store::retryable(&error)
-                        && attempt < $crate::store::postgres::store::ATTEMPTS =>
-                {
-                    tracing::debug!(%error, attempt, "write met a concurrent one; again");
-                }
-                Err(error) => break Err($crate::store::postgres::store::unavailable(error)),
-            }
-        }
-    }};
-}
-pub(super) use in_transaction;
-
-pub(super) fn unavailable(e: sqlx::Error) -> StoreError {
-    StoreError::unavailable(e)
-}
-
-/// A conflict with a concurrent transaction, which trying again resolves.
-pub(super) fn retryable(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db)
-        if matches!(db.code().as_deref(), Some("40001" | "40P01")))
-}
 
 #[derive(Debug, Clone)]
 pub(in crate::store) struct PgStore {

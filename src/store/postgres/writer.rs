@@ -11,7 +11,7 @@ use sqlx::postgres::PgPool;
 use sqlx::Connection;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use super::store::{retryable, unavailable, ATTEMPTS};
+use super::retry::{retryable, unavailable, ATTEMPTS};
 use crate::store::fold;
 use crate::store::{NewNotification, QuarantineReason, Recorded, StoreError};
 

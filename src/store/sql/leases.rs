@@ -1,4 +1,4 @@
-//! Leases of the periodic jobs (see crate::lease), written once for every
+//! Leases of the periodic jobs (see lease.rs, above the store), written once for every
 //! backend (conventions in ledger_tx.rs); each runs them in a short
 //! transaction of its own.
 

@@ -11,13 +11,16 @@ use figment::Figment;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-use crate::check::Tolerances;
-// The store owns its settings type, so that it does not depend on config
-// (config -> check -> store must not lead back to config).
-use crate::jws::{ExpectedIdentity, TrustAnchors, XcodeCertificate};
+use crate::finding::Tolerances;
+use crate::jws::{TrustAnchors, XcodeCertificate};
 use crate::ledger::{ProductDuration, Products};
 use crate::model::Environment;
-pub use crate::store::DatabaseSettings;
+pub use apps::{
+    check_base_url, is_issuer_id, is_key_id, parse_p8, AppApiSettings, AppSettings, KeyError,
+    ProductSettings,
+};
+
+mod apps;
 
 pub const ENV_PREFIX: &str = "APPSTORE_LEDGER__";
 
@@ -109,82 +112,6 @@ pub struct VerificationSettings {
     /// lists either.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub xcode_certificate: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AppSettings {
-    pub bundle_id: String,
-    /// Required when Production is allowed: Apple always sends it there.
-    pub app_apple_id: Option<i64>,
-    pub environments: Vec<String>,
-    /// The App Store Server API, to ask Apple when a push was lost.
-    #[serde(default)]
-    pub api: Option<AppApiSettings>,
-    /// What the service must know of a product that Apple does not sign:
-    /// how long a non-renewing subscription lasts.
-    #[serde(default)]
-    pub products: Vec<ProductSettings>,
-}
-
-/// `[[apps.products]]`: one of the app's products.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProductSettings {
-    pub product_id: String,
-    /// For a non-renewing subscription: how long it lasts from its
-    /// purchase, an ISO 8601 duration of years, months, weeks or days
-    /// (`P90D`, `P1M`, `P1Y`). Apple signs no expiry for one.
-    #[serde(default)]
-    pub duration: Option<String>,
-}
-
-/// An app's App Store Server API key (App Store Connect > Users and Access >
-/// Integrations > In-App Purchase).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AppApiSettings {
-    pub issuer_id: String,
-    pub key_id: String,
-    /// The `.p8` file; or the key itself in `private_key`.
-    #[serde(default)]
-    pub private_key_file: Option<PathBuf>,
-    #[serde(default)]
-    pub private_key: Option<SecretString>,
-    /// Overrides, for proxies and tests (plain http:// only for loopback).
-    #[serde(default)]
-    pub production_url: Option<String>,
-    #[serde(default)]
-    pub sandbox_url: Option<String>,
-    /// Stays below Apple's per-endpoint limits.
-    #[serde(default = "default_max_requests_per_second")]
-    pub max_requests_per_second: u32,
-}
-
-impl AppApiSettings {
-    /// The key's PEM text, with the key it came from (`private_key` or
-    /// `private_key_file`); an error names its key and says why.
-    pub fn private_key_pem(&self) -> Result<(&'static str, SecretString), (&'static str, String)> {
-        match (&self.private_key_file, &self.private_key) {
-            (Some(file), None) => std::fs::read_to_string(file)
-                .map(|pem| ("private_key_file", SecretString::from(pem)))
-                .map_err(|e| {
-                    (
-                        "private_key_file",
-                        format!("cannot read {}: {e}", file.display()),
-                    )
-                }),
-            (None, Some(pem)) => Ok(("private_key", pem.clone())),
-            _ => Err((
-                "private_key_file",
-                "give exactly one of private_key_file and private_key".into(),
-            )),
-        }
-    }
-}
-
-fn default_max_requests_per_second() -> u32 {
-    20
 }
 
 /// What `serve` asks Apple on its own, for apps with `[apps.api]`.
@@ -298,45 +225,17 @@ fn sqlite_path(url: &str) -> Option<PathBuf> {
     (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
 }
 
-/// Checks an app's API settings now, so that a wrong key stops start-up;
-/// errors name the key and never print the secret.
-fn validate_api(api: &AppApiSettings, key: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
-    use crate::appstore_api::{check_base_url, is_issuer_id, is_key_id, parse_p8};
-    use secrecy::ExposeSecret;
-    let fail = |field: &str, why: &str| Err(ConfigError(format!("{}: {why}", key(field))));
-    if !is_issuer_id(&api.issuer_id) {
-        return fail(
-            "issuer_id",
-            "must be a UUID, as App Store Connect shows it above the keys",
-        );
-    }
-    if !is_key_id(&api.key_id) {
-        return fail(
-            "key_id",
-            "must be ten upper-case letters and digits, as in SubscriptionKey_<key id>.p8",
-        );
-    }
-    let (field, pem) = match api.private_key_pem() {
-        Ok(found) => found,
-        Err((field, why)) => return fail(field, &why),
-    };
-    if let Err(e) = parse_p8(pem.expose_secret()) {
-        return fail(field, &e.to_string());
-    }
-    for (field, url) in [
-        ("production_url", &api.production_url),
-        ("sandbox_url", &api.sandbox_url),
-    ] {
-        if let Some(url) = url {
-            if let Err(why) = check_base_url(url) {
-                return fail(field, &why);
-            }
-        }
-    }
-    if api.max_requests_per_second == 0 {
-        return fail("max_requests_per_second", "must be positive");
-    }
-    Ok(())
+/// Where the database is and how to use it (`[database]` in the
+/// configuration).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://PATH` (created and migrated on start) or `postgres://...`.
+    pub url: String,
+    pub max_connections: u32,
+    /// How long a write waits for a lock held by another process before the
+    /// notification is refused with 503 (and Apple retries).
+    pub busy_timeout_ms: u64,
 }
 
 /// A configuration problem, naming the key.
@@ -488,7 +387,7 @@ impl Settings {
                 return fail(&key("app_apple_id"), "required when Production is allowed");
             }
             if let Some(api) = &app.api {
-                validate_api(api, &|field| key(&format!("api.{field}")))?;
+                apps::validate_api(api, &|field| key(&format!("api.{field}")))?;
             }
             for (j, product) in app.products.iter().enumerate() {
                 let key = |field: &str| key(&format!("products[{j}].{field}"));
@@ -601,21 +500,6 @@ impl Settings {
                 Some((app.bundle_id.clone(), product.product_id.clone(), duration))
             })
         }))
-    }
-}
-
-impl AppSettings {
-    /// What a notification for this app must match.
-    pub fn expected_identity(&self) -> ExpectedIdentity {
-        ExpectedIdentity {
-            bundle_ids: vec![self.bundle_id.clone()],
-            environments: self
-                .environments
-                .iter()
-                .map(|e| Environment::from_raw(e))
-                .collect(),
-            app_apple_id: self.app_apple_id,
-        }
     }
 }
 

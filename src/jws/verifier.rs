@@ -1,0 +1,315 @@
+//! The verifier a process keeps: trusted roots (and Xcode's StoreKit test
+//! certificate, when configured) plus a chain cache, and the checks of each
+//! kind of signed data Apple sends: a notification with every token nested
+//! in it, a transaction, a renewal info, an app transaction.
+
+use serde::de::DeserializeOwned;
+
+use super::cache::ChainCache;
+use super::error::VerifyError;
+use super::identity::{agree, ExpectedIdentity, PayloadIdentity};
+use super::trust::TrustAnchors;
+use super::xcode::{self, xcode_only, Signer};
+use super::{unverified_kind, verify_compact, TokenKind, Verified, VerifiedNotification};
+use crate::model::{
+    JwsAppTransactionDecodedPayload, JwsRenewalInfoDecodedPayload, JwsTransactionDecodedPayload,
+    ResponseBodyV2DecodedPayload, Timestamp,
+};
+
+/// Rejects a payload lacking a field that identifies it: such a payload is not
+/// of the kind the caller asked for.
+fn require(present: bool, what: &str) -> Result<(), VerifyError> {
+    if present {
+        Ok(())
+    } else {
+        Err(VerifyError::MalformedPayload(what.to_owned()))
+    }
+}
+
+/// A transaction has its id; anything else in its place (a renewal info, a
+/// whole notification) is not one.
+fn check_transaction(t: &JwsTransactionDecodedPayload) -> Result<(), VerifyError> {
+    require(
+        t.transaction_id.is_some(),
+        "a transaction without transactionId",
+    )
+}
+
+/// Renewal info names its subscription and no transaction of its own: a
+/// transaction in its place is not one.
+fn check_renewal_info(r: &JwsRenewalInfoDecodedPayload) -> Result<(), VerifyError> {
+    require(
+        r.original_transaction_id.is_some(),
+        "a renewal info without originalTransactionId",
+    )?;
+    require(
+        !r.unknown_fields.contains_key("transactionId"),
+        "a renewal info with a transactionId (a transaction in the renewal info's place)",
+    )
+}
+
+fn check_app_transaction(a: &JwsAppTransactionDecodedPayload) -> Result<(), VerifyError> {
+    require(a.bundle_id.is_some(), "an app transaction without bundleId")
+}
+
+pub(super) fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, VerifyError> {
+    serde_json::from_slice(payload).map_err(|e| VerifyError::MalformedPayload(e.to_string()))
+}
+
+/// Trusted roots plus a chain cache: what a process keeps to verify tokens.
+#[derive(Debug)]
+pub struct Verifier {
+    anchors: TrustAnchors,
+    cache: ChainCache,
+}
+
+impl Verifier {
+    pub fn new(anchors: TrustAnchors) -> Self {
+        Verifier::with_cache(anchors, ChainCache::default())
+    }
+
+    pub fn with_cache(anchors: TrustAnchors, cache: ChainCache) -> Self {
+        Verifier { anchors, cache }
+    }
+
+    pub fn anchors(&self) -> &TrustAnchors {
+        &self.anchors
+    }
+
+    pub fn cache(&self) -> &ChainCache {
+        &self.cache
+    }
+
+    /// A token's payload and who vouched for it: Apple's chain, or (when
+    /// configured, and only when Apple's chain does not hold) Xcode's
+    /// StoreKit test certificate.
+    fn verify_token<T: DeserializeOwned>(
+        &self,
+        token: &str,
+        at: Timestamp,
+    ) -> Result<(T, Signer), VerifyError> {
+        match verify_compact(token, &self.anchors, at, Some(&self.cache)) {
+            Ok(payload) => Ok((decode(&payload)?, Signer::Apple)),
+            Err(apple) => match self.anchors.xcode() {
+                Some(xcode) => match xcode::verify_xcode(token, xcode, at) {
+                    Ok(payload) => Ok((decode(&payload)?, Signer::Xcode)),
+                    // Not Xcode's either. A chain of Apple's length is
+                    // refused for Apple's reason; a shorter one is shaped
+                    // like Xcode's, and refused for Xcode's.
+                    Err(xcode) => Err(match apple {
+                        VerifyError::InvalidChainLength(_) => xcode,
+                        apple => apple,
+                    }),
+                },
+                None => Err(apple),
+            },
+        }
+    }
+
+    pub fn verify_transaction(
+        &self,
+        token: &str,
+        expected: &ExpectedIdentity,
+        at: Timestamp,
+    ) -> Result<JwsTransactionDecodedPayload, VerifyError> {
+        let (transaction, signer): (JwsTransactionDecodedPayload, _) =
+            self.verify_token(token, at)?;
+        check_transaction(&transaction)?;
+        xcode_only(signer, transaction.environment.as_ref())?;
+        expected.check_bundle_id(transaction.bundle_id.as_deref())?;
+        expected.check_environment(transaction.environment.as_ref())?;
+        Ok(transaction)
+    }
+
+    pub fn verify_renewal_info(
+        &self,
+        token: &str,
+        expected: &ExpectedIdentity,
+        at: Timestamp,
+    ) -> Result<JwsRenewalInfoDecodedPayload, VerifyError> {
+        let (renewal_info, signer): (JwsRenewalInfoDecodedPayload, _) =
+            self.verify_token(token, at)?;
+        check_renewal_info(&renewal_info)?;
+        xcode_only(signer, renewal_info.environment.as_ref())?;
+        // Renewal info names no bundle id; its environment is all there is to check.
+        expected.check_environment(renewal_info.environment.as_ref())?;
+        Ok(renewal_info)
+    }
+
+    pub fn verify_app_transaction(
+        &self,
+        token: &str,
+        expected: &ExpectedIdentity,
+        at: Timestamp,
+    ) -> Result<JwsAppTransactionDecodedPayload, VerifyError> {
+        let (app_transaction, signer): (JwsAppTransactionDecodedPayload, _) =
+            self.verify_token(token, at)?;
+        check_app_transaction(&app_transaction)?;
+        xcode_only(signer, app_transaction.environment())?;
+        expected.check(&PayloadIdentity {
+            bundle_id: app_transaction.bundle_id.clone(),
+            environment: app_transaction.environment().cloned(),
+            app_apple_id: app_transaction.app_apple_id,
+        })?;
+        Ok(app_transaction)
+    }
+
+    /// Verifies a notification's `signedPayload` and every token nested in it,
+    /// all at `at`, checks that they agree with each other, then checks the
+    /// app and environment against `expected`.
+    pub fn verify_notification(
+        &self,
+        token: &str,
+        expected: &ExpectedIdentity,
+        at: Timestamp,
+    ) -> Result<VerifiedNotification, VerifyError> {
+        let (payload, envelope_signer): (ResponseBodyV2DecodedPayload, _) =
+            self.verify_token(token, at)?;
+        let (Some(notification_uuid), Some(notification_type)) = (
+            payload.notification_uuid.clone(),
+            payload.notification_type.clone(),
+        ) else {
+            let missing = if payload.notification_uuid.is_none() {
+                "notificationUUID"
+            } else {
+                "notificationType"
+            };
+            return Err(VerifyError::MalformedPayload(format!(
+                "a notification without {missing}"
+            )));
+        };
+        let data = payload.data.as_ref();
+        let app_data = payload.app_data.as_ref();
+
+        const TRANSACTION: &str = "data.signedTransactionInfo";
+        const RENEWAL: &str = "data.signedRenewalInfo";
+        const APP_TRANSACTION: &str = "appData.signedAppTransactionInfo";
+        let transaction_info = data
+            .and_then(|d| d.signed_transaction_info.as_deref())
+            .map(|t| {
+                let (transaction, signer) =
+                    self.verify_token::<JwsTransactionDecodedPayload>(t, at)?;
+                check_transaction(&transaction)?;
+                xcode_only(signer, transaction.environment.as_ref()).map(|()| transaction)
+            })
+            .transpose()
+            .map_err(VerifyError::nested(TRANSACTION))?;
+        let renewal_info = data
+            .and_then(|d| d.signed_renewal_info.as_deref())
+            .map(|t| {
+                let (renewal, signer) = self.verify_token::<JwsRenewalInfoDecodedPayload>(t, at)?;
+                check_renewal_info(&renewal)?;
+                xcode_only(signer, renewal.environment.as_ref()).map(|()| renewal)
+            })
+            .transpose()
+            .map_err(VerifyError::nested(RENEWAL))?;
+        let app_transaction_info = app_data
+            .and_then(|d| d.signed_app_transaction_info.as_deref())
+            .map(|t| {
+                let (app_transaction, signer) =
+                    self.verify_token::<JwsAppTransactionDecodedPayload>(t, at)?;
+                check_app_transaction(&app_transaction)?;
+                xcode_only(signer, app_transaction.environment()).map(|()| app_transaction)
+            })
+            .transpose()
+            .map_err(VerifyError::nested(APP_TRANSACTION))?;
+
+        let bundle_mismatch = |expected, found| VerifyError::BundleMismatch { expected, found };
+        let environment_mismatch =
+            |expected, found| VerifyError::EnvironmentMismatch { expected, found };
+        let app_apple_id_mismatch =
+            |expected, found| VerifyError::AppAppleIdMismatch { expected, found };
+        if let Some(transaction) = &transaction_info {
+            let envelope = data.and_then(|d| d.bundle_id.as_ref());
+            agree(envelope, transaction.bundle_id.as_ref(), bundle_mismatch)
+                .and_then(|()| {
+                    let envelope = data.and_then(|d| d.environment.as_ref());
+                    agree(
+                        envelope,
+                        transaction.environment.as_ref(),
+                        environment_mismatch,
+                    )
+                })
+                .map_err(VerifyError::nested(TRANSACTION))?;
+        }
+        if let Some(renewal) = &renewal_info {
+            let envelope = data.and_then(|d| d.environment.as_ref());
+            agree(envelope, renewal.environment.as_ref(), environment_mismatch)
+                .and_then(|()| {
+                    let transaction = transaction_info
+                        .as_ref()
+                        .and_then(|t| t.original_transaction_id.as_ref());
+                    agree(
+                        transaction,
+                        renewal.original_transaction_id.as_ref(),
+                        VerifyError::TransactionMismatch,
+                    )
+                })
+                .map_err(VerifyError::nested(RENEWAL))?;
+        }
+        if let Some(app_transaction) = &app_transaction_info {
+            agree(
+                app_data.and_then(|d| d.bundle_id.as_ref()),
+                app_transaction.bundle_id.as_ref(),
+                bundle_mismatch,
+            )
+            .and_then(|()| {
+                agree(
+                    app_data.and_then(|d| d.environment.as_ref()),
+                    app_transaction.environment(),
+                    environment_mismatch,
+                )
+            })
+            .and_then(|()| {
+                agree(
+                    app_data.and_then(|d| d.app_apple_id.as_ref()),
+                    app_transaction.app_apple_id.as_ref(),
+                    app_apple_id_mismatch,
+                )
+            })
+            .map_err(VerifyError::nested(APP_TRANSACTION))?;
+        }
+
+        let notification = VerifiedNotification {
+            notification_uuid,
+            notification_type,
+            payload,
+            transaction_info,
+            renewal_info,
+            app_transaction_info,
+        };
+        let identity = notification.identity();
+        xcode_only(envelope_signer, identity.environment.as_ref())?;
+        expected.check(&identity)?;
+        Ok(notification)
+    }
+
+    /// Verifies a token of the given kind, or of the kind its payload looks
+    /// like when `kind` is `None`.
+    pub fn verify(
+        &self,
+        token: &str,
+        kind: Option<TokenKind>,
+        expected: &ExpectedIdentity,
+        at: Timestamp,
+    ) -> Result<Verified, VerifyError> {
+        let kind = match kind {
+            Some(kind) => kind,
+            None => unverified_kind(token)?,
+        };
+        Ok(match kind {
+            TokenKind::Notification => {
+                Verified::Notification(Box::new(self.verify_notification(token, expected, at)?))
+            }
+            TokenKind::Transaction => {
+                Verified::Transaction(Box::new(self.verify_transaction(token, expected, at)?))
+            }
+            TokenKind::RenewalInfo => {
+                Verified::RenewalInfo(Box::new(self.verify_renewal_info(token, expected, at)?))
+            }
+            TokenKind::AppTransaction => Verified::AppTransaction(Box::new(
+                self.verify_app_transaction(token, expected, at)?,
+            )),
+        })
+    }
+}
