@@ -62,7 +62,7 @@ async fn run(subscriptions: usize, requests: usize, postgres: Option<String>) {
         "[server]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"{url}\"\n[log]\nlevel = \"error\"\n[check]\ninterval_ms = 0\n"
     ))
     .unwrap();
-    let now = appstore_ledger::model::Timestamp::now().as_millis();
+    let now = appstore_ledger::clock::Clock::now(&appstore_ledger::clock::SystemClock).as_millis();
     let store = Store::connect(&settings.database).await.unwrap();
     eprintln!("storing {subscriptions} subscriptions and the customer's {CUSTOMER_NOTIFICATIONS} notifications...");
     // Subscription 0 is the customer (its last notification a REFUND: 0 % 10

@@ -109,7 +109,7 @@ async fn run(options: Options) {
     .unwrap();
 
     let subscriptions = options.notifications.div_ceil(PER_SUBSCRIPTION);
-    let now = appstore_ledger::model::Timestamp::now().as_millis();
+    let now = appstore_ledger::clock::Clock::now(&appstore_ledger::clock::SystemClock).as_millis();
     eprintln!(
         "storing {} generated notifications...",
         subscriptions * PER_SUBSCRIPTION

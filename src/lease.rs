@@ -11,15 +11,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::metrics::Metrics;
-use crate::model::Timestamp;
 use crate::store::Store;
 
 /// What names this process as a holder: unique per start.
 fn holder_id() -> String {
     let mut random = [0u8; 8];
-    // Uniqueness only: on failure the time stands in.
+    // Uniqueness only: on failure the address of a fresh allocation (and
+    // the process id below) stands in.
     if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random).is_err() {
-        random = Timestamp::now().as_millis().to_be_bytes();
+        let stand_in = Box::new(0u8);
+        random = (std::ptr::from_ref(&*stand_in) as usize as u64).to_be_bytes();
     }
     let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
     format!("pid-{}-{hex}", std::process::id())
@@ -82,7 +83,7 @@ impl JobLease {
     /// Takes or renews the lease; false when another instance holds it, or
     /// the database cannot say (then nobody should assume it).
     pub async fn hold(&self) -> bool {
-        let now = Timestamp::now().as_millis();
+        let now = self.store.now();
         let until = now.saturating_add(i64::try_from(self.lasts.as_millis()).unwrap_or(i64::MAX));
         let held = match self
             .store

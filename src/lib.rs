@@ -4,6 +4,7 @@
 pub mod appstore_api;
 pub mod check;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod console;
 pub mod finding;

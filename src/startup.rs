@@ -67,13 +67,24 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        Application::build_with_clock(settings, crate::clock::system()).await
+    }
+
+    /// As [`Application::build`], telling the time by `clock` (tests make
+    /// time pass with a manual one).
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: crate::clock::SharedClock,
+    ) -> Result<Application, StartupError> {
         survive_file_size_limit();
         let anchors = settings.trust_anchors()?;
         let tls = match (&settings.server.tls_cert, &settings.server.tls_key) {
             (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
             _ => None,
         };
-        let store = Store::connect(&settings.database).await?;
+        let store = Store::connect(&settings.database)
+            .await?
+            .with_clock(clock.clone());
         let ingest = Ingest::new(Verifier::new(anchors), &settings.apps);
         if settings.api.tokens.is_empty() {
             tracing::warn!(
@@ -88,6 +99,7 @@ impl Application {
         let appstore_api = Arc::new(crate::appstore_api::AppStoreApi::from_settings(
             &settings.apps,
             crate::appstore_api::RetryPolicy::default(),
+            &clock,
         )?);
         let ingest = Arc::new(ingest);
         let request_timeout = settings.request_timeout();

@@ -148,7 +148,11 @@ fn the_top_level_modules_of_src_form_layers() {
             }
         }
     }
-    assert_eq!(cycle(&edges), None, "the modules use each other: {edges:#?}");
+    assert_eq!(
+        cycle(&edges),
+        None,
+        "the modules use each other: {edges:#?}"
+    );
     // The check itself sees edges: the ledger stands on the model.
     assert!(edges["ledger"].contains("model"), "{edges:#?}");
 }
@@ -180,4 +184,24 @@ fn the_files_of_the_postgres_store_form_layers() {
     }
     assert_eq!(cycle(&edges), None, "{edges:#?}");
     assert!(edges["writer"].contains("retry"), "{edges:#?}");
+}
+
+#[test]
+fn the_wall_clock_is_read_in_one_place() {
+    let reads: Vec<String> = rust_files(&src())
+        .into_iter()
+        .filter_map(|path| {
+            let code = code(&path);
+            let read = [
+                "SystemTime::now",
+                "now_utc(",
+                "Utc::now",
+                "OffsetDateTime::now",
+            ]
+            .iter()
+            .any(|call| code.contains(call));
+            read.then(|| path.strip_prefix(src()).unwrap().display().to_string())
+        })
+        .collect();
+    assert_eq!(reads, ["clock.rs"], "everything else asks a Clock");
 }

@@ -18,7 +18,8 @@ use super::types::{
     NotificationHistoryResponse, OrderLookupResponse, SendTestNotificationResponse, StatusResponse,
     TransactionInfoResponse,
 };
-use crate::model::{Environment, Timestamp};
+use crate::clock::SharedClock;
+use crate::model::Environment;
 
 pub const PRODUCTION_URL: &str = "https://api.storekit.apple.com";
 pub const SANDBOX_URL: &str = "https://api.storekit-sandbox.apple.com";
@@ -101,16 +102,14 @@ pub struct Client {
     key: ApiKey,
     limiter: RateLimiter,
     retry: RetryPolicy,
+    /// What tells the time: a token's iat, Apple's Retry-After.
+    clock: SharedClock,
 }
 
 enum Attempt<T> {
     Done(T),
     Retry { after: Duration, why: String },
     RateLimited { until: Option<i64> },
-}
-
-fn now_millis() -> i64 {
-    Timestamp::now().as_millis()
 }
 
 impl Client {
@@ -120,6 +119,7 @@ impl Client {
         key: ApiKey,
         max_requests_per_second: u32,
         retry: RetryPolicy,
+        clock: SharedClock,
     ) -> Result<Client, Error> {
         let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
         let roots = rustls::RootCertStore {
@@ -144,6 +144,7 @@ impl Client {
             key,
             limiter: RateLimiter::new(max_requests_per_second),
             retry,
+            clock,
         })
     }
 
@@ -303,7 +304,8 @@ impl Client {
                     // Retry-After, the backoff.
                     let wait = match until {
                         Some(until) => Duration::from_millis(
-                            u64::try_from(until.saturating_sub(now_millis())).unwrap_or(0),
+                            u64::try_from(until.saturating_sub(self.clock.now().as_millis()))
+                                .unwrap_or(0),
                         ),
                         None => self.retry.backoff(rate_limited),
                     };
@@ -347,7 +349,7 @@ impl Client {
         body: Option<&impl Serialize>,
     ) -> Result<Attempt<T>, Error> {
         self.limiter.acquire().await;
-        let our_time = now_millis() / 1000;
+        let our_time = self.clock.now().as_millis() / 1000;
         let token = self
             .key
             .token(our_time)
@@ -418,7 +420,10 @@ impl Client {
                 .and_then(|v| v.trim().parse::<i64>().ok())
                 .map(|value| {
                     if value < 100_000_000_000 {
-                        now_millis().saturating_add(value.saturating_mul(1000))
+                        self.clock
+                            .now()
+                            .as_millis()
+                            .saturating_add(value.saturating_mul(1000))
                     } else {
                         value
                     }

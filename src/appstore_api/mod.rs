@@ -19,6 +19,7 @@ pub use types::{
     SendTestNotificationResponse, StatusResponse, SubscriptionGroupStatus, TransactionInfoResponse,
 };
 
+use crate::clock::SharedClock;
 pub use crate::config::{check_base_url, is_issuer_id, is_key_id};
 use crate::config::{AppSettings, ConfigError};
 use crate::model::Environment;
@@ -32,7 +33,11 @@ pub struct AppStoreApi {
 }
 
 impl AppStoreApi {
-    pub fn from_settings(apps: &[AppSettings], retry: RetryPolicy) -> Result<Self, ConfigError> {
+    pub fn from_settings(
+        apps: &[AppSettings],
+        retry: RetryPolicy,
+        clock: &SharedClock,
+    ) -> Result<Self, ConfigError> {
         let mut clients = Vec::new();
         for (i, app) in apps.iter().enumerate() {
             let Some(api) = &app.api else { continue };
@@ -62,6 +67,7 @@ impl AppStoreApi {
                     api_key,
                     api.max_requests_per_second,
                     retry,
+                    clock.clone(),
                 )
                 .map_err(|e| ConfigError(format!("{}: {e}", key("production_url"))))?;
                 clients.push(client);

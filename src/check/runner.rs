@@ -198,7 +198,7 @@ async fn check_once(
     metrics: &Metrics,
     stop: &Stop,
 ) -> bool {
-    let now = Timestamp::now();
+    let now = store.clock().now();
     match run(store, now, tolerances, products, |_, _| {}, stop).await {
         Ok(None) => return false,
         Ok(Some(report)) => {

@@ -104,7 +104,8 @@ struct Context {
 async fn context(settings: &Settings) -> Result<Context, (u8, String)> {
     let usage = |e: String| (EXIT_USAGE, e);
     let anchors = settings.trust_anchors().map_err(|e| usage(e.to_string()))?;
-    let api = AppStoreApi::from_settings(&settings.apps, RetryPolicy::default())
+    let clock = crate::clock::system();
+    let api = AppStoreApi::from_settings(&settings.apps, RetryPolicy::default(), &clock)
         .map_err(|e| usage(e.to_string()))?;
     if api.is_empty() {
         return Err(usage(

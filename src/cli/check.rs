@@ -44,7 +44,7 @@ pub(super) async fn check(settings: Settings, at: Option<Timestamp>, json: bool)
             return EXIT_FAILED;
         }
     };
-    let at = at.unwrap_or_else(Timestamp::now);
+    let at = at.unwrap_or_else(|| store.clock().now());
     let mut progress = Progress::new("checking", "subscriptions and purchases");
     let outcome = check::run(
         &store,

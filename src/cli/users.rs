@@ -123,7 +123,7 @@ fn new_user(name: &str, role: Role) -> Result<(ConsoleUser, String), String> {
     let user = ConsoleUser {
         name: name.to_owned(),
         role: role.as_str().to_owned(),
-        created_at: Timestamp::now().as_millis(),
+        created_at: crate::clock::Clock::now(&crate::clock::SystemClock).as_millis(),
     };
     Ok((user, hash))
 }

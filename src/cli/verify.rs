@@ -110,7 +110,7 @@ pub fn verify(
         },
         kind: args.kind.token_kind(),
         at: args.at,
-        now: Timestamp::now(),
+        now: crate::clock::Clock::now(&crate::clock::SystemClock),
         status: EXIT_OK,
         out,
         err,

@@ -19,7 +19,6 @@ use super::params::{invalid, AtParams, Limit, Millis, Number, Params, MAX_LIMIT}
 use super::views::{self, EvidenceView, ExpirationView, FindingView, HistoryView, RefundView};
 use super::{ApiError, AppState};
 use crate::ledger::State as LedgerState;
-use crate::model::Timestamp;
 use crate::store::{ItemQuery, LedgerItem, RefundFilter, StoreError};
 
 fn unavailable(e: StoreError) -> ApiError {
@@ -53,8 +52,8 @@ async fn as_known_at(
     )
 }
 
-fn at_or_now(at: Option<Millis>) -> i64 {
-    at.map_or_else(|| Timestamp::now().as_millis(), |Millis(at)| at)
+fn at_or_now(state: &AppState, at: Option<Millis>) -> i64 {
+    at.map_or_else(|| state.store.now(), |Millis(at)| at)
 }
 
 /// The customers among `states` who withdrew consent (RESCIND_CONSENT),
@@ -158,7 +157,7 @@ pub(super) async fn subscription(
     Path(original_transaction_id): Path<String>,
     Params(params): Params<AtParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let at = at_or_now(params.at);
+    let at = at_or_now(&state, params.at);
     let items = state
         .store
         .ledger_items(&ItemQuery::Subscription(original_transaction_id))
@@ -240,7 +239,7 @@ pub(super) async fn entitlements(
     State(state): State<AppState>,
     Params(params): Params<EntitlementParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let at = at_or_now(params.at);
+    let at = at_or_now(&state, params.at);
     let customer = params.app_transaction_id.clone();
     let query = match (
         params.app_account_token,

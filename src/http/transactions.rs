@@ -19,7 +19,6 @@ use serde_json::json;
 
 use super::{ApiError, AppState};
 use crate::ledger::ItemKey;
-use crate::model::Timestamp;
 use crate::sync::{self, AppReport, SyncError};
 
 /// At most `per_minute` reports per bearer token in any minute-long window.
@@ -180,7 +179,7 @@ async fn report_inner(
     )
     .await
     .map_err(|e| refused(&e))?;
-    let at = Timestamp::now().as_millis();
+    let at = state.store.clock().now().as_millis();
     let s = &outcome.state;
     let item = &outcome.item;
     let answer = s.answer_at(item, at, &state.products);

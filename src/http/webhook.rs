@@ -11,7 +11,6 @@ use serde_json::json;
 
 use super::{ApiError, AppState};
 use crate::ingest::Ingested;
-use crate::model::Timestamp;
 use crate::store::{Recorded, StoreError};
 
 #[derive(Deserialize)]
@@ -46,7 +45,9 @@ impl Outcome {
         };
         state.metrics.notification(outcome, code, took);
         if let Outcome::Rejected(code) | Outcome::Invalid(code) = self {
-            state.rejections.note(code, Timestamp::now().as_millis());
+            state
+                .rejections
+                .note(code, state.store.clock().now().as_millis());
         }
     }
 }
@@ -107,7 +108,7 @@ async fn receive_inner(
         )
     })?;
 
-    let now = Timestamp::now();
+    let now = state.store.clock().now();
     let verifying = std::time::Instant::now();
     let classified = state.ingest.classify(&body.signed_payload, now, now);
     state.metrics.verification(verifying.elapsed());

@@ -22,11 +22,6 @@ impl Timestamp {
         Timestamp(seconds.saturating_mul(1000))
     }
 
-    pub fn now() -> Self {
-        let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();
-        Timestamp(i64::try_from(nanos / 1_000_000).unwrap_or(i64::MAX))
-    }
-
     /// Parses an RFC 3339 date-time such as `2025-10-01T07:08:38.835Z`.
     pub fn parse_rfc3339(text: &str) -> Option<Self> {
         let at = OffsetDateTime::parse(text, &Rfc3339).ok()?;

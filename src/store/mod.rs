@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::clock::SharedClock;
 use crate::finding::Finding;
 use crate::ledger::ItemKey;
 
@@ -56,10 +57,16 @@ macro_rules! on_backend {
     };
 }
 
+// After the macro, which the console's part of the store uses.
+mod console;
+
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,
     batch_sizes: WriteBatchSizes,
+    /// What tells the time for everything that uses this store: the
+    /// system's, unless a test gives its own ([`Store::with_clock`]).
+    clock: SharedClock,
 }
 
 /// How many notifications each committed write transaction held, by the
@@ -97,6 +104,7 @@ impl Store {
             return Ok(Store {
                 backend: Backend::Postgres(backend),
                 batch_sizes,
+                clock: crate::clock::system(),
             });
         }
         if !settings.url.starts_with("sqlite:") {
@@ -115,7 +123,24 @@ impl Store {
         Ok(Store {
             backend: Backend::Sqlite(Box::new(backend)),
             batch_sizes,
+            clock: crate::clock::system(),
         })
+    }
+
+    /// This store, telling the time by `clock`.
+    pub fn with_clock(mut self, clock: SharedClock) -> Store {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock of this store and of everything that uses it.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    /// Now, by [`Store::clock`], in milliseconds.
+    pub fn now(&self) -> i64 {
+        self.clock.now().as_millis()
     }
 
     /// The sizes of the write transactions committed so far (see
@@ -440,152 +465,5 @@ impl Store {
     /// Gives `job`'s lease back, if `holder` has it.
     pub async fn release_lease(&self, job: &str, holder: &str) -> Result<(), StoreError> {
         on_backend!(self, b => b.release_lease(job, holder).await)
-    }
-
-    /// Adds a console user with the hash of its password, unless one has
-    /// that name; true when added.
-    pub async fn add_console_user(
-        &self,
-        user: &ConsoleUser,
-        password_hash: &str,
-    ) -> Result<bool, StoreError> {
-        on_backend!(self, b => b.add_console_user(user, password_hash).await)
-    }
-
-    /// True when there was such a user.
-    pub async fn remove_console_user(&self, name: &str) -> Result<bool, StoreError> {
-        on_backend!(self, b => b.remove_console_user(name).await)
-    }
-
-    /// Every console user, by name.
-    pub async fn console_users(&self) -> Result<Vec<ConsoleUser>, StoreError> {
-        on_backend!(self, b => b.console_users().await)
-    }
-
-    /// A console user's name as added, role and password hash, by the name
-    /// in any case.
-    pub async fn console_login(
-        &self,
-        name: &str,
-    ) -> Result<Option<(String, String, String)>, StoreError> {
-        on_backend!(self, b => b.console_login(name).await)
-    }
-
-    /// Whether any console user exists (the console is off until one does).
-    pub async fn has_console_users(&self) -> Result<bool, StoreError> {
-        on_backend!(self, b => b.has_console_users().await)
-    }
-
-    /// Starts a session: the SHA-256 of its cookie token, never the token.
-    pub async fn create_console_session(
-        &self,
-        token_sha256: &str,
-        user_name: &str,
-        csrf_token: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        on_backend!(self, b => b.create_console_session(token_sha256, user_name, csrf_token, now).await)
-    }
-
-    /// The session, seen now, unless it was idle since before `idle_since`
-    /// or began before `created_since` (then it is over and deleted) or its
-    /// user was removed.
-    pub async fn console_session(
-        &self,
-        token_sha256: &str,
-        idle_since: i64,
-        created_since: i64,
-        now: i64,
-    ) -> Result<Option<ConsoleSession>, StoreError> {
-        on_backend!(self, b => b.console_session(token_sha256, idle_since, created_since, now).await)
-    }
-
-    pub async fn delete_console_session(&self, token_sha256: &str) -> Result<(), StoreError> {
-        on_backend!(self, b => b.delete_console_session(token_sha256).await)
-    }
-
-    /// Reserves a sign-in attempt before its password is checked: `None`
-    /// when `allowed` failed or reserved attempts since `since` are counted
-    /// for `user_key` or for `address` already (then refuse), else the id of
-    /// the attempt, which counts as failed until it is forgotten. Attempts
-    /// checked at once on any instance cannot all slip under the limit.
-    pub async fn reserve_login_attempt(
-        &self,
-        user_key: &str,
-        address: &str,
-        now: i64,
-        since: i64,
-        allowed: i64,
-    ) -> Result<Option<i64>, StoreError> {
-        on_backend!(self, b => b.reserve_login_attempt(user_key, address, now, since, allowed).await)
-    }
-
-    /// Takes back a reserved attempt whose password was right.
-    pub async fn forget_login_attempt(&self, id: i64) -> Result<(), StoreError> {
-        on_backend!(self, b => b.forget_login_attempt(id).await)
-    }
-
-    /// The secret called `name`, made from `fresh` the first time any
-    /// instance asks: every instance then shares it.
-    pub async fn console_secret(&self, name: &str, fresh: &str) -> Result<String, StoreError> {
-        on_backend!(self, b => b.console_secret(name, fresh).await)
-    }
-
-    /// An item's stored notifications and Apple's answers, in no order.
-    pub async fn item_events(&self, item: &ItemKey) -> Result<Vec<StoredEvent>, StoreError> {
-        on_backend!(self, b => b.item_events(item).await)
-    }
-
-    /// Writes down that a console user opened a page.
-    pub async fn note_console_access(&self, entry: &AccessEntry) -> Result<(), StoreError> {
-        on_backend!(self, b => b.note_console_access(entry).await)
-    }
-
-    /// The console's access log, newest first: entries with an id below
-    /// `before`, of one user or of all.
-    pub async fn console_access_log(
-        &self,
-        user_name: Option<&str>,
-        before: Option<i64>,
-        limit: i64,
-    ) -> Result<Vec<AccessEntry>, StoreError> {
-        on_backend!(self, b => b.console_access_log(user_name, before, limit).await)
-    }
-
-    /// Adds (start of the hour, code, count) to the refused deliveries.
-    pub async fn add_rejections(&self, counts: &[(i64, String, i64)]) -> Result<(), StoreError> {
-        on_backend!(self, b => b.add_rejections(counts).await)
-    }
-
-    /// A notification's (received or quarantined) or an Apple answer's
-    /// decoded payload, by notificationUUID or evidence id.
-    pub async fn stored_payload(&self, id: &str) -> Result<Option<StoredPayload>, StoreError> {
-        on_backend!(self, b => b.stored_payload(id).await)
-    }
-
-    /// Deliveries since `since`: received per hour, refused, quarantined,
-    /// recovered by backfill.
-    pub async fn delivery_health(&self, since: i64) -> Result<DeliveryHealth, StoreError> {
-        on_backend!(self, b => b.delivery_health(since).await)
-    }
-
-    /// Stored and quarantined notifications and open findings, without
-    /// counting any table.
-    pub async fn totals(&self) -> Result<Totals, StoreError> {
-        on_backend!(self, b => b.totals().await)
-    }
-
-    pub async fn counts(&self) -> Result<Counts, StoreError> {
-        on_backend!(self, b => b.counts().await)
-    }
-
-    /// Answers only when the database does.
-    pub async fn health(&self) -> Result<(), StoreError> {
-        on_backend!(self, b => b.health().await)
-    }
-
-    /// Finishes pending writes and closes every connection.
-    pub async fn close(&self) {
-        on_backend!(self, b => b.close().await)
     }
 }

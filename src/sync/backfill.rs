@@ -6,7 +6,6 @@ use super::SyncError;
 use crate::appstore_api::{Client, NotificationHistoryRequest};
 use crate::ingest::{Ingest, Ingested};
 use crate::jws::unverified_signed_date;
-use crate::model::Timestamp;
 use crate::stop::Stop;
 use crate::store::{BackfillRequest, BackfillRun, Recorded, Store};
 
@@ -62,7 +61,7 @@ pub async fn backfill(
     mut progress: impl FnMut(&BackfillReport),
     stop: &Stop,
 ) -> Result<BackfillReport, SyncError> {
-    let now = Timestamp::now();
+    let now = store.clock().now();
     let mut run = store
         .backfill_run(
             &BackfillRequest {
@@ -101,7 +100,7 @@ pub async fn backfill(
                     // Apple's attempts say whether and why our endpoint failed.
                     if let Ok(attempts) = serde_json::to_string(&item.send_attempts) {
                         store
-                            .note_send_attempts(&uuid, &attempts, Timestamp::now().as_millis())
+                            .note_send_attempts(&uuid, &attempts, store.clock().now().as_millis())
                             .await?;
                     }
                 }
@@ -111,7 +110,7 @@ pub async fn backfill(
         let finished = !page.has_more || page.pagination_token.is_none();
         run.pagination_token = page.pagination_token;
         store
-            .backfill_progress(&run, finished.then(|| Timestamp::now().as_millis()))
+            .backfill_progress(&run, finished.then(|| store.clock().now().as_millis()))
             .await?;
         progress(&report(&run, finished));
         if finished {
@@ -127,7 +126,7 @@ async fn store_one(
     store: &Store,
     signed_payload: &str,
 ) -> Result<Option<(String, Recorded)>, SyncError> {
-    let received_at = Timestamp::now();
+    let received_at = store.clock().now();
     let at = match unverified_signed_date(signed_payload) {
         Ok(at) => at,
         Err(error) => {

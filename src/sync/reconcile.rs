@@ -13,7 +13,7 @@ use crate::finding::FindingKind;
 use crate::ingest::Ingest;
 use crate::jws::unverified_signed_date;
 use crate::ledger::{sources, Event, EventData, ItemKey, RenewalFacts, State, TransactionFacts};
-use crate::model::{Environment, NotificationType, Timestamp};
+use crate::model::{Environment, NotificationType};
 use crate::store::{FindingFilter, ItemQuery, NewEvidence, Store};
 
 /// What reconciling one subscription did.
@@ -57,12 +57,12 @@ pub async fn reconcile(
             original_transaction_id.to_owned(),
         ));
     };
-    let folded_at = Timestamp::now().as_millis();
+    let folded_at = store.clock().now().as_millis();
     let evidence_stored = store.record_evidence(&evidence).await?;
     let after = state_of(store, original_transaction_id).await?;
     let how = resolution(before.as_ref(), after.as_ref());
 
-    let now = Timestamp::now().as_millis();
+    let now = store.clock().now().as_millis();
     let current = after
         .as_ref()
         .map(|state| check_item(&item, state, now, tolerances))
@@ -155,7 +155,7 @@ async fn ask(
 ) -> Result<Vec<NewEvidence>, SyncError> {
     let expected = expected_identity(ingest, client)?;
     let verifier = ingest.verifier();
-    let fetched_at = Timestamp::now().as_millis();
+    let fetched_at = store.clock().now().as_millis();
     let mut evidence = Vec::new();
 
     let mut revision: Option<String> = None;

@@ -12,7 +12,7 @@ use crate::appstore_api::AppStoreApi;
 use crate::ingest::Ingest;
 use crate::jws::unverified_signed_date;
 use crate::ledger::{sources, ItemKey, RenewalFacts, State, TransactionFacts};
-use crate::model::{receipt_purchases, InAppOwnershipType, ProductType, Timestamp};
+use crate::model::{receipt_purchases, InAppOwnershipType, ProductType};
 use crate::store::{ItemQuery, NewEvidence, Store};
 
 /// What a backend forwarded.
@@ -48,7 +48,7 @@ pub async fn report(
     report: AppReport,
     app_account_token: Option<String>,
 ) -> Result<ReportOutcome, SyncError> {
-    let now = Timestamp::now();
+    let now = store.clock().now();
     let (evidence, transaction) = match report {
         AppReport::Signed {
             signed_transaction,

@@ -10,7 +10,6 @@ use crate::check::Tolerances;
 use crate::config::AppStoreApiSettings;
 use crate::ingest::Ingest;
 use crate::lease::Leases;
-use crate::model::Timestamp;
 use crate::stop::Stop;
 use crate::store::Store;
 
@@ -49,7 +48,7 @@ pub fn spawn_periodic(
                 let held = lease.hold().await;
                 for client in api.clients().filter(|_| held) {
                     let window = BackfillWindow {
-                        since: Timestamp::now().as_millis().saturating_sub(look_back),
+                        since: store.clock().now().as_millis().saturating_sub(look_back),
                         until: None,
                         only_failures: false,
                     };

@@ -4,6 +4,8 @@
 //! limited, and the headers every console page carries. Over HTTP as a
 //! browser speaks it (cookies and forms by hand, redirects not followed).
 
+use std::time::Duration;
+
 use crate::helpers::{pki, TempDir, TestApp};
 
 pub(crate) const PASSWORD: &str = "correct horse battery";
@@ -311,9 +313,7 @@ async fn console_pages_forbid_inline_scripts_and_framing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_sign_ins_are_limited_then_even_the_right_password_waits() {
-    let (pki, dir) = (pki(), TempDir::new());
-    let text = crate::helpers::config(&dir, &pki, "", "[console]\nlogin_failures_allowed = 3\n");
-    let app = TestApp::spawn_text(pki, dir, &text).await;
+    let app = TestApp::spawn_with_manual_clock("[console]\nlogin_failures_allowed = 3\n").await;
     let client = browser(reqwest::Client::builder());
     add_user(&app, "ana", "support");
     add_user(&app, "bo", "support");
@@ -334,17 +334,17 @@ async fn failed_sign_ins_are_limited_then_even_the_right_password_waits() {
     assert!(limited.cookie_line("console_session").is_none());
     // From the same address, another user waits too.
     assert_eq!(attempt("bo", PASSWORD).await.status, 429);
-    // Once the failures age out, the right password works again.
-    sqlx::query("UPDATE console_login_failures SET failed_at = failed_at - 16 * 60 * 1000")
-        .execute(&mut app.db().await)
-        .await
-        .unwrap();
+    // Still limited a minute before the failures age out (15 minutes)...
+    app.clock().advance(Duration::from_secs(14 * 60));
+    assert_eq!(attempt("ana", PASSWORD).await.status, 429);
+    // ...and once they have, the right password works again.
+    app.clock().advance(Duration::from_secs(2 * 60));
     assert_eq!(attempt("ana", PASSWORD).await.status, 303);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_ends_when_idle_or_when_its_user_is_removed() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with_manual_clock("").await;
     let client = browser(reqwest::Client::builder());
     add_user(&app, "ana", "support");
     add_user(&app, "bo", "admin");
@@ -352,14 +352,11 @@ async fn a_session_ends_when_idle_or_when_its_user_is_removed() {
     let bo = sign_in(&app, &client, "bo").await;
     assert_eq!(get(&app, &client, "/console", &ana).await.status, 200);
 
-    // Unused for longer than the idle timeout (30 minutes by default).
-    sqlx::query(
-        "UPDATE console_sessions SET last_seen_at = last_seen_at - 31 * 60 * 1000
-         WHERE user_name = 'ana'",
-    )
-    .execute(&mut app.db().await)
-    .await
-    .unwrap();
+    // Ana's session unused for longer than the idle timeout (30 minutes by
+    // default); Bo's used in between.
+    app.clock().advance(Duration::from_secs(20 * 60));
+    assert_eq!(get(&app, &client, "/console", &bo).await.status, 200);
+    app.clock().advance(Duration::from_secs(11 * 60));
     assert_eq!(get(&app, &client, "/console", &ana).await.status, 303);
     assert_eq!(app.count("console_sessions").await, 1);
 

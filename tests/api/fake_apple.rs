@@ -19,8 +19,6 @@ use ring::signature::{
 };
 use serde_json::{json, Value};
 
-use appstore_ledger::model::Timestamp;
-
 use crate::helpers::BUNDLE_ID;
 
 pub const ISSUER_ID: &str = "57246542-96fe-1a63-e053-0824d011072a";
@@ -155,7 +153,7 @@ impl FakeApple {
 }
 
 fn now_ms() -> i64 {
-    Timestamp::now().as_millis()
+    appstore_ledger::clock::Clock::now(&appstore_ledger::clock::SystemClock).as_millis()
 }
 
 fn apple_error(status: StatusCode, code: i64) -> Response {

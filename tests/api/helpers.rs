@@ -1,11 +1,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::oneshot;
 
+use appstore_ledger::clock::ManualClock;
 use appstore_ledger::config::Settings;
 use appstore_ledger::startup::Application;
 
@@ -62,6 +64,7 @@ pub struct TestApp {
     /// Set by a test that sends a status Apple would not sign: the check
     /// that every scenario agrees with Apple is not made when it ends.
     pub apple_may_disagree: bool,
+    manual_clock: Option<Arc<ManualClock>>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -168,6 +171,33 @@ impl TestApp {
         text: &str,
         pg: Option<crate::pg::PgDatabase>,
     ) -> TestApp {
+        TestApp::spawn_clocked(pki, dir, text, pg, None).await
+    }
+
+    /// A service whose clock stands still until the test advances it
+    /// ([`TestApp::clock`]), starting at the system's time now.
+    pub async fn spawn_with_manual_clock(extra: &str) -> TestApp {
+        let (pki, dir) = (pki(), TempDir::new());
+        let text = config(&dir, &pki, "", extra);
+        let (text, pg) = on_suite_backend(&dir, text).await;
+        let clock = Arc::new(ManualClock::starting_now());
+        TestApp::spawn_clocked(pki, dir, &text, pg, Some(clock)).await
+    }
+
+    /// The manual clock the service tells the time by.
+    pub fn clock(&self) -> &ManualClock {
+        self.manual_clock
+            .as_deref()
+            .expect("a service spawned with spawn_with_manual_clock")
+    }
+
+    async fn spawn_clocked(
+        pki: TestPki,
+        dir: TempDir,
+        text: &str,
+        pg: Option<crate::pg::PgDatabase>,
+        manual_clock: Option<Arc<ManualClock>>,
+    ) -> TestApp {
         let text = match &pg {
             Some(pg) => text.replace(
                 &format!("sqlite://{}", dir.path("ledger.db").display()),
@@ -180,7 +210,13 @@ impl TestApp {
         std::fs::write(&config_path, text).unwrap();
         let settings = Settings::from_toml(text).unwrap();
         appstore_ledger::telemetry::init(&settings.log);
-        let application = Application::build(settings).await.unwrap();
+        let clock: appstore_ledger::clock::SharedClock = match &manual_clock {
+            Some(manual) => manual.clone(),
+            None => appstore_ledger::clock::system(),
+        };
+        let application = Application::build_with_clock(settings, clock)
+            .await
+            .unwrap();
         let scheme = if application.is_tls() {
             "https"
         } else {
@@ -204,6 +240,7 @@ impl TestApp {
             dir,
             pg,
             apple_may_disagree: false,
+            manual_clock,
             stop: Some(stop),
             server: Some(server),
         }

@@ -3,15 +3,13 @@
 
 use serde_json::{json, Value};
 
-use appstore_ledger::model::Timestamp;
-
 use crate::helpers::{uuid, TestApp, BUNDLE_ID};
 
 pub(crate) const DAY: i64 = 86_400_000;
 pub(crate) const HOUR: i64 = 3_600_000;
 
 pub(crate) fn now() -> i64 {
-    Timestamp::now().as_millis()
+    appstore_ledger::clock::Clock::now(&appstore_ledger::clock::SystemClock).as_millis()
 }
 
 /// A subscription's transaction.

@@ -96,7 +96,7 @@ async fn shutdown_stops_accepting_and_finishes_requests_in_flight() {
 async fn shutdown_during_a_long_check_stops_it_within_the_grace() {
     use crate::helpers::{config, pki, TestApp};
     use appstore_ledger::ledger::Event;
-    use appstore_ledger::model::{Environment, NotificationType, Timestamp};
+    use appstore_ledger::model::{Environment, NotificationType};
     use appstore_ledger::stop::Stop;
     use appstore_ledger::store::{NewNotification, Store};
 
@@ -106,7 +106,7 @@ async fn shutdown_during_a_long_check_stops_it_within_the_grace() {
         .replace("[log]", "[check]\ninterval_ms = 3600000\n[log]");
     let settings = appstore_ledger::config::Settings::from_toml(&text).unwrap();
     let store = Store::connect(&settings.database).await.unwrap();
-    let now = Timestamp::now().as_millis();
+    let now = appstore_ledger::clock::Clock::now(&appstore_ledger::clock::SystemClock).as_millis();
     let notifications: Vec<NewNotification> = (0..SUBSCRIPTIONS)
         .map(|i| {
             let payload = serde_json::json!({
@@ -144,7 +144,7 @@ async fn shutdown_during_a_long_check_stops_it_within_the_grace() {
     let tolerances = appstore_ledger::check::Tolerances::default();
     let report = appstore_ledger::check::run(
         &store,
-        Timestamp::now(),
+        appstore_ledger::clock::Clock::now(&appstore_ledger::clock::SystemClock),
         &tolerances,
         &appstore_ledger::ledger::Products::default(),
         |_, _| {},

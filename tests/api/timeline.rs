@@ -3,6 +3,8 @@
 
 use serde_json::{json, Value};
 
+use appstore_ledger::clock::Clock;
+
 use crate::helpers::TestApp;
 use crate::ledger::{now, renewal, revoked, subscription_at, tx, Post, DAY};
 
@@ -271,7 +273,7 @@ async fn the_product_at_t_is_the_one_whose_period_covers_t() {
 
 #[tokio::test]
 async fn known_at_answers_as_the_service_would_have_then() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with_manual_clock("").await;
     let (t0, otid) = (now() - 40 * DAY, "tl-known");
     let p1 = tx(otid, "tl-known-1", "monthly", t0, t0 + 30 * DAY);
     let p2 = tx(otid, "tl-known-2", "monthly", t0 + 30 * DAY, t0 + 60 * DAY);
@@ -280,9 +282,10 @@ async fn known_at_answers_as_the_service_would_have_then() {
         .tx(p1)
         .send()
         .await;
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    let before_renewal = now();
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    // The renewal reaches us a second after `before_renewal`.
+    app.clock().advance(std::time::Duration::from_secs(1));
+    let before_renewal = app.clock().now().as_millis();
+    app.clock().advance(std::time::Duration::from_secs(1));
     Post::new(&app, "DID_RENEW", t0 + 30 * DAY)
         .status(1)
         .tx(signed(p2, t0 + 30 * DAY))
@@ -431,7 +434,7 @@ async fn known_at_equals_a_replay_of_what_had_been_received() {
         ("SUBSCRIBED", Some("RESUBSCRIBE"), 90, 1, period(4, 90)),
     ];
     for seed in 1..=3u64 {
-        let all = TestApp::spawn().await;
+        let all = TestApp::spawn_with_manual_clock("").await;
         let replay = TestApp::spawn_with(all.pki.clone(), crate::helpers::TempDir::new(), "").await;
         let mut order: Vec<usize> = (0..history.len()).collect();
         let mut state = seed;
@@ -459,9 +462,9 @@ async fn known_at_equals_a_replay_of_what_had_been_received() {
             assert_eq!(all.post(token).await.0, 200);
             assert_eq!(replay.post(token).await.0, 200);
         }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        let known_at = now();
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        all.clock().advance(std::time::Duration::from_secs(1));
+        let known_at = all.clock().now().as_millis();
+        all.clock().advance(std::time::Duration::from_secs(1));
         for token in &tokens[split..] {
             assert_eq!(all.post(token).await.0, 200);
         }

@@ -13,7 +13,6 @@ use time::macros::format_description;
 use super::customer::{encode, reason_name, timeline_url};
 use super::pages::{date, maybe_moment, moment, price};
 use super::{message, open_page, show, svg, unavailable, AppState, Audience};
-use crate::model::Timestamp;
 use crate::store::{FindingFilter, RefundEntry, RefundFilter};
 
 /// The most refunds a page (and its CSV) holds; narrower filters show the rest.
@@ -408,7 +407,7 @@ pub(super) async fn delivery(State(state): State<AppState>, headers: HeaderMap) 
         Ok(session) => session,
         Err(response) => return response,
     };
-    let now = Timestamp::now().as_millis();
+    let now = state.store.clock().now().as_millis();
     let first_hour = now
         .div_euclid(HOUR_MS)
         .saturating_sub(47)

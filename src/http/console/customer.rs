@@ -12,7 +12,6 @@ use super::pages::{self, date, maybe_moment, moment, price};
 use super::{message, open_page, show, svg, unavailable, AppState, Audience};
 use crate::console::timeline::{steps, Mark, Step};
 use crate::ledger::{ItemKey, Offer};
-use crate::model::Timestamp;
 use crate::store::{FindingEntry, FindingFilter, ItemQuery, LedgerItem, RefundEntry, RefundFilter};
 
 /// Percent-encodes a query value: everything but RFC 3986's unreserved
@@ -274,7 +273,7 @@ pub(super) async fn customer(
             Err(_) => return unavailable(),
         }
     }
-    let now = Timestamp::now().as_millis();
+    let now = state.store.clock().now().as_millis();
     let body = html! {
         (timeline_page(&subject, &stories, now))
         @if session.role == "admin" && !state.appstore_api.is_empty() {

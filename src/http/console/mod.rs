@@ -25,7 +25,6 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::AppState;
-use crate::model::Timestamp;
 use crate::store::ConsoleSession;
 
 const SESSION_COOKIE: &str = "console_session";
@@ -189,7 +188,7 @@ async fn session(
     let Some(token) = cookie(headers, SESSION_COOKIE) else {
         return Ok(None);
     };
-    let now = Timestamp::now().as_millis();
+    let now = state.store.clock().now().as_millis();
     let minutes = |m: u64| i64::try_from(m).unwrap_or(i64::MAX).saturating_mul(60_000);
     let settings = &state.console.settings;
     let idle_since = now.saturating_sub(minutes(settings.session_idle_minutes));
@@ -236,7 +235,7 @@ async fn open_page(
     let refused = audience == Audience::Admins && session.role != "admin";
     let entry = crate::store::AccessEntry {
         id: 0,
-        at: Timestamp::now().as_millis(),
+        at: state.store.clock().now().as_millis(),
         user_name: session.user_name.clone(),
         page: if refused {
             format!("{page} (refused)")

@@ -22,7 +22,6 @@ use super::{
     sha256_hex, unavailable, AppState, LOGIN_COOKIE, SESSION_COOKIE,
 };
 use crate::console::users::{check_name, failure_key, hash_password, verify_password};
-use crate::model::Timestamp;
 
 /// Failed sign-ins are counted over this window.
 const FAILURE_WINDOW_MS: i64 = 15 * 60 * 1000;
@@ -91,7 +90,7 @@ async fn login_form(
     user_name: &str,
     error: Option<&str>,
 ) -> Response {
-    let now = Timestamp::now().as_millis();
+    let now = state.store.clock().now().as_millis();
     let token = match login_key(state).await {
         Some(key) => issue_form_token(key, now),
         None => None,
@@ -167,7 +166,7 @@ pub(super) async fn login(
         Ok(false) => return console_off(),
         Err(_) => return unavailable(),
     }
-    let now = Timestamp::now().as_millis();
+    let now = state.store.clock().now().as_millis();
     let bound = !form.csrf.is_empty()
         && cookie(&headers, LOGIN_COOKIE).is_some_and(|token| same(token, &form.csrf))
         && match login_key(&state).await {

@@ -330,14 +330,14 @@ impl PgStore {
 
     /// Healthy means a notification could be stored now: a row larger than
     /// one is written and committed.
-    pub(in crate::store) async fn health(&self) -> Result<(), StoreError> {
+    pub(in crate::store) async fn health(&self, now: i64) -> Result<(), StoreError> {
         let filler = vec![0u8; PROBE_BYTES];
         in_transaction!(self, tx, {
             sqlx::query(
                 "INSERT INTO write_probe (id, probed_at, filler) VALUES (1, $1, $2)
                  ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at, filler = excluded.filler",
             )
-            .bind(crate::model::Timestamp::now().as_millis())
+            .bind(now)
             .bind(&filler)
             .execute(&mut *tx)
             .await

@@ -45,7 +45,8 @@ enum WriteOp {
     /// Writes a row the size of a notification and commits it: proves the
     /// database can accept a notification right now (the write lock, the
     /// files, the disk).
-    Probe,
+    /// The health probe's write, at the store clock's moment.
+    Probe(i64),
     Record(NewNotification),
     Quarantine(NewNotification, QuarantineReason),
     Release(i64, NewNotification),
@@ -401,12 +402,12 @@ impl SqliteStore {
 
     /// Healthy means a notification could be stored now: the pool reads and
     /// the writer can take the write lock.
-    pub(super) async fn health(&self) -> Result<(), StoreError> {
+    pub(super) async fn health(&self, now: i64) -> Result<(), StoreError> {
         sqlx::query("SELECT 1 FROM notifications LIMIT 1")
             .fetch_optional(&self.readers.pool())
             .await
             .map_err(unavailable)?;
-        self.write(WriteOp::Probe).await.map(|_| ())
+        self.write(WriteOp::Probe(now)).await.map(|_| ())
     }
 
     pub(super) async fn close(&self) {
@@ -503,12 +504,12 @@ async fn run_writer(
 /// the probe fits on the disk, a notification does.
 const PROBE_BYTES: i64 = 64 * 1024;
 
-async fn probe(tx: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+async fn probe(tx: &mut SqliteConnection, now: i64) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO write_probe (id, probed_at, filler) VALUES (1, ?1, zeroblob(?2))
          ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at, filler = excluded.filler",
     )
-    .bind(crate::model::Timestamp::now().as_millis())
+    .bind(now)
     .bind(PROBE_BYTES)
     .execute(tx)
     .await
@@ -570,7 +571,7 @@ async fn write_batch(
     for op in ops {
         let result = match op {
             // The caller only needs to know that it committed.
-            WriteOp::Probe => probe(&mut tx).await.map(|()| Recorded::Duplicate),
+            WriteOp::Probe(now) => probe(&mut tx, *now).await.map(|()| Recorded::Duplicate),
             WriteOp::Record(n) => fold::record(&mut *tx, n).await,
             WriteOp::Quarantine(n, reason) => fold::quarantine(&mut *tx, n, reason).await,
             WriteOp::Release(id, n) => fold::release(&mut *tx, *id, n).await,

@@ -207,5 +207,5 @@ fn clients(app: &TestApp) -> appstore_ledger::appstore_api::AppStoreApi {
         max_delay: std::time::Duration::from_millis(100),
         max_rate_limit_wait: std::time::Duration::from_secs(5),
     };
-    AppStoreApi::from_settings(&settings.apps, retry).unwrap()
+    AppStoreApi::from_settings(&settings.apps, retry, &appstore_ledger::clock::system()).unwrap()
 }
