@@ -91,7 +91,7 @@ async fn run(subscriptions: usize, requests: usize, postgres: Option<String>) {
         store.import_notifications(&batch).await.unwrap();
     }
     store
-        .rebuild(|_, _| {}, &appstore_ledger::stop::Stop::never())
+        .rebuild(|_, _| {}, &appstore_ledger::stop::Stop::new())
         .await
         .unwrap();
     let hash = appstore_ledger::console::users::hash_password(PASSWORD).unwrap();

@@ -123,7 +123,7 @@ async fn run(options: Options) {
 
     let started = Instant::now();
     let folded = store
-        .rebuild(|_, _| {}, &appstore_ledger::stop::Stop::never())
+        .rebuild(|_, _| {}, &appstore_ledger::stop::Stop::new())
         .await
         .unwrap()
         .notifications;
@@ -345,7 +345,7 @@ async fn check_phase(url: &str, subscriptions: usize, now: i64) -> (u64, usize, 
     };
     populate(&store, subscriptions, 1, start, now).await;
     store
-        .rebuild(|_, _| {}, &appstore_ledger::stop::Stop::never())
+        .rebuild(|_, _| {}, &appstore_ledger::stop::Stop::new())
         .await
         .unwrap();
     let started = Instant::now();
@@ -355,7 +355,7 @@ async fn check_phase(url: &str, subscriptions: usize, now: i64) -> (u64, usize, 
         &appstore_ledger::check::Tolerances::default(),
         &appstore_ledger::ledger::Products::default(),
         |_, _| {},
-        &appstore_ledger::stop::Stop::never(),
+        &appstore_ledger::stop::Stop::new(),
     )
     .await
     .unwrap()

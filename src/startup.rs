@@ -207,18 +207,17 @@ impl Application {
         let grace = self.shutdown_grace;
         let stopper = handle.clone();
         let metrics_stopper = metrics_handle.clone();
-        let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
-        let stop_workers = Arc::new(stop_workers);
-        let on_shutdown = Arc::clone(&stop_workers);
+        let stop_workers = crate::stop::Stop::new();
+        let on_shutdown = stop_workers.clone();
         tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down: finishing requests in flight");
             // Long jobs stop now, not after the grace period.
-            let _ = on_shutdown.send(true);
+            on_shutdown.cancel();
             stopper.graceful_shutdown(Some(grace));
             metrics_stopper.graceful_shutdown(Some(grace));
         });
-        let workers: crate::stop::Stop = workers_stop.clone().into();
+        let workers = stop_workers.clone();
         let leases = crate::lease::Leases::new(Arc::clone(&self.metrics));
         let syncs = crate::sync::spawn_periodic(
             Arc::clone(&self.appstore_api),
@@ -238,7 +237,7 @@ impl Application {
                 interval,
                 Arc::clone(&self.metrics),
                 leases.lease(&self.store, "check", interval),
-                workers_stop.into(),
+                stop_workers.clone(),
             )
         });
         let rejections_flusher = crate::http::spawn_flusher(
@@ -287,7 +286,7 @@ impl Application {
         }
         // However the server stopped, the checker stops too (between two
         // pages of the check it may be running) before the store closes.
-        let _ = stop_workers.send(true);
+        stop_workers.cancel();
         if let Some(checker) = checker {
             let _ = checker.await;
         }

@@ -442,7 +442,7 @@ fn same_whatever_the_order(
 
         // And rebuild makes exactly the same derived rows.
         store_a
-            .rebuild(|_, _| {}, &appstore_ledger::stop::Stop::never())
+            .rebuild(|_, _| {}, &appstore_ledger::stop::Stop::new())
             .await
             .unwrap();
         prop_assert_eq!(&store_a.ledger_snapshot().await.unwrap(), &snapshot_a);

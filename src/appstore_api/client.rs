@@ -67,29 +67,22 @@ fn jitter() -> f64 {
     f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0)
 }
 
-/// At most `per_second` requests per second, spaced evenly.
+/// Requests to Apple paced evenly, at most `per_second` a second (a
+/// maintained limiter: governor's GCRA with a burst of one).
 #[derive(Debug)]
-struct RateLimiter {
-    interval: Duration,
-    next: tokio::sync::Mutex<tokio::time::Instant>,
-}
+struct RateLimiter(governor::DefaultDirectRateLimiter);
 
 impl RateLimiter {
     fn new(per_second: u32) -> Self {
-        RateLimiter {
-            interval: Duration::from_secs(1) / per_second.max(1),
-            next: tokio::sync::Mutex::new(tokio::time::Instant::now()),
-        }
+        let interval = Duration::from_secs(1) / per_second.max(1);
+        // A period of zero is impossible: per_second is at most u32::MAX.
+        let quota = governor::Quota::with_period(interval)
+            .unwrap_or_else(|| governor::Quota::per_second(std::num::NonZeroU32::MIN));
+        RateLimiter(governor::RateLimiter::direct(quota))
     }
 
     async fn acquire(&self) {
-        let slot = {
-            let mut next = self.next.lock().await;
-            let slot = (*next).max(tokio::time::Instant::now());
-            *next = slot + self.interval;
-            slot
-        };
-        tokio::time::sleep_until(slot).await;
+        self.0.until_ready().await;
     }
 }
 

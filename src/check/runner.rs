@@ -38,7 +38,7 @@ pub async fn run(
     // finding each, however many purchases.
     let mut unknown_durations = std::collections::BTreeMap::new();
     loop {
-        if stop.is_requested() {
+        if stop.is_cancelled() {
             return Ok(None);
         }
         let page = store.scan_ledger(after.as_ref(), PAGE).await?;
@@ -168,7 +168,7 @@ pub fn spawn_periodic(
     interval: Duration,
     metrics: std::sync::Arc<Metrics>,
     lease: crate::lease::JobLease,
-    mut stop: Stop,
+    stop: Stop,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
@@ -181,7 +181,7 @@ pub fn spawn_periodic(
             }
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
-                _ = stop.requested() => {
+                _ = stop.cancelled() => {
                     lease.release().await;
                     return;
                 }

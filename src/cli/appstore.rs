@@ -13,7 +13,6 @@ use crate::config::Settings;
 use crate::ingest::Ingest;
 use crate::jws::Verifier;
 use crate::model::{Environment, Timestamp};
-use crate::stop::Stop;
 use crate::store::Store;
 use crate::sync::{self, BackfillWindow};
 
@@ -167,7 +166,7 @@ pub(super) async fn backfill(settings: Settings, args: BackfillArgs) -> u8 {
         &cx.store,
         &window,
         |report| progress.count(report.fetched.unsigned_abs()),
-        &Stop::on_ctrl_c(),
+        &crate::stop::on_ctrl_c(),
     )
     .await;
     progress.finish();

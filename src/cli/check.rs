@@ -10,7 +10,6 @@ use super::{EXIT_FAILED, EXIT_OK};
 use crate::check;
 use crate::config::Settings;
 use crate::model::Timestamp;
-use crate::stop::Stop;
 use crate::store::Store;
 
 #[derive(Debug, Args)]
@@ -52,7 +51,7 @@ pub(super) async fn check(settings: Settings, at: Option<Timestamp>, json: bool)
         &settings.check.tolerance_minutes,
         &settings.products(),
         |done, total| progress.update(done, total),
-        &Stop::on_ctrl_c(),
+        &crate::stop::on_ctrl_c(),
     )
     .await;
     progress.finish();

@@ -95,7 +95,7 @@ async fn copy_and_compare(source: &Store, target: &Store, resume: bool) -> Resul
         ));
     }
 
-    let stop = Stop::on_ctrl_c();
+    let stop = crate::stop::on_ctrl_c();
     for table in COPIED_TABLES {
         let complete = copy_table(source, target, table, &stop).await?;
         if !complete {
@@ -161,7 +161,7 @@ async fn copy_table(
     let mut progress = Progress::new(table.name, "rows");
     progress.update(done, total);
     let complete = loop {
-        if stop.is_requested() {
+        if stop.is_cancelled() {
             break false;
         }
         let page = source

@@ -7,7 +7,6 @@ use crate::config::Settings;
 use crate::ingest::{Ingest, Ingested};
 use crate::jws::Verifier;
 use crate::model::Timestamp;
-use crate::stop::Stop;
 use crate::store::{Rebuilt, Store, StoreError};
 
 /// `reprocess --quarantined`: each quarantined notification is verified again
@@ -93,7 +92,7 @@ pub(super) async fn rebuild(settings: Settings) -> u8 {
     let outcome = store
         .rebuild(
             |done, total| progress.update(done, total),
-            &Stop::on_ctrl_c(),
+            &crate::stop::on_ctrl_c(),
         )
         .await;
     progress.finish();

@@ -55,13 +55,13 @@ impl RejectionTally {
 pub fn spawn_flusher(
     tally: Arc<RejectionTally>,
     store: Store,
-    mut stop: crate::stop::Stop,
+    stop: crate::stop::Stop,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let stopped = tokio::select! {
                 () = tokio::time::sleep(FLUSH_EVERY) => false,
-                () = stop.requested() => true,
+                () = stop.cancelled() => true,
             };
             if let Err(e) = tally.flush(&store).await {
                 tracing::warn!(error = %e.chain(), "refused deliveries not counted yet; trying again");

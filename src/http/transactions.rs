@@ -2,9 +2,7 @@
 //! (StoreKit's signed transaction, or a transaction id or a legacy receipt
 //! to ask Apple about) and gets the entitlement it produces at once.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
@@ -21,35 +19,31 @@ use super::{ApiError, AppState};
 use crate::ledger::ItemKey;
 use crate::sync::{self, AppReport, SyncError};
 
-/// At most `per_minute` reports per bearer token in any minute-long window.
+/// Reports per bearer token: `per_minute` a minute on average, a burst of
+/// `per_minute` at most (a maintained limiter: governor's GCRA, keyed by
+/// the token's digest). Counted per instance: with N instances a token may
+/// report N times as much.
 #[derive(Debug)]
-pub struct ReportLimiter {
-    per_minute: u32,
-    windows: Mutex<HashMap<Vec<u8>, (Instant, u32)>>,
-}
+pub struct ReportLimiter(governor::DefaultKeyedRateLimiter<[u8; 32]>);
 
 impl ReportLimiter {
     pub fn new(per_minute: u32) -> Self {
-        ReportLimiter {
+        // Validated positive at start-up; a zero here allows one a minute.
+        let per_minute = std::num::NonZeroU32::new(per_minute).unwrap_or(std::num::NonZeroU32::MIN);
+        ReportLimiter(governor::RateLimiter::keyed(governor::Quota::per_minute(
             per_minute,
-            windows: Mutex::new(HashMap::new()),
-        }
+        )))
     }
 
-    /// None when allowed; else how long until the window reopens.
+    /// None when allowed; else how long until the token may report again.
     fn check(&self, token: &[u8]) -> Option<Duration> {
-        let key = digest(&SHA256, token).as_ref().to_vec();
-        let now = Instant::now();
-        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        let (start, count) = windows.entry(key).or_insert((now, 0));
-        if now.duration_since(*start) >= Duration::from_secs(60) {
-            (*start, *count) = (now, 0);
-        }
-        if *count >= self.per_minute {
-            return Some(Duration::from_secs(60).saturating_sub(now.duration_since(*start)));
-        }
-        *count = count.saturating_add(1);
-        None
+        let mut key = [0u8; 32];
+        key.copy_from_slice(digest(&SHA256, token).as_ref());
+        self.0.check_key(&key).err().map(|not_until| {
+            not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ))
+        })
     }
 }
 

@@ -83,7 +83,7 @@ pub async fn backfill(
         only_failures: window.only_failures.then_some(true),
     };
     loop {
-        if stop.is_requested() {
+        if stop.is_cancelled() {
             return Ok(report(&run, false));
         }
         let page = client

@@ -67,7 +67,7 @@ pub fn spawn_periodic(
                             "scheduled backfill failed"
                         ),
                     }
-                    if stop.is_requested() {
+                    if stop.is_cancelled() {
                         lease.release().await;
                         return;
                     }
@@ -125,9 +125,9 @@ pub fn spawn_periodic(
 
 /// Sleeps `interval`; false when a stop was requested meanwhile.
 async fn sleep(interval: Duration, stop: &Stop) -> bool {
-    let mut stop = stop.clone();
+    let stop = stop.clone();
     tokio::select! {
-        _ = tokio::time::sleep(interval) => !stop.is_requested(),
-        _ = stop.requested() => false,
+        _ = tokio::time::sleep(interval) => !stop.is_cancelled(),
+        _ = stop.cancelled() => false,
     }
 }

@@ -138,7 +138,7 @@ async fn shutdown_during_a_long_check_stops_it_within_the_grace() {
         })
         .collect();
     store.import_notifications(&notifications).await.unwrap();
-    store.rebuild(|_, _| {}, &Stop::never()).await.unwrap();
+    store.rebuild(|_, _| {}, &Stop::new()).await.unwrap();
     // How long a whole check takes here.
     let started = Instant::now();
     let tolerances = appstore_ledger::check::Tolerances::default();
@@ -148,7 +148,7 @@ async fn shutdown_during_a_long_check_stops_it_within_the_grace() {
         &tolerances,
         &appstore_ledger::ledger::Products::default(),
         |_, _| {},
-        &Stop::never(),
+        &Stop::new(),
     )
     .await
     .unwrap()

@@ -285,7 +285,7 @@ impl PgStore {
         let mut after = String::new();
         let mut done = 0u64;
         let complete = loop {
-            if stop.is_requested() {
+            if stop.is_cancelled() {
                 break false;
             }
             let (last, folded) = in_transaction!(self, tx, {

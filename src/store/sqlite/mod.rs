@@ -353,7 +353,7 @@ impl SqliteStore {
         let mut after = String::new();
         let mut done = 0u64;
         let complete = loop {
-            if stop.is_requested() {
+            if stop.is_cancelled() {
                 break false;
             }
             let mut tx = connection

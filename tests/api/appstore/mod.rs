@@ -181,7 +181,7 @@ pub(crate) async fn check_and_keep(app: &TestApp, at: i64) -> Vec<String> {
         &Tolerances::default(),
         &products,
         |_, _| {},
-        &Stop::never(),
+        &Stop::new(),
     )
     .await
     .unwrap()
