@@ -19,7 +19,10 @@ fn the_example_configuration_is_accepted_as_written() {
     // What it says is what the service reads, not the built-in defaults.
     assert_eq!(settings.apps.len(), 1);
     assert_eq!(settings.apps[0].bundle_id, "com.example.app");
-    assert_eq!(settings.apps[0].products[0].duration.as_deref(), Some("P90D"));
+    assert_eq!(
+        settings.apps[0].products[0].duration.as_deref(),
+        Some("P90D")
+    );
     assert_eq!(settings.api.reports_per_minute, 600);
     assert_eq!(settings.server.max_connections, 1024);
 }
@@ -44,6 +47,9 @@ fn every_section_and_key_of_the_example_is_one_the_service_knows() {
         "[console]",
         "[appstore_api]",
     ] {
-        assert!(text.contains(section), "config.example.toml lacks {section}");
+        assert!(
+            text.contains(section),
+            "config.example.toml lacks {section}"
+        );
     }
 }

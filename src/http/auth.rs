@@ -10,6 +10,7 @@ use ring::digest::{digest, SHA256};
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
+use super::error_code::ErrorCode;
 use super::{ApiError, AppState};
 
 /// Requires `Authorization: Bearer <token>` with one of `[api] tokens`, and
@@ -63,7 +64,7 @@ async fn authorized(state: &AppState, request: Request, next: Next) -> Response 
     if !authorized {
         let mut response = ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
+            ErrorCode::Unauthorized,
             "a valid bearer token from [api] tokens is required",
         )
         .into_response();

@@ -8,6 +8,9 @@
 
 mod auth;
 mod connections;
+pub mod error_code;
+
+pub use error_code::ErrorCode;
 mod console;
 mod export;
 mod health;
@@ -208,7 +211,7 @@ async fn refuse_oversized(
     if declared.is_some_and(|length| length > max_body_bytes as u64) {
         return ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "PAYLOAD_TOO_LARGE",
+            ErrorCode::PayloadTooLarge,
             format!("the body may be at most {max_body_bytes} bytes"),
         )
         .into_response();
@@ -229,7 +232,7 @@ async fn refuse_nul(request: axum::extract::Request, next: axum::middleware::Nex
     if has_nul(uri.path()) || uri.query().is_some_and(has_nul) {
         return ApiError::new(
             StatusCode::BAD_REQUEST,
-            "INVALID_QUERY",
+            ErrorCode::InvalidQuery,
             "a NUL byte (%00) is not accepted in a path or a query",
         )
         .into_response();
@@ -263,7 +266,7 @@ async fn common_headers(
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route")
+    ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
 }
 
 /// An error answer: `{"error": {"code": ..., "message": ...}}`. The code is
@@ -271,12 +274,12 @@ async fn not_found() -> ApiError {
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -290,7 +293,7 @@ impl ApiError {
         tracing::error!(error = %error.chain(), "database unavailable");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "DATABASE_UNAVAILABLE",
+            ErrorCode::DatabaseUnavailable,
             "the database is unavailable; retry later",
         )
     }
@@ -298,7 +301,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let body = json!({"error": {"code": self.code.as_str(), "message": self.message}});
         (self.status, Json(body)).into_response()
     }
 }

@@ -5,13 +5,13 @@ use axum::extract::Query;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-use super::ApiError;
+use super::{ApiError, ErrorCode};
 
 /// The most rows a page holds.
 pub(super) const MAX_LIMIT: i64 = 1000;
 
 pub(super) fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "INVALID_QUERY", message)
+    ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidQuery, message)
 }
 
 /// Query parameters, decoded or refused with `INVALID_QUERY` (axum's own

@@ -14,6 +14,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::error_code::ErrorCode;
 use super::export::{decode_cursor, encode_cursor, to_csv};
 use super::params::{invalid, AtParams, Limit, Millis, Number, Params, MAX_LIMIT};
 use super::views::{self, EvidenceView, ExpirationView, FindingView, HistoryView, RefundView};
@@ -163,14 +164,20 @@ pub(super) async fn subscription(
         .ledger_items(&ItemQuery::Subscription(original_transaction_id))
         .await
         .map_err(unavailable)?;
-    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such subscription");
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "no such subscription",
+        )
+    };
     let item = items.first().ok_or_else(not_found)?;
     let item = as_known_at(&state, item, params.known_at)
         .await?
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
-                "NOT_FOUND",
+                ErrorCode::NotFound,
                 "nothing about this subscription had been received by knownAt",
             )
         })?;
@@ -196,7 +203,7 @@ pub(super) async fn history(
     if history.notifications.is_empty() && history.evidence.is_empty() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "NOT_FOUND",
+            ErrorCode::NotFound,
             "no notification or answer from Apple for this subscription",
         ));
     }

@@ -15,6 +15,7 @@ use ring::digest::{digest, SHA256};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::error_code::ErrorCode;
 use super::{ApiError, AppState};
 use crate::ledger::ItemKey;
 use crate::sync::{self, AppReport, SyncError};
@@ -58,7 +59,7 @@ pub(super) struct ReportBody {
 }
 
 fn invalid(message: &str) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "INVALID_BODY", message)
+    ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidBody, message)
 }
 
 fn refused(error: &SyncError) -> ApiError {
@@ -73,7 +74,7 @@ fn refused(error: &SyncError) -> ApiError {
         SyncError::Apple(_) | SyncError::NotConfigured { .. } => StatusCode::BAD_GATEWAY,
         SyncError::Store(e) => return ApiError::database_unavailable(e),
     };
-    ApiError::new(status, error.code(), error.to_string())
+    ApiError::new(status, ErrorCode::of(error.code()), error.to_string())
 }
 
 /// `POST /v1/transactions` with `{"signedTransaction": ..., ["signedRenewalInfo": ...],
@@ -100,7 +101,7 @@ async fn report_inner(
     if let Some(wait) = state.report_limiter.check(token.as_bytes()) {
         let mut response = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "RATE_LIMITED",
+            ErrorCode::RateLimited,
             "too many reports for this token; see Retry-After",
         )
         .into_response();
@@ -113,7 +114,7 @@ async fn report_inner(
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "PAYLOAD_TOO_LARGE",
+                ErrorCode::PayloadTooLarge,
                 rejection.body_text(),
             )
         } else {
@@ -143,7 +144,7 @@ async fn report_inner(
         (None, None, Some(receipt)) if body.signed_renewal_info.is_none() => {
             let receipt: String = receipt.chars().filter(|c| !c.is_whitespace()).collect();
             AppReport::Receipt(STANDARD.decode(receipt).map_err(|_| {
-                ApiError::new(StatusCode::BAD_REQUEST, "MALFORMED_RECEIPT", "the receipt is not base64")
+                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::MalformedReceipt, "the receipt is not base64")
             })?)
         }
         _ => {
@@ -159,7 +160,7 @@ async fn report_inner(
         Some(raw) => Some(crate::model::parse_app_account_token(raw).ok_or_else(|| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "INVALID_APP_ACCOUNT_TOKEN",
+                ErrorCode::InvalidAppAccountToken,
                 "appAccountToken must be a UUID, as StoreKit's appAccountToken(_:) takes it",
             )
         })?),

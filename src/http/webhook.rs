@@ -9,6 +9,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::error_code::ErrorCode;
 use super::{ApiError, AppState};
 use crate::ingest::Ingested;
 use crate::store::{Recorded, StoreError};
@@ -41,7 +42,7 @@ impl Outcome {
             Outcome::Quarantined => ("quarantined", None),
             Outcome::Rejected(code) => ("rejected", Some(code)),
             Outcome::Invalid(code) => ("invalid", Some(code)),
-            Outcome::Unavailable => ("unavailable", Some("DATABASE_UNAVAILABLE")),
+            Outcome::Unavailable => ("unavailable", Some(ErrorCode::DatabaseUnavailable.as_str())),
         };
         state.metrics.notification(outcome, code, took);
         if let Outcome::Rejected(code) | Outcome::Invalid(code) = self {
@@ -82,20 +83,23 @@ async fn receive_inner(
     state: &AppState,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Outcome, (Outcome, ApiError)> {
-    let invalid = |status, code, message: String| {
-        (Outcome::Invalid(code), ApiError::new(status, code, message))
+    let invalid = |status, code: ErrorCode, message: String| {
+        (
+            Outcome::Invalid(code.as_str()),
+            ApiError::new(status, code, message),
+        )
     };
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             invalid(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "PAYLOAD_TOO_LARGE",
+                ErrorCode::PayloadTooLarge,
                 rejection.body_text(),
             )
         } else {
             invalid(
                 StatusCode::BAD_REQUEST,
-                "INVALID_REQUEST",
+                ErrorCode::InvalidRequest,
                 rejection.body_text(),
             )
         }
@@ -103,7 +107,7 @@ async fn receive_inner(
     let body: Body = serde_json::from_slice(&body).map_err(|_| {
         invalid(
             StatusCode::BAD_REQUEST,
-            "INVALID_REQUEST",
+            ErrorCode::InvalidRequest,
             "the body must be a JSON object with a signedPayload string".into(),
         )
     })?;
@@ -117,7 +121,11 @@ async fn receive_inner(
         tracing::warn!(code = error.code(), %error, "notification rejected");
         (
             Outcome::Rejected(error.code()),
-            ApiError::new(StatusCode::FORBIDDEN, error.code(), error.to_string()),
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::of(error.code()),
+                error.to_string(),
+            ),
         )
     })?;
 
