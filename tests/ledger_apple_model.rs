@@ -12,7 +12,7 @@
 )]
 
 use appstore_ledger::ledger::{
-    fold, Effect, Event, EventData, ItemKey, RenewalFacts, State, Status, TransactionFacts,
+    apply, fold, Effect, Event, EventData, ItemKey, RenewalFacts, State, Status, TransactionFacts,
 };
 use appstore_ledger::model::{NotificationType, ProductType, SubscriptionStatus, Subtype};
 
@@ -342,4 +342,44 @@ fn grace_counts_from_the_failed_period_even_when_the_upgrade_was_never_received(
         assert!(s.entitled_at(&item, premium_end + DAY));
         assert!(!s.entitled_at(&item, grace_until));
     }
+}
+
+/// A state folded by a version that kept no status of its own cannot be
+/// compared with Apple's word: after an upgrade, the next notification on
+/// top of it raises nothing until `rebuild` folds it again; folded afresh,
+/// the same history is compared.
+#[test]
+fn a_state_from_before_the_ledger_kept_its_own_status_is_not_compared() {
+    let item = ItemKey::Subscription("s".into());
+    let t1 = transaction("t1", "monthly", T0, T0 + 30 * DAY);
+    let subscribed = event("e1", "SUBSCRIBED", None, T0, Some(ACTIVE), t1.clone(), None);
+    // Apple calls a paid, running period billing retry: a disagreement.
+    let odd = event(
+        "e2",
+        "DID_CHANGE_RENEWAL_STATUS",
+        Some("AUTO_RENEW_DISABLED"),
+        T0 + DAY,
+        Some(3),
+        t1,
+        None,
+    );
+    let fresh = fold(&item, vec![subscribed.clone(), odd.clone()])
+        .unwrap()
+        .0;
+    assert_eq!(fresh.apple_status_disagreements.len(), 1, "{fresh:?}");
+
+    // The same first notification, folded by the version before: its
+    // state as stored then, without what this version adds.
+    let (old, _) = apply(None, &item, &subscribed);
+    let mut stored = serde_json::to_value(&old).unwrap();
+    let fields = stored.as_object_mut().unwrap();
+    fields.remove("ownStatus");
+    fields.remove("ownStatusKept");
+    let old: State = serde_json::from_value(stored).unwrap();
+    let (upgraded, _) = apply(Some(old), &item, &odd);
+    assert!(
+        upgraded.apple_status_disagreements.is_empty(),
+        "{:?}",
+        upgraded.apple_status_disagreements
+    );
 }

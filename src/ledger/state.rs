@@ -157,6 +157,12 @@ pub struct State {
     /// what each status Apple signs is checked against.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub own_status: Option<OwnStatus>,
+    /// Whether this state was folded from its first event by a version
+    /// that keeps its own status. A state an older version folded lacks
+    /// what the comparison needs: Apple's word is not compared with it
+    /// (no false alarm after an upgrade) until `rebuild` folds it again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub own_status_kept: bool,
     /// Transactions a backend reported for another appAccountToken than the
     /// one Apple signed in (a sign of a replayed purchase). Sorted, once, at
     /// most [`MAX_CONTRADICTIONS`].
@@ -202,7 +208,10 @@ fn is_shared(t: &TransactionFacts) -> bool {
 /// Applies one event, which must come after every event already applied to
 /// `state` in [`Event::key`] order.
 pub fn apply(state: Option<State>, item: &ItemKey, event: &Event) -> (State, Vec<Effect>) {
-    let mut s = state.unwrap_or_default();
+    let mut s = state.unwrap_or_else(|| State {
+        own_status_kept: true,
+        ..State::default()
+    });
     let signed = event.effective_signed_date();
     let kind = &event.notification_type;
     s.last_key = event.key();
@@ -350,7 +359,7 @@ pub fn apply(state: Option<State>, item: &ItemKey, event: &Event) -> (State, Vec
                 });
             }
             let apple = event.status().and_then(Status::from_apple);
-            if let Some(apple) = apple {
+            if let Some(apple) = apple.filter(|_| s.own_status_kept) {
                 let own = own_status_at(&s, signed);
                 if own != apple {
                     note_disagreement(&mut s, event, signed, apple, own);
