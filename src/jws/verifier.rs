@@ -12,8 +12,8 @@ use super::trust::TrustAnchors;
 use super::xcode::{self, xcode_only, Signer};
 use super::{unverified_kind, verify_compact, TokenKind, Verified, VerifiedNotification};
 use crate::model::{
-    JwsAppTransactionDecodedPayload, JwsRenewalInfoDecodedPayload, JwsTransactionDecodedPayload,
-    ResponseBodyV2DecodedPayload, Timestamp,
+    Environment, JwsAppTransactionDecodedPayload, JwsRenewalInfoDecodedPayload,
+    JwsTransactionDecodedPayload, ResponseBodyV2DecodedPayload, Timestamp,
 };
 
 /// Rejects a payload lacking a field that identifies it: such a payload is not
@@ -26,30 +26,59 @@ fn require(present: bool, what: &str) -> Result<(), VerifyError> {
     }
 }
 
+/// A kind of token Apple nests in a notification (and sends alone): what
+/// identifies it, and the environment it speaks for.
+trait Nested: DeserializeOwned {
+    /// Rejects a payload of another kind in this one's place.
+    fn check_kind(&self) -> Result<(), VerifyError>;
+    fn environment(&self) -> Option<&Environment>;
+}
+
 /// A transaction has its id; anything else in its place (a renewal info, a
 /// whole notification) is not one.
-fn check_transaction(t: &JwsTransactionDecodedPayload) -> Result<(), VerifyError> {
-    require(
-        t.transaction_id.is_some(),
-        "a transaction without transactionId",
-    )
+impl Nested for JwsTransactionDecodedPayload {
+    fn check_kind(&self) -> Result<(), VerifyError> {
+        require(
+            self.transaction_id.is_some(),
+            "a transaction without transactionId",
+        )
+    }
+
+    fn environment(&self) -> Option<&Environment> {
+        self.environment.as_ref()
+    }
 }
 
 /// Renewal info names its subscription and no transaction of its own: a
 /// transaction in its place is not one.
-fn check_renewal_info(r: &JwsRenewalInfoDecodedPayload) -> Result<(), VerifyError> {
-    require(
-        r.original_transaction_id.is_some(),
-        "a renewal info without originalTransactionId",
-    )?;
-    require(
-        !r.unknown_fields.contains_key("transactionId"),
-        "a renewal info with a transactionId (a transaction in the renewal info's place)",
-    )
+impl Nested for JwsRenewalInfoDecodedPayload {
+    fn check_kind(&self) -> Result<(), VerifyError> {
+        require(
+            self.original_transaction_id.is_some(),
+            "a renewal info without originalTransactionId",
+        )?;
+        require(
+            !self.unknown_fields.contains_key("transactionId"),
+            "a renewal info with a transactionId (a transaction in the renewal info's place)",
+        )
+    }
+
+    fn environment(&self) -> Option<&Environment> {
+        self.environment.as_ref()
+    }
 }
 
-fn check_app_transaction(a: &JwsAppTransactionDecodedPayload) -> Result<(), VerifyError> {
-    require(a.bundle_id.is_some(), "an app transaction without bundleId")
+impl Nested for JwsAppTransactionDecodedPayload {
+    fn check_kind(&self) -> Result<(), VerifyError> {
+        require(
+            self.bundle_id.is_some(),
+            "an app transaction without bundleId",
+        )
+    }
+
+    fn environment(&self) -> Option<&Environment> {
+        JwsAppTransactionDecodedPayload::environment(self)
+    }
 }
 
 pub(super) fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, VerifyError> {
@@ -106,16 +135,22 @@ impl Verifier {
         }
     }
 
+    /// A token of kind `T`, verified, of that kind, and (when Xcode's
+    /// certificate signed it) for a local test environment.
+    fn verify_nested<T: Nested>(&self, token: &str, at: Timestamp) -> Result<T, VerifyError> {
+        let (payload, signer): (T, _) = self.verify_token(token, at)?;
+        payload.check_kind()?;
+        xcode_only(signer, payload.environment())?;
+        Ok(payload)
+    }
+
     pub fn verify_transaction(
         &self,
         token: &str,
         expected: &ExpectedIdentity,
         at: Timestamp,
     ) -> Result<JwsTransactionDecodedPayload, VerifyError> {
-        let (transaction, signer): (JwsTransactionDecodedPayload, _) =
-            self.verify_token(token, at)?;
-        check_transaction(&transaction)?;
-        xcode_only(signer, transaction.environment.as_ref())?;
+        let transaction: JwsTransactionDecodedPayload = self.verify_nested(token, at)?;
         expected.check_bundle_id(transaction.bundle_id.as_deref())?;
         expected.check_environment(transaction.environment.as_ref())?;
         Ok(transaction)
@@ -127,10 +162,7 @@ impl Verifier {
         expected: &ExpectedIdentity,
         at: Timestamp,
     ) -> Result<JwsRenewalInfoDecodedPayload, VerifyError> {
-        let (renewal_info, signer): (JwsRenewalInfoDecodedPayload, _) =
-            self.verify_token(token, at)?;
-        check_renewal_info(&renewal_info)?;
-        xcode_only(signer, renewal_info.environment.as_ref())?;
+        let renewal_info: JwsRenewalInfoDecodedPayload = self.verify_nested(token, at)?;
         // Renewal info names no bundle id; its environment is all there is to check.
         expected.check_environment(renewal_info.environment.as_ref())?;
         Ok(renewal_info)
@@ -142,10 +174,7 @@ impl Verifier {
         expected: &ExpectedIdentity,
         at: Timestamp,
     ) -> Result<JwsAppTransactionDecodedPayload, VerifyError> {
-        let (app_transaction, signer): (JwsAppTransactionDecodedPayload, _) =
-            self.verify_token(token, at)?;
-        check_app_transaction(&app_transaction)?;
-        xcode_only(signer, app_transaction.environment())?;
+        let app_transaction: JwsAppTransactionDecodedPayload = self.verify_nested(token, at)?;
         expected.check(&PayloadIdentity {
             bundle_id: app_transaction.bundle_id.clone(),
             environment: app_transaction.environment().cloned(),
@@ -186,31 +215,17 @@ impl Verifier {
         const APP_TRANSACTION: &str = "appData.signedAppTransactionInfo";
         let transaction_info = data
             .and_then(|d| d.signed_transaction_info.as_deref())
-            .map(|t| {
-                let (transaction, signer) =
-                    self.verify_token::<JwsTransactionDecodedPayload>(t, at)?;
-                check_transaction(&transaction)?;
-                xcode_only(signer, transaction.environment.as_ref()).map(|()| transaction)
-            })
+            .map(|t| self.verify_nested::<JwsTransactionDecodedPayload>(t, at))
             .transpose()
             .map_err(VerifyError::nested(TRANSACTION))?;
         let renewal_info = data
             .and_then(|d| d.signed_renewal_info.as_deref())
-            .map(|t| {
-                let (renewal, signer) = self.verify_token::<JwsRenewalInfoDecodedPayload>(t, at)?;
-                check_renewal_info(&renewal)?;
-                xcode_only(signer, renewal.environment.as_ref()).map(|()| renewal)
-            })
+            .map(|t| self.verify_nested::<JwsRenewalInfoDecodedPayload>(t, at))
             .transpose()
             .map_err(VerifyError::nested(RENEWAL))?;
         let app_transaction_info = app_data
             .and_then(|d| d.signed_app_transaction_info.as_deref())
-            .map(|t| {
-                let (app_transaction, signer) =
-                    self.verify_token::<JwsAppTransactionDecodedPayload>(t, at)?;
-                check_app_transaction(&app_transaction)?;
-                xcode_only(signer, app_transaction.environment()).map(|()| app_transaction)
-            })
+            .map(|t| self.verify_nested::<JwsAppTransactionDecodedPayload>(t, at))
             .transpose()
             .map_err(VerifyError::nested(APP_TRANSACTION))?;
 
