@@ -45,7 +45,7 @@ pub(super) fn customer_url(item: &LedgerItem) -> String {
     }
 }
 
-fn original_transaction_id(item: &LedgerItem) -> &str {
+pub(super) fn original_transaction_id(item: &LedgerItem) -> &str {
     item.state
         .original_transaction_id
         .as_deref()
@@ -203,22 +203,13 @@ async fn story(state: &AppState, item: LedgerItem) -> Result<ItemStory, crate::s
         .await?;
     let payloads: Vec<&str> = events.iter().map(|e| e.payload.as_str()).collect();
     let (steps, _) = steps(&item.item, &payloads);
-    let consent_rescinded = match &item.state.app_transaction_id {
-        Some(customer) => state
-            .store
-            .rescinded_consents(std::slice::from_ref(customer))
-            .await?
-            .first()
-            .map(|c| c.rescinded_date),
-        None => None,
-    };
     Ok(ItemStory {
         item,
         steps,
         arrived: events.into_iter().map(|e| (e.id, e.arrived_at)).collect(),
         refunds,
         findings,
-        consent_rescinded,
+        consent_rescinded: None,
     })
 }
 
@@ -266,10 +257,32 @@ pub(super) async fn customer(
             item.state.original_purchase_date,
         )
     });
+    // The customers' withdrawn consents, asked once for all their items.
+    let mut customers: Vec<String> = items
+        .iter()
+        .filter_map(|item| item.state.app_transaction_id.clone())
+        .collect();
+    customers.sort();
+    customers.dedup();
+    let rescinded: HashMap<String, i64> = match state.store.rescinded_consents(&customers).await {
+        Ok(found) => found
+            .into_iter()
+            .map(|c| (c.app_transaction_id, c.rescinded_date))
+            .collect(),
+        Err(_) => return unavailable(),
+    };
     let mut stories = Vec::with_capacity(items.len());
     for item in items {
         match story(&state, item).await {
-            Ok(story) => stories.push(story),
+            Ok(mut story) => {
+                story.consent_rescinded = story
+                    .item
+                    .state
+                    .app_transaction_id
+                    .as_ref()
+                    .and_then(|customer| rescinded.get(customer).copied());
+                stories.push(story);
+            }
             Err(_) => return unavailable(),
         }
     }
@@ -277,113 +290,10 @@ pub(super) async fn customer(
     let body = html! {
         (timeline_page(&subject, &stories, now))
         @if session.role == "admin" && !state.appstore_api.is_empty() {
-            (account_forms(&stories, &session.csrf_token))
+            (super::account::account_forms(&stories, &session.csrf_token))
         }
     };
     show("Customer", &session, body)
-}
-
-/// For admins: move a subscription or purchase to another account (Set App
-/// Account Token), one form per item.
-fn account_forms(stories: &[ItemStory], csrf: &str) -> Markup {
-    html! {
-        section.admin id="account-link" {
-            h2 { "Fix an account link" }
-            p.muted {
-                "Asks Apple to sign this appAccountToken into the item's later transactions "
-                "(Set App Account Token). The ledger follows Apple's next signed transaction."
-            }
-            @for story in stories {
-                @let original = original_transaction_id(&story.item);
-                form method="post" action="/console/set-app-account-token" {
-                    input type="hidden" name="csrf" value=(csrf);
-                    input type="hidden" name="originalTransactionId" value=(original);
-                    label { code { (original) } " → appAccountToken "
-                        input type="text" name="token" required placeholder="UUID";
-                    }
-                    " " button type="submit" { "Ask Apple" }
-                }
-            }
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct SetTokenForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    original_transaction_id: String,
-    #[serde(default)]
-    token: String,
-}
-
-/// `POST /console/set-app-account-token`: admins only, written to the
-/// access log before Apple is asked.
-pub(super) async fn set_app_account_token(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    axum::Form(form): axum::Form<SetTokenForm>,
-) -> Response {
-    let subject = format!(
-        "originalTransactionId={} appAccountToken={}",
-        form.original_transaction_id, form.token
-    );
-    let session = match open_page(
-        &state,
-        &headers,
-        Audience::Admins,
-        "set-app-account-token",
-        &subject,
-    )
-    .await
-    {
-        Ok(session) => session,
-        Err(response) => return response,
-    };
-    if !super::same(&session.csrf_token, &form.csrf) {
-        return message(
-            StatusCode::FORBIDDEN,
-            "Refused",
-            "The form did not come from this console.",
-        );
-    }
-    let Some(token) = crate::model::parse_app_account_token(&form.token) else {
-        return message(
-            StatusCode::BAD_REQUEST,
-            "Not a UUID",
-            "INVALID_APP_ACCOUNT_TOKEN: an appAccountToken is a UUID.",
-        );
-    };
-    let original = form.original_transaction_id.trim();
-    let outcome =
-        crate::sync::set_app_account_token(&state.appstore_api, &state.store, original, &token)
-            .await;
-    let back = timeline_url(original);
-    let (status, body) = match outcome {
-        Ok(set) => (
-            StatusCode::OK,
-            html! {
-                h1 { "Apple accepted the account link" }
-                p id="outcome" {
-                    "Apple set appAccountToken " code { (token) } " on " code { (original) }
-                    " (" (set.bundle_id) " " (set.environment) "). Its next signed transaction carries it; "
-                    "until then the ledger keeps what Apple signed."
-                }
-                p { a href=(back) { "Back to the timeline" } }
-            },
-        ),
-        Err(e) => (
-            StatusCode::BAD_GATEWAY,
-            html! {
-                h1 { "Apple did not set the account link" }
-                p.error id="outcome" { (e.code()) ": " (e.to_string()) }
-                p { a href=(back) { "Back to the timeline" } }
-            },
-        ),
-    };
-    (status, show("Account link", &session, body)).into_response()
 }
 
 fn yes_no(value: bool) -> Markup {

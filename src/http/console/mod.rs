@@ -4,6 +4,7 @@
 //! that changes something carries a CSRF token, and failed sign-ins are
 //! limited per user name and per address.
 
+mod account;
 mod audit;
 mod customer;
 mod pages;
@@ -59,7 +60,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/console/customer", get(customer::customer))
         .route(
             "/console/set-app-account-token",
-            post(customer::set_app_account_token),
+            post(account::set_app_account_token),
         )
         .route("/console/payload/{id}", get(customer::payload))
         .route("/console/refunds", get(audit::refunds))
