@@ -40,11 +40,11 @@ impl ReportLimiter {
     fn check(&self, token: &[u8]) -> Option<Duration> {
         let mut key = [0u8; 32];
         key.copy_from_slice(digest(&SHA256, token).as_ref());
-        self.0.check_key(&key).err().map(|not_until| {
-            not_until.wait_time_from(governor::clock::Clock::now(
-                &governor::clock::DefaultClock::default(),
-            ))
-        })
+        // The limiter's own clock says how far off the next cell is.
+        self.0
+            .check_key(&key)
+            .err()
+            .map(|not_until| not_until.wait_time_from(governor::clock::Clock::now(self.0.clock())))
     }
 }
 
