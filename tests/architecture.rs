@@ -1,7 +1,9 @@
 //! The house's shape, checked: no file of `src/` over 600 lines; the
 //! top-level modules of `src/` form a layered graph (each uses only modules
 //! below it, unit tests aside), and so do the files of
-//! `src/store/postgres/`; the wall clock is read in one place.
+//! `src/store/postgres/`; the store has one seam (statements written once,
+//! each backend only its primitives) and one batch writer; the wall clock is
+//! read in one place.
 
 // Tests may panic: that is how they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -183,7 +185,53 @@ fn the_files_of_the_postgres_store_form_layers() {
         }
     }
     assert_eq!(cycle(&edges), None, "{edges:#?}");
-    assert!(edges["writer"].contains("retry"), "{edges:#?}");
+    assert!(edges["store"].contains("retry"), "{edges:#?}");
+}
+
+fn stems(dir: &Path) -> BTreeSet<String> {
+    rust_files(dir)
+        .iter()
+        .map(|p| p.file_stem().unwrap().to_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn the_store_has_one_seam_and_one_batch_writer() {
+    let store = src().join("store");
+    // Each backend keeps its primitives (connections, transactions, the
+    // writer's connection) and its schema: no file forwards statements.
+    let set = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect();
+    assert_eq!(
+        stems(&store.join("sqlite")),
+        set(&["mod", "readers", "schema"])
+    );
+    assert_eq!(
+        stems(&store.join("postgres")),
+        set(&["mod", "retry", "store"])
+    );
+    // Statements are functions, not macros expanded per backend.
+    for path in rust_files(&store.join("sql")) {
+        let text = code(&path);
+        for definition in text.split("macro_rules!").skip(1) {
+            let body = definition.split("\n}\n").next().unwrap_or_default();
+            assert!(
+                !body.contains("sqlx::query") && !body.contains("async fn"),
+                "{} makes statements by macro",
+                path.display()
+            );
+        }
+    }
+    // One batch loop, which both backends' writers run.
+    let loops: Vec<PathBuf> = rust_files(&store)
+        .into_iter()
+        .filter(|path| code(path).contains("async fn write_batch"))
+        .collect();
+    assert_eq!(loops, vec![store.join("writer.rs")]);
+    let writers = rust_files(&store)
+        .iter()
+        .map(|path| code(path).matches("impl Batches for").count())
+        .sum::<usize>();
+    assert_eq!(writers, 2, "one Batches for each backend");
 }
 
 #[test]

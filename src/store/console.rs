@@ -12,17 +12,18 @@ impl Store {
         user: &ConsoleUser,
         password_hash: &str,
     ) -> Result<bool, StoreError> {
-        on_backend!(self, b => b.add_console_user(user, password_hash).await)
+        on_write!(self, |tx| Sql::add_console_user(tx, user, password_hash)
+            .await)
     }
 
     /// True when there was such a user.
     pub async fn remove_console_user(&self, name: &str) -> Result<bool, StoreError> {
-        on_backend!(self, b => b.remove_console_user(name).await)
+        on_write!(self, |tx| Sql::remove_console_user(tx, name).await)
     }
 
     /// Every console user, by name.
     pub async fn console_users(&self) -> Result<Vec<ConsoleUser>, StoreError> {
-        on_backend!(self, b => b.console_users().await)
+        on_read!(self, |conn| Sql::console_users(conn).await)
     }
 
     /// A console user's name as added, role and password hash, by the name
@@ -31,12 +32,12 @@ impl Store {
         &self,
         name: &str,
     ) -> Result<Option<(String, String, String)>, StoreError> {
-        on_backend!(self, b => b.console_login(name).await)
+        on_read!(self, |conn| Sql::console_login(conn, name).await)
     }
 
     /// Whether any console user exists (the console is off until one does).
     pub async fn has_console_users(&self) -> Result<bool, StoreError> {
-        on_backend!(self, b => b.has_console_users().await)
+        on_read!(self, |conn| Sql::has_console_users(conn).await)
     }
 
     /// Starts a session: the SHA-256 of its cookie token, never the token.
@@ -47,7 +48,14 @@ impl Store {
         csrf_token: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        on_backend!(self, b => b.create_console_session(token_sha256, user_name, csrf_token, now).await)
+        on_write!(self, |tx| Sql::create_console_session(
+            tx,
+            token_sha256,
+            user_name,
+            csrf_token,
+            now
+        )
+        .await)
     }
 
     /// The session, seen now, unless it was idle since before `idle_since`
@@ -60,11 +68,19 @@ impl Store {
         created_since: i64,
         now: i64,
     ) -> Result<Option<ConsoleSession>, StoreError> {
-        on_backend!(self, b => b.console_session(token_sha256, idle_since, created_since, now).await)
+        on_write!(self, |tx| Sql::console_session(
+            tx,
+            token_sha256,
+            idle_since,
+            created_since,
+            now
+        )
+        .await)
     }
 
     pub async fn delete_console_session(&self, token_sha256: &str) -> Result<(), StoreError> {
-        on_backend!(self, b => b.delete_console_session(token_sha256).await)
+        on_write!(self, |tx| Sql::delete_console_session(tx, token_sha256)
+            .await)
     }
 
     /// Reserves a sign-in attempt before its password is checked: `None`
@@ -80,28 +96,33 @@ impl Store {
         since: i64,
         allowed: i64,
     ) -> Result<Option<i64>, StoreError> {
-        on_backend!(self, b => b.reserve_login_attempt(user_key, address, now, since, allowed).await)
+        on_write!(self, |tx| {
+            // Attempts for one user name, or from one address, reserve one
+            // after another on every instance.
+            tx.lock_sign_in(user_key, address).await?;
+            Sql::reserve_login_attempt(tx, user_key, address, now, since, allowed).await
+        })
     }
 
     /// Takes back a reserved attempt whose password was right.
     pub async fn forget_login_attempt(&self, id: i64) -> Result<(), StoreError> {
-        on_backend!(self, b => b.forget_login_attempt(id).await)
+        on_write!(self, |tx| Sql::forget_login_attempt(tx, id).await)
     }
 
     /// The secret called `name`, made from `fresh` the first time any
     /// instance asks: every instance then shares it.
     pub async fn console_secret(&self, name: &str, fresh: &str) -> Result<String, StoreError> {
-        on_backend!(self, b => b.console_secret(name, fresh).await)
+        on_write!(self, |tx| Sql::console_secret(tx, name, fresh).await)
     }
 
     /// An item's stored notifications and Apple's answers, in no order.
     pub async fn item_events(&self, item: &ItemKey) -> Result<Vec<StoredEvent>, StoreError> {
-        on_backend!(self, b => b.item_events(item).await)
+        on_read!(self, |conn| Sql::item_events(conn, item).await)
     }
 
     /// Writes down that a console user opened a page.
     pub async fn note_console_access(&self, entry: &AccessEntry) -> Result<(), StoreError> {
-        on_backend!(self, b => b.note_console_access(entry).await)
+        on_write!(self, |tx| Sql::note_console_access(tx, entry).await)
     }
 
     /// The console's access log, newest first: entries with an id below
@@ -112,44 +133,26 @@ impl Store {
         before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<AccessEntry>, StoreError> {
-        on_backend!(self, b => b.console_access_log(user_name, before, limit).await)
+        on_read!(self, |conn| Sql::console_access_log(
+            conn, user_name, before, limit
+        )
+        .await)
     }
 
     /// Adds (start of the hour, code, count) to the refused deliveries.
     pub async fn add_rejections(&self, counts: &[(i64, String, i64)]) -> Result<(), StoreError> {
-        on_backend!(self, b => b.add_rejections(counts).await)
+        on_write!(self, |tx| Sql::add_rejections(tx, counts).await)
     }
 
     /// A notification's (received or quarantined) or an Apple answer's
     /// decoded payload, by notificationUUID or evidence id.
     pub async fn stored_payload(&self, id: &str) -> Result<Option<StoredPayload>, StoreError> {
-        on_backend!(self, b => b.stored_payload(id).await)
+        on_read!(self, |conn| Sql::stored_payload(conn, id).await)
     }
 
     /// Deliveries since `since`: received per hour, refused, quarantined,
     /// recovered by backfill.
     pub async fn delivery_health(&self, since: i64) -> Result<DeliveryHealth, StoreError> {
-        on_backend!(self, b => b.delivery_health(since).await)
-    }
-
-    /// Stored and quarantined notifications and open findings, without
-    /// counting any table.
-    pub async fn totals(&self) -> Result<Totals, StoreError> {
-        on_backend!(self, b => b.totals().await)
-    }
-
-    pub async fn counts(&self) -> Result<Counts, StoreError> {
-        on_backend!(self, b => b.counts().await)
-    }
-
-    /// Answers only when the database does.
-    pub async fn health(&self) -> Result<(), StoreError> {
-        let now = self.now();
-        on_backend!(self, b => b.health(now).await)
-    }
-
-    /// Finishes pending writes and closes every connection.
-    pub async fn close(&self) {
-        on_backend!(self, b => b.close().await)
+        on_read!(self, |conn| Sql::delivery_health(conn, since).await)
     }
 }

@@ -10,6 +10,7 @@ mod postgres;
 mod sql;
 mod sqlite;
 mod types;
+mod writer;
 
 pub use types::*;
 
@@ -18,11 +19,16 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::clock::SharedClock;
-use crate::finding::Finding;
 use crate::ledger::ItemKey;
+use fold::LedgerTx as _;
+use sql::{Conn as _, Sql};
+use writer::WriteOp;
 
 /// The database behind a [`Store`]: the one place that names the backends.
-/// Static dispatch: each call is a match, not a virtual call.
+/// Each offers three primitives (`read`, `read_snapshot`, `write`, the last
+/// retrying PostgreSQL's serialization failures); the statements, written
+/// once in sql/, run on either's connection. Static dispatch: each call is a
+/// match, not a virtual call.
 #[derive(Debug, Clone)]
 enum Backend {
     // Boxed: SQLite's connect options are large, and a Store is cloned often.
@@ -34,35 +40,59 @@ fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres:") || url.starts_with("postgresql:")
 }
 
-/// Drops the writes whose requester gave up (its request already answered
-/// 503, so Apple will retry): none may be committed behind its back. For
-/// the backends' writers, before a batch enters its transaction.
-fn drop_abandoned<T, R>(batch: &mut Vec<(T, tokio::sync::oneshot::Sender<R>)>) {
-    batch.retain(|(_, reply)| {
-        let gone = reply.is_closed();
-        if gone {
-            tracing::info!("a write whose requester gave up was dropped before its transaction");
-        }
-        !gone
-    });
-}
-
-/// Calls the same method on whichever backend this store has.
-macro_rules! on_backend {
-    ($store:expr, $b:ident => $call:expr) => {
+/// Runs `$body` on a connection `$conn` of the store's read pool, on
+/// whichever backend the store has: `$body` is written once and calls the
+/// shared statements (`Sql::...(conn, ..).await`), which take either
+/// backend's connection. Errors become [`StoreError`]s.
+macro_rules! on_read {
+    ($store:expr, |$conn:ident| $body:expr) => {
         match &$store.backend {
-            Backend::Sqlite($b) => $call,
-            Backend::Postgres($b) => $call,
+            Backend::Sqlite(b) => b.read(async |$conn| $body).await,
+            Backend::Postgres(b) => b.read(async |$conn| $body).await,
         }
     };
 }
 
-// After the macro, which the console's part of the store uses.
+/// As [`on_read!`], in one read transaction: every statement sees one
+/// snapshot.
+macro_rules! on_snapshot {
+    ($store:expr, |$conn:ident| $body:expr) => {
+        match &$store.backend {
+            Backend::Sqlite(b) => b.read_snapshot(async |$conn| $body).await,
+            Backend::Postgres(b) => b.read_snapshot(async |$conn| $body).await,
+        }
+    };
+}
+
+/// As [`on_read!`], in one write transaction `$tx`; on PostgreSQL run again
+/// when it met a concurrent one, so `$body` may run more than once.
+macro_rules! on_write {
+    ($store:expr, |$tx:ident| $body:expr) => {
+        match &$store.backend {
+            Backend::Sqlite(b) => b.write(async |$tx| $body).await,
+            Backend::Postgres(b) => {
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    match b.write_once(async |$tx| $body).await {
+                        Err(error) if postgres::PgStore::again(&error, attempt) => {}
+                        done => break done.map_err(StoreError::unavailable),
+                    }
+                }
+            }
+        }
+    };
+}
+
+// After the macros, which they use.
+mod checker;
 mod console;
 
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,
+    /// The batch writer's tasks, which store every notification.
+    writers: writer::Writers,
     batch_sizes: WriteBatchSizes,
     /// What tells the time for everything that uses this store: the
     /// system's, unless a test gives its own ([`Store::with_clock`]).
@@ -94,7 +124,7 @@ impl Store {
     async fn open(settings: &DatabaseSettings, create: bool) -> Result<Store, StoreError> {
         let batch_sizes = write_batch_sizes();
         if is_postgres(&settings.url) {
-            let backend = postgres::PgStore::connect(
+            let (backend, writers) = postgres::PgStore::connect(
                 &settings.url,
                 settings.max_connections,
                 Duration::from_millis(settings.busy_timeout_ms),
@@ -103,6 +133,7 @@ impl Store {
             .await?;
             return Ok(Store {
                 backend: Backend::Postgres(backend),
+                writers,
                 batch_sizes,
                 clock: crate::clock::system(),
             });
@@ -112,7 +143,7 @@ impl Store {
                 "must start with sqlite: or postgres:".into(),
             ));
         }
-        let backend = sqlite::SqliteStore::connect(
+        let (backend, writers) = sqlite::SqliteStore::connect(
             &settings.url,
             settings.max_connections,
             Duration::from_millis(settings.busy_timeout_ms),
@@ -122,6 +153,7 @@ impl Store {
         .await?;
         Ok(Store {
             backend: Backend::Sqlite(Box::new(backend)),
+            writers,
             batch_sizes,
             clock: crate::clock::system(),
         })
@@ -198,7 +230,7 @@ impl Store {
         &self,
         notification: NewNotification,
     ) -> Result<Recorded, StoreError> {
-        on_backend!(self, b => b.record_notification(notification).await)
+        self.writers.write(WriteOp::Record(notification)).await
     }
 
     /// Keeps a genuine notification aside, once per `notification_uuid`.
@@ -207,7 +239,9 @@ impl Store {
         notification: NewNotification,
         reason: QuarantineReason,
     ) -> Result<Recorded, StoreError> {
-        on_backend!(self, b => b.quarantine(notification, reason).await)
+        self.writers
+            .write(WriteOp::Quarantine(notification, reason))
+            .await
     }
 
     /// Moves a quarantined notification into `notifications`, in one transaction.
@@ -216,7 +250,9 @@ impl Store {
         quarantine_id: i64,
         notification: NewNotification,
     ) -> Result<Recorded, StoreError> {
-        on_backend!(self, b => b.release(quarantine_id, notification).await)
+        self.writers
+            .write(WriteOp::Release(quarantine_id, notification))
+            .await
     }
 
     /// Quarantined notifications with an id above `after_id`, oldest first.
@@ -225,13 +261,19 @@ impl Store {
         after_id: i64,
         limit: i64,
     ) -> Result<Vec<QuarantinedNotification>, StoreError> {
-        on_backend!(self, b => b.quarantined(after_id, limit).await)
+        on_read!(self, |conn| Sql::quarantined(conn, after_id, limit).await)
     }
 
     /// Keeps Apple's answers and folds each new one into the ledger, in one
     /// transaction; returns how many were new.
     pub async fn record_evidence(&self, evidence: &[NewEvidence]) -> Result<u64, StoreError> {
-        on_backend!(self, b => b.record_evidence(evidence).await)
+        on_write!(self, |tx| {
+            let mut stored = 0;
+            for e in evidence {
+                stored += u64::from(fold::record_evidence(tx, e).await?);
+            }
+            Ok(stored)
+        })
     }
 
     /// Keeps Apple's delivery attempts of a notification (Notification History).
@@ -241,7 +283,9 @@ impl Store {
         send_attempts: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        on_backend!(self, b => b.note_send_attempts(notification_uuid, send_attempts, now).await)
+        on_write!(self, |tx| {
+            Sql::note_send_attempts(tx, notification_uuid, send_attempts, now).await
+        })
     }
 
     /// The unfinished run of `request`, or a new one ending at `now` when
@@ -251,7 +295,7 @@ impl Store {
         request: &BackfillRequest,
         now: i64,
     ) -> Result<BackfillRun, StoreError> {
-        on_backend!(self, b => b.backfill_run(request, now).await)
+        on_write!(self, |tx| Sql::backfill_run(tx, request, now).await)
     }
 
     /// Records a page read: the next token and the counts so far.
@@ -260,7 +304,8 @@ impl Store {
         run: &BackfillRun,
         finished_at: Option<i64>,
     ) -> Result<(), StoreError> {
-        on_backend!(self, b => b.backfill_progress(run, finished_at).await)
+        on_write!(self, |tx| Sql::backfill_progress(tx, run, finished_at)
+            .await)
     }
 
     /// Which of these transaction ids a notification or evidence brought.
@@ -268,12 +313,13 @@ impl Store {
         &self,
         ids: &[String],
     ) -> Result<std::collections::HashSet<String>, StoreError> {
-        on_backend!(self, b => b.known_transaction_ids(ids).await)
+        on_read!(self, |conn| Sql::known_transaction_ids(conn, ids).await)
     }
 
     /// Whether a notification with this UUID is stored (accepted or quarantined).
     pub async fn has_notification(&self, notification_uuid: &str) -> Result<bool, StoreError> {
-        on_backend!(self, b => b.has_notification(notification_uuid).await)
+        on_read!(self, |conn| Sql::has_notification(conn, notification_uuid)
+            .await)
     }
 
     /// The stored payloads of an item (notifications and Apple's answers)
@@ -284,12 +330,15 @@ impl Store {
         item: &ItemKey,
         known_at: i64,
     ) -> Result<Vec<String>, StoreError> {
-        on_backend!(self, b => b.item_payloads_known_at(item, known_at).await)
+        on_read!(self, |conn| Sql::item_payloads_known_at(
+            conn, item, known_at
+        )
+        .await)
     }
 
     /// Ledger items matching `query`.
     pub async fn ledger_items(&self, query: &ItemQuery) -> Result<Vec<LedgerItem>, StoreError> {
-        on_backend!(self, b => b.ledger_items(query).await)
+        on_read!(self, |conn| Sql::items_where(conn, query).await)
     }
 
     /// The withdrawn consents (RESCIND_CONSENT) among these customers, by
@@ -298,38 +347,71 @@ impl Store {
         &self,
         app_transaction_ids: &[String],
     ) -> Result<Vec<RescindedConsent>, StoreError> {
-        on_backend!(self, b => b.rescinded_consents(app_transaction_ids).await)
+        on_read!(self, |conn| Sql::rescinded_consents(
+            conn,
+            app_transaction_ids
+        )
+        .await)
     }
 
     /// A subscription's notifications in signedDate order, its refunds
-    /// (newest first) and its expirations, from one snapshot.
+    /// (newest first) and its expirations, from one snapshot (so that a
+    /// refund committed in between cannot appear in one list and not
+    /// another).
     pub async fn history(
         &self,
         original_transaction_id: &str,
     ) -> Result<SubscriptionHistory, StoreError> {
-        on_backend!(self, b => b.history(original_transaction_id).await)
+        on_snapshot!(self, |conn| {
+            Sql::subscription_history(conn, original_transaction_id).await
+        })
     }
 
     /// The refund ledger, newest first.
     pub async fn refunds(&self, filter: &RefundFilter) -> Result<Vec<RefundEntry>, StoreError> {
-        on_backend!(self, b => b.refunds(filter).await)
+        on_read!(self, |conn| Sql::refunds(conn, filter).await)
     }
 
     /// Recomputes every ledger item from the stored notifications, a chunk of
     /// subscriptions per transaction so that an interrupted rebuild leaves
-    /// every item consistent and a rerun finishes the job. `progress` gets the
-    /// notifications folded so far and the total.
+    /// every item consistent and a rerun finishes the job. Each chunk holds
+    /// new notifications back while it reads and writes (the write lock on
+    /// SQLite, a SHARE lock on PostgreSQL), so that no writer folds into an
+    /// item the chunk is rewriting. `progress` gets the notifications folded
+    /// so far and the total.
     pub async fn rebuild(
         &self,
-        progress: impl FnMut(u64, u64),
+        mut progress: impl FnMut(u64, u64),
         stop: &crate::stop::Stop,
     ) -> Result<Rebuilt, StoreError> {
-        on_backend!(self, b => b.rebuild(progress, stop).await)
+        let total = on_read!(self, |conn| Sql::folded_notifications(conn).await)?;
+        let total = u64::try_from(total).unwrap_or(0);
+        let mut after = String::new();
+        let mut done = 0u64;
+        let complete = loop {
+            if stop.is_cancelled() {
+                break false;
+            }
+            let (last, folded) = on_write!(self, |tx| {
+                tx.lock_for_rebuild().await?;
+                fold::rebuild_chunk(tx, &after, REBUILD_CHUNK).await
+            })?;
+            done += folded;
+            progress(done, total);
+            match last {
+                Some(last) => after = last,
+                None => break true,
+            }
+        };
+        Ok(Rebuilt {
+            notifications: done,
+            complete,
+        })
     }
 
     /// Every derived row, in a stable order (to compare rebuild and incremental).
     pub async fn ledger_snapshot(&self) -> Result<BTreeMap<String, Vec<String>>, StoreError> {
-        on_backend!(self, b => b.snapshot().await)
+        on_read!(self, |conn| Sql::snapshot(conn).await)
     }
 
     /// Stores notifications without folding them into the ledger, in one
@@ -339,131 +421,48 @@ impl Store {
         &self,
         notifications: &[NewNotification],
     ) -> Result<u64, StoreError> {
-        on_backend!(self, b => b.import(notifications).await)
+        on_write!(self, |tx| {
+            let mut stored = 0;
+            for n in notifications {
+                if tx.insert_notification(n, None).await? == Recorded::Stored {
+                    stored += 1;
+                }
+            }
+            Ok(stored)
+        })
     }
 
-    /// Up to `limit` rows of a copied table after `after`, in key order
-    /// (see [`copy`]).
-    pub async fn copy_page(
-        &self,
-        table: &copy::CopyTable,
-        after: Option<&copy::CopyKey>,
-        limit: i64,
-    ) -> Result<Vec<copy::CopyRow>, StoreError> {
-        on_backend!(self, b => b.copy_page(table, after, limit).await)
+    /// Stored and quarantined notifications and open findings, without
+    /// counting any table, from one snapshot.
+    pub async fn totals(&self) -> Result<Totals, StoreError> {
+        on_snapshot!(self, |conn| Sql::totals(conn).await)
     }
 
-    /// Inserts copied rows, with their keys, in one transaction; a row
-    /// already there stays as it is. Returns how many were new.
-    pub async fn copy_rows(
-        &self,
-        table: &copy::CopyTable,
-        rows: &[copy::CopyRow],
-    ) -> Result<u64, StoreError> {
-        on_backend!(self, b => b.copy_rows(table, rows).await)
+    pub async fn counts(&self) -> Result<Counts, StoreError> {
+        on_read!(self, |conn| Sql::counts(conn).await)
     }
 
-    /// The largest key of a copied table: where a copy continues.
-    pub async fn last_copied(
-        &self,
-        table: &copy::CopyTable,
-    ) -> Result<Option<copy::CopyKey>, StoreError> {
-        on_backend!(self, b => b.last_copied(table).await)
+    /// Healthy means a notification could be stored now: the database
+    /// answers a read, and the writer commits a row larger than a
+    /// notification.
+    pub async fn health(&self) -> Result<(), StoreError> {
+        on_read!(self, |conn| Sql::ping(conn).await)?;
+        self.writers
+            .write(WriteOp::Probe(self.now()))
+            .await
+            .map(drop)
     }
 
-    /// How many rows a copied table holds (counted).
-    pub async fn table_rows(&self, table: &copy::CopyTable) -> Result<u64, StoreError> {
-        let rows = on_backend!(self, b => b.table_rows(table).await)?;
-        Ok(u64::try_from(rows).unwrap_or(0))
-    }
-
-    /// After a table was copied in: generated keys continue after its ids.
-    pub async fn finish_copy(&self, table: &copy::CopyTable) -> Result<(), StoreError> {
-        on_backend!(self, b => b.finish_copy(table).await)
-    }
-
-    /// Ledger items in (kind, item_id) order, after the given one.
-    pub async fn scan_ledger(
-        &self,
-        after: Option<&(String, String)>,
-        limit: i64,
-    ) -> Result<Vec<LedgerItem>, StoreError> {
-        on_backend!(self, b => b.scan_ledger(after, limit).await)
-    }
-
-    /// Notifications that arrived again with different content.
-    pub async fn conflicts(&self) -> Result<Vec<Conflict>, StoreError> {
-        on_backend!(self, b => b.conflicts().await)
-    }
-
-    /// Stored notifications whose shape was new to the version that stored
-    /// them (a type, a subtype, a container), with their payloads.
-    pub async fn unknown_shapes(&self) -> Result<Vec<UnknownShape>, StoreError> {
-        on_backend!(self, b => b.unknown_shapes().await)
-    }
-
-    /// Stored notifications that could not be folded into the ledger.
-    pub async fn unfolded(&self) -> Result<Vec<UnfoldedNotification>, StoreError> {
-        on_backend!(self, b => b.unfolded().await)
-    }
-
-    /// The (kind code, subject) of every open finding, or of those about
-    /// `subject`.
-    pub async fn open_finding_keys(
-        &self,
-        subject: Option<&str>,
-    ) -> Result<Vec<(String, String)>, StoreError> {
-        on_backend!(self, b => b.open_finding_keys(subject).await)
-    }
-
-    /// Marks these open findings resolved at `now`, in one transaction;
-    /// returns how many were. Callers pass small batches, so that the write
-    /// lock is never held long.
-    pub async fn resolve_findings(
-        &self,
-        keys: &[(String, String)],
-        now: i64,
-        resolution: Option<&str>,
-    ) -> Result<u64, StoreError> {
-        on_backend!(self, b => b.resolve_findings(keys, now, resolution).await)
-    }
-
-    /// Says how findings about `subject` resolved since `since` (and not yet
-    /// attributed) were settled: a periodic check may have resolved them
-    /// between Apple's answer being folded and the reconciler's own resolve.
-    pub async fn attribute_resolution(
-        &self,
-        subject: &str,
-        since: i64,
-        resolution: &str,
-    ) -> Result<u64, StoreError> {
-        on_backend!(self, b => b.attribute_resolution(subject, since, resolution).await)
-    }
-
-    /// Sees these findings again at `now`, opening the new ones, in one
-    /// transaction; returns how many were opened.
-    pub async fn upsert_findings(&self, records: &[Finding], now: i64) -> Result<u64, StoreError> {
-        on_backend!(self, b => b.upsert_findings(records, now).await)
-    }
-
-    pub async fn findings(&self, filter: &FindingFilter) -> Result<Vec<FindingEntry>, StoreError> {
-        on_backend!(self, b => b.findings(filter).await)
-    }
-
-    /// Takes `job`'s lease until `expires_at` if it is free, lapsed at `now`
-    /// or already `holder`'s; true when `holder` has it. See the job lease (`lease.rs`), above the store.
-    pub async fn hold_lease(
-        &self,
-        job: &str,
-        holder: &str,
-        now: i64,
-        expires_at: i64,
-    ) -> Result<bool, StoreError> {
-        on_backend!(self, b => b.hold_lease(job, holder, now, expires_at).await)
-    }
-
-    /// Gives `job`'s lease back, if `holder` has it.
-    pub async fn release_lease(&self, job: &str, holder: &str) -> Result<(), StoreError> {
-        on_backend!(self, b => b.release_lease(job, holder).await)
+    /// Answers the writes already queued, then closes every connection.
+    pub async fn close(&self) {
+        self.writers.close().await;
+        match &self.backend {
+            Backend::Sqlite(b) => b.close().await,
+            Backend::Postgres(b) => b.close().await,
+        }
     }
 }
+
+/// Subscriptions per rebuild transaction: each holds the write lock (on
+/// PostgreSQL, new notifications) for one chunk only.
+const REBUILD_CHUNK: i64 = 2_000;

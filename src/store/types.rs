@@ -354,57 +354,64 @@ pub struct RefundFilter {
     pub reversed: Option<bool>,
 }
 
-/// How a row of `refunds` or `expirations` reads back, for a backend's row
-/// type: the ledger's records are pure (no sqlx in the ledger), and the
-/// columns are the same on every backend.
-macro_rules! records_from_row {
-    ($row:ty) => {
-        impl sqlx::FromRow<'_, $row> for crate::store::RefundEntry {
-            fn from_row(row: &$row) -> Result<Self, sqlx::Error> {
-                Ok(crate::store::RefundEntry {
-                    refund: crate::ledger::RefundRecord {
-                        notification_uuid: row.try_get("notification_uuid")?,
-                        notification_type: row.try_get("notification_type")?,
-                        transaction_id: row.try_get("transaction_id")?,
-                        original_transaction_id: row.try_get("original_transaction_id")?,
-                        product_id: row.try_get("product_id")?,
-                        bundle_id: row.try_get("bundle_id")?,
-                        environment: row.try_get("environment")?,
-                        revocation_date: row.try_get("revocation_date")?,
-                        revocation_reason: row.try_get("revocation_reason")?,
-                        revocation_type: row.try_get("revocation_type")?,
-                        revocation_percentage: row.try_get("revocation_percentage")?,
-                        price: row.try_get("price")?,
-                        currency: row.try_get("currency")?,
-                        signed_date: row.try_get("signed_date")?,
-                        subtype: row.try_get("subtype")?,
-                        revoked_seat_quantity: row.try_get("revoked_seat_quantity")?,
-                    },
-                    refund_date: row.try_get("refund_date")?,
-                    reversed_at: row.try_get("reversed_at")?,
-                    reversed_by: row.try_get("reversed_by")?,
-                })
-            }
-        }
-
-        impl sqlx::FromRow<'_, $row> for crate::ledger::ExpirationRecord {
-            fn from_row(row: &$row) -> Result<Self, sqlx::Error> {
-                Ok(crate::ledger::ExpirationRecord {
-                    notification_uuid: row.try_get("notification_uuid")?,
-                    subtype: row.try_get("subtype")?,
-                    transaction_id: row.try_get("transaction_id")?,
-                    original_transaction_id: row.try_get("original_transaction_id")?,
-                    product_id: row.try_get("product_id")?,
-                    bundle_id: row.try_get("bundle_id")?,
-                    environment: row.try_get("environment")?,
-                    expires_date: row.try_get("expires_date")?,
-                    signed_date: row.try_get("signed_date")?,
-                })
-            }
-        }
-    };
+/// How a row of `refunds` or `expirations` reads back, on any backend: the
+/// ledger's records are pure (no sqlx in the ledger), and the columns are
+/// the same on every backend.
+impl<'r, R> sqlx::FromRow<'r, R> for RefundEntry
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(RefundEntry {
+            refund: crate::ledger::RefundRecord {
+                notification_uuid: row.try_get("notification_uuid")?,
+                notification_type: row.try_get("notification_type")?,
+                transaction_id: row.try_get("transaction_id")?,
+                original_transaction_id: row.try_get("original_transaction_id")?,
+                product_id: row.try_get("product_id")?,
+                bundle_id: row.try_get("bundle_id")?,
+                environment: row.try_get("environment")?,
+                revocation_date: row.try_get("revocation_date")?,
+                revocation_reason: row.try_get("revocation_reason")?,
+                revocation_type: row.try_get("revocation_type")?,
+                revocation_percentage: row.try_get("revocation_percentage")?,
+                price: row.try_get("price")?,
+                currency: row.try_get("currency")?,
+                signed_date: row.try_get("signed_date")?,
+                subtype: row.try_get("subtype")?,
+                revoked_seat_quantity: row.try_get("revoked_seat_quantity")?,
+            },
+            refund_date: row.try_get("refund_date")?,
+            reversed_at: row.try_get("reversed_at")?,
+            reversed_by: row.try_get("reversed_by")?,
+        })
+    }
 }
-pub(super) use records_from_row;
+
+impl<'r, R> sqlx::FromRow<'r, R> for crate::ledger::ExpirationRecord
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(crate::ledger::ExpirationRecord {
+            notification_uuid: row.try_get("notification_uuid")?,
+            subtype: row.try_get("subtype")?,
+            transaction_id: row.try_get("transaction_id")?,
+            original_transaction_id: row.try_get("original_transaction_id")?,
+            product_id: row.try_get("product_id")?,
+            bundle_id: row.try_get("bundle_id")?,
+            environment: row.try_get("environment")?,
+            expires_date: row.try_get("expires_date")?,
+            signed_date: row.try_get("signed_date")?,
+        })
+    }
+}
 
 /// A user of the support console (the password's hash stays in the store).
 #[derive(Debug, Clone, PartialEq, Eq)]

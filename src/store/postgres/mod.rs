@@ -1,17 +1,8 @@
 //! PostgreSQL: the schema (migrations/postgres/), its migration, which
 //! several instances may run at once, and the store on it.
 
-mod appstore;
-mod console;
-mod copy;
-mod findings;
-mod leases;
-mod ledger_tx;
-mod read;
 mod retry;
 mod store;
-mod users;
-mod writer;
 
 pub(super) use store::PgStore;
 
