@@ -12,8 +12,9 @@ impl Store {
         user: &ConsoleUser,
         password_hash: &str,
     ) -> Result<bool, StoreError> {
-        on_write!(self, |tx| Sql::add_console_user(tx, user, password_hash)
-            .await)
+        on_write!(self, |tx| {
+            Sql::add_console_user(tx, user, password_hash).await
+        })
     }
 
     /// True when there was such a user.
@@ -48,14 +49,9 @@ impl Store {
         csrf_token: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        on_write!(self, |tx| Sql::create_console_session(
-            tx,
-            token_sha256,
-            user_name,
-            csrf_token,
-            now
-        )
-        .await)
+        on_write!(self, |tx| {
+            Sql::create_console_session(tx, token_sha256, user_name, csrf_token, now).await
+        })
     }
 
     /// The session, seen now, unless it was idle since before `idle_since`
@@ -68,19 +64,15 @@ impl Store {
         created_since: i64,
         now: i64,
     ) -> Result<Option<ConsoleSession>, StoreError> {
-        on_write!(self, |tx| Sql::console_session(
-            tx,
-            token_sha256,
-            idle_since,
-            created_since,
-            now
-        )
-        .await)
+        on_write!(self, |tx| {
+            Sql::console_session(tx, token_sha256, idle_since, created_since, now).await
+        })
     }
 
     pub async fn delete_console_session(&self, token_sha256: &str) -> Result<(), StoreError> {
-        on_write!(self, |tx| Sql::delete_console_session(tx, token_sha256)
-            .await)
+        on_write!(self, |tx| {
+            Sql::delete_console_session(tx, token_sha256).await
+        })
     }
 
     /// Reserves a sign-in attempt before its password is checked: `None`
@@ -133,10 +125,9 @@ impl Store {
         before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<AccessEntry>, StoreError> {
-        on_read!(self, |conn| Sql::console_access_log(
-            conn, user_name, before, limit
-        )
-        .await)
+        on_read!(self, |conn| {
+            Sql::console_access_log(conn, user_name, before, limit).await
+        })
     }
 
     /// Adds (start of the hour, code, count) to the refused deliveries.

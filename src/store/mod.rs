@@ -25,9 +25,10 @@ use sql::{Conn as _, Sql};
 use writer::WriteOp;
 
 /// The database behind a [`Store`]: the one place that names the backends.
-/// Each offers three primitives (`read`, `read_snapshot`, `write`, the last
-/// retrying PostgreSQL's serialization failures); the statements, written
-/// once in sql/, run on either's connection. Static dispatch: each call is a
+/// Each offers three primitives (`read`, `read_snapshot` and a write
+/// transaction, which `on_write!` runs again on PostgreSQL after a
+/// serialization failure or a deadlock); the statements, written once in
+/// sql/, run on either's connection. Static dispatch: each call is a
 /// match, not a virtual call.
 #[derive(Debug, Clone)]
 enum Backend {
@@ -304,8 +305,9 @@ impl Store {
         run: &BackfillRun,
         finished_at: Option<i64>,
     ) -> Result<(), StoreError> {
-        on_write!(self, |tx| Sql::backfill_progress(tx, run, finished_at)
-            .await)
+        on_write!(self, |tx| {
+            Sql::backfill_progress(tx, run, finished_at).await
+        })
     }
 
     /// Which of these transaction ids a notification or evidence brought.
@@ -318,8 +320,9 @@ impl Store {
 
     /// Whether a notification with this UUID is stored (accepted or quarantined).
     pub async fn has_notification(&self, notification_uuid: &str) -> Result<bool, StoreError> {
-        on_read!(self, |conn| Sql::has_notification(conn, notification_uuid)
-            .await)
+        on_read!(self, |conn| {
+            Sql::has_notification(conn, notification_uuid).await
+        })
     }
 
     /// The stored payloads of an item (notifications and Apple's answers)
@@ -330,10 +333,9 @@ impl Store {
         item: &ItemKey,
         known_at: i64,
     ) -> Result<Vec<String>, StoreError> {
-        on_read!(self, |conn| Sql::item_payloads_known_at(
-            conn, item, known_at
-        )
-        .await)
+        on_read!(self, |conn| {
+            Sql::item_payloads_known_at(conn, item, known_at).await
+        })
     }
 
     /// Ledger items matching `query`.
@@ -347,11 +349,9 @@ impl Store {
         &self,
         app_transaction_ids: &[String],
     ) -> Result<Vec<RescindedConsent>, StoreError> {
-        on_read!(self, |conn| Sql::rescinded_consents(
-            conn,
-            app_transaction_ids
-        )
-        .await)
+        on_read!(self, |conn| {
+            Sql::rescinded_consents(conn, app_transaction_ids).await
+        })
     }
 
     /// A subscription's notifications in signedDate order, its refunds

@@ -161,9 +161,10 @@ impl Batches for PgBatches {
         false
     }
 
-    async fn close(&mut self) {
-        self.pool.close().await;
-    }
+    /// Nothing to close here: the writers share one pool, which
+    /// [`PgStore::close`] closes once every writer has stopped (a writer that
+    /// closed it first would fail another's batch still under way).
+    async fn close(&mut self) {}
 }
 
 async fn try_batch(pool: &PgPool, ops: &[&WriteOp]) -> Result<Vec<Recorded>, sqlx::Error> {
