@@ -22,7 +22,7 @@ pub(super) fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
     Some((date.parse().ok()?, uuid.to_owned()))
 }
 
-const CSV_COLUMNS: [&str; 19] = [
+const CSV_COLUMNS: [&str; 20] = [
     "notificationUUID",
     "notificationType",
     "transactionId",
@@ -36,6 +36,7 @@ const CSV_COLUMNS: [&str; 19] = [
     "revocationPercentage",
     "price",
     "currency",
+    "refundedAmount",
     "signedDate",
     "refundDate",
     "reversedAt",
@@ -165,7 +166,7 @@ mod tests {
         assert_eq!(lines[0], CSV_COLUMNS.join(","));
         assert_eq!(
             lines[1],
-            "u-1,REFUND,\"a,b\",1,\"say \"\"hi\"\"\",'=SUM(A1),Sandbox,5,,,,9990,'@cmd,6,5,,,SEATS,2"
+            "u-1,REFUND,\"a,b\",1,\"say \"\"hi\"\"\",'=SUM(A1),Sandbox,5,,,,9990,'@cmd,19980,6,5,,,SEATS,2"
         );
         assert_eq!(lines[2], "");
     }

@@ -91,6 +91,10 @@ pub(super) struct RefundView<'a> {
     revocation_percentage: Option<i64>,
     price: Option<i64>,
     currency: Option<&'a str>,
+    /// The money refunded, in milliunits of `currency` (see
+    /// `RefundRecord::refunded_amount`); absent for a Family Sharing
+    /// revocation, which refunds none.
+    refunded_amount: Option<i64>,
     signed_date: i64,
     refund_date: i64,
     reversed_at: Option<i64>,
@@ -120,6 +124,7 @@ impl<'a> From<&'a RefundEntry> for RefundView<'a> {
             revocation_percentage: r.revocation_percentage,
             price: r.price,
             currency: r.currency.as_deref(),
+            refunded_amount: r.refunded_amount(),
             signed_date: r.signed_date,
             refund_date: entry.refund_date,
             reversed_at: entry.reversed_at,

@@ -30,6 +30,72 @@ pub struct RefundRecord {
     pub revoked_seat_quantity: Option<i64>,
 }
 
+/// `revocationPercentage` is in milliunits of a percent: 100% is 100,000.
+const WHOLE: i64 = 100_000;
+
+impl RefundRecord {
+    /// A Family Sharing revocation: the family member lost access because
+    /// the purchaser stopped sharing or was refunded; the record moves no
+    /// money (a `REVOKE` notification, or `revocationType` FAMILY_REVOKE).
+    pub fn is_family_revocation(&self) -> bool {
+        self.notification_type == "REVOKE"
+            || self.revocation_type.as_deref() == Some("FAMILY_REVOKE")
+    }
+
+    /// The money this record refunded, in milliunits of `currency`, or
+    /// `None` when it refunded none (a Family Sharing revocation) or Apple's
+    /// fields do not say how much:
+    /// - a refund of some seats (subtype SEATS): the price times
+    ///   `revokedSeatQuantity` (for a multiseat purchase Apple's `price` is
+    ///   the average price per seat, and which tier's seats went back is not
+    ///   signed);
+    /// - REFUND_PRORATED: the price times `revocationPercentage`, rounded to
+    ///   the nearest milliunit (40% of 9,990 is 3,996);
+    /// - REFUND_FULL, or a refund before Apple signed a `revocationType`:
+    ///   the price.
+    ///
+    /// Every value is Apple's, signed but unchecked: the product is
+    /// computed wide and the percentage held to 0..=100%, so no value
+    /// overflows or refunds more than the price.
+    pub fn refunded_amount(&self) -> Option<i64> {
+        if self.is_family_revocation() {
+            return None;
+        }
+        let price = self.price?;
+        if self.subtype.as_deref() == Some("SEATS") {
+            return self
+                .revoked_seat_quantity
+                .map(|seats| price.saturating_mul(seats.max(0)));
+        }
+        match self.revocation_type.as_deref() {
+            Some("REFUND_PRORATED") => self
+                .revocation_percentage
+                .map(|percentage| prorated(price, percentage)),
+            _ => Some(price),
+        }
+    }
+}
+
+/// `value` / `by`, rounded half away from zero (money is rounded so);
+/// saturating at i128's ends, 0 for a divisor of 0.
+pub fn divide_rounded(value: i128, by: i128) -> i128 {
+    let half = by / 2;
+    let shifted = if (value < 0) == (by < 0) {
+        value.saturating_add(half)
+    } else {
+        value.saturating_sub(half)
+    };
+    shifted.checked_div(by).unwrap_or(0)
+}
+
+/// `price` x `percentage` / 100%, rounded half away from zero.
+fn prorated(price: i64, percentage: i64) -> i64 {
+    let exact = i128::from(price).saturating_mul(i128::from(percentage.clamp(0, WHOLE)));
+    let rounded = divide_rounded(exact, i128::from(WHOLE));
+    // Within [-|price|, |price|] by the clamp: always fits.
+    i64::try_from(rounded).unwrap_or(price)
+}
+
 /// An expiry, with Apple's reason (the EXPIRED subtype).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExpirationRecord {
@@ -130,5 +196,87 @@ pub(super) fn effects(s: &mut State, event: &Event, signed: i64) -> Vec<Effect> 
             })]
         }
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refund(notification_type: &str, revocation_type: Option<&str>) -> RefundRecord {
+        RefundRecord {
+            notification_uuid: "n".into(),
+            notification_type: notification_type.into(),
+            transaction_id: Some("t".into()),
+            original_transaction_id: Some("o".into()),
+            product_id: None,
+            bundle_id: None,
+            environment: None,
+            revocation_date: Some(1),
+            revocation_reason: Some(0),
+            revocation_type: revocation_type.map(str::to_owned),
+            revocation_percentage: None,
+            price: Some(9_990),
+            currency: Some("USD".into()),
+            signed_date: 1,
+            subtype: None,
+            revoked_seat_quantity: None,
+        }
+    }
+
+    #[test]
+    fn money_refunded_by_each_kind_of_refund() {
+        assert_eq!(
+            refund("REFUND", Some("REFUND_FULL")).refunded_amount(),
+            Some(9_990)
+        );
+        // Before Apple signed a revocationType, a refund was of the price.
+        assert_eq!(refund("REFUND", None).refunded_amount(), Some(9_990));
+        let mut prorated = refund("REFUND", Some("REFUND_PRORATED"));
+        prorated.revocation_percentage = Some(40_000);
+        assert_eq!(prorated.refunded_amount(), Some(3_996));
+        prorated.revocation_percentage = Some(67_932);
+        assert_eq!(prorated.refunded_amount(), Some(6_786));
+        prorated.revocation_percentage = None;
+        assert_eq!(prorated.refunded_amount(), None, "how much is not signed");
+        let mut seats = refund("REFUND", Some("REFUND_FULL"));
+        seats.subtype = Some("SEATS".into());
+        seats.price = Some(5_000);
+        seats.revoked_seat_quantity = Some(3);
+        assert_eq!(seats.refunded_amount(), Some(15_000));
+    }
+
+    #[test]
+    fn a_family_sharing_revocation_refunds_no_money() {
+        assert_eq!(refund("REVOKE", None).refunded_amount(), None);
+        assert_eq!(
+            refund("REFUND", Some("FAMILY_REVOKE")).refunded_amount(),
+            None
+        );
+        assert!(refund("REVOKE", Some("FAMILY_REVOKE")).is_family_revocation());
+        assert!(!refund("REFUND", Some("REFUND_FULL")).is_family_revocation());
+    }
+
+    #[test]
+    fn extreme_signed_values_neither_overflow_nor_refund_more_than_the_price() {
+        let mut r = refund("REFUND", Some("REFUND_PRORATED"));
+        r.price = Some(i64::MAX);
+        r.revocation_percentage = Some(100_000);
+        assert_eq!(r.refunded_amount(), Some(i64::MAX));
+        r.revocation_percentage = Some(i64::MAX);
+        assert_eq!(r.refunded_amount(), Some(i64::MAX));
+        r.price = Some(9_990);
+        r.revocation_percentage = Some(-5);
+        assert_eq!(r.refunded_amount(), Some(0));
+        r.price = Some(i64::MIN);
+        r.revocation_percentage = Some(50_000);
+        assert_eq!(r.refunded_amount(), Some(i64::MIN / 2));
+        let mut seats = refund("REFUND", None);
+        seats.subtype = Some("SEATS".into());
+        seats.price = Some(i64::MAX);
+        seats.revoked_seat_quantity = Some(i64::MAX);
+        assert_eq!(seats.refunded_amount(), Some(i64::MAX));
+        seats.revoked_seat_quantity = Some(-3);
+        assert_eq!(seats.refunded_amount(), Some(0));
     }
 }

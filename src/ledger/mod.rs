@@ -85,7 +85,7 @@ mod timeline;
 use std::collections::BTreeMap;
 
 pub use duration::{ProductDuration, Products};
-pub use effects::{Effect, ExpirationRecord, RefundRecord};
+pub use effects::{divide_rounded, Effect, ExpirationRecord, RefundRecord};
 pub use entitlement::Answer;
 pub use event::{
     in_order, sources, Event, EventData, EventKey, ItemKey, RenewalFacts, TransactionFacts,

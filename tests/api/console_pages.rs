@@ -306,12 +306,15 @@ async fn the_refund_audit_filters_totals_charts_and_downloads_what_it_shows() {
     assert_eq!(all.status, 200, "{}", all.body);
     assert_eq!(rows(&all), 3);
     assert!(
-        all.body
-            .contains("USD: 2 refunded, 19.98 USD, of which reversed 9.99 USD"),
+        all.body.contains(
+            r#"USD: 2 refunded, <strong class="net">9.99 USD</strong> (19.98 USD less 9.99 USD reversed since)."#
+        ),
         "{}",
         all.body
     );
-    assert!(all.body.contains("EUR: 1 refunded, 8.99 EUR"));
+    assert!(all
+        .body
+        .contains(r#"EUR: 1 refunded, <strong class="net">8.99 EUR</strong>."#));
     assert!(all.body.contains(r#"aria-label="Refunds per day""#));
     assert!(all
         .body
@@ -504,4 +507,128 @@ async fn findings_and_delivery_health_tell_what_apple_sent_and_what_we_refused()
     );
     let quarantine = delivery.body.split("id=\"quarantined\"").nth(1).unwrap();
     assert!(quarantine.contains("<td>1</td>"), "{quarantine}");
+}
+
+/// The money a refund gave back, by kind, the same in the API's JSON and
+/// CSV and the console's audit: a prorated refund of 40% of 9.99 USD is
+/// 3.996 USD (4.00 shown), a refund of 3 seats at 5.00 EUR is 15.00 EUR, and
+/// a Family Sharing revocation is listed but refunds no money.
+#[tokio::test]
+async fn refunded_money_is_counted_by_the_kind_of_refund() {
+    let app = TestApp::spawn().await;
+    let now = now();
+    let prorated = tx("mr-a", "mr-a-t1", "monthly", now - 20 * DAY, now + 10 * DAY);
+    Post::new(&app, "SUBSCRIBED", now - 20 * DAY)
+        .status(1)
+        .tx(prorated.clone())
+        .send()
+        .await;
+    let mut forty = revoked(prorated, now - 2 * DAY, "REFUND_PRORATED");
+    forty["revocationPercentage"] = json!(40_000);
+    Post::new(&app, "REFUND", now - 2 * DAY)
+        .tx(forty)
+        .send()
+        .await;
+
+    let mut team = tx("mr-b", "mr-b-t1", "team", now - 20 * DAY, now + 10 * DAY);
+    team["quantity"] = json!(5);
+    team["price"] = json!(5_000);
+    team["currency"] = json!("EUR");
+    Post::new(&app, "SUBSCRIBED", now - 20 * DAY)
+        .status(1)
+        .tx(team.clone())
+        .send()
+        .await;
+    let mut seats = team;
+    seats["multiSeatInfo"] = json!({"invitationManagement": "APPLE", "revokedSeatQuantity": 3});
+    seats["signedDate"] = json!(now - DAY);
+    Post::new(&app, "REFUND", now - DAY)
+        .status(1)
+        .subtype("SEATS")
+        .tx(seats)
+        .send()
+        .await;
+
+    let mut member = tx("mr-c", "mr-c-t1", "monthly", now - 20 * DAY, now + 10 * DAY);
+    member["inAppOwnershipType"] = json!("FAMILY_SHARED");
+    Post::new(&app, "SUBSCRIBED", now - 20 * DAY)
+        .status(1)
+        .tx(member.clone())
+        .send()
+        .await;
+    Post::new(&app, "REVOKE", now - HOUR)
+        .tx(revoked(member, now - HOUR, "FAMILY_REVOKE"))
+        .send()
+        .await;
+
+    let (status, body) = app.api("/v1/refunds").await;
+    assert_eq!(status, 200, "{body}");
+    let amounts: Vec<(Value, Value, Value)> = body["refunds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["originalTransactionId"].clone(),
+                r["refundedAmount"].clone(),
+                r["currency"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        amounts,
+        vec![
+            (json!("mr-c"), Value::Null, json!("USD")),
+            (json!("mr-b"), json!(15_000), json!("EUR")),
+            (json!("mr-a"), json!(3_996), json!("USD")),
+        ],
+        "{body}"
+    );
+
+    let csv = app
+        .client
+        .get(format!("{}/v1/refunds?format=csv", app.address))
+        .bearer_auth(crate::helpers::API_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    let column = lines[0]
+        .split(',')
+        .position(|name| name == "refundedAmount")
+        .unwrap();
+    let cells: Vec<&str> = lines[1..]
+        .iter()
+        .map(|line| line.split(',').nth(column).unwrap())
+        .collect();
+    assert_eq!(cells, vec!["", "15000", "3996"], "{csv}");
+
+    let (client, cookie) = agent(&app, "agent", "support").await;
+    let audit = get(&app, &client, "/console/refunds", &cookie).await;
+    assert_eq!(audit.status, 200, "{}", audit.body);
+    assert!(
+        audit.body.contains(r#"USD: 1 refunded, <strong class="net">4.00 USD</strong>, 1 Family Sharing revocation(s), no money refunded."#),
+        "{}",
+        audit.body
+    );
+    assert!(
+        audit
+            .body
+            .contains(r#"EUR: 1 refunded, <strong class="net">15.00 EUR</strong>."#),
+        "{}",
+        audit.body
+    );
+    assert!(audit.body.contains("<td>40%</td>"), "{}", audit.body);
+    assert!(audit
+        .body
+        .contains(r#"<td class="refunded">3.996 USD</td>"#));
+    assert!(audit
+        .body
+        .contains(r#"<td class="refunded">15.00 EUR</td>"#));
+    assert!(audit
+        .body
+        .contains(r#"<td class="refunded">revocation, no money</td>"#));
 }

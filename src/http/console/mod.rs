@@ -8,6 +8,7 @@ mod account;
 mod audit;
 mod customer;
 mod pages;
+mod refund_audit;
 mod sign_in;
 mod svg;
 
@@ -49,7 +50,8 @@ pub mod render {
 
     /// The refund audit page for `rows` (unfiltered), as HTML.
     pub fn refund_audit(rows: &[crate::store::RefundEntry], more: bool) -> String {
-        super::audit::refund_page(&super::audit::RefundForm::default(), rows, more).into_string()
+        super::refund_audit::refund_page(&super::refund_audit::RefundForm::default(), rows, more)
+            .into_string()
     }
 }
 
@@ -63,8 +65,8 @@ pub(super) fn routes() -> Router<AppState> {
             post(account::set_app_account_token),
         )
         .route("/console/payload/{id}", get(customer::payload))
-        .route("/console/refunds", get(audit::refunds))
-        .route("/console/refunds.csv", get(audit::refunds_csv))
+        .route("/console/refunds", get(refund_audit::refunds))
+        .route("/console/refunds.csv", get(refund_audit::refunds_csv))
         .route("/console/findings", get(audit::findings))
         .route("/console/delivery", get(audit::delivery))
         .route("/console/access-log", get(audit::access_log))

@@ -57,6 +57,44 @@ pub(crate) fn price(milli: Option<i64>, currency: Option<&str>) -> String {
     .to_owned()
 }
 
+/// An amount in milliunits, rounded to the currency's minor unit (ISO 4217:
+/// none for the yen or the won, three for the dinars, two for the rest):
+/// 3,996 is "4.00 USD".
+pub(crate) fn money(milli: i64, currency: &str) -> String {
+    // (digits after the point, milliunits per minor unit, minor units per unit)
+    let (digits, step, scale): (usize, i128, u128) = match currency {
+        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
+        | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => (0, 1000, 1),
+        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => (3, 1, 1000),
+        _ => (2, 10, 100),
+    };
+    let minor = crate::ledger::divide_rounded(i128::from(milli), step);
+    let sign = if minor < 0 { "-" } else { "" };
+    let minor = minor.unsigned_abs();
+    let whole = minor.checked_div(scale).unwrap_or(0);
+    let text = if digits == 0 {
+        format!("{sign}{whole}")
+    } else {
+        let fraction = minor.checked_rem(scale).unwrap_or(0);
+        format!("{sign}{whole}.{fraction:0digits$}")
+    };
+    format!("{text} {currency}").trim_end().to_owned()
+}
+
+/// Apple's `revocationPercentage`, in thousandths of a percent: 40000 is
+/// "40%", 67932 is "67.932%".
+pub(crate) fn percentage(milli: i64) -> String {
+    let sign = if milli < 0 { "-" } else { "" };
+    let units = milli.unsigned_abs();
+    let fraction = format!("{:03}", units % 1000);
+    let fraction = fraction.trim_end_matches('0');
+    if fraction.is_empty() {
+        format!("{sign}{}%", units / 1000)
+    } else {
+        format!("{sign}{}.{fraction}%", units / 1000)
+    }
+}
+
 /// The one stylesheet, served from /console/style.css.
 pub(super) const STYLE: &str = "\
 body{font:15px/1.45 system-ui,sans-serif;margin:0;color:#1d1d1f;background:#f5f5f7}\
@@ -180,6 +218,26 @@ mod tests {
         assert_eq!(price(Some(1234), Some("JPY")), "1.234 JPY");
         assert_eq!(price(Some(-500), None), "-0.50");
         assert_eq!(price(None, Some("USD")), "–");
+    }
+
+    #[test]
+    fn money_in_the_currency_minor_unit() {
+        assert_eq!(money(3_996, "USD"), "4.00 USD");
+        assert_eq!(money(15_000, "USD"), "15.00 USD");
+        assert_eq!(money(-4_995, "EUR"), "-5.00 EUR");
+        assert_eq!(money(1_499, "JPY"), "1 JPY");
+        assert_eq!(money(1_234, "KWD"), "1.234 KWD");
+        assert_eq!(money(0, "?"), "0.00 ?");
+        assert_eq!(money(i64::MIN, "JPY"), "-9223372036854776 JPY");
+        assert_eq!(money(i64::MAX, "USD"), "9223372036854775.81 USD");
+    }
+
+    #[test]
+    fn percentages_in_thousandths() {
+        assert_eq!(percentage(40_000), "40%");
+        assert_eq!(percentage(67_932), "67.932%");
+        assert_eq!(percentage(15), "0.015%");
+        assert_eq!(percentage(i64::MIN), "-9223372036854775.808%");
     }
 
     #[test]
