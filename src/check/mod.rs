@@ -22,11 +22,11 @@
 //! | `APP_ACCOUNT_TOKEN_MISMATCH` | a backend reported a transaction (POST /v1/transactions) for another appAccountToken than the one Apple signed into it: a sign of a replayed purchase |
 //! | `UNKNOWN_NOTIFICATION_SHAPE` | a genuine notification for a configured app has a type, subtype or container this version does not know: it was stored (200) and folded as far as its known facts go; upgrade, then `rebuild` |
 //! | `NON_RENEWING_DURATION_UNKNOWN` | a non-renewing subscription was bought whose product has no `duration` in `[[apps.products]]`: Apple signs no expiry for one, so it is entitled with no end until its length is configured. One finding per product |
-//! | `MISSING_REFUND_NOTIFICATION` | the current transaction carries a revocation (seen in some other notification) but no REFUND or REVOKE ever arrived, so the refund ledger lacks it |
+//! | `MISSING_REFUND_NOTIFICATION` | a transaction carries a revocation (seen in some other notification) but no REFUND or REVOKE for that transaction arrived, so the refund ledger lacks it |
 
 mod runner;
 
-use crate::ledger::{current_period_revoked, ItemKey, State, Status};
+use crate::ledger::{current_period_revoked, ItemKey, State, Status, MAX_REFUND_NOTICES};
 use crate::model::AutoRenewStatus;
 
 pub use crate::finding::{Finding, FindingKind, Tolerances};
@@ -81,16 +81,10 @@ pub fn check_item(item: &ItemKey, state: &State, at: i64, tolerances: &Tolerance
             findings.push(finding(kind, format!("{preface}{}", notes.join("; "))));
         }
     }
-    if let (Some(revoked), None) = (state.revocation_date, state.last_refund_signed_date) {
-        if past(revoked, tolerances.missing_refund_notification) {
-            findings.push(finding(
-                FindingKind::MissingRefundNotification,
-                format!(
-                    "transaction {} carries revocationDate {revoked} but no REFUND or REVOKE arrived",
-                    state.current_transaction_id.as_deref().unwrap_or("?")
-                ),
-            ));
-        }
+    if let Some(detail) = missing_refund_notices(state, |revoked| {
+        past(revoked, tolerances.missing_refund_notification)
+    }) {
+        findings.push(finding(FindingKind::MissingRefundNotification, detail));
     }
     let ItemKey::Subscription(_) = item else {
         return findings;
@@ -156,6 +150,50 @@ pub fn check_item(item: &ItemKey, state: &State, at: i64, tolerances: &Tolerance
 }
 
 /// When Apple's next word about a subscription is due, so that support can
+/// The transactions revoked (still, and longer ago than the tolerance, as
+/// `overdue` says) that no REFUND or REVOKE reported: per transaction, so
+/// that a lost refund of a later period after an earlier refund is found.
+/// A state an older version folded lacks the notices: then only a
+/// revocation with no refund notification at all is found, as before.
+fn missing_refund_notices(state: &State, overdue: impl Fn(i64) -> bool) -> Option<String> {
+    if !state.refund_notices_kept {
+        let revoked = state.revocation_date?;
+        return (state.last_refund_signed_date.is_none() && overdue(revoked)).then(|| {
+            format!(
+                "transaction {} carries revocationDate {revoked} but no REFUND or REVOKE arrived",
+                state.current_transaction_id.as_deref().unwrap_or("?")
+            )
+        });
+    }
+    if state.refund_notices.len() >= MAX_REFUND_NOTICES {
+        return None;
+    }
+    let missing: Vec<String> = state
+        .timeline
+        .periods
+        .iter()
+        .filter_map(|p| {
+            let revocation = p.revocations.last().filter(|r| r.until.is_none())?;
+            let notified = state
+                .refund_notices
+                .binary_search_by(|known| known.as_str().cmp(&p.transaction_id))
+                .is_ok();
+            (!notified && overdue(revocation.from)).then(|| {
+                format!(
+                    "transaction {} carries revocationDate {}",
+                    p.transaction_id, revocation.from
+                )
+            })
+        })
+        .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "{} but no REFUND or REVOKE arrived for it",
+            missing.join("; ")
+        )
+    })
+}
+
 /// answer "why no EXPIRED yet": the end of a refunded period, the renewal
 /// outcome at `expiresDate`, the end of a billing grace period. None when
 /// nothing more is expected (expired, revoked, or in billing retry, whose

@@ -30,6 +30,18 @@ pub struct RefundRecord {
     pub revoked_seat_quantity: Option<i64>,
 }
 
+/// Keeps that a REFUND or REVOKE reported transaction `id`.
+fn note_refund(s: &mut State, id: &str) {
+    if let Err(at) = s
+        .refund_notices
+        .binary_search_by(|known| known.as_str().cmp(id))
+    {
+        if s.refund_notices.len() < super::state::MAX_REFUND_NOTICES {
+            s.refund_notices.insert(at, id.to_owned());
+        }
+    }
+}
+
 /// `revocationPercentage` is in milliunits of a percent: 100% is 100,000.
 const WHOLE: i64 = 100_000;
 
@@ -143,6 +155,9 @@ pub(super) fn effects(s: &mut State, event: &Event, signed: i64) -> Vec<Effect> 
         }
         NotificationType::Refund | NotificationType::Revoke => {
             s.last_refund_signed_date = Some(signed);
+            if let Some(id) = t.and_then(|t| t.transaction_id.as_ref()) {
+                note_refund(s, id);
+            }
             s.refund_requested_date = None;
             s.consumption_request_reason = None;
             vec![Effect::Refund(RefundRecord {

@@ -92,7 +92,9 @@ pub use event::{
     UnclaimFacts,
 };
 pub use own_status::{own_status_at, OwnStatus};
-pub use state::{apply, current_period_revoked, State, Status, MAX_CONTRADICTIONS};
+pub use state::{
+    apply, current_period_revoked, State, Status, MAX_CONTRADICTIONS, MAX_REFUND_NOTICES,
+};
 pub use timeline::{Offer, Period, Revocation, StatusSpan, Timeline};
 
 /// The state and records of one item after all of `events` that concern it,

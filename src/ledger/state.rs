@@ -163,6 +163,16 @@ pub struct State {
     /// (no false alarm after an upgrade) until `rebuild` folds it again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub own_status_kept: bool,
+    /// The transactions a REFUND or REVOKE notification reported, sorted,
+    /// at most [`MAX_REFUND_NOTICES`]: a period revoked but missing here lost
+    /// its notification (the checker's MISSING_REFUND_NOTIFICATION).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refund_notices: Vec<String>,
+    /// Whether this state was folded from its first event by a version
+    /// that keeps [`State::refund_notices`]; an older one is checked by the
+    /// older rule (a revocation with no refund at all) until `rebuild`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refund_notices_kept: bool,
     /// Transactions a backend reported for another appAccountToken than the
     /// one Apple signed in (a sign of a replayed purchase). Sorted, once, at
     /// most [`MAX_CONTRADICTIONS`].
@@ -186,6 +196,8 @@ pub struct State {
 
 /// Unclaimed seat claims kept per subscription: a group's seats, bounded.
 const MAX_UNCLAIMED_SEATS: usize = 10_000;
+/// More refunded transactions than a subscription has periods in decades.
+pub const MAX_REFUND_NOTICES: usize = 10_000;
 
 /// More contradictions than this say nothing new.
 pub const MAX_CONTRADICTIONS: usize = 20;
@@ -210,6 +222,7 @@ fn is_shared(t: &TransactionFacts) -> bool {
 pub fn apply(state: Option<State>, item: &ItemKey, event: &Event) -> (State, Vec<Effect>) {
     let mut s = state.unwrap_or_else(|| State {
         own_status_kept: true,
+        refund_notices_kept: true,
         ..State::default()
     });
     let signed = event.effective_signed_date();

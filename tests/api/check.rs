@@ -281,6 +281,58 @@ async fn a_revocation_seen_without_any_refund_notification_is_found() {
     assert_eq!(refunds["refunds"].as_array().unwrap().len(), 1);
 }
 
+/// The rule is per transaction: an earlier period's refund, notified, does
+/// not hide that a later period's refund lost its notification.
+#[tokio::test]
+async fn a_lost_refund_of_a_later_period_after_an_earlier_refund_is_found() {
+    let app = TestApp::spawn().await;
+    let (now, otid) = (now(), "c-second-refund");
+    let t1 = tx(
+        otid,
+        "c-second-refund-t1",
+        "monthly",
+        now - 70 * DAY,
+        now - 40 * DAY,
+    );
+    Post::new(&app, "SUBSCRIBED", now - 70 * DAY)
+        .tx(t1.clone())
+        .send()
+        .await;
+    Post::new(&app, "REFUND", now - 60 * DAY)
+        .tx(revoked(t1, now - 60 * DAY, "REFUND_FULL"))
+        .send()
+        .await;
+    let t2 = tx(otid, "c-second-refund-t2", "monthly", now - 30 * DAY, now);
+    Post::new(&app, "SUBSCRIBED", now - 30 * DAY)
+        .subtype("RESUBSCRIBE")
+        .tx(t2.clone())
+        .send()
+        .await;
+    assert_eq!(check(&app, now), (Some(0), vec![]));
+    // Apple's EXPIRED shows the second period revoked; its REFUND never came.
+    Post::new(&app, "EXPIRED", now - HOUR)
+        .subtype("VOLUNTARY")
+        .tx(revoked(t2.clone(), now - 3 * DAY, "REFUND_FULL"))
+        .send()
+        .await;
+    let (code, findings) = check(&app, now);
+    assert_eq!(
+        (code, kinds_for(&findings, otid)),
+        (Some(3), vec!["MISSING_REFUND_NOTIFICATION".to_owned()])
+    );
+    let detail = findings[0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("transaction c-second-refund-t2 carries revocationDate"),
+        "{detail}"
+    );
+    assert!(!detail.contains("c-second-refund-t1"), "{detail}");
+    Post::new(&app, "REFUND", now - 3 * DAY)
+        .tx(revoked(t2, now - 3 * DAY, "REFUND_FULL"))
+        .send()
+        .await;
+    assert_eq!(check(&app, now), (Some(0), vec![]));
+}
+
 #[tokio::test]
 async fn healthy_histories_give_no_finding() {
     let app = TestApp::spawn().await;
