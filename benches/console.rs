@@ -126,7 +126,7 @@ async fn run(subscriptions: usize, requests: usize, postgres: Option<String>) {
         (
             "refund audit (newest 2,000)",
             "/console/refunds".to_owned(),
-            "refund(s) shown",
+            "refund(s) and revocation(s) shown",
         ),
         (
             "refund audit CSV",

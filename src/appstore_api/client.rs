@@ -14,9 +14,10 @@ use super::error::{
     other_environment, Diagnosis, Error, INVALID_START_DATE, RETRYABLE_CODES, TRANSACTION_NOT_FOUND,
 };
 use super::types::{
-    CheckTestNotificationResponse, ErrorBody, HistoryResponse, NotificationHistoryRequest,
-    NotificationHistoryResponse, OrderLookupResponse, SendTestNotificationResponse, StatusResponse,
-    TransactionInfoResponse,
+    CheckTestNotificationResponse, ErrorBody, ExtendRenewalDateRequest, ExtendRenewalDateResponse,
+    HistoryResponse, MassExtendRenewalDateRequest, MassExtendRenewalDateResponse,
+    MassExtendRenewalDateStatusResponse, NotificationHistoryRequest, NotificationHistoryResponse,
+    OrderLookupResponse, SendTestNotificationResponse, StatusResponse, TransactionInfoResponse,
 };
 use crate::clock::SharedClock;
 use crate::model::Environment;
@@ -223,6 +224,57 @@ impl Client {
             Some(&body),
         )
         .await
+    }
+
+    /// Extend a Subscription Renewal Date: `request.extend_by_days` more
+    /// for one active subscription (goodwill, an outage).
+    pub async fn extend_subscription_renewal_date(
+        &self,
+        original_transaction_id: &str,
+        request: &ExtendRenewalDateRequest,
+    ) -> Result<ExtendRenewalDateResponse, Error> {
+        let path = format!(
+            "/inApps/v1/subscriptions/extend/{}",
+            path_segment(original_transaction_id)
+        );
+        self.call_about(
+            original_transaction_id,
+            Method::PUT,
+            &path,
+            &[],
+            Some(request),
+        )
+        .await
+    }
+
+    /// Extend Subscription Renewal Dates for All Active Subscribers of a
+    /// product; Apple works through them for hours or days.
+    pub async fn extend_renewal_dates_for_all(
+        &self,
+        request: &MassExtendRenewalDateRequest,
+    ) -> Result<MassExtendRenewalDateResponse, Error> {
+        self.call(
+            Method::POST,
+            "/inApps/v1/subscriptions/extend/mass",
+            &[],
+            Some(request),
+        )
+        .await
+    }
+
+    /// Get Status of Subscription Renewal Date Extensions: whether the
+    /// mass extension `request_identifier` of `product_id` is complete.
+    pub async fn mass_extension_status(
+        &self,
+        product_id: &str,
+        request_identifier: &str,
+    ) -> Result<MassExtendRenewalDateStatusResponse, Error> {
+        let path = format!(
+            "/inApps/v1/subscriptions/extend/mass/{}/{}",
+            path_segment(product_id),
+            path_segment(request_identifier)
+        );
+        self.call(Method::GET, &path, &[], None::<&()>).await
     }
 
     /// Look Up Order ID: the purchases of the order ID on a customer's

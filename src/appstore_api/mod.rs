@@ -14,9 +14,12 @@ pub use auth::{parse_p8, ApiKey, KeyError};
 pub use client::{Client, RetryPolicy, PRODUCTION_URL, SANDBOX_URL};
 pub use error::{other_environment, Diagnosis, Error};
 pub use types::{
-    CheckTestNotificationResponse, HistoryResponse, LastTransaction, NotificationHistoryItem,
+    CheckTestNotificationResponse, ExtendReason, ExtendRenewalDateRequest,
+    ExtendRenewalDateResponse, HistoryResponse, LastTransaction, MassExtendRenewalDateRequest,
+    MassExtendRenewalDateResponse, MassExtendRenewalDateStatusResponse, NotificationHistoryItem,
     NotificationHistoryRequest, NotificationHistoryResponse, OrderLookupResponse, SendAttempt,
     SendTestNotificationResponse, StatusResponse, SubscriptionGroupStatus, TransactionInfoResponse,
+    MAX_EXTEND_BY_DAYS, MAX_REQUEST_IDENTIFIER,
 };
 
 use crate::clock::SharedClock;

@@ -147,3 +147,116 @@ pub(super) struct ErrorBody {
     #[serde(default)]
     pub(super) error_message: Option<String>,
 }
+
+/// Why a subscription's renewal date is extended (Apple's
+/// `extendReasonCode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtendReason {
+    Undeclared,
+    CustomerSatisfaction,
+    Other,
+    ServiceIssueOrOutage,
+}
+
+impl ExtendReason {
+    pub const ALL: [ExtendReason; 4] = [
+        ExtendReason::Undeclared,
+        ExtendReason::CustomerSatisfaction,
+        ExtendReason::Other,
+        ExtendReason::ServiceIssueOrOutage,
+    ];
+
+    /// Apple's code: 0 to 3.
+    pub fn code(self) -> i32 {
+        match self {
+            ExtendReason::Undeclared => 0,
+            ExtendReason::CustomerSatisfaction => 1,
+            ExtendReason::Other => 2,
+            ExtendReason::ServiceIssueOrOutage => 3,
+        }
+    }
+
+    /// The name the README, the command line and the console use.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExtendReason::Undeclared => "UNDECLARED",
+            ExtendReason::CustomerSatisfaction => "CUSTOMER_SATISFACTION",
+            ExtendReason::Other => "OTHER",
+            ExtendReason::ServiceIssueOrOutage => "SERVICE_ISSUE_OR_OUTAGE",
+        }
+    }
+
+    /// From its name (any case) or its code.
+    pub fn parse(text: &str) -> Option<ExtendReason> {
+        let text = text.trim();
+        ExtendReason::ALL.into_iter().find(|reason| {
+            reason.name().eq_ignore_ascii_case(text) || reason.code().to_string() == text
+        })
+    }
+}
+
+/// The most days Apple extends a renewal date by, in one request.
+pub const MAX_EXTEND_BY_DAYS: i32 = 90;
+/// The longest `requestIdentifier` Apple takes.
+pub const MAX_REQUEST_IDENTIFIER: usize = 128;
+
+/// The body of Extend a Subscription Renewal Date.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExtendRenewalDateRequest {
+    /// 1 to [`MAX_EXTEND_BY_DAYS`].
+    pub extend_by_days: i32,
+    pub extend_reason_code: i32,
+    /// Yours, to make the request idempotent: Apple extends once per
+    /// identifier.
+    pub request_identifier: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExtendRenewalDateResponse {
+    #[serde(default)]
+    pub original_transaction_id: Option<String>,
+    #[serde(default)]
+    pub web_order_line_item_id: Option<String>,
+    #[serde(default)]
+    pub success: Option<bool>,
+    /// Milliseconds: the new renewal date, when it succeeded.
+    #[serde(default)]
+    pub effective_date: Option<i64>,
+}
+
+/// The body of Extend Subscription Renewal Dates for All Active Subscribers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MassExtendRenewalDateRequest {
+    pub extend_by_days: i32,
+    pub extend_reason_code: i32,
+    pub request_identifier: String,
+    pub product_id: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub storefront_country_codes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MassExtendRenewalDateResponse {
+    #[serde(default)]
+    pub request_identifier: Option<String>,
+}
+
+/// Get Status of Subscription Renewal Date Extensions.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MassExtendRenewalDateStatusResponse {
+    #[serde(default)]
+    pub request_identifier: Option<String>,
+    #[serde(default)]
+    pub complete: bool,
+    #[serde(default)]
+    pub complete_date: Option<i64>,
+    #[serde(default)]
+    pub succeeded_count: Option<i64>,
+    #[serde(default)]
+    pub failed_count: Option<i64>,
+}

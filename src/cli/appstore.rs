@@ -1,4 +1,5 @@
-//! Commands that ask Apple: `backfill`, `reconcile` and `api-check`.
+//! Commands that ask Apple: `backfill`, `reconcile`, `api-check`,
+//! `set-app-account-token`, `extend-renewal` and `extend-renewal-all`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -91,6 +92,69 @@ pub struct SetAppAccountTokenArgs {
     /// The account's appAccountToken: a UUID, either case.
     #[arg(long, value_name = "UUID")]
     pub token: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ExtendRenewalArgs {
+    /// A TOML configuration file (over the built-in defaults, under
+    /// APPSTORE_LEDGER__* environment variables).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The subscription whose renewal date moves.
+    #[arg(long, value_name = "ID")]
+    pub original_transaction_id: String,
+    /// Days to add: 1 to 90.
+    #[arg(long)]
+    pub days: i64,
+    /// UNDECLARED, CUSTOMER_SATISFACTION, OTHER or SERVICE_ISSUE_OR_OUTAGE
+    /// (or Apple's code, 0 to 3).
+    #[arg(long, value_name = "CODE")]
+    pub reason: String,
+    /// Apple extends once per identifier: give the one printed before to
+    /// ask again without extending twice (a new UUID when absent).
+    #[arg(long, value_name = "ID")]
+    pub request_identifier: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExtendRenewalAllArgs {
+    /// A TOML configuration file (over the built-in defaults, under
+    /// APPSTORE_LEDGER__* environment variables).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Every active subscriber of this product.
+    #[arg(long, value_name = "PRODUCT_ID")]
+    pub product: String,
+    /// Days to add: 1 to 90.
+    #[arg(long)]
+    pub days: i64,
+    /// UNDECLARED, CUSTOMER_SATISFACTION, OTHER or SERVICE_ISSUE_OR_OUTAGE
+    /// (or Apple's code, 0 to 3).
+    #[arg(long, value_name = "CODE")]
+    pub reason: String,
+    /// Only these storefronts (ISO 3166-1 alpha-3, e.g. USA); all when none.
+    #[arg(long = "storefront", value_name = "CODE")]
+    pub storefronts: Vec<String>,
+    /// The app, when several are configured.
+    #[arg(long)]
+    pub bundle_id: Option<String>,
+    /// Production (the default) or Sandbox.
+    #[arg(long)]
+    pub environment: Option<String>,
+    /// The request's identifier (a new UUID when absent): Apple takes one
+    /// mass extension per identifier.
+    #[arg(long, value_name = "ID")]
+    pub request_identifier: Option<String>,
+    /// Ask nothing: follow the request `--request-identifier` names, made
+    /// before, until Apple completes it.
+    #[arg(long, requires = "request_identifier")]
+    pub status_only: bool,
+    /// Seconds between status questions until Apple completes the request.
+    #[arg(long, default_value_t = 60)]
+    pub poll_seconds: u64,
+    /// Ask, print the request identifier, and do not wait for completion.
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 /// What the commands share: the clients, the webhook's verifier, the store.
@@ -311,6 +375,147 @@ pub(super) async fn set_app_account_token(settings: Settings, args: SetAppAccoun
                 args.original_transaction_id, set.bundle_id, set.environment
             );
             EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", e.code());
+            EXIT_FAILED
+        }
+    }
+}
+
+/// The extension asked for, or exit 2 with why Apple would refuse it.
+fn extension(
+    days: i64,
+    reason: &str,
+    request_identifier: Option<&str>,
+) -> Result<sync::Extension, u8> {
+    sync::Extension::new(days, reason, request_identifier).map_err(|e| {
+        eprintln!("error: {}: {e}", e.code());
+        EXIT_USAGE
+    })
+}
+
+/// `extend-renewal`: Apple's answer in one line (exit 0 when Apple
+/// extended it). RENEWAL_EXTENDED then moves the ledger's dates.
+pub(super) async fn extend_renewal(settings: Settings, args: ExtendRenewalArgs) -> u8 {
+    let extension = match extension(args.days, &args.reason, args.request_identifier.as_deref()) {
+        Ok(extension) => extension,
+        Err(code) => return code,
+    };
+    let cx = prepared!(settings);
+    let outcome = sync::extend_renewal(
+        &cx.api,
+        &cx.store,
+        &args.original_transaction_id,
+        &extension,
+    )
+    .await;
+    cx.store.close().await;
+    match outcome {
+        Ok(extended) if extended.success => {
+            println!(
+                "Apple extended {} by {} days ({}), requestIdentifier {} ({} {}); renews at {}",
+                args.original_transaction_id,
+                extension.days,
+                extension.reason.name(),
+                extension.request_identifier,
+                extended.bundle_id,
+                extended.environment,
+                extended
+                    .effective_date
+                    .map_or_else(|| "?".to_owned(), |d| d.to_string()),
+            );
+            EXIT_OK
+        }
+        Ok(extended) => {
+            println!(
+                "Apple did not extend {} (not eligible: not active, or extended too often), requestIdentifier {} ({} {})",
+                args.original_transaction_id,
+                extension.request_identifier,
+                extended.bundle_id,
+                extended.environment
+            );
+            EXIT_FAILED
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", e.code());
+            EXIT_FAILED
+        }
+    }
+}
+
+/// `extend-renewal-all`: asks Apple (unless continuing a request), then
+/// prints each status until Apple completes it; the last line counts what
+/// succeeded and failed.
+pub(super) async fn extend_renewal_all(settings: Settings, args: ExtendRenewalAllArgs) -> u8 {
+    let continuing = args.status_only;
+    let extension = match extension(args.days, &args.reason, args.request_identifier.as_deref()) {
+        Ok(extension) => extension,
+        Err(code) => return code,
+    };
+    let cx = prepared!(settings);
+    let client = match sync::client_for(
+        &cx.api,
+        args.bundle_id.as_deref(),
+        args.environment.as_deref(),
+    ) {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("error: {}: {e}", e.code());
+            cx.store.close().await;
+            return EXIT_USAGE;
+        }
+    };
+    let id = &extension.request_identifier;
+    if !continuing {
+        if let Err(e) =
+            sync::extend_renewal_for_all(client, &args.product, &args.storefronts, &extension).await
+        {
+            eprintln!("error: {}: {e}", e.code());
+            cx.store.close().await;
+            return EXIT_FAILED;
+        }
+        println!(
+            "Apple took the extension of every active {} subscriber by {} days ({}): requestIdentifier {id}",
+            args.product,
+            extension.days,
+            extension.reason.name()
+        );
+    }
+    if args.no_wait {
+        cx.store.close().await;
+        return EXIT_OK;
+    }
+    let stop = crate::stop::on_ctrl_c();
+    let outcome = sync::poll_mass_extension(
+        client,
+        &args.product,
+        id,
+        Duration::from_secs(args.poll_seconds.max(1)),
+        &stop,
+        |status| {
+            if !status.complete {
+                println!("requestIdentifier {id}: in progress");
+            }
+        },
+    )
+    .await;
+    cx.store.close().await;
+    match outcome {
+        Ok(status) if status.complete => {
+            println!(
+                "requestIdentifier {id}: complete at {}, {} extended, {} failed",
+                status
+                    .complete_date
+                    .map_or_else(|| "?".to_owned(), |d| d.to_string()),
+                status.succeeded_count.unwrap_or(0),
+                status.failed_count.unwrap_or(0)
+            );
+            EXIT_OK
+        }
+        Ok(_) => {
+            println!("requestIdentifier {id}: stopped before Apple completed it; follow it with --status-only --request-identifier {id}");
+            EXIT_FAILED
         }
         Err(e) => {
             eprintln!("error: {}: {e}", e.code());

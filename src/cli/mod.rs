@@ -18,7 +18,10 @@ use crate::config::Settings;
 use crate::startup::Application;
 use crate::telemetry;
 
-pub use appstore::{ApiCheckArgs, BackfillArgs, ReconcileArgs, SetAppAccountTokenArgs};
+pub use appstore::{
+    ApiCheckArgs, BackfillArgs, ExtendRenewalAllArgs, ExtendRenewalArgs, ReconcileArgs,
+    SetAppAccountTokenArgs,
+};
 pub use check::{CheckArgs, EXIT_FINDINGS};
 pub use copy::CopyStoreArgs;
 pub use users::{UserAction, UserArgs};
@@ -68,6 +71,11 @@ pub enum Command {
     /// Ask Apple to sign another appAccountToken into a subscription's or
     /// purchase's later transactions (Set App Account Token).
     SetAppAccountToken(SetAppAccountTokenArgs),
+    /// Ask Apple to extend one subscription's renewal date (goodwill time).
+    ExtendRenewal(ExtendRenewalArgs),
+    /// Ask Apple to extend the renewal date of every active subscriber of a
+    /// product, and follow the request until Apple completes it.
+    ExtendRenewalAll(ExtendRenewalAllArgs),
     /// Add, remove or list the users of the support console.
     User(UserArgs),
     /// Copy the SQLite database to a new file while `serve` goes on writing
@@ -189,6 +197,20 @@ where
             let config = args.config.clone();
             with_runtime(
                 move |settings| appstore::set_app_account_token(settings, args),
+                config.as_deref(),
+            )
+        }
+        Command::ExtendRenewal(args) => {
+            let config = args.config.clone();
+            with_runtime(
+                move |settings| appstore::extend_renewal(settings, args),
+                config.as_deref(),
+            )
+        }
+        Command::ExtendRenewalAll(args) => {
+            let config = args.config.clone();
+            with_runtime(
+                move |settings| appstore::extend_renewal_all(settings, args),
                 config.as_deref(),
             )
         }

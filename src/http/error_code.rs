@@ -42,6 +42,7 @@ error_codes! {
     ApiNotConfigured => "API_NOT_CONFIGURED",
     UnknownSubscription => "UNKNOWN_SUBSCRIPTION",
     UnknownTransaction => "UNKNOWN_TRANSACTION",
+    InvalidExtension => "INVALID_EXTENSION",
     // Asking Apple (the App Store Server API).
     AppleNotAuthorized => "APPLE_NOT_AUTHORIZED",
     AppleTransactionNotFound => "APPLE_TRANSACTION_NOT_FOUND",

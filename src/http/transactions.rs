@@ -65,9 +65,10 @@ fn invalid(message: &str) -> ApiError {
 fn refused(error: &SyncError) -> ApiError {
     let status = match error {
         SyncError::Verification(_) => StatusCode::FORBIDDEN,
-        SyncError::Receipt(_) | SyncError::EmptyReceipt | SyncError::ApiNotConfigured => {
-            StatusCode::BAD_REQUEST
-        }
+        SyncError::Receipt(_)
+        | SyncError::EmptyReceipt
+        | SyncError::ApiNotConfigured
+        | SyncError::InvalidExtension(_) => StatusCode::BAD_REQUEST,
         SyncError::UnknownTransaction(_) | SyncError::UnknownSubscription(_) => {
             StatusCode::NOT_FOUND
         }

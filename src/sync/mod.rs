@@ -5,6 +5,7 @@
 
 mod api_check;
 mod backfill;
+mod extend;
 mod order;
 mod reconcile;
 mod reported;
@@ -13,6 +14,9 @@ mod token;
 
 pub use api_check::{api_check, ApiCheckReport};
 pub use backfill::{backfill, BackfillReport, BackfillWindow};
+pub use extend::{
+    client_for, extend_renewal, extend_renewal_for_all, poll_mass_extension, Extended, Extension,
+};
 pub use order::{look_up_order, looks_like_order_id};
 pub use reconcile::{reconcile, reconcile_open_findings, Reconciled};
 pub use reported::{report, AppReport, ReportOutcome};
@@ -47,6 +51,8 @@ pub enum SyncError {
     EmptyReceipt,
     #[error("a transaction id or a receipt is asked of Apple: configure [apps.api] first")]
     ApiNotConfigured,
+    #[error("{0}")]
+    InvalidExtension(String),
 }
 
 impl SyncError {
@@ -62,6 +68,7 @@ impl SyncError {
             SyncError::Receipt(e) => e.code(),
             SyncError::EmptyReceipt => "EMPTY_RECEIPT",
             SyncError::ApiNotConfigured => "API_NOT_CONFIGURED",
+            SyncError::InvalidExtension(_) => "INVALID_EXTENSION",
         }
     }
 }

@@ -74,6 +74,11 @@ pub struct FakeState {
     pub test_send_attempts: Value,
     /// originalTransactionId -> the appAccountToken Set App Account Token set.
     pub app_account_tokens: HashMap<String, String>,
+    /// requestIdentifier -> (productId, status questions left before it
+    /// completes) of each mass extension asked.
+    pub mass_extensions: HashMap<String, (String, u32)>,
+    /// Status questions a mass extension takes to complete.
+    pub mass_extension_polls: u32,
 }
 
 pub struct FakeApple {
@@ -115,6 +120,7 @@ impl FakeApple {
         let state = Arc::new(Mutex::new(FakeState {
             public_key: public_key(&key_pem),
             page_size: 2,
+            mass_extension_polls: 2,
             test_send_attempts: json!([]),
             ..FakeState::default()
         }));
@@ -277,6 +283,59 @@ async fn handle(
                 _ => apple_error(StatusCode::BAD_REQUEST, 4000183),
             }
         }
+        ("PUT", ["inApps", "v1", "subscriptions", "extend", id]) => {
+            let known = s.transaction_info.contains_key(*id) || s.statuses.contains_key(*id);
+            if let Some(code) = extension_problem(&body) {
+                return apple_error(StatusCode::BAD_REQUEST, code);
+            }
+            if !known {
+                return apple_error(StatusCode::NOT_FOUND, 4040010);
+            }
+            let days = body["extendByDays"].as_i64().unwrap_or(0);
+            axum::Json(json!({
+                "originalTransactionId": id, "webOrderLineItemId": "w-1", "success": true,
+                "effectiveDate": now_ms() + days * 86_400_000,
+            }))
+            .into_response()
+        }
+        ("POST", ["inApps", "v1", "subscriptions", "extend", "mass"]) => {
+            if let Some(code) = extension_problem(&body) {
+                return apple_error(StatusCode::BAD_REQUEST, code);
+            }
+            let product = body["productId"].as_str().unwrap_or_default().to_owned();
+            let countries_ok = match &body["storefrontCountryCodes"] {
+                Value::Null => true,
+                Value::Array(codes) => codes
+                    .iter()
+                    .all(|c| c.as_str().is_some_and(|c| c.len() == 3)),
+                _ => false,
+            };
+            if product.is_empty() || !countries_ok {
+                return apple_error(StatusCode::BAD_REQUEST, 4000000);
+            }
+            let id = body["requestIdentifier"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let polls = s.mass_extension_polls;
+            s.mass_extensions.insert(id.clone(), (product, polls));
+            axum::Json(json!({"requestIdentifier": id})).into_response()
+        }
+        ("GET", ["inApps", "v1", "subscriptions", "extend", "mass", product, id]) => {
+            match s.mass_extensions.get_mut(*id) {
+                Some((asked, left)) if asked == product => {
+                    *left = left.saturating_sub(1);
+                    let complete = *left == 0;
+                    axum::Json(json!({
+                        "requestIdentifier": id, "complete": complete,
+                        "completeDate": complete.then(now_ms),
+                        "succeededCount": complete.then_some(7), "failedCount": complete.then_some(1),
+                    }))
+                    .into_response()
+                }
+                _ => apple_error(StatusCode::NOT_FOUND, 4040009),
+            }
+        }
         ("GET", ["inApps", "v1", "transactions", id]) => match s.transaction_info.get(*id) {
             Some(token) => axum::Json(json!({"signedTransactionInfo": token})).into_response(),
             None => apple_error(StatusCode::NOT_FOUND, 4040010),
@@ -303,6 +362,31 @@ async fn handle(
         .into_response(),
         _ => apple_error(StatusCode::NOT_FOUND, 4040000),
     }
+}
+
+/// Apple's rules for an extension's body: extendByDays 1 to 90
+/// (4000009), extendReasonCode 0 to 3 (4000010), a requestIdentifier of 1 to
+/// 128 characters (4000011).
+fn extension_problem(body: &Value) -> Option<i64> {
+    if !body["extendByDays"]
+        .as_i64()
+        .is_some_and(|d| (1..=90).contains(&d))
+    {
+        return Some(4000009);
+    }
+    if !body["extendReasonCode"]
+        .as_i64()
+        .is_some_and(|r| (0..=3).contains(&r))
+    {
+        return Some(4000010);
+    }
+    if !body["requestIdentifier"]
+        .as_str()
+        .is_some_and(|id| (1..=128).contains(&id.chars().count()))
+    {
+        return Some(4000011);
+    }
+    None
 }
 
 /// Apple's checks of the bearer token.

@@ -9,7 +9,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::customer::{original_transaction_id, timeline_url, ItemStory};
-use super::{message, open_page, show, AppState, Audience};
+use super::{message, open_action, show, AppState, Audience};
 
 /// For admins: move a subscription or purchase to another account (Set App
 /// Account Token), one form per item.
@@ -58,25 +58,19 @@ pub(super) async fn set_app_account_token(
         "originalTransactionId={} appAccountToken={}",
         form.original_transaction_id, form.token
     );
-    let session = match open_page(
+    let session = match open_action(
         &state,
         &headers,
         Audience::Admins,
         "set-app-account-token",
         &subject,
+        &form.csrf,
     )
     .await
     {
         Ok(session) => session,
         Err(response) => return response,
     };
-    if !super::same(&session.csrf_token, &form.csrf) {
-        return message(
-            StatusCode::FORBIDDEN,
-            "Refused",
-            "The form did not come from this console.",
-        );
-    }
     let Some(token) = crate::model::parse_app_account_token(&form.token) else {
         return message(
             StatusCode::BAD_REQUEST,

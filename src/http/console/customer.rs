@@ -289,6 +289,9 @@ pub(super) async fn customer(
     let now = state.store.clock().now().as_millis();
     let body = html! {
         (timeline_page(&subject, &stories, now))
+        @if !state.appstore_api.is_empty() {
+            (super::extend::extend_forms(&stories, &session.csrf_token))
+        }
         @if session.role == "admin" && !state.appstore_api.is_empty() {
             (super::account::account_forms(&stories, &session.csrf_token))
         }

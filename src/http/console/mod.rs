@@ -7,6 +7,7 @@
 mod account;
 mod audit;
 mod customer;
+mod extend;
 mod pages;
 mod refund_audit;
 mod sign_in;
@@ -64,6 +65,7 @@ pub(super) fn routes() -> Router<AppState> {
             "/console/set-app-account-token",
             post(account::set_app_account_token),
         )
+        .route("/console/extend-renewal", post(extend::extend_renewal))
         .route("/console/payload/{id}", get(customer::payload))
         .route("/console/refunds", get(refund_audit::refunds))
         .route("/console/refunds.csv", get(refund_audit::refunds_csv))
@@ -258,6 +260,27 @@ async fn open_page(
             StatusCode::FORBIDDEN,
             "Admins only",
             "This page is for console admins.",
+        ));
+    }
+    Ok(session)
+}
+
+/// As [`open_page`], for a form that acts (asks Apple): also refused when
+/// the form did not come from this console (its CSRF token).
+async fn open_action(
+    state: &AppState,
+    headers: &HeaderMap,
+    audience: Audience,
+    page: &str,
+    subject: &str,
+    csrf: &str,
+) -> Result<ConsoleSession, Response> {
+    let session = open_page(state, headers, audience, page, subject).await?;
+    if !same(&session.csrf_token, csrf) {
+        return Err(message(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "The form did not come from this console.",
         ));
     }
     Ok(session)

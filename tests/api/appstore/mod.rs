@@ -6,6 +6,7 @@
 mod backfill;
 mod client;
 mod copy_store;
+mod extend;
 mod order;
 mod reconcile;
 mod reported;
