@@ -49,6 +49,9 @@ fuzz_target!(|data: &[u8]| {
     let [leaf, intermediate, root] = &chain;
     if verify_chain(&[leaf, intermediate, root], &anchors, AT).is_ok() {
         assert_eq!(leaf, &pki.leaf_der, "a changed leaf verified");
-        assert_eq!(intermediate, &pki.intermediate_der, "a changed intermediate verified");
+        assert_eq!(
+            intermediate, &pki.intermediate_der,
+            "a changed intermediate verified"
+        );
     }
 });

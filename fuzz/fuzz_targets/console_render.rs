@@ -12,7 +12,9 @@ use libfuzzer_sys::fuzz_target;
 
 use appstore_ledger::console::timeline::steps;
 use appstore_ledger::http::console_render::{customer_timeline, refund_audit, ItemStory};
-use appstore_ledger::ledger::{fold_all, Event, EventData, RefundRecord, RenewalFacts, TransactionFacts};
+use appstore_ledger::ledger::{
+    fold_all, Event, EventData, RefundRecord, RenewalFacts, TransactionFacts,
+};
 use appstore_ledger::model::{
     AutoRenewStatus, NotificationType, ProductType, RevocationReason, SubscriptionStatus, Subtype,
 };
@@ -22,18 +24,41 @@ const DAY: i64 = 86_400_000;
 const START: i64 = 1_700_000_000_000;
 
 const TYPES: &[&str] = &[
-    "SUBSCRIBED", "DID_RENEW", "DID_FAIL_TO_RENEW", "GRACE_PERIOD_EXPIRED", "EXPIRED",
-    "DID_CHANGE_RENEWAL_PREF", "REFUND", "REFUND_REVERSED", "REVOKE", "ONE_TIME_CHARGE",
-    "CONSUMPTION_REQUEST", "SOMETHING_NEW",
+    "SUBSCRIBED",
+    "DID_RENEW",
+    "DID_FAIL_TO_RENEW",
+    "GRACE_PERIOD_EXPIRED",
+    "EXPIRED",
+    "DID_CHANGE_RENEWAL_PREF",
+    "REFUND",
+    "REFUND_REVERSED",
+    "REVOKE",
+    "ONE_TIME_CHARGE",
+    "CONSUMPTION_REQUEST",
+    "SOMETHING_NEW",
 ];
 const SUBTYPES: &[Option<&str>] = &[
-    None, Some("INITIAL_BUY"), Some("GRACE_PERIOD"), Some("BILLING_RETRY"), Some("UPGRADE"),
+    None,
+    Some("INITIAL_BUY"),
+    Some("GRACE_PERIOD"),
+    Some("BILLING_RETRY"),
+    Some("UPGRADE"),
     Some("VOLUNTARY"),
 ];
 /// Dates an attacker or a bug could sign.
 const EXTREMES: &[i64] = &[
-    i64::MIN, i64::MIN + 1, -9_000_000_000_000_000_000, -DAY, -1, 0, 1, START,
-    9_000_000_000_000_000_000, i64::MAX - DAY, i64::MAX - 1, i64::MAX,
+    i64::MIN,
+    i64::MIN + 1,
+    -9_000_000_000_000_000_000,
+    -DAY,
+    -1,
+    0,
+    1,
+    START,
+    9_000_000_000_000_000_000,
+    i64::MAX - DAY,
+    i64::MAX - 1,
+    i64::MAX,
 ];
 
 fn pick<T: Copy>(table: &[T], byte: u8) -> T {
@@ -87,7 +112,10 @@ fn made(index: usize, b: &[u8; 32]) -> Made {
         _ => i64::from(b[29]) * 1_000_000_007,
     };
     let (otid, product_type) = match item % 3 {
-        0 => (format!("s{}", item % 2), ProductType::AutoRenewableSubscription),
+        0 => (
+            format!("s{}", item % 2),
+            ProductType::AutoRenewableSubscription,
+        ),
         1 => (format!("p{index}"), ProductType::NonConsumable),
         _ => (text("o", long / 8), ProductType::AutoRenewableSubscription),
     };
@@ -115,7 +143,8 @@ fn made(index: usize, b: &[u8; 32]) -> Made {
         original_transaction_id: Some(otid.clone()),
         auto_renew_product_id: Some(product.clone()),
         auto_renew_status: Some(AutoRenewStatus::On),
-        grace_period_expires_date: (flags & 0x08 != 0).then_some(date(tame, at(12).map(u8::reverse_bits))),
+        grace_period_expires_date: (flags & 0x08 != 0)
+            .then_some(date(tame, at(12).map(u8::reverse_bits))),
         renewal_date: (flags & 0x10 != 0).then_some(expires),
         signed_date: Some(signed),
         ..RenewalFacts::default()
@@ -162,7 +191,11 @@ fn made(index: usize, b: &[u8; 32]) -> Made {
         reversed_by: None,
     });
     let text_chars = otid.len() + product.len() + currency.len() + usize::from(long) * 6;
-    Made { event, refund, text_chars }
+    Made {
+        event,
+        refund,
+        text_chars,
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -223,9 +256,18 @@ fuzz_target!(|data: &[u8]| {
     let shown = made.len() + refunds.len();
     let bound = 100_000 + shown * 6_000 + text_chars * 6 * 8 * stories.len().max(1);
     let page = customer_timeline("<subject>", &stories, now);
-    assert!(page.len() <= bound, "timeline of {} bytes for {shown} rows", page.len());
+    assert!(
+        page.len() <= bound,
+        "timeline of {} bytes for {shown} rows",
+        page.len()
+    );
     assert!(!page.contains("<script>"), "unescaped text");
     let audit = refund_audit(&refunds, data.len() % 2 == 0);
     let bound = 100_000 + refunds.len() * 6_000 + text_chars * 6 * 4;
-    assert!(audit.len() <= bound, "refund audit of {} bytes for {} refunds", audit.len(), refunds.len());
+    assert!(
+        audit.len() <= bound,
+        "refund audit of {} bytes for {} refunds",
+        audit.len(),
+        refunds.len()
+    );
 });

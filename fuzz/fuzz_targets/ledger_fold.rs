@@ -30,7 +30,13 @@ fuzz_target!(|data: &[u8]| {
     }
     for (item, (state, _)) in &folded {
         assert_eq!(states.get(item), Some(state), "stepwise fold of {item:?}");
-        for at in [START - 1, START + 15 * DAY, START + 200 * DAY, i64::MAX, i64::MIN] {
+        for at in [
+            START - 1,
+            START + 15 * DAY,
+            START + 200 * DAY,
+            i64::MAX,
+            i64::MIN,
+        ] {
             let _ = state.entitled_at(item, at);
         }
         let _ = state.expires_date();

@@ -47,7 +47,11 @@ fuzz_target!(|data: &[u8]| {
     let any = ExpectedIdentity::any();
     let result = verifier().verify(&token, None, &any, AT);
     let fresh = Verifier::new(pki.anchors()).verify(&token, None, &any, AT);
-    assert_eq!(outcome(&result), outcome(&fresh), "the chain cache changed an answer");
+    assert_eq!(
+        outcome(&result),
+        outcome(&fresh),
+        "the chain cache changed an answer"
+    );
 
     let Ok(verified) = result else { return };
     // The signature is what is checked: change one character of it.
@@ -56,7 +60,10 @@ fuzz_target!(|data: &[u8]| {
         *last = if *last == b'A' { b'Q' } else { b'A' };
     }
     let tampered = String::from_utf8(tampered).expect("ASCII");
-    assert!(verifier().verify(&tampered, None, &any, AT).is_err(), "a changed signature verified");
+    assert!(
+        verifier().verify(&tampered, None, &any, AT).is_err(),
+        "a changed signature verified"
+    );
 
     if let Verified::Notification(notification) = &verified {
         let other_app = ExpectedIdentity {
@@ -65,7 +72,9 @@ fuzz_target!(|data: &[u8]| {
         };
         if notification.identity().bundle_id.as_deref() != Some("fuzz.other.app") {
             assert!(
-                verifier().verify_notification(&token, &other_app, AT).is_err(),
+                verifier()
+                    .verify_notification(&token, &other_app, AT)
+                    .is_err(),
                 "a notification of another app passed the identity check"
             );
         }
