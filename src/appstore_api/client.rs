@@ -193,6 +193,20 @@ impl Client {
             .await
     }
 
+    /// Get Refund History (v2): one page of the customer's refunded
+    /// transactions, after `revision` (Apple answers in the shape of
+    /// Transaction History's pages).
+    pub async fn refund_history(
+        &self,
+        transaction_id: &str,
+        revision: Option<&str>,
+    ) -> Result<HistoryResponse, Error> {
+        let path = format!("/inApps/v2/refund/lookup/{}", path_segment(transaction_id));
+        let query: Vec<(&str, &str)> = revision.map(|r| vec![("revision", r)]).unwrap_or_default();
+        self.call_about(transaction_id, Method::GET, &path, &query, None::<&()>)
+            .await
+    }
+
     /// Get Transaction Info.
     pub async fn transaction_info(
         &self,

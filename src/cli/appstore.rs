@@ -95,6 +95,21 @@ pub struct SetAppAccountTokenArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RefundsBackfillArgs {
+    /// A TOML configuration file (over the built-in defaults, under
+    /// APPSTORE_LEDGER__* environment variables).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// One subscription; every subscription the ledger knows when absent.
+    #[arg(long, value_name = "ID")]
+    pub original_transaction_id: Option<String>,
+    /// Only subscriptions Apple signed something about since then
+    /// (milliseconds or RFC 3339).
+    #[arg(long, value_parser = moment)]
+    pub since: Option<i64>,
+}
+
+#[derive(Debug, Args)]
 pub struct ExtendRenewalArgs {
     /// A TOML configuration file (over the built-in defaults, under
     /// APPSTORE_LEDGER__* environment variables).
@@ -373,6 +388,36 @@ pub(super) async fn set_app_account_token(settings: Settings, args: SetAppAccoun
             println!(
                 "Apple set appAccountToken {token} on {} ({} {}); its next signed transaction carries it",
                 args.original_transaction_id, set.bundle_id, set.environment
+            );
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", e.code());
+            EXIT_FAILED
+        }
+    }
+}
+
+/// `refunds-backfill`: last line `subscriptions N, refunded R, new S`; exit
+/// 0 when every subscription was asked.
+pub(super) async fn refunds_backfill(settings: Settings, args: RefundsBackfillArgs) -> u8 {
+    let cx = prepared!(settings);
+    let mut progress = Progress::new("refunds-backfill", "subscriptions");
+    let outcome = sync::refunds_backfill(
+        &cx.api,
+        &cx.ingest,
+        &cx.store,
+        args.original_transaction_id.as_deref(),
+        args.since,
+        |report| progress.count(report.subscriptions),
+    )
+    .await;
+    cx.store.close().await;
+    match outcome {
+        Ok(report) => {
+            println!(
+                "subscriptions {}, refunded {}, new {}",
+                report.subscriptions, report.refunded, report.stored
             );
             EXIT_OK
         }

@@ -20,7 +20,7 @@ use crate::telemetry;
 
 pub use appstore::{
     ApiCheckArgs, BackfillArgs, ExtendRenewalAllArgs, ExtendRenewalArgs, ReconcileArgs,
-    SetAppAccountTokenArgs,
+    RefundsBackfillArgs, SetAppAccountTokenArgs,
 };
 pub use check::{CheckArgs, EXIT_FINDINGS};
 pub use copy::CopyStoreArgs;
@@ -66,6 +66,9 @@ pub enum Command {
     Backfill(BackfillArgs),
     /// Ask Apple how subscriptions stand and settle the findings it answers.
     Reconcile(ReconcileArgs),
+    /// Learn every refund Apple made (Get Refund History), including those
+    /// whose notification never arrived.
+    RefundsBackfill(RefundsBackfillArgs),
     /// Check the App Store Server API and notification wiring end to end.
     ApiCheck(ApiCheckArgs),
     /// Ask Apple to sign another appAccountToken into a subscription's or
@@ -197,6 +200,13 @@ where
             let config = args.config.clone();
             with_runtime(
                 move |settings| appstore::set_app_account_token(settings, args),
+                config.as_deref(),
+            )
+        }
+        Command::RefundsBackfill(args) => {
+            let config = args.config.clone();
+            with_runtime(
+                move |settings| appstore::refunds_backfill(settings, args),
                 config.as_deref(),
             )
         }

@@ -251,6 +251,8 @@ pub mod sources {
     pub const SUBSCRIPTION_STATUS: &str = "GET_ALL_SUBSCRIPTION_STATUSES";
     /// Get Transaction History: a transaction no notification brought.
     pub const TRANSACTION_HISTORY: &str = "GET_TRANSACTION_HISTORY";
+    /// Get Refund History: a transaction Apple refunded or revoked.
+    pub const REFUND_HISTORY: &str = "GET_REFUND_HISTORY";
     /// Get Transaction Info, asked for a transaction id a backend reported.
     pub const TRANSACTION_INFO: &str = "GET_TRANSACTION_INFO";
     /// A signed transaction the app reported (StoreKit's jwsRepresentation),

@@ -8,6 +8,7 @@ mod backfill;
 mod extend;
 mod order;
 mod reconcile;
+mod refunds;
 mod reported;
 mod schedule;
 mod token;
@@ -19,6 +20,7 @@ pub use extend::{
 };
 pub use order::{look_up_order, looks_like_order_id};
 pub use reconcile::{reconcile, reconcile_open_findings, Reconciled};
+pub use refunds::{refunds_backfill, RefundsReport};
 pub use reported::{report, AppReport, ReportOutcome};
 pub use schedule::spawn_periodic;
 pub use token::{set_app_account_token, TokenSet};

@@ -158,46 +158,37 @@ async fn ask(
     let fetched_at = store.clock().now().as_millis();
     let mut evidence = Vec::new();
 
-    let mut revision: Option<String> = None;
-    loop {
-        let page = client
+    let tokens = all_pages(|revision| async move {
+        client
             .transaction_history(original_transaction_id, revision.as_deref())
-            .await?;
-        let mut transactions = Vec::new();
-        for token in &page.signed_transactions {
-            let at = unverified_signed_date(token)?;
-            let t = verifier.verify_transaction(token, &expected, at)?;
-            transactions.push((token, t));
+            .await
+    })
+    .await?;
+    let mut transactions = Vec::new();
+    for token in &tokens {
+        let at = unverified_signed_date(token)?;
+        let t = verifier.verify_transaction(token, &expected, at)?;
+        transactions.push((token, t));
+    }
+    let ids: Vec<String> = transactions
+        .iter()
+        .filter_map(|(_, t)| t.transaction_id.clone())
+        .collect();
+    let known = store.known_transaction_ids(&ids).await?;
+    for (token, t) in transactions {
+        if t.transaction_id
+            .as_ref()
+            .is_some_and(|id| known.contains(id))
+        {
+            continue;
         }
-        let ids: Vec<String> = transactions
-            .iter()
-            .filter_map(|(_, t)| t.transaction_id.clone())
-            .collect();
-        let known = store.known_transaction_ids(&ids).await?;
-        for (token, t) in transactions {
-            if t.transaction_id
-                .as_ref()
-                .is_some_and(|id| known.contains(id))
-            {
-                continue;
-            }
-            let facts = TransactionFacts::from_decoded(&t);
-            evidence.push(new_evidence(Answer {
-                source: sources::TRANSACTION_HISTORY,
-                signed_data: json!({ "signedTransactionInfo": token }),
-                status: None,
-                transaction: Some(facts),
-                renewal: None,
-                environment: client.environment().as_str().to_owned(),
-                bundle_id: client.bundle_id().to_owned(),
-                fetched_at,
-                reported_app_account_token: None,
-            }));
-        }
-        if !page.has_more || page.revision.is_none() || page.revision == revision {
-            break;
-        }
-        revision = page.revision;
+        evidence.push(transaction_evidence(
+            client,
+            sources::TRANSACTION_HISTORY,
+            token,
+            TransactionFacts::from_decoded(&t),
+            fetched_at,
+        ));
     }
 
     evidence.extend(
@@ -211,6 +202,46 @@ async fn ask(
         .await?,
     );
     Ok(evidence)
+}
+
+/// Every signed transaction of a paged answer (Transaction History, Refund
+/// History), following its `revision` until Apple says there is no more.
+pub(super) async fn all_pages<F, Fut>(mut page: F) -> Result<Vec<String>, SyncError>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<crate::appstore_api::HistoryResponse, ApiError>>,
+{
+    let mut tokens = Vec::new();
+    let mut revision: Option<String> = None;
+    loop {
+        let answer = page(revision.clone()).await?;
+        tokens.extend(answer.signed_transactions);
+        if !answer.has_more || answer.revision.is_none() || answer.revision == revision {
+            return Ok(tokens);
+        }
+        revision = answer.revision;
+    }
+}
+
+/// A verified transaction Apple signed, as evidence from `source`.
+pub(super) fn transaction_evidence(
+    client: &Client,
+    source: &'static str,
+    token: &str,
+    transaction: TransactionFacts,
+    fetched_at: i64,
+) -> NewEvidence {
+    new_evidence(Answer {
+        source,
+        signed_data: json!({ "signedTransactionInfo": token }),
+        status: None,
+        transaction: Some(transaction),
+        renewal: None,
+        environment: client.environment().as_str().to_owned(),
+        bundle_id: client.bundle_id().to_owned(),
+        fetched_at,
+        reported_app_account_token: None,
+    })
 }
 
 /// Get All Subscription Statuses for the customer of `transaction_id`,

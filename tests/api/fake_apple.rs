@@ -79,6 +79,9 @@ pub struct FakeState {
     pub mass_extensions: HashMap<String, (String, u32)>,
     /// Status questions a mass extension takes to complete.
     pub mass_extension_polls: u32,
+    /// transactionId (any of the customer's) -> the signed transactions
+    /// Get Refund History lists, one per page.
+    pub refunds: HashMap<String, Vec<String>>,
 }
 
 pub struct FakeApple {
@@ -335,6 +338,24 @@ async fn handle(
                 }
                 _ => apple_error(StatusCode::NOT_FOUND, 4040009),
             }
+        }
+        ("GET", ["inApps", "v2", "refund", "lookup", id]) => {
+            let Some(list) = s.refunds.get(*id) else {
+                return apple_error(StatusCode::NOT_FOUND, 4040010);
+            };
+            // One transaction a page: the client must follow `revision`.
+            let from: usize = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("revision="))
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(0);
+            let page: Vec<&String> = list.iter().skip(from).take(1).collect();
+            let has_more = from + 1 < list.len();
+            axum::Json(json!({
+                "signedTransactions": page, "hasMore": has_more,
+                "revision": (from + 1).to_string(),
+            }))
+            .into_response()
         }
         ("GET", ["inApps", "v1", "transactions", id]) => match s.transaction_info.get(*id) {
             Some(token) => axum::Json(json!({"signedTransactionInfo": token})).into_response(),

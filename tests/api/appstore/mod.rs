@@ -9,6 +9,7 @@ mod copy_store;
 mod extend;
 mod order;
 mod reconcile;
+mod refund_history;
 mod reported;
 mod token;
 
