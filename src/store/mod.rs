@@ -76,7 +76,7 @@ macro_rules! on_write {
                 loop {
                     attempt += 1;
                     match b.write_once(async |$tx| $body).await {
-                        Err(error) if postgres::PgStore::again(&error, attempt) => {}
+                        Err(error) if postgres::again(&error, attempt) => {}
                         done => break done.map_err(StoreError::unavailable),
                     }
                 }

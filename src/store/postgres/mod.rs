@@ -4,6 +4,7 @@
 mod retry;
 mod store;
 
+pub(super) use retry::again;
 pub(super) use store::PgStore;
 
 use std::str::FromStr;

@@ -10,7 +10,7 @@ use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::Connection;
 
 use super::connect_options;
-use super::retry::{retryable, unavailable, ATTEMPTS};
+use super::retry::{again, unavailable};
 use crate::store::writer::{Batches, WriteOp, Writers};
 use crate::store::{Recorded, StoreError, WriteBatchSizes};
 
@@ -86,7 +86,7 @@ impl PgStore {
     }
 
     /// Runs `work` in one transaction. A write is run again when it met a
-    /// concurrent one ([`PgStore::again`]): by the store's `on_write!`,
+    /// concurrent one ([`again`]): by the store's `on_write!`,
     /// since a closure that borrows the connection anew at each call cannot
     /// yet give a `Send` future for every borrow.
     pub(in crate::store) async fn write_once<T>(
@@ -97,17 +97,6 @@ impl PgStore {
         let value = work(&mut tx).await?;
         tx.commit().await?;
         Ok(value)
-    }
-
-    /// Whether attempt number `attempt` (from 1), which failed with
-    /// `error`, should be made again: a conflict with a concurrent
-    /// transaction, which trying again resolves, a few times.
-    pub(in crate::store) fn again(error: &sqlx::Error, attempt: usize) -> bool {
-        let again = retryable(error) && attempt < ATTEMPTS;
-        if again {
-            tracing::debug!(%error, attempt, "write met a concurrent one; again");
-        }
-        again
     }
 
     pub(in crate::store) async fn close(&self) {
@@ -129,9 +118,7 @@ impl Batches for PgBatches {
         loop {
             attempt += 1;
             match try_batch(&self.pool, ops).await {
-                Err(error) if retryable(&error) && attempt < ATTEMPTS => {
-                    tracing::debug!(%error, attempt, "batch met a concurrent one; again");
-                }
+                Err(error) if again(&error, attempt) => {}
                 done => return done,
             }
         }
