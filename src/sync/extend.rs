@@ -65,8 +65,9 @@ impl Extension {
     }
 }
 
-/// A random UUID (version 4), from the system's random source.
-fn new_request_identifier() -> Result<String, SyncError> {
+/// A random UUID (version 4), from the system's random source: a new
+/// extension's identifier, here and in the console's forms.
+pub fn new_request_identifier() -> Result<String, SyncError> {
     use ring::rand::SecureRandom as _;
     let mut bytes = [0u8; 16];
     ring::rand::SystemRandom::new()

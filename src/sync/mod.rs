@@ -16,7 +16,8 @@ mod token;
 pub use api_check::{api_check, ApiCheckReport};
 pub use backfill::{backfill, BackfillReport, BackfillWindow};
 pub use extend::{
-    client_for, extend_renewal, extend_renewal_for_all, poll_mass_extension, Extended, Extension,
+    client_for, extend_renewal, extend_renewal_for_all, new_request_identifier,
+    poll_mass_extension, Extended, Extension,
 };
 pub use order::{look_up_order, looks_like_order_id};
 pub use reconcile::{reconcile, reconcile_open_findings, Reconciled};

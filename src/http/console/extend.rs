@@ -10,7 +10,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::customer::{original_transaction_id, timeline_url, ItemStory};
-use super::{message, open_action, random_token, show, AppState, Audience};
+use super::{message, open_action, show, AppState, Audience};
 use crate::appstore_api::{ExtendReason, MAX_EXTEND_BY_DAYS};
 use crate::ledger::ItemKey;
 
@@ -35,7 +35,7 @@ pub(super) fn extend_forms(stories: &[ItemStory], csrf: &str) -> Markup {
                     form method="post" action="/console/extend-renewal" {
                         input type="hidden" name="csrf" value=(csrf);
                         input type="hidden" name="originalTransactionId" value=(original);
-                        input type="hidden" name="requestIdentifier" value=(random_token().unwrap_or_default());
+                        input type="hidden" name="requestIdentifier" value=(crate::sync::new_request_identifier().unwrap_or_default());
                         label { code { (original) } " by "
                             input type="number" name="days" min="1" max=(MAX_EXTEND_BY_DAYS) value="7" required;
                             " days"
