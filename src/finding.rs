@@ -17,10 +17,11 @@ pub enum FindingKind {
     AppAccountTokenMismatch,
     NonRenewingDurationUnknown,
     UnknownNotificationShape,
+    ConsumptionDeadlineMissed,
 }
 
 impl FindingKind {
-    pub const ALL: [FindingKind; 12] = [
+    pub const ALL: [FindingKind; 13] = [
         FindingKind::RefundWithoutExpiration,
         FindingKind::RenewalOutcomeOverdue,
         FindingKind::ExpirationOverdue,
@@ -33,6 +34,7 @@ impl FindingKind {
         FindingKind::AppAccountTokenMismatch,
         FindingKind::NonRenewingDurationUnknown,
         FindingKind::UnknownNotificationShape,
+        FindingKind::ConsumptionDeadlineMissed,
     ];
 
     pub fn code(self) -> &'static str {
@@ -49,6 +51,7 @@ impl FindingKind {
             FindingKind::AppAccountTokenMismatch => "APP_ACCOUNT_TOKEN_MISMATCH",
             FindingKind::NonRenewingDurationUnknown => "NON_RENEWING_DURATION_UNKNOWN",
             FindingKind::UnknownNotificationShape => "UNKNOWN_NOTIFICATION_SHAPE",
+            FindingKind::ConsumptionDeadlineMissed => "CONSUMPTION_DEADLINE_MISSED",
         }
     }
 

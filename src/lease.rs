@@ -41,6 +41,11 @@ impl Leases {
         }
     }
 
+    /// This process, as leases and claims name it.
+    pub fn holder(&self) -> Arc<str> {
+        Arc::clone(&self.holder)
+    }
+
     /// The lease of `job`, which runs every `interval`.
     pub fn lease(&self, store: &Store, job: &'static str, interval: Duration) -> JobLease {
         JobLease::new(

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod console;
+pub mod consumption;
 pub mod finding;
 pub mod http;
 pub mod ingest;

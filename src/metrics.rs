@@ -39,6 +39,8 @@ pub struct Metrics {
     connections_open: Gauge,
     connections_closed: Family<Labels, Counter>,
     jobs_held: Family<Labels, Gauge>,
+    consumption_requests: Family<Labels, Counter>,
+    consumption_answer_delay_seconds: Histogram,
     /// Encoding takes `&Registry`; scrapes are serialised so that the gauges
     /// set for one scrape are the ones it renders.
     scrape: Mutex<()>,
@@ -141,8 +143,24 @@ impl Metrics {
             "1 while this instance holds the lease of a periodic job (check, backfill, reconcile)",
             jobs_held.clone(),
         );
+        let consumption_requests = Family::<Labels, Counter>::default();
+        registry.register(
+            "appstore_ledger_consumption_requests",
+            "consumption requests closed by this instance, by outcome \
+             (sent, not_sent, missed)",
+            consumption_requests.clone(),
+        );
+        // From Apple's request to its answer: minutes to hours.
+        let consumption_answer_delay_seconds = Histogram::new(exponential_buckets(60.0, 2.0, 10));
+        registry.register(
+            "appstore_ledger_consumption_answer_delay_seconds",
+            "time from Apple's consumption request to the answer Apple accepted",
+            consumption_answer_delay_seconds.clone(),
+        );
         Metrics {
             registry,
+            consumption_requests,
+            consumption_answer_delay_seconds,
             notifications,
             checks,
             webhook_seconds,
@@ -222,6 +240,18 @@ impl Metrics {
         self.jobs_held
             .get_or_create(&labels(&[("job", job)]))
             .set(i64::from(held));
+    }
+
+    /// A consumption request closed: `sent` (with the time from Apple's
+    /// request to the accepted answer), `not_sent` or `missed`.
+    pub fn consumption_request(&self, outcome: &str, delay: Option<Duration>) {
+        self.consumption_requests
+            .get_or_create(&labels(&[("outcome", outcome)]))
+            .inc();
+        if let Some(delay) = delay {
+            self.consumption_answer_delay_seconds
+                .observe(delay.as_secs_f64());
+        }
     }
 
     /// Every metric, with the stored totals of this scrape (left out, and

@@ -51,6 +51,8 @@ pub struct Application {
     products: Arc<crate::ledger::Products>,
     appstore_api: Arc<crate::appstore_api::AppStoreApi>,
     appstore_api_settings: crate::config::AppStoreApiSettings,
+    /// Each app's `[apps.consumption]`, by bundle id.
+    consumption_policies: Arc<std::collections::HashMap<String, crate::consumption::Policy>>,
     ingest: Arc<Ingest>,
     metrics: Arc<Metrics>,
     listener: std::net::TcpListener,
@@ -105,6 +107,7 @@ impl Application {
         let request_timeout = settings.request_timeout();
         let metrics = Arc::new(Metrics::new(store.write_batch_sizes()));
         let rejections = Arc::new(crate::http::RejectionTally::default());
+        let consumption_policies = Arc::new(crate::sync::consumption_policies(&settings.apps));
         let state = AppState {
             ingest: Arc::clone(&ingest),
             store: store.clone(),
@@ -114,6 +117,7 @@ impl Application {
             api_tokens: Arc::new(settings.api.tokens.clone()),
             products: Arc::new(settings.products()),
             appstore_api: Arc::clone(&appstore_api),
+            consumption_policies: Arc::clone(&consumption_policies),
             report_limiter: Arc::new(crate::http::ReportLimiter::new(
                 settings.api.reports_per_minute,
             )),
@@ -158,6 +162,7 @@ impl Application {
             products: Arc::new(settings.products()),
             appstore_api,
             appstore_api_settings: settings.appstore_api.clone(),
+            consumption_policies,
             ingest,
             metrics,
             listener,
@@ -219,7 +224,7 @@ impl Application {
         });
         let workers = stop_workers.clone();
         let leases = crate::lease::Leases::new(Arc::clone(&self.metrics));
-        let syncs = crate::sync::spawn_periodic(
+        let mut syncs = crate::sync::spawn_periodic(
             Arc::clone(&self.appstore_api),
             Arc::clone(&self.ingest),
             self.store.clone(),
@@ -228,6 +233,19 @@ impl Application {
             &leases,
             &workers,
         );
+        let consumption = crate::sync::ConsumptionJob {
+            api: Arc::clone(&self.appstore_api),
+            store: self.store.clone(),
+            policies: Arc::clone(&self.consumption_policies),
+            holder: leases.holder(),
+            metrics: Arc::clone(&self.metrics),
+        };
+        syncs.extend(crate::sync::spawn_consumption(
+            consumption,
+            &self.appstore_api_settings,
+            &leases,
+            &workers,
+        ));
         let checker = (self.check.interval_ms > 0).then(|| {
             let interval = Duration::from_millis(self.check.interval_ms);
             crate::check::spawn_periodic(

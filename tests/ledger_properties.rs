@@ -264,6 +264,7 @@ fn fixture() -> &'static Fixture {
                 environments: vec!["Sandbox".into()],
                 api: None,
                 products: Vec::new(),
+                consumption: None,
             }],
         );
         Fixture { pki, ingest }

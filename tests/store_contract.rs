@@ -69,6 +69,7 @@ fn notification(uuid: &str, bundle_id: &str) -> NewNotification {
             environments: vec!["Sandbox".into()],
             api: None,
             products: Vec::new(),
+            consumption: None,
         }],
     );
     let token = NotificationSpec {

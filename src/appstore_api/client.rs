@@ -14,10 +14,11 @@ use super::error::{
     other_environment, Diagnosis, Error, INVALID_START_DATE, RETRYABLE_CODES, TRANSACTION_NOT_FOUND,
 };
 use super::types::{
-    CheckTestNotificationResponse, ErrorBody, ExtendRenewalDateRequest, ExtendRenewalDateResponse,
-    HistoryResponse, MassExtendRenewalDateRequest, MassExtendRenewalDateResponse,
-    MassExtendRenewalDateStatusResponse, NotificationHistoryRequest, NotificationHistoryResponse,
-    OrderLookupResponse, SendTestNotificationResponse, StatusResponse, TransactionInfoResponse,
+    CheckTestNotificationResponse, ConsumptionRequest, ErrorBody, ExtendRenewalDateRequest,
+    ExtendRenewalDateResponse, HistoryResponse, MassExtendRenewalDateRequest,
+    MassExtendRenewalDateResponse, MassExtendRenewalDateStatusResponse, NotificationHistoryRequest,
+    NotificationHistoryResponse, OrderLookupResponse, SendTestNotificationResponse, StatusResponse,
+    TransactionInfoResponse,
 };
 use crate::clock::SharedClock;
 use crate::model::Environment;
@@ -238,6 +239,22 @@ impl Client {
             Some(&body),
         )
         .await
+    }
+
+    /// Send Consumption Information (`PUT /inApps/v2/transactions/consumption/{transactionId}`):
+    /// the answer to a CONSUMPTION_REQUEST about `transaction_id`. Apple
+    /// answers 202 with no content.
+    pub async fn send_consumption_information(
+        &self,
+        transaction_id: &str,
+        request: &ConsumptionRequest,
+    ) -> Result<(), Error> {
+        let path = format!(
+            "/inApps/v2/transactions/consumption/{}",
+            path_segment(transaction_id)
+        );
+        self.call_about(transaction_id, Method::PUT, &path, &[], Some(request))
+            .await
     }
 
     /// Extend a Subscription Renewal Date: `request.extend_by_days` more

@@ -14,7 +14,7 @@ pub use auth::{parse_p8, ApiKey, KeyError};
 pub use client::{Client, RetryPolicy, PRODUCTION_URL, SANDBOX_URL};
 pub use error::{other_environment, Diagnosis, Error};
 pub use types::{
-    CheckTestNotificationResponse, ExtendReason, ExtendRenewalDateRequest,
+    CheckTestNotificationResponse, ConsumptionRequest, ExtendReason, ExtendRenewalDateRequest,
     ExtendRenewalDateResponse, HistoryResponse, LastTransaction, MassExtendRenewalDateRequest,
     MassExtendRenewalDateResponse, MassExtendRenewalDateStatusResponse, NotificationHistoryItem,
     NotificationHistoryRequest, NotificationHistoryResponse, OrderLookupResponse, SendAttempt,

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::SubscriptionStatus;
+use crate::model::{DeliveryStatus, RefundPreference, SubscriptionStatus};
 
 /// The body of Get Notification History.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -146,6 +146,23 @@ pub(super) struct ErrorBody {
     pub(super) error_code: Option<i64>,
     #[serde(default)]
     pub(super) error_message: Option<String>,
+}
+
+/// The body of Send Consumption Information (`ConsumptionRequest`): what
+/// the developer tells Apple about a purchase the customer asked to have
+/// refunded. Apple refuses a `customerConsented` other than true, and a
+/// `consumptionPercentage` for an auto-renewable subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumptionRequest {
+    pub customer_consented: bool,
+    /// Milliunits: 0 to 100000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumption_percentage: Option<i64>,
+    pub delivery_status: DeliveryStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_preference: Option<RefundPreference>,
+    pub sample_content_provided: bool,
 }
 
 /// Why a subscription's renewal date is extended (Apple's

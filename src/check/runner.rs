@@ -87,6 +87,29 @@ pub async fn run(
             ),
         });
     }
+    for missed in store.consumption_missed(at.as_millis()).await? {
+        report.findings.push(Finding {
+            kind: FindingKind::ConsumptionDeadlineMissed,
+            detail: crate::finding::clip(
+                &format!(
+                    "Apple asked about transaction {} at {} and waited until {}; no answer was accepted{}",
+                    missed.transaction_id,
+                    missed.requested_at,
+                    missed.deadline,
+                    missed
+                        .last_error
+                        .as_deref()
+                        .map(|e| format!(" (last error: {e})"))
+                        .unwrap_or_default()
+                ),
+                crate::finding::MAX_DETAIL_CHARS,
+            ),
+            subject: missed.notification_uuid,
+            original_transaction_id: missed.original_transaction_id,
+            bundle_id: missed.bundle_id,
+            environment: missed.environment,
+        });
+    }
     // Judged again by this version: once it knows the shape, no finding.
     for shape in store.unknown_shapes().await? {
         let Some(what) = serde_json::from_str(&shape.payload)

@@ -29,6 +29,98 @@ pub struct AppSettings {
     /// how long a non-renewing subscription lasts.
     #[serde(default)]
     pub products: Vec<ProductSettings>,
+    /// How the service answers Apple's consumption requests (needs
+    /// `[apps.api]`); without it, requests are kept but never answered.
+    #[serde(default)]
+    pub consumption: Option<ConsumptionSettings>,
+}
+
+/// `[apps.consumption]`: the app's policy for answering CONSUMPTION_REQUEST
+/// (Send Consumption Information), for what the backend did not say.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumptionSettings {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Wait this long for the backend's facts before answering with the
+    /// policy's defaults; the answer always goes an hour before Apple's
+    /// 12-hour deadline at the latest.
+    #[serde(default = "default_answer_after_minutes")]
+    pub answer_after_minutes: u64,
+    /// Apple's `deliveryStatus`: DELIVERED, UNDELIVERED_QUALITY_ISSUE,
+    /// UNDELIVERED_WRONG_ITEM, UNDELIVERED_SERVER_OUTAGE, UNDELIVERED_OTHER.
+    #[serde(default = "default_delivery_status")]
+    pub delivery_status: String,
+    #[serde(default)]
+    pub sample_content_provided: bool,
+    /// Apple's `refundPreference` (GRANT_FULL, GRANT_PRORATED, DECLINE);
+    /// none sends no preference.
+    #[serde(default)]
+    pub refund_preference: Option<String>,
+    /// A rule on what the ledger knows: DECLINE instead when the customer
+    /// asked after at least this percent of the refunded period had passed
+    /// (subscriptions, and non-renewing ones with a configured duration).
+    #[serde(default)]
+    pub decline_after_used_percent: Option<u8>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_answer_after_minutes() -> u64 {
+    60
+}
+
+fn default_delivery_status() -> String {
+    "DELIVERED".into()
+}
+
+/// Checks `[apps.consumption]`: Apple's words, a rule that can hold, and
+/// the API key answers need.
+pub(super) fn validate_consumption(
+    c: &ConsumptionSettings,
+    has_api: bool,
+    key: &dyn Fn(&str) -> String,
+) -> Result<(), ConfigError> {
+    use crate::model::{DeliveryStatus, RefundPreference};
+    let fail = |field: &str, why: String| Err(ConfigError(format!("{}: {why}", key(field))));
+    if c.enabled && !has_api {
+        return fail(
+            "enabled",
+            "answers go through the App Store Server API: configure [apps.api] for this app".into(),
+        );
+    }
+    if matches!(
+        DeliveryStatus::from_raw(&c.delivery_status),
+        DeliveryStatus::Unknown(_)
+    ) {
+        return fail(
+            "delivery_status",
+            format!("must be one of {}", DeliveryStatus::KNOWN.join(", ")),
+        );
+    }
+    if let Some(preference) = &c.refund_preference {
+        if matches!(
+            RefundPreference::from_raw(preference),
+            RefundPreference::Unknown(_)
+        ) {
+            return fail(
+                "refund_preference",
+                format!("must be one of {}", RefundPreference::KNOWN.join(", ")),
+            );
+        }
+    }
+    if c.decline_after_used_percent.is_some_and(|p| p > 100) {
+        return fail("decline_after_used_percent", "must be 0 to 100".into());
+    }
+    if c.answer_after_minutes >= 11 * 60 {
+        return fail(
+            "answer_after_minutes",
+            "must be under 660: Apple waits 12 hours, and the answer goes an hour before".into(),
+        );
+    }
+    Ok(())
 }
 
 /// `[[apps.products]]`: one of the app's products.
@@ -224,5 +316,30 @@ pub fn check_base_url(url: &str) -> Result<(), String> {
         Err(format!(
             "plain http:// only for loopback hosts, not {host:?}"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Settings;
+
+    fn error(toml: &str) -> String {
+        Settings::from_toml(toml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_consumption_policy_needs_the_api_and_apples_words() {
+        let app = "[[apps]]\nbundle_id = \"a\"\nenvironments = [\"Sandbox\"]\n[apps.consumption]\n";
+        assert!(error(app).contains("apps[0].consumption.enabled"));
+        let off = format!("{app}enabled = false\n");
+        assert!(Settings::from_toml(&off).is_ok());
+        assert!(error(&format!("{off}delivery_status = \"LOST\""))
+            .contains("apps[0].consumption.delivery_status"));
+        assert!(error(&format!("{off}refund_preference = \"MAYBE\""))
+            .contains("apps[0].consumption.refund_preference"));
+        assert!(error(&format!("{off}decline_after_used_percent = 101"))
+            .contains("apps[0].consumption.decline_after_used_percent"));
+        assert!(error(&format!("{off}answer_after_minutes = 660"))
+            .contains("apps[0].consumption.answer_after_minutes"));
     }
 }

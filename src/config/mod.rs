@@ -16,8 +16,8 @@ use crate::jws::{TrustAnchors, XcodeCertificate};
 use crate::ledger::{ProductDuration, Products};
 use crate::model::Environment;
 pub use apps::{
-    check_base_url, is_issuer_id, is_key_id, parse_p8, AppApiSettings, AppSettings, KeyError,
-    ProductSettings,
+    check_base_url, is_issuer_id, is_key_id, parse_p8, AppApiSettings, AppSettings,
+    ConsumptionSettings, KeyError, ProductSettings,
 };
 
 mod apps;
@@ -124,6 +124,13 @@ pub struct AppStoreApiSettings {
     pub backfill_look_back_hours: u64,
     /// How often to reconcile the subscriptions with open findings; 0 never.
     pub reconcile_interval_ms: u64,
+    /// How often to look for consumption requests to answer; 0 never.
+    #[serde(default = "default_consumption_interval_ms")]
+    pub consumption_interval_ms: u64,
+}
+
+fn default_consumption_interval_ms() -> u64 {
+    60_000
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -205,6 +212,7 @@ fn defaults() -> Defaults {
             // unless a backfill finds it.
             backfill_look_back_hours: 96,
             reconcile_interval_ms: 3_600_000,
+            consumption_interval_ms: default_consumption_interval_ms(),
         },
         console: ConsoleSettings {
             session_idle_minutes: 30,
@@ -388,6 +396,11 @@ impl Settings {
             }
             if let Some(api) = &app.api {
                 apps::validate_api(api, &|field| key(&format!("api.{field}")))?;
+            }
+            if let Some(consumption) = &app.consumption {
+                apps::validate_consumption(consumption, app.api.is_some(), &|field| {
+                    key(&format!("consumption.{field}"))
+                })?;
             }
             for (j, product) in app.products.iter().enumerate() {
                 let key = |field: &str| key(&format!("products[{j}].{field}"));

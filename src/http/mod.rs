@@ -12,6 +12,7 @@ pub mod error_code;
 
 pub use error_code::ErrorCode;
 mod console;
+pub mod consumption;
 mod export;
 mod health;
 mod params;
@@ -32,7 +33,7 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use secrecy::SecretString;
 use serde_json::json;
@@ -59,6 +60,9 @@ pub struct AppState {
     pub products: Arc<crate::ledger::Products>,
     /// To ask Apple about a reported transaction id or receipt.
     pub appstore_api: Arc<crate::appstore_api::AppStoreApi>,
+    /// Each app's `[apps.consumption]`, by bundle id: what the refund desk
+    /// will send.
+    pub consumption_policies: Arc<std::collections::HashMap<String, crate::consumption::Policy>>,
     /// Reports per token and minute.
     pub report_limiter: Arc<transactions::ReportLimiter>,
     pub console: Arc<ConsoleState>,
@@ -126,6 +130,15 @@ pub fn router(
         .route("/v1/refunds", get(query::refunds))
         .route("/v1/inconsistencies", get(query::inconsistencies))
         .route("/v1/transactions", post(transactions::report))
+        .route(
+            "/v1/customers/{app_account_token}/consent",
+            put(consumption::set_consent),
+        )
+        .route(
+            "/v1/transactions/{transaction_id}/consumption",
+            put(consumption::set_facts),
+        )
+        .route("/v1/consumption-requests", get(consumption::requests))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

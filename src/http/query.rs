@@ -20,7 +20,7 @@ use super::params::{invalid, AtParams, Limit, Millis, Number, Params, MAX_LIMIT}
 use super::views::{self, EvidenceView, ExpirationView, FindingView, HistoryView, RefundView};
 use super::{ApiError, AppState};
 use crate::ledger::State as LedgerState;
-use crate::store::{ItemQuery, LedgerItem, RefundFilter, StoreError};
+use crate::store::{ConsumptionFilter, ItemQuery, LedgerItem, RefundFilter, StoreError};
 
 fn unavailable(e: StoreError) -> ApiError {
     ApiError::database_unavailable(&e)
@@ -218,6 +218,17 @@ pub(super) async fn history(
         .first()
         .and_then(|i| i.state.app_transaction_id.as_deref());
     let (consent, consent_date) = consent_of(&consents, customer);
+    // Apple's consumption requests, with what was sent and Apple's answer.
+    let consumption = state
+        .store
+        .consumption_requests(&ConsumptionFilter {
+            original_transaction_id: Some(original_transaction_id.clone()),
+            limit: 1000,
+            ..ConsumptionFilter::default()
+        })
+        .await
+        .map_err(unavailable)?;
+    let now = state.store.clock().now().as_millis();
     Ok(Json(json!({
         "originalTransactionId": original_transaction_id,
         "appTransactionId": customer,
@@ -227,6 +238,10 @@ pub(super) async fn history(
         "refunds": views::all::<_, RefundView>(&history.refunds),
         "expirations": views::all::<_, ExpirationView>(&history.expirations),
         "appleAnswers": views::all::<_, EvidenceView>(&history.evidence),
+        "consumptionRequests": consumption
+            .iter()
+            .map(|r| super::consumption::request_json(r, now))
+            .collect::<Vec<_>>(),
     })))
 }
 

@@ -216,6 +216,28 @@ string_enum! {
 }
 
 string_enum! {
+    /// `deliveryStatus` of a consumption answer: whether the app delivered
+    /// a purchase that works.
+    DeliveryStatus {
+        Delivered => "DELIVERED",
+        UndeliveredQualityIssue => "UNDELIVERED_QUALITY_ISSUE",
+        UndeliveredWrongItem => "UNDELIVERED_WRONG_ITEM",
+        UndeliveredServerOutage => "UNDELIVERED_SERVER_OUTAGE",
+        UndeliveredOther => "UNDELIVERED_OTHER",
+    }
+}
+
+string_enum! {
+    /// `refundPreference` of a consumption answer: the outcome the
+    /// developer would prefer, one of Apple's factors.
+    RefundPreference {
+        Decline => "DECLINE",
+        GrantFull => "GRANT_FULL",
+        GrantProrated => "GRANT_PRORATED",
+    }
+}
+
+string_enum! {
     /// `transactionReason`.
     TransactionReason {
         Purchase => "PURCHASE",

@@ -151,6 +151,11 @@ pub(super) trait LedgerTx {
         rescinded_date: i64,
         notification_uuid: &str,
     ) -> Result<(), sqlx::Error>;
+    /// Opens the consumption request a CONSUMPTION_REQUEST made (once).
+    async fn open_consumption_request(
+        &mut self,
+        request: &NewConsumptionRequest,
+    ) -> Result<(), sqlx::Error>;
     /// Keeps that a stored notification has a shape this version does not
     /// know (`what`), for the checker.
     async fn note_unknown_shape(
@@ -182,6 +187,11 @@ pub(super) async fn record(
         )
         .await?;
     }
+    if recorded == Recorded::Stored {
+        if let Some(request) = consumption_request(n) {
+            tx.open_consumption_request(&request).await?;
+        }
+    }
     match (recorded, item, loaded) {
         (Recorded::Stored, Some(item), Some(loaded)) => {
             apply_loaded(tx, &item, loaded, &n.event).await?;
@@ -203,6 +213,46 @@ fn rescinded_consent(n: &NewNotification) -> Option<String> {
         .pointer("/appData/signedAppTransactionInfo/appTransactionId")?
         .as_str()
         .map(str::to_owned)
+}
+
+/// A consumption request to open: what the job needs of its
+/// CONSUMPTION_REQUEST, without reading the payload again.
+#[derive(Debug)]
+pub(super) struct NewConsumptionRequest<'a> {
+    pub(super) notification_uuid: &'a str,
+    pub(super) transaction: &'a crate::ledger::TransactionFacts,
+    pub(super) transaction_id: &'a str,
+    pub(super) bundle_id: Option<&'a str>,
+    pub(super) environment: Option<&'a str>,
+    pub(super) reason: Option<&'a str>,
+    pub(super) requested_at: i64,
+    pub(super) received_at: i64,
+    pub(super) deadline: i64,
+}
+
+/// The request a CONSUMPTION_REQUEST opens: Apple's 12 hours run from when
+/// it asked (its signedDate; our clock when that is later, or missing).
+fn consumption_request(n: &NewNotification) -> Option<NewConsumptionRequest<'_>> {
+    if n.notification_type != crate::model::NotificationType::ConsumptionRequest {
+        return None;
+    }
+    let data = n.event.data.as_ref()?;
+    let transaction = data.signed_transaction_info.as_ref()?;
+    let requested_at = n.signed_date.unwrap_or(n.received_at).min(n.received_at);
+    Some(NewConsumptionRequest {
+        notification_uuid: &n.notification_uuid,
+        transaction,
+        transaction_id: transaction.transaction_id.as_deref()?,
+        bundle_id: n.bundle_id.as_deref(),
+        environment: n
+            .environment
+            .as_ref()
+            .map(crate::model::Environment::as_str),
+        reason: data.consumption_request_reason.as_deref(),
+        requested_at,
+        received_at: n.received_at,
+        deadline: requested_at.saturating_add(crate::consumption::ANSWER_WINDOW_MS),
+    })
 }
 
 /// Keeps Apple's answer and, when it is new, folds it like a notification:

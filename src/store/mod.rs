@@ -88,6 +88,7 @@ macro_rules! on_write {
 // After the macros, which they use.
 mod checker;
 mod console;
+mod consumption;
 
 #[derive(Debug, Clone)]
 pub struct Store {

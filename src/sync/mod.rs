@@ -5,6 +5,7 @@
 
 mod api_check;
 mod backfill;
+mod consumption;
 mod extend;
 mod order;
 mod reconcile;
@@ -15,6 +16,9 @@ mod token;
 
 pub use api_check::{api_check, ApiCheckReport};
 pub use backfill::{backfill, BackfillReport, BackfillWindow};
+pub use consumption::{
+    planned_answer, policies as consumption_policies, ConsumptionJob, ConsumptionRun,
+};
 pub use extend::{
     client_for, extend_renewal, extend_renewal_for_all, new_request_identifier,
     poll_mass_extension, Extended, Extension,
@@ -23,7 +27,7 @@ pub use order::{look_up_order, looks_like_order_id};
 pub use reconcile::{reconcile, reconcile_open_findings, Reconciled};
 pub use refunds::{refunds_backfill, RefundsReport};
 pub use reported::{report, AppReport, ReportOutcome};
-pub use schedule::spawn_periodic;
+pub use schedule::{spawn_consumption, spawn_periodic};
 pub use token::{set_app_account_token, TokenSet};
 
 use crate::appstore_api;

@@ -13,6 +13,7 @@ use crate::lease::Leases;
 use crate::stop::Stop;
 use crate::store::Store;
 
+use super::consumption::{ConsumptionJob, ConsumptionRun};
 use super::{backfill, reconcile_open_findings, BackfillWindow};
 
 /// Starts the scheduled backfill and reconciliation (each when its interval
@@ -121,6 +122,47 @@ pub fn spawn_periodic(
         }));
     }
     tasks
+}
+
+/// Starts the consumption job (when its interval is not 0 and an app has
+/// `[apps.consumption]`), on the instance holding its lease; it stops when
+/// `stop` is requested.
+pub fn spawn_consumption(
+    job: ConsumptionJob,
+    settings: &AppStoreApiSettings,
+    leases: &Leases,
+    stop: &Stop,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if settings.consumption_interval_ms == 0 || job.policies.is_empty() || job.api.is_empty() {
+        return None;
+    }
+    let interval = Duration::from_millis(settings.consumption_interval_ms);
+    let lease = leases.lease(&job.store, "consumption", interval);
+    let stop = stop.clone();
+    Some(tokio::spawn(async move {
+        loop {
+            if lease.hold().await {
+                match job.run().await {
+                    Ok(run) if run == ConsumptionRun::default() => {}
+                    Ok(run) => tracing::info!(
+                        sent = run.sent,
+                        not_sent = run.not_sent,
+                        missed = run.missed,
+                        retrying = run.retrying,
+                        waiting = run.waiting,
+                        "consumption requests"
+                    ),
+                    Err(error) => {
+                        tracing::warn!(code = error.code(), %error, "consumption job failed")
+                    }
+                }
+            }
+            if !sleep(interval, &stop).await {
+                lease.release().await;
+                return;
+            }
+        }
+    }))
 }
 
 /// Sleeps `interval`; false when a stop was requested meanwhile.

@@ -82,6 +82,15 @@ pub struct FakeState {
     /// transactionId (any of the customer's) -> the signed transactions
     /// Get Refund History lists, one per page.
     pub refunds: HashMap<String, Vec<String>>,
+    /// The clock the fake tells the time by (tokens' lifetimes,
+    /// Retry-After), when the test moves time: the service's own.
+    pub clock: Option<Arc<appstore_ledger::clock::ManualClock>>,
+    /// transactionId -> its product `type`, for Send Consumption
+    /// Information's rules (no consumptionPercentage for an auto-renewable
+    /// subscription).
+    pub product_types: HashMap<String, String>,
+    /// Answer every Send Consumption Information with this status.
+    pub consumption_failing: Option<u16>,
 }
 
 pub struct FakeApple {
@@ -184,14 +193,17 @@ async fn handle(
     let query = uri.query().unwrap_or_default().to_owned();
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let mut s = state.lock().unwrap();
+    let now = s.clock.as_ref().map_or_else(now_ms, |c| {
+        appstore_ledger::clock::Clock::now(&**c).as_millis()
+    });
     s.seen.push(Seen {
         method: method.to_string(),
         path: path.clone(),
         query: query.clone(),
         body: body.clone(),
-        at: now_ms(),
+        at: now,
     });
-    let token_check = check_token(&s.public_key, &headers);
+    let token_check = check_token(&s.public_key, &headers, now);
     if s.unauthorized || token_check.is_err() {
         if let Err(why) = token_check {
             s.refused_tokens.push(why);
@@ -229,7 +241,7 @@ async fn handle(
             let value = if x.in_seconds {
                 (after / 1000).to_string()
             } else {
-                (now_ms() + after).to_string()
+                (now + after).to_string()
             };
             response
                 .headers_mut()
@@ -241,7 +253,7 @@ async fn handle(
     match (method.as_str(), segments.as_slice()) {
         ("POST", ["inApps", "v1", "notifications", "history"]) => {
             let start = body["startDate"].as_i64().unwrap_or(0);
-            if start < now_ms() - 180 * 86_400_000 {
+            if start < now - 180 * 86_400_000 {
                 return apple_error(StatusCode::BAD_REQUEST, 4000012);
             }
             let from: usize = query
@@ -297,7 +309,7 @@ async fn handle(
             let days = body["extendByDays"].as_i64().unwrap_or(0);
             axum::Json(json!({
                 "originalTransactionId": id, "webOrderLineItemId": "w-1", "success": true,
-                "effectiveDate": now_ms() + days * 86_400_000,
+                "effectiveDate": now + days * 86_400_000,
             }))
             .into_response()
         }
@@ -357,6 +369,19 @@ async fn handle(
             }))
             .into_response()
         }
+        ("PUT", ["inApps", "v2", "transactions", "consumption", id]) => {
+            if let Some(status) = s.consumption_failing {
+                return apple_error(StatusCode::from_u16(status).unwrap(), 5000000);
+            }
+            let subscription = s
+                .product_types
+                .get(*id)
+                .is_some_and(|t| t == "Auto-Renewable Subscription");
+            if let Some(code) = consumption_problem(&body, subscription) {
+                return apple_error(StatusCode::BAD_REQUEST, code);
+            }
+            StatusCode::ACCEPTED.into_response()
+        }
         ("GET", ["inApps", "v1", "transactions", id]) => match s.transaction_info.get(*id) {
             Some(token) => axum::Json(json!({"signedTransactionInfo": token})).into_response(),
             None => apple_error(StatusCode::NOT_FOUND, 4040010),
@@ -364,7 +389,7 @@ async fn handle(
         ("POST", ["inApps", "v1", "notifications", "test"]) => {
             if let (Some(payload), Some(to)) = (s.test_notification.clone(), s.deliver_to.clone()) {
                 s.test_send_attempts =
-                    json!([{"attemptDate": now_ms(), "sendAttemptResult": "SUCCESS"}]);
+                    json!([{"attemptDate": now, "sendAttemptResult": "SUCCESS"}]);
                 tokio::spawn(async move {
                     let _ = reqwest::Client::new()
                         .post(to)
@@ -410,8 +435,60 @@ fn extension_problem(body: &Value) -> Option<i64> {
     None
 }
 
+/// Apple's rules for a `ConsumptionRequest`: only its five fields;
+/// customerConsented true (4000035); a known deliveryStatus (4000036);
+/// sampleContentProvided a boolean (4000041); consumptionPercentage 0 to
+/// 100000 in milliunits, none for an auto-renewable subscription, 0 when
+/// not delivered; a known refundPreference, GRANT_PRORATED with a
+/// percentage above 0 where one is allowed (4000000 for the rest).
+fn consumption_problem(body: &Value, subscription: bool) -> Option<i64> {
+    let Value::Object(fields) = body else {
+        return Some(4000000);
+    };
+    let known = [
+        "customerConsented",
+        "consumptionPercentage",
+        "deliveryStatus",
+        "refundPreference",
+        "sampleContentProvided",
+    ];
+    if fields.keys().any(|k| !known.contains(&k.as_str())) {
+        return Some(4000000);
+    }
+    if body["customerConsented"] != json!(true) {
+        return Some(4000035);
+    }
+    let delivered = match body["deliveryStatus"].as_str() {
+        Some("DELIVERED") => true,
+        Some(
+            "UNDELIVERED_QUALITY_ISSUE"
+            | "UNDELIVERED_WRONG_ITEM"
+            | "UNDELIVERED_SERVER_OUTAGE"
+            | "UNDELIVERED_OTHER",
+        ) => false,
+        _ => return Some(4000036),
+    };
+    if !body["sampleContentProvided"].is_boolean() {
+        return Some(4000041);
+    }
+    let percentage = match body.get("consumptionPercentage") {
+        None => None,
+        Some(p) => match p.as_i64() {
+            Some(p) if (0..=100_000).contains(&p) && !subscription && (delivered || p == 0) => {
+                Some(p)
+            }
+            _ => return Some(4000000),
+        },
+    };
+    match body.get("refundPreference").map(|p| p.as_str()) {
+        None | Some(Some("GRANT_FULL" | "DECLINE")) => None,
+        Some(Some("GRANT_PRORATED")) if subscription || percentage.is_some_and(|p| p > 0) => None,
+        _ => Some(4000000),
+    }
+}
+
 /// Apple's checks of the bearer token.
-fn check_token(public_key: &[u8], headers: &HeaderMap) -> Result<(), String> {
+fn check_token(public_key: &[u8], headers: &HeaderMap, now_ms: i64) -> Result<(), String> {
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -439,7 +516,7 @@ fn check_token(public_key: &[u8], headers: &HeaderMap) -> Result<(), String> {
     want(claims_json["iss"] == ISSUER_ID, "iss")?;
     want(claims_json["aud"] == "appstoreconnect-v1", "aud")?;
     want(claims_json["bid"] == BUNDLE_ID, "bid")?;
-    let now = now_ms() / 1000;
+    let now = now_ms / 1000;
     let iat = claims_json["iat"].as_i64().ok_or("iat")?;
     let exp = claims_json["exp"].as_i64().ok_or("exp")?;
     want(iat <= now + 60, "iat in the future")?;

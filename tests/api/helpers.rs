@@ -184,6 +184,32 @@ impl TestApp {
         TestApp::spawn_clocked(pki, dir, &text, pg, Some(clock)).await
     }
 
+    /// With the configuration text `text`, telling the time by `clock`,
+    /// which the test may share (with a fake Apple, another instance).
+    pub async fn spawn_text_with_clock(
+        pki: TestPki,
+        dir: TempDir,
+        text: &str,
+        clock: Arc<ManualClock>,
+    ) -> TestApp {
+        let (text, pg) = on_suite_backend(&dir, text.to_owned()).await;
+        TestApp::spawn_clocked(pki, dir, &text, pg, Some(clock)).await
+    }
+
+    /// A second instance on this one's database and configuration, telling
+    /// the time by the same clock. Drop it first.
+    pub async fn another_instance(&self) -> TestApp {
+        let text = std::fs::read_to_string(&self.config_path).unwrap();
+        TestApp::spawn_clocked(
+            self.pki.clone(),
+            TempDir::new(),
+            &text,
+            None,
+            self.manual_clock.clone(),
+        )
+        .await
+    }
+
     /// The manual clock the service tells the time by.
     pub fn clock(&self) -> &ManualClock {
         self.manual_clock

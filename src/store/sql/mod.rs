@@ -15,6 +15,7 @@
 pub(super) mod appstore;
 mod bind;
 pub(super) mod console;
+pub(super) mod consumption;
 pub(super) mod copy;
 pub(super) mod findings;
 pub(super) mod leases;

@@ -5,6 +5,7 @@
 
 mod backfill;
 mod client;
+pub(crate) mod consumption;
 mod copy_store;
 mod extend;
 mod order;
