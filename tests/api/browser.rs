@@ -32,6 +32,20 @@ fn chromium() -> PathBuf {
         .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
 }
 
+/// Whether chromedriver and Chromium are installed; says `skipped:` when
+/// not (`.ci/run` installs them, and fails on a skip).
+fn chromium_is_here() -> bool {
+    let here = chromedriver().exists() && chromium().exists();
+    if !here {
+        crate::common::skip(&format!(
+            "no {} or {} (Debian's chromium-driver and chromium)",
+            chromedriver().display(),
+            chromium().display()
+        ));
+    }
+    here
+}
+
 /// chromedriver on a free port of 127.0.0.1, killed when dropped.
 struct Driver {
     child: Child,
@@ -182,12 +196,7 @@ async fn reload_until(browser: &Client, text: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_follows_a_refund_through_the_console_in_chromium() {
-    if !chromedriver().exists() || !chromium().exists() {
-        crate::common::skip(&format!(
-            "no {} or {} (Debian's chromium-driver and chromium)",
-            chromedriver().display(),
-            chromium().display()
-        ));
+    if !chromium_is_here() {
         return;
     }
     let app = TestApp::spawn_with(
@@ -340,5 +349,112 @@ async fn an_agent_follows_a_refund_through_the_console_in_chromium() {
     );
     screenshot(&browser, "09-access-log").await;
 
+    browser.close().await.unwrap();
+}
+
+/// The refund desk in Chromium: two of Apple's consumption requests wait
+/// for the backend's facts with their time left; the agent sends one now,
+/// which Apple accepts, and the page shows it answered beside the other,
+/// still open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_answers_a_refund_request_at_the_refund_desk_in_chromium() {
+    use crate::appstore::consumption::{ask, consent, consumable, desk, now, puts, TOKEN};
+    if !chromium_is_here() {
+        return;
+    }
+    let (fake, app) = desk("answer_after_minutes = 60\nrefund_preference = \"GRANT_FULL\"").await;
+    consent(&app, TOKEN, true).await;
+    let at = now(&app);
+    ask(&app, &consumable("desk-waiting", TOKEN, at), at).await;
+    ask(&app, &consumable("desk-answered", TOKEN, at), at).await;
+    add_user(&app, "agent", "support");
+
+    let driver = Driver::start().await;
+    let downloads = TempDir::new();
+    let browser = browser(&driver, &downloads.path("")).await;
+    sign_in(&browser, &app, "agent", PASSWORD).await;
+    arrive(&browser, "/console").await;
+    click(&browser, Locator::LinkText("Refund desk")).await;
+    arrive(&browser, "/console/refund-desk").await;
+    reload_until(&browser, "AWAITING_FACTS").await;
+    assert_eq!(count(&browser, "#open-requests tr.request").await, 2);
+    for tid in ["desk-waiting", "desk-answered"] {
+        assert_eq!(
+            text_of(&browser, &format!("#open-{tid} td.time-left")).await,
+            "12 h 0 min left"
+        );
+    }
+    let waiting = text_of(&browser, "#open-desk-waiting").await;
+    assert!(waiting.contains("UNINTENDED_PURCHASE"), "{waiting}");
+    assert!(
+        waiting.contains("refundPreference: \"GRANT_FULL\""),
+        "{waiting}"
+    );
+    screenshot(&browser, "10-refund-desk-open").await;
+
+    click(
+        &browser,
+        Locator::Css("#open-desk-answered button.send-now"),
+    )
+    .await;
+    arrive(&browser, "/console/refund-desk").await;
+    reload_until(&browser, "202 accepted").await;
+    let answered = text_of(&browser, "#closed-desk-answered").await;
+    assert!(answered.contains("SENT"), "{answered}");
+    for field in [
+        "customerConsented: true",
+        "deliveryStatus: \"DELIVERED\"",
+        "refundPreference: \"GRANT_FULL\"",
+        "sampleContentProvided: false",
+    ] {
+        assert!(answered.contains(field), "{field}: {answered}");
+    }
+    assert!(
+        answered.contains("pending"),
+        "no decision from Apple yet: {answered}"
+    );
+    assert_eq!(count(&browser, "#open-requests tr.request").await, 1);
+    assert_eq!(
+        text_of(&browser, "#open-desk-waiting td.time-left").await,
+        "12 h 0 min left"
+    );
+    screenshot(&browser, "11-refund-desk-answered").await;
+    assert_eq!(puts(&fake, "desk-answered").len(), 1);
+    assert!(puts(&fake, "desk-waiting").is_empty());
+
+    // The agent learned the purchase never arrived: the facts change, and
+    // the answer goes with them.
+    browser
+        .find(Locator::Css(
+            "#open-desk-waiting select[name=deliveryStatus]",
+        ))
+        .await
+        .unwrap()
+        .select_by_value("UNDELIVERED_SERVER_OUTAGE")
+        .await
+        .unwrap();
+    click(
+        &browser,
+        Locator::Css("#open-desk-waiting button.change-facts"),
+    )
+    .await;
+    arrive(&browser, "/console/refund-desk").await;
+    reload_until(&browser, "Open (0)").await;
+    assert_eq!(
+        puts(&fake, "desk-waiting"),
+        vec![
+            json!({"customerConsented": true, "deliveryStatus": "UNDELIVERED_SERVER_OUTAGE",
+                    "refundPreference": "GRANT_FULL", "sampleContentProvided": false})
+        ]
+    );
+    for page in ["refund-desk-send-now", "refund-desk-facts"] {
+        let logged: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM console_access_log WHERE page = '{page}' AND user_name = 'agent'"
+        )))
+        .fetch_one(&mut app.db().await)
+        .await
+        .unwrap();
+        assert_eq!(logged, 1, "{page}");
+    }
     browser.close().await.unwrap();
 }

@@ -10,6 +10,7 @@ mod customer;
 mod extend;
 mod pages;
 mod refund_audit;
+mod refund_desk;
 mod sign_in;
 mod svg;
 
@@ -69,6 +70,12 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/console/payload/{id}", get(customer::payload))
         .route("/console/refunds", get(refund_audit::refunds))
         .route("/console/refunds.csv", get(refund_audit::refunds_csv))
+        .route("/console/refund-desk", get(refund_desk::refund_desk))
+        .route("/console/refund-desk/send-now", post(refund_desk::send_now))
+        .route(
+            "/console/refund-desk/facts",
+            post(refund_desk::change_facts),
+        )
         .route("/console/findings", get(audit::findings))
         .route("/console/delivery", get(audit::delivery))
         .route("/console/access-log", get(audit::access_log))

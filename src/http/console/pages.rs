@@ -109,7 +109,7 @@ main.wide{max-width:none}table{border-collapse:collapse;width:100%;background:#f
 th,td{border-bottom:1px solid #e5e5ea;padding:.35em .5em;text-align:left;vertical-align:top}\
 th{background:#f2f2f7;position:sticky;top:0}tr.refund td{background:#ffe5e3}tr.reversal td{background:#e3f0ff}\
 tr.expiration td{background:#eeeef0}tr.billing td{background:#fff4d6}tr.apple td{background:#eef8ee}\
-.muted{color:#6e6e73}.pill{display:inline-block;padding:0 .5em;border-radius:9px;background:#e5e5ea;font-size:12px}\
+.muted{color:#6e6e73}ul.fields{list-style:none;margin:0;padding:0}.pill{display:inline-block;padding:0 .5em;border-radius:9px;background:#e5e5ea;font-size:12px}\
 .yes{color:#1a7f37;font-weight:600}.no{color:#b00020;font-weight:600}section{margin:1.5em 0}\
 form.inline{display:flex;flex-wrap:wrap;gap:.6em;align-items:end}form.inline label{margin:0}\
 form.inline input,form.inline select{width:auto}form.inline button{margin:0}\
@@ -133,6 +133,7 @@ pub(super) fn page(title: &str, signed_in: Option<&ConsoleSession>, body: Markup
                         nav {
                             a href="/console" { "Search" }
                             a href="/console/refunds" { "Refunds" }
+                            a href="/console/refund-desk" { "Refund desk" }
                             a href="/console/findings" { "Findings" }
                             a href="/console/delivery" { "Delivery health" }
                             @if session.role == "admin" {
