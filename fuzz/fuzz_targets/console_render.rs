@@ -185,6 +185,11 @@ fn made(index: usize, b: &[u8; 32]) -> Made {
             signed_date: signed,
             subtype: (b[31] & 2 != 0).then(|| "SEATS".to_owned()),
             revoked_seat_quantity: (b[31] & 2 != 0).then_some(i64::from(b[30])),
+            source: if b[31] & 4 != 0 {
+                appstore_ledger::ledger::REFUND_FROM_APPLE_API
+            } else {
+                appstore_ledger::ledger::REFUND_FROM_NOTIFICATION
+            },
         },
         refund_date: revocation,
         reversed_at: (b[31] & 1 != 0).then_some(signed),

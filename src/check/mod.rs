@@ -22,7 +22,7 @@
 //! | `APP_ACCOUNT_TOKEN_MISMATCH` | a backend reported a transaction (POST /v1/transactions) for another appAccountToken than the one Apple signed into it: a sign of a replayed purchase |
 //! | `UNKNOWN_NOTIFICATION_SHAPE` | a genuine notification for a configured app has a type, subtype or container this version does not know: it was stored (200) and folded as far as its known facts go; upgrade, then `rebuild` |
 //! | `NON_RENEWING_DURATION_UNKNOWN` | a non-renewing subscription was bought whose product has no `duration` in `[[apps.products]]`: Apple signs no expiry for one, so it is entitled with no end until its length is configured. One finding per product |
-//! | `CONSUMPTION_DEADLINE_MISSED` | Apple asked for consumption information (CONSUMPTION_REQUEST) and its 12 hours passed with no answer accepted (Apple kept failing, or no instance ran the consumption job), and Apple has not decided since. One per request; it goes once REFUND or REFUND_DECLINED arrives |
+//! | `CONSUMPTION_DEADLINE_MISSED` | Apple asked for consumption information (CONSUMPTION_REQUEST) and its 12 hours passed with no answer accepted (Apple kept failing, or, an hour past the deadline, no instance ran the consumption job), and Apple has not decided since. One per request; it goes once REFUND or REFUND_DECLINED arrives |
 //! | `MISSING_REFUND_NOTIFICATION` | a transaction carries a revocation (seen in some other notification) but no REFUND or REVOKE for that transaction arrived, so the refund ledger lacks it |
 
 mod runner;

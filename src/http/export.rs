@@ -22,7 +22,7 @@ pub(super) fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
     Some((date.parse().ok()?, uuid.to_owned()))
 }
 
-const CSV_COLUMNS: [&str; 20] = [
+const CSV_COLUMNS: [&str; 21] = [
     "notificationUUID",
     "notificationType",
     "transactionId",
@@ -43,6 +43,7 @@ const CSV_COLUMNS: [&str; 20] = [
     "reversedByNotificationUUID",
     "subtype",
     "revokedSeatQuantity",
+    "source",
 ];
 
 pub(super) fn to_csv(rows: &[RefundEntry]) -> String {
@@ -111,6 +112,7 @@ mod tests {
                 signed_date: 6,
                 subtype: None,
                 revoked_seat_quantity: None,
+                source: crate::ledger::REFUND_FROM_NOTIFICATION,
             },
             refund_date: 5,
             reversed_at: None,
@@ -156,6 +158,7 @@ mod tests {
                 signed_date: 6,
                 subtype: Some("SEATS".into()),
                 revoked_seat_quantity: Some(2),
+                source: crate::ledger::REFUND_FROM_NOTIFICATION,
             },
             refund_date: 5,
             reversed_at: None,
@@ -166,7 +169,7 @@ mod tests {
         assert_eq!(lines[0], CSV_COLUMNS.join(","));
         assert_eq!(
             lines[1],
-            "u-1,REFUND,\"a,b\",1,\"say \"\"hi\"\"\",'=SUM(A1),Sandbox,5,,,,9990,'@cmd,19980,6,5,,,SEATS,2"
+            "u-1,REFUND,\"a,b\",1,\"say \"\"hi\"\"\",'=SUM(A1),Sandbox,5,,,,9990,'@cmd,19980,6,5,,,SEATS,2,NOTIFICATION"
         );
         assert_eq!(lines[2], "");
     }

@@ -104,6 +104,8 @@ pub(super) struct RefundView<'a> {
     /// transaction stays valid for the others.
     subtype: Option<&'a str>,
     revoked_seat_quantity: Option<i64>,
+    /// `NOTIFICATION`, or `APPLE_API` when only Apple's Refund History told.
+    source: &'a str,
 }
 
 impl<'a> From<&'a RefundEntry> for RefundView<'a> {
@@ -131,6 +133,7 @@ impl<'a> From<&'a RefundEntry> for RefundView<'a> {
             reversed_by: entry.reversed_by.as_deref(),
             subtype: r.subtype.as_deref(),
             revoked_seat_quantity: r.revoked_seat_quantity,
+            source: r.source,
         }
     }
 }

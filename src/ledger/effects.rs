@@ -28,16 +28,25 @@ pub struct RefundRecord {
     pub subtype: Option<String>,
     /// Seats the refund revoked (`revokedSeatQuantity`), for a SEATS refund.
     pub revoked_seat_quantity: Option<i64>,
+    /// Who told: [`REFUND_FROM_NOTIFICATION`], or [`REFUND_FROM_APPLE_API`]
+    /// (Get Refund History, when no notification did).
+    pub source: &'static str,
 }
 
-/// Keeps that a REFUND or REVOKE reported transaction `id`.
-fn note_refund(s: &mut State, id: &str) {
-    if let Err(at) = s
-        .refund_notices
-        .binary_search_by(|known| known.as_str().cmp(id))
-    {
-        if s.refund_notices.len() < super::state::MAX_REFUND_NOTICES {
-            s.refund_notices.insert(at, id.to_owned());
+/// A refund row a REFUND or REVOKE notification made.
+pub const REFUND_FROM_NOTIFICATION: &str = "NOTIFICATION";
+/// A refund row Apple's Refund History made: its notification never came.
+pub const REFUND_FROM_APPLE_API: &str = "APPLE_API";
+
+/// Keeps `id` in the sorted set `ids` (bounded); false when it was there.
+fn note(ids: &mut Vec<String>, id: &str) -> bool {
+    match ids.binary_search_by(|known| known.as_str().cmp(id)) {
+        Ok(_) => false,
+        Err(at) => {
+            if ids.len() < super::state::MAX_REFUND_NOTICES {
+                ids.insert(at, id.to_owned());
+            }
+            true
         }
     }
 }
@@ -133,6 +142,44 @@ pub enum Effect {
         reversed_by: String,
     },
     Expiration(ExpirationRecord),
+    /// The row Refund History made for this transaction goes: its REFUND
+    /// or REVOKE notification arrived and made its own.
+    ApiRefundSuperseded {
+        transaction_id: String,
+    },
+}
+
+/// The refund row `event` makes, about transaction `t`.
+fn refund_record(
+    s: &State,
+    event: &Event,
+    t: Option<&TransactionFacts>,
+    signed: i64,
+    source: &'static str,
+) -> RefundRecord {
+    RefundRecord {
+        notification_uuid: event.notification_uuid.clone(),
+        notification_type: event.notification_type.as_str().to_owned(),
+        transaction_id: t.and_then(|t| t.transaction_id.clone()),
+        original_transaction_id: t
+            .and_then(|t| t.original_transaction_id.clone())
+            .or(s.original_transaction_id.clone()),
+        product_id: t.and_then(|t| t.product_id.clone()),
+        bundle_id: s.bundle_id.clone(),
+        environment: s.environment.clone(),
+        revocation_date: t.and_then(|t| t.revocation_date),
+        revocation_reason: t.and_then(|t| t.revocation_reason).map(|r| r.raw()),
+        revocation_type: t
+            .and_then(|t| t.revocation_type.as_ref())
+            .map(|r| r.as_str().to_owned()),
+        revocation_percentage: t.and_then(|t| t.revocation_percentage),
+        price: t.and_then(|t| t.price),
+        currency: t.and_then(|t| t.currency.clone()),
+        signed_date: signed,
+        subtype: event.subtype.as_ref().map(|t| t.as_str().to_owned()),
+        revoked_seat_quantity: t.and_then(TransactionFacts::revoked_seat_quantity),
+        source,
+    }
 }
 
 pub(super) fn effects(s: &mut State, event: &Event, signed: i64) -> Vec<Effect> {
@@ -155,33 +202,56 @@ pub(super) fn effects(s: &mut State, event: &Event, signed: i64) -> Vec<Effect> 
         }
         NotificationType::Refund | NotificationType::Revoke => {
             s.last_refund_signed_date = Some(signed);
+            let mut effects = Vec::with_capacity(2);
             if let Some(id) = t.and_then(|t| t.transaction_id.as_ref()) {
-                note_refund(s, id);
+                note(&mut s.refund_notices, id);
+                // Apple's answer told it first: the notification's row
+                // replaces the one made from it.
+                if let Ok(at) = s.api_refunds.binary_search_by(|k| k.as_str().cmp(id)) {
+                    s.api_refunds.remove(at);
+                    effects.push(Effect::ApiRefundSuperseded {
+                        transaction_id: id.clone(),
+                    });
+                }
             }
             s.refund_requested_date = None;
             s.consumption_request_reason = None;
-            vec![Effect::Refund(RefundRecord {
-                notification_uuid: uuid,
-                notification_type: event.notification_type.as_str().to_owned(),
-                transaction_id: t.and_then(|t| t.transaction_id.clone()),
-                original_transaction_id: t
-                    .and_then(|t| t.original_transaction_id.clone())
-                    .or(s.original_transaction_id.clone()),
-                product_id: t.and_then(|t| t.product_id.clone()),
-                bundle_id: s.bundle_id.clone(),
-                environment: s.environment.clone(),
-                revocation_date: t.and_then(|t| t.revocation_date),
-                revocation_reason: t.and_then(|t| t.revocation_reason).map(|r| r.raw()),
-                revocation_type: t
-                    .and_then(|t| t.revocation_type.as_ref())
-                    .map(|r| r.as_str().to_owned()),
-                revocation_percentage: t.and_then(|t| t.revocation_percentage),
-                price: t.and_then(|t| t.price),
-                currency: t.and_then(|t| t.currency.clone()),
-                signed_date: signed,
-                subtype: event.subtype.as_ref().map(|t| t.as_str().to_owned()),
-                revoked_seat_quantity: t.and_then(TransactionFacts::revoked_seat_quantity),
-            })]
+            effects.push(Effect::Refund(refund_record(
+                s,
+                event,
+                t,
+                signed,
+                REFUND_FROM_NOTIFICATION,
+            )));
+            effects
+        }
+        NotificationType::Unknown(source)
+            if source == super::sources::REFUND_HISTORY
+                || source == super::sources::TRANSACTION_HISTORY =>
+        {
+            // Refund History lists what Apple refunded, and Transaction
+            // History shows a refund as a revocation with its reason: a row
+            // of the refund ledger when no notification made one, once per
+            // transaction.
+            let Some(t) = t.filter(|t| {
+                t.revocation_date.is_some()
+                    && (source == super::sources::REFUND_HISTORY || t.revocation_reason.is_some())
+            }) else {
+                return Vec::new();
+            };
+            let Some(id) = t.transaction_id.as_deref() else {
+                return Vec::new();
+            };
+            if s.refund_notices
+                .binary_search_by(|k| k.as_str().cmp(id))
+                .is_ok()
+                || !note(&mut s.api_refunds, id)
+            {
+                return Vec::new();
+            }
+            let mut record = refund_record(s, event, Some(t), signed, REFUND_FROM_APPLE_API);
+            record.notification_type = NotificationType::Refund.as_str().to_owned();
+            vec![Effect::Refund(record)]
         }
         NotificationType::RefundReversed => t
             .and_then(|t| t.transaction_id.clone())
@@ -236,6 +306,7 @@ mod tests {
             signed_date: 1,
             subtype: None,
             revoked_seat_quantity: None,
+            source: crate::ledger::REFUND_FROM_NOTIFICATION,
         }
     }
 

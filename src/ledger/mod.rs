@@ -85,7 +85,10 @@ mod timeline;
 use std::collections::BTreeMap;
 
 pub use duration::{ProductDuration, Products};
-pub use effects::{divide_rounded, Effect, ExpirationRecord, RefundRecord};
+pub use effects::{
+    divide_rounded, Effect, ExpirationRecord, RefundRecord, REFUND_FROM_APPLE_API,
+    REFUND_FROM_NOTIFICATION,
+};
 pub use entitlement::Answer;
 pub use event::{
     in_order, sources, Event, EventData, EventKey, ItemKey, RenewalFacts, TransactionFacts,

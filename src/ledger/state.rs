@@ -168,6 +168,12 @@ pub struct State {
     /// its notification (the checker's MISSING_REFUND_NOTIFICATION).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refund_notices: Vec<String>,
+    /// Transactions whose refund only Apple's Refund History told (no REFUND
+    /// or REVOKE yet): each has one row of the refund ledger, `APPLE_API`,
+    /// until its notification arrives. Sorted, once, at most
+    /// [`MAX_REFUND_NOTICES`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_refunds: Vec<String>,
     /// Whether this state was folded from its first event by a version
     /// that keeps [`State::refund_notices`]; an older one is checked by the
     /// older rule (a revocation with no refund at all) until `rebuild`.
@@ -219,6 +225,15 @@ fn is_shared(t: &TransactionFacts) -> bool {
 
 /// Applies one event, which must come after every event already applied to
 /// `state` in [`Event::key`] order.
+impl State {
+    /// Whether the refund ledger has transaction `id`'s refund, from its
+    /// notification or from Apple's Refund History.
+    pub fn knows_refund_of(&self, id: &str) -> bool {
+        let has = |ids: &[String]| ids.binary_search_by(|k| k.as_str().cmp(id)).is_ok();
+        has(&self.refund_notices) || has(&self.api_refunds)
+    }
+}
+
 pub fn apply(state: Option<State>, item: &ItemKey, event: &Event) -> (State, Vec<Effect>) {
     let mut s = state.unwrap_or_else(|| State {
         own_status_kept: true,

@@ -29,6 +29,13 @@ impl Store {
         on_read!(self, |conn| Sql::consumption_missed(conn, at).await)
     }
 
+    /// Subscriptions whose customer asked for a refund since `since` and
+    /// whose decision has not reached us.
+    pub async fn undecided_refund_requests(&self, since: i64) -> Result<Vec<String>, StoreError> {
+        on_read!(self, |conn| Sql::undecided_refund_requests(conn, since)
+            .await)
+    }
+
     /// Takes an open request for `holder` until `until`; true when it has it.
     pub async fn claim_consumption_request(
         &self,

@@ -117,6 +117,13 @@ pub(super) trait LedgerTx {
         reversed_at: i64,
         reversed_by: &str,
     ) -> Result<(), sqlx::Error>;
+    /// Removes the item's refund row that Refund History made for
+    /// `transaction_id` (its notification made its own).
+    async fn delete_api_refunds(
+        &mut self,
+        item: &ItemKey,
+        transaction_id: &str,
+    ) -> Result<(), sqlx::Error>;
     async fn insert_expirations(
         &mut self,
         expirations: &[ExpirationRow<'_>],
@@ -417,6 +424,14 @@ async fn save_all(
                             row.reversed = Some((*reversed_at, reversed_by.as_str()));
                         }
                     }
+                }
+                Effect::ApiRefundSuperseded { transaction_id } => {
+                    tx.delete_api_refunds(item, transaction_id).await?;
+                    refunds.retain(|row| {
+                        row.refund.source != crate::ledger::REFUND_FROM_APPLE_API
+                            || row.refund.transaction_id.as_deref() != Some(transaction_id.as_str())
+                            || row.item != *item
+                    });
                 }
                 Effect::Expiration(expiration) => expirations.push(ExpirationRow {
                     item,

@@ -383,6 +383,10 @@ where
                 signed_date: row.try_get("signed_date")?,
                 subtype: row.try_get("subtype")?,
                 revoked_seat_quantity: row.try_get("revoked_seat_quantity")?,
+                source: match row.try_get::<String, _>("source")?.as_str() {
+                    crate::ledger::REFUND_FROM_APPLE_API => crate::ledger::REFUND_FROM_APPLE_API,
+                    _ => crate::ledger::REFUND_FROM_NOTIFICATION,
+                },
             },
             refund_date: row.try_get("refund_date")?,
             reversed_at: row.try_get("reversed_at")?,

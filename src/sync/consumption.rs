@@ -78,7 +78,12 @@ impl ConsumptionJob {
         run: &mut ConsumptionRun,
     ) -> Result<(), SyncError> {
         let now = self.store.now();
-        if now >= r.deadline {
+        let policy = self
+            .policies
+            .get(r.bundle_id.as_deref().unwrap_or_default())
+            .filter(|p| p.enabled);
+        // An app that does not answer misses nothing.
+        if now >= r.deadline && policy.is_some() {
             run.missed += 1;
             let progress = ConsumptionProgress {
                 state: "MISSED",
@@ -93,8 +98,7 @@ impl ConsumptionJob {
         }
         let decision = consumption::decide(
             &asked(r),
-            self.policies
-                .get(r.bundle_id.as_deref().unwrap_or_default()),
+            policy,
             consent(r).as_ref(),
             facts(r).as_ref(),
             now,

@@ -49,7 +49,13 @@ pub async fn reconcile(
     let item = ItemKey::Subscription(original_transaction_id.to_owned());
     let before = state_of(store, original_transaction_id).await?;
     let answered = first_that_knows(candidates(api, before.as_ref()), |client| {
-        ask(client, ingest, store, original_transaction_id)
+        ask(
+            client,
+            ingest,
+            store,
+            original_transaction_id,
+            before.as_ref(),
+        )
     })
     .await?;
     let Some((_, evidence)) = answered else {
@@ -85,8 +91,15 @@ pub async fn reconcile(
     })
 }
 
+/// How far back an unanswered refund request makes its subscription worth
+/// asking about: Apple decides within days.
+const REFUND_REQUEST_WATCH_MS: i64 = 14 * 86_400_000;
+
 /// Reconciles every subscription with an open finding Apple's answer can
-/// settle. Returns what each gave; one failure does not stop the others.
+/// settle, and every subscription a customer asked Apple to refund (a
+/// consumption request in the last 14 days) whose decision has not reached
+/// us: its REFUND may be lost. Returns what each gave; one failure does not
+/// stop the others.
 pub async fn reconcile_open_findings(
     api: &AppStoreApi,
     ingest: &Ingest,
@@ -105,6 +118,12 @@ pub async fn reconcile_open_findings(
         .filter(|f| FindingKind::from_code(&f.kind).is_some_and(|kind| ANSWERABLE.contains(&kind)))
         .filter_map(|f| f.original_transaction_id)
         .collect();
+    let since = store
+        .clock()
+        .now()
+        .as_millis()
+        .saturating_sub(REFUND_REQUEST_WATCH_MS);
+    subjects.extend(store.undecided_refund_requests(since).await?);
     subjects.sort();
     subjects.dedup();
     let mut results = Vec::with_capacity(subjects.len());
@@ -145,13 +164,15 @@ pub(super) fn candidates<'a>(api: &'a AppStoreApi, state: Option<&State>) -> Vec
     clients
 }
 
-/// Transaction History (transactions the ledger never saw), then the
-/// subscription statuses, all verified, as evidence.
+/// Transaction History (transactions the ledger never saw, and known ones
+/// Apple has revoked since), then the subscription statuses, all verified,
+/// as evidence.
 async fn ask(
     client: &Client,
     ingest: &Ingest,
     store: &Store,
     original_transaction_id: &str,
+    state: Option<&State>,
 ) -> Result<Vec<NewEvidence>, SyncError> {
     let expected = expected_identity(ingest, client)?;
     let verifier = ingest.verifier();
@@ -176,10 +197,16 @@ async fn ask(
         .collect();
     let known = store.known_transaction_ids(&ids).await?;
     for (token, t) in transactions {
-        if t.transaction_id
-            .as_ref()
-            .is_some_and(|id| known.contains(id))
-        {
+        // A transaction already folded says nothing new, unless Apple has
+        // revoked it since: an older period refunded later, whose REFUND
+        // never came.
+        let news = match &t.transaction_id {
+            Some(id) if known.contains(id) => {
+                t.revocation_date.is_some() && !state.is_some_and(|s| s.knows_refund_of(id))
+            }
+            _ => true,
+        };
+        if !news {
             continue;
         }
         evidence.push(transaction_evidence(

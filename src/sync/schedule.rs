@@ -124,16 +124,17 @@ pub fn spawn_periodic(
     tasks
 }
 
-/// Starts the consumption job (when its interval is not 0 and an app has
-/// `[apps.consumption]`), on the instance holding its lease; it stops when
-/// `stop` is requested.
+/// Starts the consumption job (when its interval is not 0), on the instance
+/// holding its lease; it stops when `stop` is requested. It runs even when
+/// no app answers: it closes their requests at once as `ANSWERS_OFF`, so
+/// that only a request an app meant to answer can be missed.
 pub fn spawn_consumption(
     job: ConsumptionJob,
     settings: &AppStoreApiSettings,
     leases: &Leases,
     stop: &Stop,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    if settings.consumption_interval_ms == 0 || job.policies.is_empty() || job.api.is_empty() {
+    if settings.consumption_interval_ms == 0 {
         return None;
     }
     let interval = Duration::from_millis(settings.consumption_interval_ms);

@@ -36,7 +36,7 @@ async fn entitlements(app: &TestApp, token: &str) -> Vec<Value> {
 
 /// `rebuild` recomputes every derived row as the notifications, folded one
 /// by one, left it.
-async fn assert_rebuild_agrees(app: &TestApp) {
+pub(crate) async fn assert_rebuild_agrees(app: &TestApp) {
     let store = app.store().await;
     let incremental = store.ledger_snapshot().await.unwrap();
     let out = app.cli(&["rebuild"]);

@@ -316,7 +316,7 @@ pub(super) fn refund_page(form: &RefundForm, rows: &[RefundEntry], more: bool) -
             tr {
                 th { "Refund date" } th { "Type" } th { "Transaction" } th { "Original" } th { "Product" }
                 th { "App" } th { "Env." } th { "Reason" } th { "Revocation type" } th { "Price" }
-                th { "Percentage" } th { "Seats" } th { "Refunded" } th { "Reversed" }
+                th { "Percentage" } th { "Seats" } th { "Refunded" } th { "Reversed" } th { "Told by" }
             }
             @for r in rows {
                 tr class=(if r.reversed_at.is_some() { "reversal" } else { "refund" }) {
@@ -341,6 +341,9 @@ pub(super) fn refund_page(form: &RefundForm, rows: &[RefundEntry], more: bool) -
                         @else { (price(r.refund.refunded_amount(), r.refund.currency.as_deref())) }
                     }
                     td { (maybe_moment(r.reversed_at)) }
+                    td.source { @if r.refund.source == crate::ledger::REFUND_FROM_APPLE_API {
+                        span.pill title="No notification came; Apple's Refund History told" { "Apple API" }
+                    } @else { "notification" } }
                 }
             }
         }

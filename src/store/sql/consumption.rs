@@ -49,6 +49,7 @@ where
     for<'r> bool: Decode<'r, C::Db> + Type<C::Db>,
     for<'r> String: Decode<'r, C::Db> + Type<C::Db>,
     for<'a> &'a str: ColumnIndex<<C::Db as Database>::Row>,
+    usize: ColumnIndex<<C::Db as Database>::Row>,
 {
     /// Requests to list, soonest deadline first among the open, newest
     /// first among the rest.
@@ -96,19 +97,40 @@ where
     }
 
     /// Requests whose deadline passed at `at` without an answer, and that
-    /// Apple has not settled since (no REFUND or REFUND_DECLINED).
+    /// Apple has not settled since (no REFUND or REFUND_DECLINED): those
+    /// the job found missed, and those still open an hour past their
+    /// deadline (no instance ran the job).
     pub(in crate::store) async fn consumption_missed(
         conn: &mut C,
         at: i64,
     ) -> Result<Vec<ConsumptionRequestEntry>, sqlx::Error> {
         let sql = format!(
             "{ENTRY}
-             WHERE (r.state = 'MISSED' OR (r.state = 'OPEN' AND r.deadline <= $1))
+             WHERE (r.state = 'MISSED' OR (r.state = 'OPEN' AND r.deadline <= $1 - 3600000))
                AND o.notification_type IS NULL
              ORDER BY r.deadline, r.notification_uuid"
         );
         sqlx::query_as::<_, ConsumptionRequestEntry>(sqlx::AssertSqlSafe(sql))
             .arg(at)
+            .fetch_all(conn.ex())
+            .await
+    }
+
+    /// The auto-renewable subscriptions with a consumption request made
+    /// since `since` that no REFUND or REFUND_DECLINED has answered.
+    pub(in crate::store) async fn undecided_refund_requests(
+        conn: &mut C,
+        since: i64,
+    ) -> Result<Vec<String>, sqlx::Error> {
+        let sql = format!(
+            "SELECT DISTINCT q.original_transaction_id FROM ({ENTRY}
+                 WHERE r.requested_at >= $1 AND o.notification_type IS NULL
+                   AND r.product_type = 'Auto-Renewable Subscription'
+                   AND r.original_transaction_id IS NOT NULL) q
+             ORDER BY q.original_transaction_id"
+        );
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .arg(since)
             .fetch_all(conn.ex())
             .await
     }

@@ -314,7 +314,8 @@ where
                 "INSERT INTO refunds (notification_uuid, kind, item_id, notification_type, transaction_id,
                      original_transaction_id, product_id, bundle_id, environment, revocation_date,
                      revocation_reason, revocation_type, revocation_percentage, price, currency,
-                     signed_date, refund_date, reversed_at, reversed_by, subtype, revoked_seat_quantity) ",
+                     signed_date, refund_date, reversed_at, reversed_by, subtype, revoked_seat_quantity,
+                     source) ",
             );
             query.push_values(batch, |mut row, r| {
                 let refund = r.refund;
@@ -343,7 +344,8 @@ where
                     .arg(r.reversed.map(|(at, _)| at))
                     .arg(r.reversed.map(|(_, by)| by))
                     .arg(refund.subtype.as_deref())
-                    .arg(refund.revoked_seat_quantity);
+                    .arg(refund.revoked_seat_quantity)
+                    .arg(refund.source);
             });
             query.push(" ON CONFLICT (notification_uuid) DO NOTHING");
             query.build().execute(self.ex()).await?;
@@ -365,6 +367,23 @@ where
         )
         .arg(reversed_at)
         .arg(reversed_by)
+        .arg(item.kind())
+        .arg(item.id())
+        .arg(transaction_id)
+        .execute(self.ex())
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_api_refunds(
+        &mut self,
+        item: &ItemKey,
+        transaction_id: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "DELETE FROM refunds WHERE kind = $1 AND item_id = $2 AND transaction_id = $3
+               AND source = 'APPLE_API'",
+        )
         .arg(item.kind())
         .arg(item.id())
         .arg(transaction_id)

@@ -243,7 +243,7 @@ where
                 format!("SELECT CAST({}(notification_uuid, kind, item_id, notification_type, transaction_id,
                      original_transaction_id, product_id, bundle_id, environment, revocation_date, revocation_reason,
                      revocation_type, revocation_percentage, price, currency, signed_date, refund_date, reversed_at,
-                     reversed_by, subtype, revoked_seat_quantity) AS TEXT) FROM refunds ORDER BY notification_uuid", C::JSON_ARRAY),
+                     reversed_by, subtype, revoked_seat_quantity, source) AS TEXT) FROM refunds ORDER BY notification_uuid", C::JSON_ARRAY),
             ),
             (
                 "expirations",

@@ -109,7 +109,7 @@ async fn facts(app: &TestApp, tid: &str, body: Value) -> (u16, Value) {
 
 /// The request about `tid`, once `done` holds of it (the job runs every
 /// 40 ms; twenty seconds allow Apple's retries).
-async fn request_when(app: &TestApp, tid: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn request_when(app: &TestApp, tid: &str, done: impl Fn(&Value) -> bool) -> Value {
     for _ in 0..1000 {
         let (status, body) = app
             .api(&format!("/v1/consumption-requests?transactionId={tid}"))

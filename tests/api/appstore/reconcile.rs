@@ -262,3 +262,64 @@ async fn a_status_answer_the_ledger_disagrees_with_is_kept_and_raised() {
         "{body}"
     );
 }
+
+/// A customer asked Apple to refund an older period (CONSUMPTION_REQUEST),
+/// Apple refunded it, and the REFUND never came. The scheduled
+/// reconciliation asks about the subscription because of the request, and
+/// reads the refund from Transaction History although it knows that
+/// transaction: one row of the refund ledger, from Apple's answer, and the
+/// checker's MISSING_REFUND_NOTIFICATION for that transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_refund_of_an_older_period_is_read_when_the_customer_asked_for_one() {
+    let fake = FakeApple::start().await;
+    let jobs = "backfill_interval_ms = 0\nreconcile_interval_ms = 0\nconsumption_interval_ms = 20";
+    let app = app_with(&fake, &fake, jobs, pki()).await;
+    let (otid, now) = ("7600", now());
+    let first = tx(otid, "760001", "monthly", now - 40 * DAY, now - 10 * DAY);
+    let second = tx(otid, "760002", "monthly", now - 10 * DAY, now + 20 * DAY);
+    for (kind, t) in [("SUBSCRIBED", &first), ("DID_RENEW", &second)] {
+        let at = t["purchaseDate"].as_i64().unwrap();
+        Post::new(&app, kind, at)
+            .status(1)
+            .tx(t.clone())
+            .renewal(renewal(otid, "monthly", 1, at))
+            .send()
+            .await;
+    }
+    super::consumption::ask(&app, &first, now - 5 * DAY).await;
+    // The app does not answer consumption requests: closed, no finding.
+    let closed =
+        super::consumption::request_when(&app, "760001", |r| r["state"] == "NOT_SENT").await;
+    assert_eq!(closed["why"], "ANSWERS_OFF");
+    assert!(check_and_keep(&app, now).await.is_empty());
+
+    let mut refunded = revoked(first, now - 2 * DAY, "REFUND_FULL");
+    refunded["signedDate"] = json!(now - 2 * DAY);
+    fake.state().transactions.insert(
+        otid.into(),
+        vec![app.pki.sign(&refunded), app.pki.sign(&second)],
+    );
+    fake.state().statuses.insert(
+        otid.into(),
+        status_answer(&app, otid, 1, &second, &renewal(otid, "monthly", 1, 0)),
+    );
+    let run = cli(&app, &["reconcile", "--open-findings"]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(fake.seen(&format!("/inApps/v2/history/{otid}")).len(), 1);
+
+    let (_, body) = app
+        .api(&format!("/v1/refunds?originalTransactionId={otid}"))
+        .await;
+    let rows = body["refunds"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{body}");
+    assert_eq!(rows[0]["transactionId"], "760001");
+    assert_eq!(rows[0]["source"], "APPLE_API");
+    assert_eq!(rows[0]["refundedAmount"], 9990);
+    // The current period stays paid for.
+    assert_eq!(subscription(&app, otid).await["entitled"], true);
+    assert_eq!(
+        check_and_keep(&app, now).await,
+        vec![format!("MISSING_REFUND_NOTIFICATION {otid}")]
+    );
+    assert!(fake.state().refused_tokens.is_empty());
+}

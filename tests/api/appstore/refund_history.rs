@@ -50,6 +50,24 @@ async fn a_refund_only_in_refund_history_revokes_and_is_found() {
     );
     let s = subscription(&app, otid).await;
     assert_eq!(s["entitled"], false, "{s}");
+    // In the refund ledger once each, by who told of it.
+    assert_eq!(
+        sources(&app, otid).await,
+        [
+            ("970001".into(), "NOTIFICATION".into()),
+            ("970002".into(), "APPLE_API".into())
+        ]
+    );
+    let (_, csv) = app
+        .api_text(&format!(
+            "/v1/refunds?originalTransactionId={otid}&format=csv"
+        ))
+        .await;
+    assert!(csv.lines().next().unwrap().ends_with(",source"), "{csv}");
+    assert!(
+        csv.contains(",970002,") && csv.contains(",APPLE_API"),
+        "{csv}"
+    );
     let findings = check_and_keep(&app, now).await;
     assert_eq!(
         findings,
@@ -93,4 +111,77 @@ async fn a_refund_only_in_refund_history_revokes_and_is_found() {
         out.stderr
     );
     assert!(fake.state().refused_tokens.is_empty());
+}
+
+/// The refund ledger's (transactionId, source) of a subscription.
+async fn sources(app: &TestApp, otid: &str) -> Vec<(String, String)> {
+    let (status, body) = app
+        .api(&format!("/v1/refunds?originalTransactionId={otid}"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut rows: Vec<(String, String)> = body["refunds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["transactionId"].as_str().unwrap().to_owned(),
+                r["source"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// The REFUND notification that Refund History stood in for arrives late,
+/// signed before Apple's answer or after it: either way the transaction has
+/// one row in the refund ledger, the notification's, and no finding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_refund_notification_replaces_the_row_apples_answer_made() {
+    let fake = FakeApple::start().await;
+    let app = app(&fake).await;
+    let now = now();
+    for (otid, notified_after_answer) in [("9710", false), ("9720", true)] {
+        let tid = format!("{otid}01");
+        let t = tx(otid, &tid, "monthly", now - 10 * DAY, now + 20 * DAY);
+        Post::new(&app, "SUBSCRIBED", now - 10 * DAY)
+            .status(1)
+            .tx(t.clone())
+            .send()
+            .await;
+        let mut refunded = revoked(t, now - 3 * DAY, "REFUND_FULL");
+        refunded["signedDate"] = json!(now - 2 * DAY);
+        fake.state()
+            .refunds
+            .insert(otid.into(), vec![app.pki.sign(&refunded)]);
+        let out = app.cli(&["refunds-backfill", "--original-transaction-id", otid]);
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        assert_eq!(
+            sources(&app, otid).await,
+            [(tid.clone(), "APPLE_API".into())]
+        );
+        // Apple's retry of the lost notification, signed when it refunded
+        // (before the answer) or re-signed later (after it).
+        let signed = if notified_after_answer {
+            now - DAY
+        } else {
+            now - 3 * DAY
+        };
+        refunded["signedDate"] = json!(signed);
+        Post::new(&app, "REFUND", signed).tx(refunded).send().await;
+        assert_eq!(
+            sources(&app, otid).await,
+            [(tid.clone(), "NOTIFICATION".into())],
+            "{otid}"
+        );
+        assert_eq!(subscription(&app, otid).await["entitled"], false);
+    }
+    let findings = check_and_keep(&app, now).await;
+    assert!(
+        findings.iter().all(|f| !f.starts_with("MISSING_REFUND")),
+        "{findings:?}"
+    );
+    // The rebuild makes the same rows.
+    crate::apple_model::assert_rebuild_agrees(&app).await;
 }
