@@ -82,6 +82,18 @@ impl ConsumptionJob {
             .policies
             .get(r.bundle_id.as_deref().unwrap_or_default())
             .filter(|p| p.enabled);
+        // Apple decided (REFUND, REFUND_DECLINED) before an answer went:
+        // there is nothing left to answer.
+        if r.outcome.is_some() {
+            run.not_sent += 1;
+            let progress = ConsumptionProgress {
+                state: "NOT_SENT",
+                why: Some("APPLE_DECIDED"),
+                closed_at: Some(now),
+                ..ConsumptionProgress::default()
+            };
+            return self.close(r, now, progress, "not_sent", None).await;
+        }
         // An app that does not answer misses nothing.
         if now >= r.deadline && policy.is_some() {
             run.missed += 1;

@@ -165,8 +165,8 @@ pub(super) fn candidates<'a>(api: &'a AppStoreApi, state: Option<&State>) -> Vec
 }
 
 /// Transaction History (transactions the ledger never saw, and known ones
-/// Apple has revoked since), then the subscription statuses, all verified,
-/// as evidence.
+/// Apple has revoked since), Refund History (refunds the ledger lacks), then
+/// the subscription statuses, all verified, as evidence.
 async fn ask(
     client: &Client,
     ingest: &Ingest,
@@ -218,6 +218,24 @@ async fn ask(
         ));
     }
 
+    // Refund History: refunds the ledger does not have (their REFUND lost).
+    let refunds = match super::refunds::refund_history(
+        client,
+        ingest,
+        store,
+        original_transaction_id,
+    )
+    .await
+    {
+        Ok(refunds) => refunds,
+        Err(SyncError::Apple(ApiError::TransactionNotFound { .. })) => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    evidence.extend(refunds.into_iter().filter(|e| {
+        e.transaction_id
+            .as_deref()
+            .is_none_or(|id| !state.is_some_and(|s| s.knows_refund_of(id)))
+    }));
     evidence.extend(
         statuses(
             client,

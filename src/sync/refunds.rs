@@ -103,7 +103,7 @@ async fn learn(
 }
 
 /// Every page of Get Refund History, each transaction verified.
-async fn refund_history(
+pub(super) async fn refund_history(
     client: &Client,
     ingest: &Ingest,
     store: &Store,

@@ -352,7 +352,15 @@ async fn handle(
             }
         }
         ("GET", ["inApps", "v2", "refund", "lookup", id]) => {
+            let known = s.transactions.contains_key(*id) || s.statuses.contains_key(*id);
             let Some(list) = s.refunds.get(*id) else {
+                // A customer Apple knows, with no refund: an empty page.
+                if known {
+                    return axum::Json(
+                        json!({"signedTransactions": [], "hasMore": false, "revision": "0"}),
+                    )
+                    .into_response();
+                }
                 return apple_error(StatusCode::NOT_FOUND, 4040010);
             };
             // One transaction a page: the client must follow `revision`.

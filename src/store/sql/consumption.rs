@@ -75,7 +75,8 @@ where
     }
 
     /// Open requests the job may act on at `now`: not claimed by another
-    /// instance, not waiting for a later attempt, without an outcome.
+    /// instance, not waiting for a later attempt (unless Apple has decided
+    /// meanwhile: then the job closes them).
     pub(in crate::store) async fn consumption_due(
         conn: &mut C,
         now: i64,
@@ -83,8 +84,8 @@ where
     ) -> Result<Vec<ConsumptionRequestEntry>, sqlx::Error> {
         let sql = format!(
             "{ENTRY}
-             WHERE r.state = 'OPEN' AND o.notification_type IS NULL
-               AND (r.next_attempt_at IS NULL OR r.next_attempt_at <= $1)
+             WHERE r.state = 'OPEN'
+               AND (r.next_attempt_at IS NULL OR r.next_attempt_at <= $1 OR o.notification_type IS NOT NULL)
                AND (r.claimed_until IS NULL OR r.claimed_until <= $1)
              ORDER BY r.deadline, r.notification_uuid
              LIMIT $2"

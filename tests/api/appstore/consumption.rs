@@ -415,3 +415,20 @@ async fn a_deadline_missed_while_apple_fails_is_a_finding_until_apple_decides() 
         "{findings:?}"
     );
 }
+
+#[tokio::test]
+async fn apples_decision_before_an_answer_closes_the_request() {
+    let (fake, app) = desk("answer_after_minutes = 60").await;
+    consent(&app, TOKEN, true).await;
+    let at = now(&app);
+    let t = consumable("cr-decided", TOKEN, at);
+    ask(&app, &t, at).await;
+    request_when(&app, "cr-decided", |r| r["why"] == "AWAITING_FACTS").await;
+    decide(&app, "REFUND_DECLINED", &t, at + MINUTE).await;
+    let closed = request_when(&app, "cr-decided", state_is("NOT_SENT")).await;
+    assert_eq!(closed["why"], "APPLE_DECIDED");
+    assert_eq!(closed["outcome"], "DECLINED");
+    app.clock().advance(Duration::from_secs(3600));
+    a_while().await;
+    assert!(fake.seen(PUT_PATH).is_empty());
+}

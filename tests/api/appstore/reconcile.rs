@@ -323,3 +323,42 @@ async fn a_later_refund_of_an_older_period_is_read_when_the_customer_asked_for_o
     );
     assert!(fake.state().refused_tokens.is_empty());
 }
+
+/// Reconciliation also reads Refund History: a refund there that no
+/// notification brought becomes an APPLE_API row and ends the period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_reads_refund_history() {
+    let fake = FakeApple::start().await;
+    let app = app(&fake).await;
+    let (otid, now) = ("7700", now());
+    let t = tx(otid, "770001", "monthly", now - 5 * DAY, now + 25 * DAY);
+    Post::new(&app, "SUBSCRIBED", now - 5 * DAY)
+        .status(1)
+        .tx(t.clone())
+        .renewal(renewal(otid, "monthly", 1, now - 5 * DAY))
+        .send()
+        .await;
+    let mut refunded = revoked(t.clone(), now - DAY, "REFUND_FULL");
+    refunded["signedDate"] = json!(now - DAY);
+    {
+        let mut s = fake.state();
+        s.transactions.insert(otid.into(), vec![app.pki.sign(&t)]);
+        s.refunds.insert(otid.into(), vec![app.pki.sign(&refunded)]);
+        s.statuses.insert(
+            otid.into(),
+            status_answer(&app, otid, 5, &refunded, &renewal(otid, "monthly", 0, 0)),
+        );
+    }
+    let run = cli(&app, &["reconcile", "--original-transaction-id", otid]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        fake.seen(&format!("/inApps/v2/refund/lookup/{otid}")).len(),
+        1
+    );
+    let (_, body) = app
+        .api(&format!("/v1/refunds?originalTransactionId={otid}"))
+        .await;
+    assert_eq!(body["refunds"][0]["source"], "APPLE_API", "{body}");
+    assert_eq!(body["refunds"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(subscription(&app, otid).await["entitled"], false);
+}
