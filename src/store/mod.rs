@@ -380,6 +380,7 @@ impl Store {
     /// SQLite, a SHARE lock on PostgreSQL), so that no writer folds into an
     /// item the chunk is rewriting. `progress` gets the notifications folded
     /// so far and the total.
+    /// Rebuilds the ledger chunk by chunk; see [`REBUILD_BUSY_WAIT`].
     pub async fn rebuild(
         &self,
         mut progress: impl FnMut(u64, u64),
@@ -393,10 +394,36 @@ impl Store {
             if stop.is_cancelled() {
                 break false;
             }
-            let (last, folded) = on_write!(self, |tx| {
-                tx.lock_for_rebuild().await?;
-                fold::rebuild_chunk(tx, &after, REBUILD_CHUNK).await
-            })?;
+            let (mut waited, mut attempt) = (Duration::ZERO, 0u32);
+            let (last, folded) = loop {
+                let chunk = on_write!(self, |tx| {
+                    tx.lock_for_rebuild().await?;
+                    fold::rebuild_chunk(tx, &after, REBUILD_CHUNK).await
+                });
+                // Beside a busy service a chunk may wait longer for SQLite's
+                // write lock than the busy timeout: it is tried again, for a
+                // while, rather than failing the rebuild.
+                match chunk {
+                    Err(error) if error.is_busy() && waited < REBUILD_BUSY_WAIT => {
+                        let pause = Duration::from_millis(100)
+                            .saturating_mul(2u32.saturating_pow(attempt.min(5)))
+                            .min(Duration::from_secs(2));
+                        attempt = attempt.saturating_add(1);
+                        tokio::select! {
+                            _ = tokio::time::sleep(pause) => {}
+                            _ = stop.cancelled() => {}
+                        }
+                        waited = waited.saturating_add(pause);
+                        if stop.is_cancelled() {
+                            return Ok(Rebuilt {
+                                notifications: done,
+                                complete: false,
+                            });
+                        }
+                    }
+                    chunk => break chunk?,
+                }
+            };
             done += folded;
             progress(done, total);
             match last {
@@ -467,3 +494,6 @@ impl Store {
 /// Subscriptions per rebuild transaction: each holds the write lock (on
 /// PostgreSQL, new notifications) for one chunk only.
 const REBUILD_CHUNK: i64 = 2_000;
+/// How long a rebuild chunk waits, in all, for a write lock held elsewhere
+/// (SQLite's busy service) before the rebuild fails.
+pub const REBUILD_BUSY_WAIT: Duration = Duration::from_secs(120);

@@ -136,6 +136,24 @@ impl StoreError {
         StoreError::Unavailable(Arc::new(e))
     }
 
+    /// Whether another connection held the database (SQLite's BUSY or
+    /// LOCKED, after the busy timeout): worth trying again.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            StoreError::Unavailable(error) => match error.as_ref() {
+                sqlx::Error::Database(db)
+                    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() =>
+                {
+                    db.code()
+                        .and_then(|code| code.parse::<i32>().ok())
+                        .is_some_and(|code| matches!(code & 0xff, 5 | 6))
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
     /// This error and every cause under it, for logs and operators.
     pub fn chain(&self) -> String {
         crate::telemetry::chain(self)

@@ -211,3 +211,46 @@ async fn a_notification_that_cannot_be_folded_becomes_a_finding() {
         0
     );
 }
+
+/// Beside a service whose writes hold the database longer than a write
+/// waits for SQLite's lock (5 s; a busy service under load, or a backup),
+/// `rebuild` waits for its turn rather than failing with "database is
+/// locked" (seen failing so, with the lock held 6 s, before it retried).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_waits_for_a_write_lock_held_elsewhere() {
+    let app = TestApp::spawn().await;
+    let now = now();
+    Post::new(&app, "SUBSCRIBED", now - DAY)
+        .subtype("INITIAL_BUY")
+        .status(1)
+        .tx(tx(
+            "rb-wait",
+            "rb-wait-t1",
+            "monthly",
+            now - DAY,
+            now + 29 * DAY,
+        ))
+        .send()
+        .await;
+    let blocker = app.block_writes().await;
+    let config = app.config_path.clone();
+    let rebuild = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_appstore-ledger"))
+            .args(["rebuild", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(6000)).await;
+    TestApp::unblock_writes(blocker).await;
+    let out = rebuild.await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("rebuilt the ledger from 1 notifications")
+    );
+}
