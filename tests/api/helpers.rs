@@ -66,7 +66,7 @@ pub struct TestApp {
     pub apple_may_disagree: bool,
     manual_clock: Option<Arc<ManualClock>>,
     stop: Option<oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    server: Option<std::thread::JoinHandle<std::io::Result<()>>>,
 }
 
 /// The configuration every test starts from: one app, both environments,
@@ -240,22 +240,40 @@ impl TestApp {
             Some(manual) => manual.clone(),
             None => appstore_ledger::clock::system(),
         };
-        let application = Application::build_with_clock(settings, clock)
-            .await
-            .unwrap();
-        let scheme = if application.is_tls() {
-            "https"
-        } else {
-            "http"
-        };
-        let address = format!("{scheme}://localhost:{}", application.port());
-        let metrics_address = application
-            .metrics_addr()
-            .map(|addr| format!("http://{addr}"));
+        // The service runs on a runtime of its own, as in production: a test
+        // that blocks its own thread (running the binary, say) cannot stop
+        // the service in the middle of a write transaction that the binary
+        // then waits for.
+        let (ready, started) = oneshot::channel::<(String, Option<String>)>();
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(application.run_until(async {
-            let _ = stopped.await;
-        }));
+        let server = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let application = Application::build_with_clock(settings, clock)
+                    .await
+                    .unwrap();
+                let scheme = if application.is_tls() {
+                    "https"
+                } else {
+                    "http"
+                };
+                let address = format!("{scheme}://localhost:{}", application.port());
+                let metrics_address = application
+                    .metrics_addr()
+                    .map(|addr| format!("http://{addr}"));
+                let _ = ready.send((address, metrics_address));
+                application
+                    .run_until(async {
+                        let _ = stopped.await;
+                    })
+                    .await
+            })
+        });
+        let (address, metrics_address) = started.await.expect("the service started");
         TestApp {
             address,
             metrics_address,
@@ -283,7 +301,11 @@ impl TestApp {
     pub async fn stop(&mut self) {
         self.begin_stop();
         if let Some(server) = self.server.take() {
-            server.await.unwrap().unwrap();
+            tokio::task::spawn_blocking(move || server.join())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
         }
     }
 
