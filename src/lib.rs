@@ -16,6 +16,7 @@ pub mod lease;
 pub mod ledger;
 pub mod metrics;
 pub mod model;
+pub mod retention;
 pub mod startup;
 pub mod stop;
 pub mod store;

@@ -51,6 +51,7 @@ pub struct Application {
     products: Arc<crate::ledger::Products>,
     appstore_api: Arc<crate::appstore_api::AppStoreApi>,
     appstore_api_settings: crate::config::AppStoreApiSettings,
+    events: crate::config::EventsSettings,
     /// Each app's `[apps.consumption]`, by bundle id.
     consumption_policies: Arc<std::collections::HashMap<String, crate::consumption::Policy>>,
     ingest: Arc<Ingest>,
@@ -86,7 +87,8 @@ impl Application {
         };
         let store = Store::connect(&settings.database)
             .await?
-            .with_clock(clock.clone());
+            .with_clock(clock.clone())
+            .with_products(Arc::new(settings.products()));
         let ingest = Ingest::new(Verifier::new(anchors), &settings.apps);
         if settings.api.tokens.is_empty() {
             tracing::warn!(
@@ -163,6 +165,7 @@ impl Application {
             appstore_api,
             appstore_api_settings: settings.appstore_api.clone(),
             consumption_policies,
+            events: settings.events.clone(),
             ingest,
             metrics,
             listener,
@@ -240,6 +243,16 @@ impl Application {
             holder: leases.holder(),
             metrics: Arc::clone(&self.metrics),
         };
+        syncs.push(crate::retention::spawn_prune(
+            self.store.clone(),
+            self.events.retention_ms(),
+            leases.lease(
+                &self.store,
+                "events-prune",
+                crate::retention::PRUNE_INTERVAL,
+            ),
+            workers.clone(),
+        ));
         syncs.extend(crate::sync::spawn_consumption(
             consumption,
             &self.appstore_api_settings,

@@ -43,6 +43,8 @@ mod console_pages;
 mod crash;
 #[path = "api/effects.rs"]
 mod effects;
+#[path = "api/events.rs"]
+mod events;
 #[allow(dead_code)]
 #[path = "api/fake_apple.rs"]
 mod fake_apple;

@@ -192,7 +192,8 @@ async fn context(settings: &Settings) -> Result<Context, (u8, String)> {
     }
     let store = Store::connect(&settings.database)
         .await
-        .map_err(|e| (EXIT_FAILED, e.chain()))?;
+        .map_err(|e| (EXIT_FAILED, e.chain()))?
+        .with_products(std::sync::Arc::new(settings.products()));
     Ok(Context {
         api: Arc::new(api),
         ingest: Ingest::new(Verifier::new(anchors), &settings.apps),

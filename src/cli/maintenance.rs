@@ -18,7 +18,8 @@ pub(super) async fn reprocess_quarantined(settings: Settings) -> u8 {
         let anchors = settings.trust_anchors().map_err(|e| e.to_string())?;
         let store = Store::connect(&settings.database)
             .await
-            .map_err(|e| e.chain())?;
+            .map_err(|e| e.chain())?
+            .with_products(std::sync::Arc::new(settings.products()));
         Ok::<_, String>((Ingest::new(Verifier::new(anchors), &settings.apps), store))
     };
     let (ingest, store) = match prepared.await {
@@ -81,7 +82,7 @@ pub(super) async fn reprocess_quarantined(settings: Settings) -> u8 {
 /// replaced in one transaction, and a rerun redoes them all.
 pub(super) async fn rebuild(settings: Settings) -> u8 {
     let store = match Store::connect(&settings.database).await {
-        Ok(store) => store,
+        Ok(store) => store.with_products(std::sync::Arc::new(settings.products())),
         Err(e) => {
             eprintln!("error: {}", e.chain());
             return EXIT_FAILED;

@@ -21,6 +21,9 @@ pub use apps::{
 };
 
 mod apps;
+mod events;
+
+pub use events::EventsSettings;
 
 pub const ENV_PREFIX: &str = "APPSTORE_LEDGER__";
 
@@ -40,6 +43,7 @@ pub struct Settings {
     pub check: CheckSettings,
     pub appstore_api: AppStoreApiSettings,
     pub console: ConsoleSettings,
+    pub events: EventsSettings,
 }
 
 /// The support console (`/console`), on once a user exists.
@@ -164,6 +168,7 @@ struct Defaults {
     check: CheckSettings,
     appstore_api: AppStoreApiSettings,
     console: ConsoleSettings,
+    events: EventsSettings,
 }
 
 #[derive(Serialize)]
@@ -221,6 +226,7 @@ fn defaults() -> Defaults {
             password_checks_at_once: 2,
             password_checks_waiting: 16,
         },
+        events: EventsSettings { retention_days: 30 },
     }
 }
 
@@ -285,6 +291,9 @@ impl Settings {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let fail = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        if let Some(problem) = self.events.problem() {
+            return Err(ConfigError(problem));
+        }
         match (&self.server.tls_cert, &self.server.tls_key) {
             (Some(_), None) => return fail("server.tls_key", "required with server.tls_cert"),
             (None, Some(_)) => return fail("server.tls_cert", "required with server.tls_key"),

@@ -43,6 +43,7 @@ error_codes! {
     UnknownSubscription => "UNKNOWN_SUBSCRIPTION",
     UnknownTransaction => "UNKNOWN_TRANSACTION",
     InvalidExtension => "INVALID_EXTENSION",
+    CursorExpired => "CURSOR_EXPIRED",
     // Asking Apple (the App Store Server API).
     AppleNotAuthorized => "APPLE_NOT_AUTHORIZED",
     AppleTransactionNotFound => "APPLE_TRANSACTION_NOT_FOUND",

@@ -13,6 +13,7 @@ pub mod error_code;
 pub use error_code::ErrorCode;
 mod console;
 pub mod consumption;
+mod events;
 mod export;
 mod health;
 mod params;
@@ -139,6 +140,7 @@ pub fn router(
             put(consumption::set_facts),
         )
         .route("/v1/consumption-requests", get(consumption::requests))
+        .route("/v1/events", get(events::feed))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

@@ -81,6 +81,7 @@ mod event;
 mod own_status;
 mod state;
 mod timeline;
+mod told;
 
 use std::collections::BTreeMap;
 
@@ -99,6 +100,7 @@ pub use state::{
     apply, current_period_revoked, State, Status, MAX_CONTRADICTIONS, MAX_REFUND_NOTICES,
 };
 pub use timeline::{Offer, Period, Revocation, StatusSpan, Timeline};
+pub use told::{changes, kinds as event_kinds, reversals, Change, Told};
 
 /// The state and records of one item after all of `events` that concern it,
 /// whatever their order and however often each appears.

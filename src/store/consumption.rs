@@ -3,6 +3,93 @@
 
 use super::*;
 
+/// A consumption request (CONSUMPTION_REQUEST) with what came of it, the
+/// customer's consent and the facts known for its transaction.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ConsumptionRequestEntry {
+    pub notification_uuid: String,
+    pub transaction_id: String,
+    pub original_transaction_id: Option<String>,
+    pub bundle_id: Option<String>,
+    pub environment: Option<String>,
+    pub product_id: Option<String>,
+    pub product_type: Option<String>,
+    pub in_app_ownership_type: Option<String>,
+    pub app_account_token: Option<String>,
+    pub purchase_date: Option<i64>,
+    pub expires_date: Option<i64>,
+    /// consumptionRequestReason.
+    pub reason: Option<String>,
+    pub requested_at: i64,
+    pub received_at: i64,
+    pub deadline: i64,
+    /// OPEN, SENT, NOT_SENT or MISSED.
+    pub state: String,
+    /// While OPEN, what it waits for; NOT_SENT, why not.
+    pub why: Option<String>,
+    pub attempts: i64,
+    pub next_attempt_at: Option<i64>,
+    pub last_error: Option<String>,
+    pub send_now_by: Option<String>,
+    /// The body sent to Apple, as sent.
+    pub sent_body: Option<String>,
+    pub sent_at: Option<i64>,
+    /// Apple's HTTP status for the answer that went (202).
+    pub apple_status: Option<i64>,
+    pub closed_at: Option<i64>,
+    /// REFUND or REFUND_DECLINED: the first of the transaction's
+    /// notifications of those types signed after the request.
+    pub outcome: Option<String>,
+    pub outcome_date: Option<i64>,
+    pub consent: Option<bool>,
+    pub consent_recorded_at: Option<i64>,
+    pub facts_delivery_status: Option<String>,
+    pub facts_consumption_percentage: Option<i64>,
+    pub facts_sample_content_provided: Option<bool>,
+    pub facts_refund_preference: Option<String>,
+    pub facts_recorded_at: Option<i64>,
+    pub facts_recorded_by: Option<String>,
+}
+
+/// Which consumption requests to list.
+#[derive(Debug, Clone, Default)]
+pub struct ConsumptionFilter {
+    /// Only OPEN ones (true), only closed ones (false), or all.
+    pub open: Option<bool>,
+    pub original_transaction_id: Option<String>,
+    pub transaction_id: Option<String>,
+    pub limit: i64,
+}
+
+/// What the consumption job did about a request it claimed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsumptionProgress {
+    /// OPEN (still), SENT, NOT_SENT or MISSED.
+    pub state: &'static str,
+    pub why: Option<&'static str>,
+    /// Whether Apple was asked this time.
+    pub attempted: bool,
+    pub next_attempt_at: Option<i64>,
+    pub last_error: Option<String>,
+    pub sent_body: Option<String>,
+    pub sent_at: Option<i64>,
+    pub apple_status: Option<i64>,
+    pub closed_at: Option<i64>,
+}
+
+/// Facts for a transaction's answer, as recorded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewConsumptionFacts {
+    pub transaction_id: String,
+    pub delivery_status: Option<String>,
+    pub consumption_percentage: Option<i64>,
+    pub sample_content_provided: Option<bool>,
+    pub refund_preference: Option<String>,
+    pub recorded_at: i64,
+    /// `backend`, or `console:<user>`.
+    pub recorded_by: String,
+}
+
 impl Store {
     /// Consumption requests, as `filter` says.
     pub async fn consumption_requests(

@@ -240,6 +240,35 @@ pub const COPIED_TABLES: &[CopyTable] = &[
         ],
         generated_key: false,
     },
+    // What consumers were told, and the events that told them: a move must
+    // neither lose them nor tell everything again. Without `txid`: the
+    // target's own (its transaction's on PostgreSQL, 0 on SQLite) keeps the
+    // copied events in their order, by id, before any new one.
+    CopyTable {
+        name: "entitlement_events",
+        columns: &[
+            ("id", Int),
+            ("event_id", Text),
+            ("kind", Text),
+            ("item_id", Text),
+            ("sequence", Int),
+            ("type", Text),
+            ("cause", Text),
+            ("occurred_at", Int),
+            ("data", Json),
+        ],
+        generated_key: true,
+    },
+    CopyTable {
+        name: "told_answers",
+        columns: &[
+            ("item_key", Text),
+            ("answer", Json),
+            ("sequence", Int),
+            ("told_at", Int),
+        ],
+        generated_key: false,
+    },
     CopyTable {
         name: "apple_evidence",
         columns: &[

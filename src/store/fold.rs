@@ -8,9 +8,11 @@
 //! row locks elsewhere) stays inside the backend.
 
 use crate::ledger::{
-    self, can_apply_after, Effect, Event, ExpirationRecord, ItemKey, RefundRecord, State,
+    self, can_apply_after, Effect, Event, ExpirationRecord, ItemKey, Products, RefundRecord, State,
 };
 
+use super::outbox::{tell, OutboxTx};
+pub(super) use super::outbox::{NewConsumptionRequest, Telling};
 use super::{NewEvidence, NewNotification, QuarantineReason, Recorded};
 
 /// A stored notification as the fold reads it back.
@@ -75,7 +77,7 @@ impl LoadedState {
 }
 
 /// The statements of one database transaction that the fold needs.
-pub(super) trait LedgerTx {
+pub(super) trait LedgerTx: OutboxTx {
     /// Stores a notification and, when it is new and about `item`, loads
     /// that item's state as [`LedgerTx::load_state`] does: in one round trip
     /// where the backend can, since every notification does both.
@@ -158,11 +160,6 @@ pub(super) trait LedgerTx {
         rescinded_date: i64,
         notification_uuid: &str,
     ) -> Result<(), sqlx::Error>;
-    /// Opens the consumption request a CONSUMPTION_REQUEST made (once).
-    async fn open_consumption_request(
-        &mut self,
-        request: &NewConsumptionRequest,
-    ) -> Result<(), sqlx::Error>;
     /// Keeps that a stored notification has a shape this version does not
     /// know (`what`), for the checker.
     async fn note_unknown_shape(
@@ -178,7 +175,13 @@ pub(super) trait LedgerTx {
 pub(super) async fn record(
     tx: &mut impl LedgerTx,
     n: &NewNotification,
+    products: &Products,
 ) -> Result<Recorded, sqlx::Error> {
+    let telling = Telling {
+        products,
+        at: n.received_at,
+        cause: &n.notification_uuid,
+    };
     let item = n.event.item();
     let (recorded, loaded) = tx.record_and_load(n, item.as_ref()).await?;
     if let (Recorded::Stored, Some(what)) = (&recorded, &n.novelty) {
@@ -201,7 +204,7 @@ pub(super) async fn record(
     }
     match (recorded, item, loaded) {
         (Recorded::Stored, Some(item), Some(loaded)) => {
-            apply_loaded(tx, &item, loaded, &n.event).await?;
+            apply_loaded(tx, &item, loaded, &n.event, &telling).await?;
         }
         (Recorded::Stored, _, _) => {}
         _ => keep_if_conflicting(tx, n).await?,
@@ -220,21 +223,6 @@ fn rescinded_consent(n: &NewNotification) -> Option<String> {
         .pointer("/appData/signedAppTransactionInfo/appTransactionId")?
         .as_str()
         .map(str::to_owned)
-}
-
-/// A consumption request to open: what the job needs of its
-/// CONSUMPTION_REQUEST, without reading the payload again.
-#[derive(Debug)]
-pub(super) struct NewConsumptionRequest<'a> {
-    pub(super) notification_uuid: &'a str,
-    pub(super) transaction: &'a crate::ledger::TransactionFacts,
-    pub(super) transaction_id: &'a str,
-    pub(super) bundle_id: Option<&'a str>,
-    pub(super) environment: Option<&'a str>,
-    pub(super) reason: Option<&'a str>,
-    pub(super) requested_at: i64,
-    pub(super) received_at: i64,
-    pub(super) deadline: i64,
 }
 
 /// The request a CONSUMPTION_REQUEST opens: Apple's 12 hours run from when
@@ -267,11 +255,17 @@ fn consumption_request(n: &NewNotification) -> Option<NewConsumptionRequest<'_>>
 pub(super) async fn record_evidence(
     tx: &mut impl LedgerTx,
     e: &NewEvidence,
+    products: &Products,
 ) -> Result<bool, sqlx::Error> {
     if !tx.insert_evidence(e).await? {
         return Ok(false);
     }
-    apply(tx, &e.event).await?;
+    let telling = Telling {
+        products,
+        at: e.fetched_at,
+        cause: &e.evidence_id,
+    };
+    apply(tx, &e.event, &telling).await?;
     Ok(true)
 }
 
@@ -292,20 +286,25 @@ pub(super) async fn release(
     tx: &mut impl LedgerTx,
     quarantine_id: i64,
     n: &NewNotification,
+    products: &Products,
 ) -> Result<Recorded, sqlx::Error> {
-    let recorded = record(tx, n).await?;
+    let recorded = record(tx, n, products).await?;
     tx.delete_quarantined(quarantine_id).await?;
     Ok(recorded)
 }
 
 /// Folds a just-stored event into its item: on top of the state when it
 /// sorts last, else by folding all of the item's notifications again.
-async fn apply(tx: &mut impl LedgerTx, event: &Event) -> Result<(), sqlx::Error> {
+async fn apply(
+    tx: &mut impl LedgerTx,
+    event: &Event,
+    telling: &Telling<'_>,
+) -> Result<(), sqlx::Error> {
     let Some(item) = event.item() else {
         return Ok(());
     };
     let loaded = tx.load_state(&item).await?;
-    apply_loaded(tx, &item, loaded, event).await
+    apply_loaded(tx, &item, loaded, event, telling).await
 }
 
 async fn apply_loaded(
@@ -313,28 +312,33 @@ async fn apply_loaded(
     item: &ItemKey,
     loaded: LoadedState,
     event: &Event,
+    telling: &Telling<'_>,
 ) -> Result<(), sqlx::Error> {
     match loaded {
         LoadedState::Readable(state) if can_apply_after(&state, event) => {
             let (state, effects) = ledger::apply(Some(*state), item, event);
-            save(tx, item, &state, &effects).await
+            save_all(tx, &[(item, &state, &effects)], telling, false).await
         }
         // Every event of an item is folded when it is stored, so an item
         // with no state has no other: this event alone is its fold.
         LoadedState::Absent => {
             let (state, effects) = ledger::apply(None, item, event);
-            save(tx, item, &state, &effects).await
+            save_all(tx, &[(item, &state, &effects)], telling, true).await
         }
-        _ => refold(tx, item).await,
+        _ => refold(tx, item, telling).await,
     }
 }
 
-async fn refold(tx: &mut impl LedgerTx, item: &ItemKey) -> Result<(), sqlx::Error> {
+async fn refold(
+    tx: &mut impl LedgerTx,
+    item: &ItemKey,
+    telling: &Telling<'_>,
+) -> Result<(), sqlx::Error> {
     let stored = tx.item_notifications(item).await?;
     let events = read_events(tx, stored).await?;
     tx.delete_item_records(item).await?;
     if let Some((state, effects)) = ledger::fold(item, events) {
-        save(tx, item, &state, &effects).await?;
+        save_all(tx, &[(item, &state, &effects)], telling, true).await?;
     }
     Ok(())
 }
@@ -374,20 +378,15 @@ async fn read_events(
     Ok(events)
 }
 
-async fn save(
-    tx: &mut impl LedgerTx,
-    item: &ItemKey,
-    state: &State,
-    effects: &[Effect],
-) -> Result<(), sqlx::Error> {
-    save_all(tx, &[(item, state, effects)]).await
-}
-
 /// Saves items with the records their effects make, in as few statements as
-/// the backend allows: a rebuild saves thousands of items per transaction.
+/// the backend allows (a rebuild saves thousands of items per transaction),
+/// and the entitlement events each item's new answer makes. `full`: the
+/// effects are those of every event of the items (a fold from the first).
 async fn save_all(
     tx: &mut impl LedgerTx,
     items: &[(&ItemKey, &State, &[Effect])],
+    telling: &Telling<'_>,
+    full: bool,
 ) -> Result<(), sqlx::Error> {
     let states: Vec<(&ItemKey, &State)> = items.iter().map(|(i, s, _)| (*i, *s)).collect();
     tx.save_states(&states).await?;
@@ -442,7 +441,11 @@ async fn save_all(
         }
     }
     tx.insert_refunds(&refunds).await?;
-    tx.insert_expirations(&expirations).await
+    tx.insert_expirations(&expirations).await?;
+    for (item, state, effects) in items {
+        tell(tx, item, state, effects, telling, full).await?;
+    }
+    Ok(())
 }
 
 /// Rebuilds the items of the next `size` original transaction ids after
@@ -452,6 +455,7 @@ pub(super) async fn rebuild_chunk(
     tx: &mut impl LedgerTx,
     after: &str,
     size: i64,
+    telling: &Telling<'_>,
 ) -> Result<(Option<String>, u64), sqlx::Error> {
     let Some(last) = tx.chunk_end(after, size).await? else {
         // Past the last notification: derived rows left here belong to no
@@ -469,7 +473,7 @@ pub(super) async fn rebuild_chunk(
         .iter()
         .map(|(item, (state, effects))| (item, state, effects.as_slice()))
         .collect();
-    save_all(tx, &items).await?;
+    save_all(tx, &items, telling, true).await?;
     Ok((Some(last), read))
 }
 

@@ -6,6 +6,7 @@
 
 pub mod copy;
 mod fold;
+mod outbox;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -16,6 +17,7 @@ pub use types::*;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::SharedClock;
@@ -89,6 +91,12 @@ macro_rules! on_write {
 mod checker;
 mod console;
 mod consumption;
+mod events;
+
+pub use consumption::{
+    ConsumptionFilter, ConsumptionProgress, ConsumptionRequestEntry, NewConsumptionFacts,
+};
+pub use events::EventEntry;
 
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -99,6 +107,9 @@ pub struct Store {
     /// What tells the time for everything that uses this store: the
     /// system's, unless a test gives its own ([`Store::with_clock`]).
     clock: SharedClock,
+    /// How long non-renewing products last, for the answers folds tell
+    /// ([`Store::with_products`]); none configured until then.
+    products: Arc<crate::ledger::Products>,
 }
 
 /// How many notifications each committed write transaction held, by the
@@ -138,6 +149,7 @@ impl Store {
                 writers,
                 batch_sizes,
                 clock: crate::clock::system(),
+                products: Arc::default(),
             });
         }
         if !settings.url.starts_with("sqlite:") {
@@ -158,10 +170,17 @@ impl Store {
             writers,
             batch_sizes,
             clock: crate::clock::system(),
+            products: Arc::default(),
         })
     }
 
     /// This store, telling the time by `clock`.
+    /// Folds tell answers with these products' durations (`[[apps.products]]`).
+    pub fn with_products(mut self, products: Arc<crate::ledger::Products>) -> Store {
+        self.products = products;
+        self
+    }
+
     pub fn with_clock(mut self, clock: SharedClock) -> Store {
         self.clock = clock;
         self
@@ -232,7 +251,9 @@ impl Store {
         &self,
         notification: NewNotification,
     ) -> Result<Recorded, StoreError> {
-        self.writers.write(WriteOp::Record(notification)).await
+        self.writers
+            .write(WriteOp::Record(notification, Arc::clone(&self.products)))
+            .await
     }
 
     /// Keeps a genuine notification aside, once per `notification_uuid`.
@@ -253,7 +274,11 @@ impl Store {
         notification: NewNotification,
     ) -> Result<Recorded, StoreError> {
         self.writers
-            .write(WriteOp::Release(quarantine_id, notification))
+            .write(WriteOp::Release(
+                quarantine_id,
+                notification,
+                Arc::clone(&self.products),
+            ))
             .await
     }
 
@@ -272,7 +297,7 @@ impl Store {
         on_write!(self, |tx| {
             let mut stored = 0;
             for e in evidence {
-                stored += u64::from(fold::record_evidence(tx, e).await?);
+                stored += u64::from(fold::record_evidence(tx, e, &self.products).await?);
             }
             Ok(stored)
         })
@@ -394,17 +419,30 @@ impl Store {
             if stop.is_cancelled() {
                 break false;
             }
-            let (mut waited, mut attempt) = (Duration::ZERO, 0u32);
+            // Since the chunk first found the database busy: each try waits
+            // out the busy timeout too, so time is what bounds the tries.
+            let (mut busy_since, mut attempt) = (None, 0u32);
             let (last, folded) = loop {
                 let chunk = on_write!(self, |tx| {
                     tx.lock_for_rebuild().await?;
-                    fold::rebuild_chunk(tx, &after, REBUILD_CHUNK).await
+                    let telling = fold::Telling {
+                        products: &self.products,
+                        at: self.now(),
+                        cause: "rebuild",
+                    };
+                    fold::rebuild_chunk(tx, &after, REBUILD_CHUNK, &telling).await
                 });
                 // Beside a busy service a chunk may wait longer for SQLite's
                 // write lock than the busy timeout: it is tried again, for a
                 // while, rather than failing the rebuild.
                 match chunk {
-                    Err(error) if error.is_busy() && waited < REBUILD_BUSY_WAIT => {
+                    Err(error)
+                        if error.is_busy()
+                            && busy_since
+                                .get_or_insert_with(tokio::time::Instant::now)
+                                .elapsed()
+                                < REBUILD_BUSY_WAIT =>
+                    {
                         let pause = Duration::from_millis(100)
                             .saturating_mul(2u32.saturating_pow(attempt.min(5)))
                             .min(Duration::from_secs(2));
@@ -413,7 +451,6 @@ impl Store {
                             _ = tokio::time::sleep(pause) => {}
                             _ = stop.cancelled() => {}
                         }
-                        waited = waited.saturating_add(pause);
                         if stop.is_cancelled() {
                             return Ok(Rebuilt {
                                 notifications: done,

@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 use super::fold::{self, LedgerTx};
 use super::sql::Conn;
 use super::{NewNotification, QuarantineReason, Recorded, StoreError, WriteBatchSizes};
+use crate::ledger::Products;
 
 /// Requests waiting for a writer; beyond this, senders wait (back-pressure).
 const QUEUE: usize = 4096;
@@ -32,9 +33,10 @@ pub(super) enum WriteOp {
     /// database can accept a notification right now (the write lock, the
     /// files, the disk), at the store clock's moment.
     Probe(i64),
-    Record(NewNotification),
+    /// With what non-renewing products last, for the answer the fold tells.
+    Record(NewNotification, Arc<Products>),
     Quarantine(NewNotification, QuarantineReason),
-    Release(i64, NewNotification),
+    Release(i64, NewNotification, Arc<Products>),
 }
 
 impl WriteOp {
@@ -42,7 +44,7 @@ impl WriteOp {
     /// take none go first.
     fn lock_order(&self) -> (Option<(&'static str, String)>, String) {
         let n = match self {
-            WriteOp::Record(n) | WriteOp::Release(_, n) => n,
+            WriteOp::Record(n, _) | WriteOp::Release(_, n, _) => n,
             WriteOp::Quarantine(n, _) => return (None, n.notification_uuid.clone()),
             WriteOp::Probe(_) => return (None, String::new()),
         };
@@ -61,9 +63,9 @@ impl WriteOp {
         match self {
             // The caller only needs to know that it committed.
             WriteOp::Probe(now) => tx.probe(*now).await.map(|()| Recorded::Duplicate),
-            WriteOp::Record(n) => fold::record(tx, n).await,
+            WriteOp::Record(n, products) => fold::record(tx, n, products).await,
             WriteOp::Quarantine(n, reason) => fold::quarantine(tx, n, reason).await,
-            WriteOp::Release(id, n) => fold::release(tx, *id, n).await,
+            WriteOp::Release(id, n, products) => fold::release(tx, *id, n, products).await,
         }
     }
 }

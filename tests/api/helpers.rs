@@ -607,6 +607,7 @@ impl TestApp {
             "console_sessions" => "SELECT count(*) FROM console_sessions",
             "console_access_log" => "SELECT count(*) FROM console_access_log",
             "apple_evidence" => "SELECT count(*) FROM apple_evidence",
+            "entitlement_events" => "SELECT count(*) FROM entitlement_events",
             other => panic!("no table {other}"),
         };
         sqlx::query_scalar(sql)

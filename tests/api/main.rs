@@ -29,6 +29,7 @@ mod console;
 mod console_pages;
 mod crash;
 mod effects;
+mod events;
 mod fake_apple;
 mod faults;
 mod hardening;

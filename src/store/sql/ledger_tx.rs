@@ -31,9 +31,9 @@ macro_rules! stored_where {
 use sqlx::{ColumnIndex, Database, Decode, QueryBuilder, Type};
 
 use crate::ledger::{ItemKey, State};
-use crate::model::{Environment, InAppOwnershipType, ProductType, Subtype};
+use crate::model::{Environment, Subtype};
 use crate::store::fold::{
-    ExpirationRow, LedgerTx, LoadedState, NewConsumptionRequest, RefundRow, StoredPayload, Unfolded,
+    ExpirationRow, LedgerTx, LoadedState, RefundRow, StoredPayload, Unfolded,
 };
 use crate::store::{NewEvidence, NewNotification, QuarantineReason, Recorded};
 
@@ -53,7 +53,7 @@ const INSERT_QUARANTINED: &str = "INSERT INTO quarantined_notifications (notific
 
 /// Rows per multi-row INSERT: the widest (refunds, 19 columns) stays well
 /// under the bound parameters a statement may have (SQLite 32,766).
-const ROWS_PER_STATEMENT: usize = 500;
+pub(super) const ROWS_PER_STATEMENT: usize = 500;
 
 /// A notification's twelve columns as parameters $1 to $12, in the
 /// order every statement that stores one names them.
@@ -442,38 +442,6 @@ where
         .arg(app_transaction_id)
         .arg(rescinded_date)
         .arg(notification_uuid)
-        .execute(self.ex())
-        .await?;
-        Ok(())
-    }
-
-    async fn open_consumption_request(
-        &mut self,
-        r: &NewConsumptionRequest<'_>,
-    ) -> Result<(), sqlx::Error> {
-        let t = r.transaction;
-        sqlx::query(
-            "INSERT INTO consumption_requests (notification_uuid, transaction_id, original_transaction_id,
-                 bundle_id, environment, product_id, product_type, in_app_ownership_type, app_account_token,
-                 purchase_date, expires_date, reason, requested_at, received_at, deadline, state, why)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'OPEN', NULL)
-             ON CONFLICT (notification_uuid) DO NOTHING",
-        )
-        .arg(r.notification_uuid)
-        .arg(r.transaction_id)
-        .arg(t.original_transaction_id.as_deref())
-        .arg(r.bundle_id)
-        .arg(r.environment)
-        .arg(t.product_id.as_deref())
-        .arg(t.product_type.as_ref().map(ProductType::as_str))
-        .arg(t.in_app_ownership_type.as_ref().map(InAppOwnershipType::as_str))
-        .arg(t.app_account_token.as_deref())
-        .arg(t.purchase_date)
-        .arg(t.expires_date)
-        .arg(r.reason)
-        .arg(r.requested_at)
-        .arg(r.received_at)
-        .arg(r.deadline)
         .execute(self.ex())
         .await?;
         Ok(())

@@ -17,9 +17,11 @@ mod bind;
 pub(super) mod console;
 pub(super) mod consumption;
 pub(super) mod copy;
+pub(super) mod events;
 pub(super) mod findings;
 pub(super) mod leases;
 pub(super) mod ledger_tx;
+pub(super) mod outbox;
 pub(super) mod read;
 pub(super) mod users;
 
@@ -54,6 +56,10 @@ pub(in crate::store) trait Conn: Send + Sized + 'static {
             Arguments: sqlx::IntoArguments<Self::Db>,
         >;
 
+    /// Which entitlement events a feed may show now: on a backend where
+    /// transactions commit out of order, only those every older transaction
+    /// has ended before.
+    const VISIBLE_EVENTS: &'static str;
     /// The function that makes a JSON array.
     const JSON_ARRAY: &'static str;
     /// What an INSERT says to give a generated key its copied value.
@@ -96,6 +102,8 @@ pub(in crate::store) trait Conn: Send + Sized + 'static {
 
 impl Conn for SqliteConnection {
     type Db = Sqlite;
+    /// One writer: what is committed is in order.
+    const VISIBLE_EVENTS: &'static str = "1 = 1";
     const JSON_ARRAY: &'static str = "json_array";
     const OVERRIDING: &'static str = "";
     const JSONB: &'static str = "";
@@ -165,6 +173,11 @@ const LOGIN_ADDRESS_LOCK: i32 = 0x6c67_6e61; // "lgna"
 
 impl Conn for PgConnection {
     type Db = Postgres;
+    /// Identity values are taken before commit, so ids may commit out of
+    /// order: an event shows once every transaction older than the oldest
+    /// still running has ended (its txid is below the snapshot's xmin).
+    const VISIBLE_EVENTS: &'static str =
+        "txid < CAST(CAST(pg_snapshot_xmin(pg_current_snapshot()) AS TEXT) AS BIGINT)";
     const JSON_ARRAY: &'static str = "json_build_array";
     const OVERRIDING: &'static str = "OVERRIDING SYSTEM VALUE";
     const JSONB: &'static str = "::jsonb";

@@ -1,0 +1,303 @@
+//! Entitlement events: each change of the answer about an item, kept in the
+//! transaction of the fold that made it, read from the feed in one order.
+//! The service's clock is the test's: each notification arrives when Apple
+//! would send it.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use appstore_ledger::clock::Clock as _;
+
+use crate::helpers::TestApp;
+use crate::ledger::{renewal, revoked, tx, Post, DAY, HOUR};
+
+/// Every event of the feed, read `page` at a time; checks that cursors
+/// move forward and that no event comes twice.
+pub(crate) async fn all_events(app: &TestApp, page: usize) -> Vec<Value> {
+    let mut events = Vec::new();
+    let mut after = String::new();
+    loop {
+        let (status, body) = app
+            .api(&format!("/v1/events?limit={page}&after={after}"))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let got = body["events"].as_array().unwrap().clone();
+        let next = body["nextCursor"].as_str().unwrap().to_owned();
+        if got.is_empty() {
+            assert_eq!(
+                next,
+                if after.is_empty() {
+                    "0-0".into()
+                } else {
+                    after
+                }
+            );
+            break;
+        }
+        assert_ne!(next, after);
+        events.extend(got);
+        after = next;
+    }
+    let mut ids: Vec<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), events.len(), "an event came twice");
+    events
+}
+
+fn kinds(events: &[Value]) -> Vec<&str> {
+    events.iter().map(|e| e["type"].as_str().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn a_subscriptions_life_is_told_as_events_in_order() {
+    // Months pass on the test's clock: retention must not take the first
+    // events meanwhile.
+    let app = TestApp::spawn_with_manual_clock("[events]\nretention_days = 3650").await;
+    let otid = "ev-1";
+    let t0 = app.clock().now().as_millis();
+    let advance = |by: i64| app.clock().advance(Duration::from_millis(by as u64));
+    let now = || app.clock().now().as_millis();
+    let mut causes = Vec::new();
+    let mut post = async |p: Post<'_>, id: &str| {
+        causes.push(id.to_owned());
+        p.uuid(id).send().await;
+    };
+
+    let t1 = tx(otid, "ev-1-t1", "monthly", t0, t0 + 30 * DAY);
+    post(
+        Post::new(&app, "SUBSCRIBED", t0)
+            .subtype("INITIAL_BUY")
+            .status(1)
+            .tx(t1.clone())
+            .renewal(renewal(otid, "monthly", 1, t0)),
+        "ev-n1",
+    )
+    .await;
+    advance(30 * DAY);
+    let t2 = tx(otid, "ev-1-t2", "monthly", now(), now() + 30 * DAY);
+    post(
+        Post::new(&app, "DID_RENEW", now())
+            .status(1)
+            .tx(t2.clone())
+            .renewal(renewal(otid, "monthly", 1, now())),
+        "ev-n2",
+    )
+    .await;
+    advance(HOUR);
+    post(
+        Post::new(&app, "DID_CHANGE_RENEWAL_STATUS", now())
+            .subtype("AUTO_RENEW_DISABLED")
+            .status(1)
+            .tx(t2.clone())
+            .renewal(renewal(otid, "monthly", 0, now())),
+        "ev-n3",
+    )
+    .await;
+    advance(HOUR);
+    post(
+        Post::new(&app, "DID_CHANGE_RENEWAL_STATUS", now())
+            .subtype("AUTO_RENEW_ENABLED")
+            .status(1)
+            .tx(t2.clone())
+            .renewal(renewal(otid, "monthly", 1, now())),
+        "ev-n4",
+    )
+    .await;
+    // The renewal fails at the period's end: grace for six days.
+    app.clock()
+        .set(appstore_ledger::model::Timestamp::from_millis(
+            t0 + 60 * DAY,
+        ));
+    let mut r = renewal(otid, "monthly", 1, now());
+    r["gracePeriodExpiresDate"] = json!(now() + 6 * DAY);
+    r["isInBillingRetryPeriod"] = json!(true);
+    post(
+        Post::new(&app, "DID_FAIL_TO_RENEW", now())
+            .subtype("GRACE_PERIOD")
+            .status(4)
+            .tx(t2.clone())
+            .renewal(r.clone()),
+        "ev-n5",
+    )
+    .await;
+    advance(7 * DAY);
+    post(
+        Post::new(&app, "GRACE_PERIOD_EXPIRED", now())
+            .status(3)
+            .tx(t2.clone())
+            .renewal(r),
+        "ev-n6",
+    )
+    .await;
+    advance(DAY);
+    let t3 = tx(otid, "ev-1-t3", "monthly", now(), now() + 30 * DAY);
+    post(
+        Post::new(&app, "DID_RENEW", now())
+            .subtype("BILLING_RECOVERY")
+            .status(1)
+            .tx(t3.clone())
+            .renewal(renewal(otid, "monthly", 1, now())),
+        "ev-n7",
+    )
+    .await;
+    advance(HOUR);
+    let refunded = revoked(t3.clone(), now(), "REFUND_FULL");
+    post(
+        Post::new(&app, "REFUND", now())
+            .status(5)
+            .tx(refunded.clone())
+            .renewal(renewal(otid, "monthly", 1, now())),
+        "ev-n8",
+    )
+    .await;
+    advance(HOUR);
+    post(
+        Post::new(&app, "REFUND_REVERSED", now())
+            .status(1)
+            .tx(t3.clone())
+            .renewal(renewal(otid, "monthly", 1, now())),
+        "ev-n9",
+    )
+    .await;
+    advance(HOUR);
+    let t4 = tx(otid, "ev-1-t4", "premium", now(), now() + 30 * DAY);
+    post(
+        Post::new(&app, "DID_CHANGE_RENEWAL_PREF", now())
+            .subtype("UPGRADE")
+            .status(1)
+            .tx(t4.clone())
+            .renewal(renewal(otid, "premium", 1, now())),
+        "ev-n10",
+    )
+    .await;
+    advance(31 * DAY);
+    post(
+        Post::new(&app, "EXPIRED", now())
+            .subtype("VOLUNTARY")
+            .status(2)
+            .tx(t4.clone())
+            .renewal(renewal(otid, "premium", 0, now())),
+        "ev-n11",
+    )
+    .await;
+
+    let events = all_events(&app, 3).await;
+    let told: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e["type"].as_str().unwrap(), e["cause"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        told,
+        [
+            ("ENTITLEMENT_GRANTED", "ev-n1"),
+            ("EXPIRES_DATE_CHANGED", "ev-n2"),
+            ("AUTO_RENEW_CHANGED", "ev-n3"),
+            ("AUTO_RENEW_CHANGED", "ev-n4"),
+            ("GRACE_PERIOD_STARTED", "ev-n5"),
+            ("ENTITLEMENT_REVOKED", "ev-n6"),
+            ("BILLING_PROBLEM", "ev-n6"),
+            ("ENTITLEMENT_GRANTED", "ev-n7"),
+            ("REFUNDED", "ev-n8"),
+            ("ENTITLEMENT_REVOKED", "ev-n8"),
+            ("REFUND_REVERSED", "ev-n9"),
+            ("ENTITLEMENT_GRANTED", "ev-n9"),
+            ("PRODUCT_CHANGED", "ev-n10"),
+            ("EXPIRES_DATE_CHANGED", "ev-n10"),
+            ("ENTITLEMENT_REVOKED", "ev-n11"),
+            // VOLUNTARY: the customer had turned auto-renew off, which this
+            // history never said before.
+            ("AUTO_RENEW_CHANGED", "ev-n11"),
+        ]
+    );
+    let sequences: Vec<i64> = events
+        .iter()
+        .map(|e| e["sequence"].as_i64().unwrap())
+        .collect();
+    assert_eq!(sequences, (1..=16).collect::<Vec<i64>>());
+    assert_eq!(events[8]["transactionId"], "ev-1-t3");
+    assert_eq!(events[0]["item"], "subscription");
+    assert_eq!(events[0]["occurredAt"], t0);
+    assert_eq!(
+        events[0]["answer"],
+        json!({"entitled": true, "status": "ACTIVE", "productId": "monthly",
+               "expiresDate": t0 + 30 * DAY, "autoRenewStatus": 1,
+               "originalTransactionId": otid, "transactionId": "ev-1-t1",
+               "appAccountToken": "account-ev-1", "bundleId": crate::helpers::BUNDLE_ID,
+               "environment": "Sandbox", "refundsReversed": 0})
+    );
+    assert_eq!(causes.len(), 11);
+
+    // Apple's retry of a notification, a rebuild of an unchanged ledger and
+    // a restart tell nothing new; the feed gives the same events.
+    let repeat = Post::new(&app, "EXPIRED", now())
+        .subtype("VOLUNTARY")
+        .status(2)
+        .tx(t4)
+        .renewal(renewal(otid, "premium", 0, now()))
+        .uuid("ev-n11");
+    assert_eq!(app.post(&repeat.token()).await.0, 200);
+    let out = app.cli(&["rebuild"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let app = app.restart().await;
+    assert_eq!(all_events(&app, 5).await, events);
+    assert_eq!(all_events(&app, 1000).await, events);
+    let (_, only) = app.api("/v1/events?types=REFUNDED,REFUND_REVERSED").await;
+    assert_eq!(
+        kinds(only["events"].as_array().unwrap()),
+        ["REFUNDED", "REFUND_REVERSED"]
+    );
+}
+
+#[tokio::test]
+async fn the_feed_refuses_what_it_cannot_answer_and_an_expired_cursor_is_gone() {
+    let app = TestApp::spawn_with_manual_clock("").await;
+    let t0 = app.clock().now().as_millis();
+    for (i, otid) in ["ev-2", "ev-3"].into_iter().enumerate() {
+        app.clock()
+            .advance(Duration::from_secs(40 * 86_400 * i as u64));
+        let at = app.clock().now().as_millis();
+        Post::new(&app, "SUBSCRIBED", at)
+            .subtype("INITIAL_BUY")
+            .status(1)
+            .tx(tx(
+                otid,
+                &format!("{otid}-t1"),
+                "monthly",
+                at,
+                at + 30 * DAY,
+            ))
+            .renewal(renewal(otid, "monthly", 1, at))
+            .send()
+            .await;
+    }
+    let first = all_events(&app, 1).await;
+    assert_eq!(first.len(), 2);
+    let (_, page) = app.api("/v1/events?limit=1").await;
+    let old_cursor = page["nextCursor"].as_str().unwrap().to_owned();
+    for bad in [
+        "limit=0",
+        "limit=1001",
+        "after=x",
+        "types=SOMETHING",
+        "colour=red",
+    ] {
+        let (status, body) = app.api(&format!("/v1/events?{bad}")).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["error"]["code"], "INVALID_QUERY", "{bad}");
+    }
+    // Retention (30 days) removes the first customer's event only (the
+    // service's own hourly prune may have been first).
+    let store = app.store().await;
+    assert!(store.prune_events(t0 + 40 * DAY - 30 * DAY).await.unwrap() <= 1);
+    assert_eq!(app.count("entitlement_events").await, 1);
+    store.close().await;
+    let (status, body) = app.api("/v1/events?after=0-0").await;
+    assert_eq!(status, 410, "{body}");
+    assert_eq!(body["error"]["code"], "CURSOR_EXPIRED");
+    let (status, body) = app.api(&format!("/v1/events?after={old_cursor}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["events"][0]["answer"]["originalTransactionId"], "ev-3");
+    assert_eq!(all_events(&app, 10).await, first[1..]);
+}
