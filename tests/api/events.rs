@@ -46,6 +46,20 @@ pub(crate) async fn all_events(app: &TestApp, page: usize) -> Vec<Value> {
     events
 }
 
+/// The feed's events once it shows `n` of them: on PostgreSQL an event
+/// shows once every older write transaction on the server has ended, and
+/// other tests' transactions run beside this one's.
+pub(crate) async fn when_shown(app: &TestApp, n: usize, page: usize) -> Vec<Value> {
+    for _ in 0..300 {
+        let events = all_events(app, page).await;
+        if events.len() >= n {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    all_events(app, page).await
+}
+
 fn kinds(events: &[Value]) -> Vec<&str> {
     events.iter().map(|e| e["type"].as_str().unwrap()).collect()
 }
@@ -183,7 +197,7 @@ async fn a_subscriptions_life_is_told_as_events_in_order() {
     )
     .await;
 
-    let events = all_events(&app, 3).await;
+    let events = when_shown(&app, 16, 3).await;
     let told: Vec<(&str, &str)> = events
         .iter()
         .map(|e| (e["type"].as_str().unwrap(), e["cause"].as_str().unwrap()))
@@ -241,7 +255,7 @@ async fn a_subscriptions_life_is_told_as_events_in_order() {
     let out = app.cli(&["rebuild"]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let app = app.restart().await;
-    assert_eq!(all_events(&app, 5).await, events);
+    assert_eq!(when_shown(&app, 16, 5).await, events);
     assert_eq!(all_events(&app, 1000).await, events);
     let (_, only) = app.api("/v1/events?types=REFUNDED,REFUND_REVERSED").await;
     assert_eq!(
@@ -272,7 +286,7 @@ async fn the_feed_refuses_what_it_cannot_answer_and_an_expired_cursor_is_gone() 
             .send()
             .await;
     }
-    let first = all_events(&app, 1).await;
+    let first = when_shown(&app, 2, 1).await;
     assert_eq!(first.len(), 2);
     let (_, page) = app.api("/v1/events?limit=1").await;
     let old_cursor = page["nextCursor"].as_str().unwrap().to_owned();
