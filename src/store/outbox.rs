@@ -87,6 +87,9 @@ pub(super) async fn tell(
     let at = loaded
         .as_ref()
         .map_or(telling.at, |(_, _, told_at)| telling.at.max(*told_at));
+    // The last sequence stands even when its answer does not read (a later
+    // version wrote it): the next event never reuses a number.
+    let last_sequence = loaded.as_ref().map_or(0, |(_, sequence, _)| *sequence);
     let before: Option<(Told, i64)> =
         loaded.and_then(|(json, sequence, _)| Some((serde_json::from_str(&json).ok()?, sequence)));
     let reversed = match (&before, full) {
@@ -97,7 +100,7 @@ pub(super) async fn tell(
     if before.as_ref().is_some_and(|(told, _)| *told == after) {
         return Ok(());
     }
-    let mut sequence = before.as_ref().map_or(0, |(_, sequence)| *sequence);
+    let mut sequence = last_sequence;
     let mut events = Vec::new();
     for change in changes(before.as_ref().map(|(told, _)| told), &after) {
         sequence = sequence.saturating_add(1);

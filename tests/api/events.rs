@@ -315,3 +315,42 @@ async fn the_feed_refuses_what_it_cannot_answer_and_an_expired_cursor_is_gone() 
     assert_eq!(body["events"][0]["answer"]["originalTransactionId"], "ev-3");
     assert_eq!(all_events(&app, 10).await, first[1..]);
 }
+
+/// An answer told that this version cannot read (a later one wrote it) does
+/// not stop the item's next notification: it is stored, and its event takes
+/// the next sequence number, never one already used.
+#[tokio::test]
+async fn an_unreadable_told_answer_keeps_the_sequence_going() {
+    let app = TestApp::spawn().await;
+    let now = crate::ledger::now();
+    let otid = "ev-4";
+    Post::new(&app, "SUBSCRIBED", now - DAY)
+        .subtype("INITIAL_BUY")
+        .status(1)
+        .tx(tx(otid, "ev-4-t1", "monthly", now - DAY, now + 29 * DAY))
+        .renewal(renewal(otid, "monthly", 1, now - DAY))
+        .send()
+        .await;
+    when_shown(&app, 1, 10).await;
+    sqlx::query("UPDATE told_answers SET answer = '{\"writtenBy\": \"a later version\"}'")
+        .execute(&mut app.db().await)
+        .await
+        .unwrap();
+    Post::new(&app, "DID_CHANGE_RENEWAL_STATUS", now)
+        .subtype("AUTO_RENEW_DISABLED")
+        .status(1)
+        .tx(tx(otid, "ev-4-t1", "monthly", now - DAY, now + 29 * DAY))
+        .renewal(renewal(otid, "monthly", 0, now))
+        .send()
+        .await;
+    let events = when_shown(&app, 2, 10).await;
+    let sequences: Vec<(i64, &str)> = events
+        .iter()
+        .map(|e| (e["sequence"].as_i64().unwrap(), e["type"].as_str().unwrap()))
+        .collect();
+    // Nothing told could be read: the answer is told again, as new.
+    assert_eq!(
+        sequences,
+        [(1, "ENTITLEMENT_GRANTED"), (2, "ENTITLEMENT_GRANTED")]
+    );
+}

@@ -73,7 +73,9 @@ where
                     .arg(e.occurred_at)
                     .arg(JsonText(&e.data));
             });
-            query.push(" ON CONFLICT (event_id) DO NOTHING");
+            // Whichever of its keys an event meets (its id, its item's
+            // sequence), it is there already.
+            query.push(" ON CONFLICT DO NOTHING");
             query.build().execute(self.ex()).await?;
         }
         Ok(())
