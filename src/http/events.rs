@@ -2,13 +2,14 @@
 //! global order, followed by an opaque cursor that stays valid across
 //! instances and restarts until retention removes what it points into.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error_code::ErrorCode;
+use super::params::{invalid, Limit, Params};
 use super::{ApiError, AppState};
 use crate::ledger::event_kinds;
 
@@ -16,13 +17,9 @@ use crate::ledger::event_kinds;
 #[serde(deny_unknown_fields)]
 pub(super) struct FeedQuery {
     after: Option<String>,
-    limit: Option<i64>,
+    limit: Option<Limit>,
     /// Comma-separated kinds.
     types: Option<String>,
-}
-
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidQuery, message)
 }
 
 /// A cursor: the feed position `txid-id` of the last event read.
@@ -38,9 +35,8 @@ fn cursor((txid, id): (i64, i64)) -> String {
 
 pub(super) async fn feed(
     State(state): State<AppState>,
-    query: Result<Query<FeedQuery>, axum::extract::rejection::QueryRejection>,
+    Params(q): Params<FeedQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(q) = query.map_err(|r| invalid(r.body_text()))?;
     let after = match q.after.as_deref() {
         None | Some("") => None,
         Some(text) => Some(
@@ -48,10 +44,7 @@ pub(super) async fn feed(
                 .ok_or_else(|| invalid("after is a cursor the feed gave (nextCursor)"))?,
         ),
     };
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(invalid("limit is 1 to 1000"));
-    }
+    let limit = q.limit.map_or(100, Limit::get);
     let types: Vec<&str> = q
         .types
         .as_deref()

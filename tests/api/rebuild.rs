@@ -233,24 +233,14 @@ async fn rebuild_waits_for_a_write_lock_held_elsewhere() {
         .send()
         .await;
     let blocker = app.block_writes().await;
-    let config = app.config_path.clone();
-    let rebuild = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_appstore-ledger"))
-            .args(["rebuild", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap()
-    });
-    tokio::time::sleep(std::time::Duration::from_millis(6000)).await;
-    TestApp::unblock_writes(blocker).await;
-    let out = rebuild.await.unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stdout).starts_with("rebuilt the ledger from 1 notifications")
-    );
+    let rebuild = crate::appstore::cli(&app, &["rebuild"]);
+    let unblock = async {
+        tokio::time::sleep(std::time::Duration::from_millis(6000)).await;
+        TestApp::unblock_writes(blocker).await;
+    };
+    let (out, ()) = tokio::join!(rebuild, unblock);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out
+        .stdout
+        .starts_with("rebuilt the ledger from 1 notifications"));
 }

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::customer::timeline_url;
 use super::pages::{maybe_moment, moment, percentage};
+use super::refund_audit::non_empty;
 use super::{message, open_action, open_page, show, unavailable, AppState, Audience};
 use crate::http::consumption::{outcome, FactsBody};
 use crate::model::{DeliveryStatus, RefundPreference};
@@ -298,11 +299,7 @@ pub(super) async fn change_facts(
         Ok(session) => session,
         Err(response) => return response,
     };
-    let some = |text: &str| {
-        let text = text.trim();
-        (!text.is_empty()).then(|| text.to_owned())
-    };
-    let percentage = match some(&form.consumption_percentage).map(|p| p.parse::<i64>()) {
+    let percentage = match non_empty(&form.consumption_percentage).map(|p| p.parse::<i64>()) {
         None => None,
         Some(Ok(p)) => Some(p),
         Some(Err(_)) => {
@@ -319,10 +316,10 @@ pub(super) async fn change_facts(
         _ => Some(false),
     };
     let body = FactsBody {
-        delivery_status: some(&form.delivery_status),
+        delivery_status: non_empty(&form.delivery_status),
         consumption_percentage: percentage,
         sample_content_provided: sample,
-        refund_preference: some(&form.refund_preference),
+        refund_preference: non_empty(&form.refund_preference),
     };
     let at = state.store.clock().now().as_millis();
     let facts = match body.validate(

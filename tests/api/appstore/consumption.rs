@@ -54,10 +54,9 @@ pub(crate) fn consumable(tid: &str, token: &str, at: i64) -> Value {
     })
 }
 
-/// Apple's CONSUMPTION_REQUEST about transaction `t`, signed `at`.
-pub(crate) async fn ask(app: &TestApp, t: &Value, at: i64) -> String {
-    let id = uuid();
-    let token = app.pki.sign(&json!({
+/// Apple's CONSUMPTION_REQUEST `id` about transaction `t`, signed `at`.
+fn request_token(app: &TestApp, t: &Value, at: i64, id: &str) -> String {
+    app.pki.sign(&json!({
         "notificationType": "CONSUMPTION_REQUEST", "notificationUUID": id,
         "data": {
             "bundleId": BUNDLE_ID, "environment": "Sandbox", "appAppleId": APP_APPLE_ID,
@@ -65,8 +64,13 @@ pub(crate) async fn ask(app: &TestApp, t: &Value, at: i64) -> String {
             "consumptionRequestReason": "UNINTENDED_PURCHASE",
         },
         "version": "2.0", "signedDate": at,
-    }));
-    let (status, body) = app.post(&token).await;
+    }))
+}
+
+/// Apple's CONSUMPTION_REQUEST about transaction `t`, signed `at`, posted.
+pub(crate) async fn ask(app: &TestApp, t: &Value, at: i64) -> String {
+    let id = uuid();
+    let (status, body) = app.post(&request_token(app, t, at, &id)).await;
     assert_eq!(status, 200, "{body}");
     id
 }
@@ -362,13 +366,7 @@ async fn two_instances_send_one_answer() {
         let t = consumable(&tid, TOKEN, at);
         let id = ask(first, &t, at).await;
         // Apple's retry reaches the other instance.
-        let token = first.pki.sign(&json!({
-            "notificationType": "CONSUMPTION_REQUEST", "notificationUUID": id,
-            "data": {"bundleId": BUNDLE_ID, "environment": "Sandbox", "appAppleId": APP_APPLE_ID,
-                     "signedTransactionInfo": first.pki.sign(&t),
-                     "consumptionRequestReason": "UNINTENDED_PURCHASE"},
-            "version": "2.0", "signedDate": at,
-        }));
+        let token = request_token(first, &t, at, &id);
         assert_eq!(second.post(&token).await.0, 200);
     }
     for i in 0..6 {

@@ -100,7 +100,7 @@ async fn rows(app: &TestApp, sql: &str) -> Vec<String> {
 
 /// Runs the binary off the runtime's threads: the fake Apple and the
 /// service answer it meanwhile.
-async fn cli(app: &TestApp, args: &[&str]) -> crate::helpers::Cli {
+pub(crate) async fn cli(app: &TestApp, args: &[&str]) -> crate::helpers::Cli {
     let config = app.config_path.clone();
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     tokio::task::spawn_blocking(move || {
