@@ -22,3 +22,4 @@ pub mod stop;
 pub mod store;
 pub mod sync;
 pub mod telemetry;
+pub mod webhooks;

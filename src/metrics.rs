@@ -41,6 +41,10 @@ pub struct Metrics {
     jobs_held: Family<Labels, Gauge>,
     consumption_requests: Family<Labels, Counter>,
     consumption_answer_delay_seconds: Histogram,
+    event_delivery_attempts: Family<Labels, Counter>,
+    event_deliveries_given_up: Family<Labels, Counter>,
+    event_delivery_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    events_pending: Family<Labels, Gauge>,
     /// Encoding takes `&Registry`; scrapes are serialised so that the gauges
     /// set for one scrape are the ones it renders.
     scrape: Mutex<()>,
@@ -157,8 +161,38 @@ impl Metrics {
             "time from Apple's consumption request to the answer Apple accepted",
             consumption_answer_delay_seconds.clone(),
         );
+        let event_delivery_attempts = Family::<Labels, Counter>::default();
+        registry.register(
+            "appstore_ledger_event_delivery_attempts",
+            "webhook delivery attempts, by endpoint and outcome \
+             (delivered, rejected, timeout, unreachable, gone)",
+            event_delivery_attempts.clone(),
+        );
+        let event_deliveries_given_up = Family::<Labels, Counter>::default();
+        registry.register(
+            "appstore_ledger_event_deliveries_given_up",
+            "webhook deliveries given up after three days of failures, by endpoint",
+            event_deliveries_given_up.clone(),
+        );
+        let event_delivery_seconds =
+            Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(latency);
+        registry.register(
+            "appstore_ledger_event_delivery_seconds",
+            "time from an entitlement event (its notification's receipt) to the endpoint's 2xx",
+            event_delivery_seconds.clone(),
+        );
+        let events_pending = Family::<Labels, Gauge>::default();
+        registry.register(
+            "appstore_ledger_events_pending",
+            "entitlement events not yet delivered, by endpoint",
+            events_pending.clone(),
+        );
         Metrics {
             registry,
+            event_delivery_attempts,
+            event_deliveries_given_up,
+            event_delivery_seconds,
+            events_pending,
             consumption_requests,
             consumption_answer_delay_seconds,
             notifications,
@@ -190,6 +224,8 @@ pub struct StoredTotals {
     pub quarantined: i64,
     /// Open findings per kind code, every kind (zeros too).
     pub open_findings: Vec<(String, i64)>,
+    /// Events not yet delivered, per endpoint.
+    pub events_pending: Vec<(String, i64)>,
 }
 
 impl Metrics {
@@ -254,6 +290,27 @@ impl Metrics {
         }
     }
 
+    /// One webhook delivery attempt and its outcome.
+    pub fn event_delivery_attempt(&self, endpoint: &str, outcome: &str) {
+        self.event_delivery_attempts
+            .get_or_create(&labels(&[("endpoint", endpoint), ("outcome", outcome)]))
+            .inc();
+    }
+
+    /// An event delivered, `latency_ms` after it occurred.
+    pub fn event_delivered(&self, endpoint: &str, latency_ms: i64) {
+        self.event_delivery_seconds
+            .get_or_create(&labels(&[("endpoint", endpoint)]))
+            .observe(Duration::from_millis(u64::try_from(latency_ms).unwrap_or(0)).as_secs_f64());
+    }
+
+    /// A delivery given up.
+    pub fn event_delivery_given_up(&self, endpoint: &str) {
+        self.event_deliveries_given_up
+            .get_or_create(&labels(&[("endpoint", endpoint)]))
+            .inc();
+    }
+
     /// Every metric, with the stored totals of this scrape (left out, and
     /// `appstore_ledger_database_up` 0, when the database did not answer).
     pub fn render(&self, totals: Option<&StoredTotals>) -> String {
@@ -261,6 +318,7 @@ impl Metrics {
         self.stored.clear();
         self.quarantined.clear();
         self.open_findings.clear();
+        self.events_pending.clear();
         self.database_up.set(i64::from(totals.is_some()));
         if let Some(totals) = totals {
             self.stored
@@ -269,6 +327,11 @@ impl Metrics {
             self.quarantined
                 .get_or_create(&Vec::new())
                 .set(totals.quarantined);
+            for (endpoint, count) in &totals.events_pending {
+                self.events_pending
+                    .get_or_create(&vec![("endpoint", endpoint.clone())])
+                    .set(*count);
+            }
             for (kind, count) in &totals.open_findings {
                 self.open_findings
                     .get_or_create(&vec![("kind", kind.clone())])

@@ -89,6 +89,22 @@ impl Application {
             .await?
             .with_clock(clock.clone())
             .with_products(Arc::new(settings.products()));
+        let endpoints: Vec<&str> = settings
+            .events
+            .endpoints
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        store.open_endpoints(&endpoints).await?;
+        // Once, after an upgrade: answers told before this service takes a
+        // notification, so that nothing is announced as new that was not.
+        let seeded = store.seed_told_answers().await?;
+        if seeded > 0 {
+            tracing::info!(
+                seeded,
+                "answers of items folded before entitlement events kept as told"
+            );
+        }
         let ingest = Ingest::new(Verifier::new(anchors), &settings.apps);
         if settings.api.tokens.is_empty() {
             tracing::warn!(
@@ -199,6 +215,27 @@ impl Application {
         self.tls.is_some()
     }
 
+    /// A delivery job for each `[[events.endpoints]]`, claiming as `holder`.
+    fn deliverers(&self, holder: Arc<str>) -> Vec<crate::webhooks::Deliverer> {
+        self.events
+            .endpoints
+            .iter()
+            .filter_map(|endpoint| {
+                crate::webhooks::Deliverer::new(
+                    self.store.clone(),
+                    endpoint.clone(),
+                    Arc::clone(&self.metrics),
+                    Arc::clone(&holder),
+                    self.events.claim_lease_ms(),
+                )
+                .inspect_err(|error| {
+                    tracing::error!(endpoint = %endpoint.name, %error, "no webhook deliveries to this endpoint");
+                })
+                .ok()
+            })
+            .collect()
+    }
+
     /// Serves until SIGINT or SIGTERM.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.run_until(shutdown_signal()).await
@@ -252,6 +289,19 @@ impl Application {
                 crate::retention::PRUNE_INTERVAL,
             ),
             workers.clone(),
+        ));
+        syncs.push(crate::retention::spawn_clock(
+            self.store.clone(),
+            leases.lease(
+                &self.store,
+                "events-clock",
+                crate::retention::CLOCK_INTERVAL,
+            ),
+            workers.clone(),
+        ));
+        syncs.extend(crate::webhooks::spawn_deliveries(
+            self.deliverers(leases.holder()),
+            &workers,
         ));
         syncs.extend(crate::sync::spawn_consumption(
             consumption,

@@ -41,6 +41,8 @@ mod console;
 mod console_pages;
 #[path = "api/crash.rs"]
 mod crash;
+#[path = "api/deliveries.rs"]
+mod deliveries;
 #[path = "api/effects.rs"]
 mod effects;
 #[path = "api/events.rs"]
@@ -61,6 +63,9 @@ mod ledger;
 mod quarantine;
 #[path = "api/rebuild.rs"]
 mod rebuild;
+#[allow(dead_code)]
+#[path = "api/receiver.rs"]
+mod receiver;
 #[path = "api/refunds.rs"]
 mod refunds;
 #[path = "api/subscriptions.rs"]

@@ -46,6 +46,8 @@ fn every_section_and_key_of_the_example_is_one_the_service_knows() {
         "[check.tolerance_minutes]",
         "[console]",
         "[appstore_api]",
+        "[events]",
+        "# [[events.endpoints]]",
     ] {
         assert!(
             text.contains(section),

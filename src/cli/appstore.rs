@@ -18,7 +18,7 @@ use crate::store::Store;
 use crate::sync::{self, BackfillWindow};
 
 /// A moment: milliseconds since the epoch, or RFC 3339.
-fn moment(text: &str) -> Result<i64, String> {
+pub(super) fn moment(text: &str) -> Result<i64, String> {
     text.parse::<i64>()
         .ok()
         .or_else(|| Timestamp::parse_rfc3339(text).map(Timestamp::as_millis))

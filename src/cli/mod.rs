@@ -3,6 +3,7 @@
 mod appstore;
 mod check;
 mod copy;
+mod events;
 mod maintenance;
 mod progress;
 mod users;
@@ -24,6 +25,7 @@ pub use appstore::{
 };
 pub use check::{CheckArgs, EXIT_FINDINGS};
 pub use copy::CopyStoreArgs;
+pub use events::{EventsAction, EventsArgs};
 pub use users::{UserAction, UserArgs};
 pub use verify::{verify, At, KindArg, VerifyArgs};
 
@@ -84,6 +86,9 @@ pub enum Command {
     /// Copy the SQLite database to a new file while `serve` goes on writing
     /// (PostgreSQL: use pg_dump).
     Backup(BackupArgs),
+    /// Entitlement events' webhook deliveries: replay, resend, enable an
+    /// endpoint, and each endpoint's health.
+    Events(EventsArgs),
 }
 
 /// For commands that need only the configuration.
@@ -185,6 +190,10 @@ where
                 config.as_deref(),
             )
         }
+        Command::Events(args) => with_runtime(
+            move |settings| events::events(settings, args.action),
+            args.config.as_deref(),
+        ),
         Command::User(args) => with_runtime(
             move |settings| users::user(settings, args.action),
             args.config.as_deref(),

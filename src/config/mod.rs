@@ -23,7 +23,7 @@ pub use apps::{
 mod apps;
 mod events;
 
-pub use events::EventsSettings;
+pub use events::{webhook_key, EndpointSettings, EventsSettings};
 
 pub const ENV_PREFIX: &str = "APPSTORE_LEDGER__";
 
@@ -168,7 +168,7 @@ struct Defaults {
     check: CheckSettings,
     appstore_api: AppStoreApiSettings,
     console: ConsoleSettings,
-    events: EventsSettings,
+    events: events::EventsDefaults,
 }
 
 #[derive(Serialize)]
@@ -226,7 +226,7 @@ fn defaults() -> Defaults {
             password_checks_at_once: 2,
             password_checks_waiting: 16,
         },
-        events: EventsSettings { retention_days: 30 },
+        events: events::defaults(),
     }
 }
 

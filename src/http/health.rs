@@ -25,8 +25,10 @@ pub(super) async fn health(
 /// answer, they are left out and `appstore_ledger_database_up` is 0: zeros
 /// would read as an empty database.
 pub(super) async fn metrics(State(state): State<AppState>) -> Response {
-    let totals = match state.store.totals().await {
-        Ok(totals) => Some(StoredTotals {
+    let pending = state.store.endpoints_health().await;
+    let totals = match (state.store.totals().await, pending) {
+        (Ok(totals), Ok(endpoints)) => Some(StoredTotals {
+            events_pending: endpoints.into_iter().map(|e| (e.name, e.pending)).collect(),
             notifications: totals.notifications,
             quarantined: totals.quarantined,
             open_findings: crate::check::FindingKind::ALL
@@ -41,7 +43,7 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
                 })
                 .collect(),
         }),
-        Err(error) => {
+        (Err(error), _) | (_, Err(error)) => {
             tracing::warn!(error = %error.chain(), "metrics: the database did not answer");
             None
         }

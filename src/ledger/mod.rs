@@ -100,7 +100,10 @@ pub use state::{
     apply, current_period_revoked, State, Status, MAX_CONTRADICTIONS, MAX_REFUND_NOTICES,
 };
 pub use timeline::{Offer, Period, Revocation, StatusSpan, Timeline};
-pub use told::{changes, kinds as event_kinds, reversals, Change, Told};
+pub use told::{
+    changes, changes_at, correction, kinds as event_kinds, moments, reversals, Change, Correction,
+    Told,
+};
 
 /// The state and records of one item after all of `events` that concern it,
 /// whatever their order and however often each appears.

@@ -32,6 +32,10 @@ pub struct Told {
     /// Refunds Apple reversed (REFUND_REVERSED), counted.
     #[serde(default)]
     pub refunds_reversed: i64,
+    /// When the customer's parent or guardian withdrew consent
+    /// (RESCIND_CONSENT about the app transaction of this item).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent_rescinded_date: Option<i64>,
 }
 
 impl Told {
@@ -75,8 +79,99 @@ impl Told {
             environment: state.environment.clone(),
             refunded,
             refunds_reversed: reversed,
+            consent_rescinded_date: None,
         }
     }
+}
+
+/// The moments at which the answer about an item may change with nothing
+/// new learned (a period's start or end, a revocation's, a status Apple
+/// gave, a grace period's end, a non-renewing subscription's end), sorted:
+/// between two of them it stands still.
+pub fn moments(state: &State, item: &ItemKey, products: &Products) -> Vec<i64> {
+    let timeline = &state.timeline;
+    let mut moments: Vec<i64> = timeline
+        .periods
+        .iter()
+        .flat_map(|p| {
+            std::iter::once(p.purchase_date)
+                .chain(p.expires_date)
+                .chain(
+                    p.revocations
+                        .iter()
+                        .flat_map(|r| std::iter::once(r.from).chain(r.until)),
+                )
+        })
+        .chain(timeline.statuses.iter().flat_map(|s| {
+            std::iter::once(s.from)
+                .chain(s.grace.into_iter().flat_map(|(from, until)| [from, until]))
+        }))
+        .chain(state.renewal_date)
+        .chain(state.grace_period_expires_date)
+        .chain(state.transaction_expires_date)
+        .chain(state.revocation_date)
+        .chain(
+            state
+                .non_renewing_end(item, products)
+                .and_then(|(_, end)| end),
+        )
+        .collect();
+    moments.sort_unstable();
+    moments.dedup();
+    moments
+}
+
+/// The next moment after `at` at which the answer told may change by time
+/// alone (when the clock job tells it again); none when nothing is ahead.
+pub fn changes_at(state: &State, item: &ItemKey, at: i64, products: &Products) -> Option<i64> {
+    moments(state, item, products)
+        .into_iter()
+        .find(|moment| *moment > at)
+}
+
+/// What a late or corrected fact changed of the answers already given: from
+/// the first moment whose access (entitled, product) differs to the end of
+/// the last such stretch, before `until` (the last moment told), with the
+/// answer given then and the answer now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Correction {
+    pub from: i64,
+    pub to: i64,
+    pub before: Told,
+    pub after: Told,
+}
+
+/// The correction `after` makes to `before` over moments before `until`.
+pub fn correction(
+    before: &State,
+    after: &State,
+    item: &ItemKey,
+    until: i64,
+    products: &Products,
+) -> Option<Correction> {
+    let mut candidates = moments(before, item, products);
+    candidates.extend(moments(after, item, products));
+    candidates.sort_unstable();
+    candidates.dedup();
+    let access = |state: &State, at: i64| {
+        let answer = state.answer_at(item, at, products);
+        (answer.entitled, answer.product_id.map(str::to_owned))
+    };
+    let mut stretch: Option<(i64, i64)> = None;
+    let past: Vec<i64> = candidates.into_iter().filter(|m| *m < until).collect();
+    for (i, moment) in past.iter().enumerate() {
+        if access(before, *moment) != access(after, *moment) {
+            let end = past.get(i.saturating_add(1)).copied().unwrap_or(until);
+            stretch = Some(stretch.map_or((*moment, end), |(from, _)| (from, end)));
+        }
+    }
+    let (from, to) = stretch?;
+    Some(Correction {
+        from,
+        to,
+        before: Told::of(before, item, from, products, 0),
+        after: Told::of(after, item, from, products, 0),
+    })
 }
 
 /// Refund reversals among `effects`.
@@ -107,9 +202,11 @@ pub mod kinds {
     pub const GRACE_PERIOD_STARTED: &str = "GRACE_PERIOD_STARTED";
     pub const REFUNDED: &str = "REFUNDED";
     pub const REFUND_REVERSED: &str = "REFUND_REVERSED";
+    pub const CONSENT_RESCINDED: &str = "CONSENT_RESCINDED";
+    pub const ANSWER_CORRECTED: &str = "ANSWER_CORRECTED";
 
     /// Every kind, as `GET /v1/events?types=` takes them.
-    pub const ALL: [&str; 9] = [
+    pub const ALL: [&str; 11] = [
         ENTITLEMENT_GRANTED,
         ENTITLEMENT_REVOKED,
         PRODUCT_CHANGED,
@@ -119,6 +216,8 @@ pub mod kinds {
         GRACE_PERIOD_STARTED,
         REFUNDED,
         REFUND_REVERSED,
+        CONSENT_RESCINDED,
+        ANSWER_CORRECTED,
     ];
 }
 
@@ -166,6 +265,9 @@ pub fn changes(before: Option<&Told>, after: &Told) -> Vec<Change> {
     }
     if status(after, Status::BillingGracePeriod) && !status(&was, Status::BillingGracePeriod) {
         push(kinds::GRACE_PERIOD_STARTED, None);
+    }
+    if after.consent_rescinded_date.is_some() && was.consent_rescinded_date.is_none() {
+        push(kinds::CONSENT_RESCINDED, None);
     }
     events
 }

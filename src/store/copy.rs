@@ -266,8 +266,34 @@ pub const COPIED_TABLES: &[CopyTable] = &[
             ("answer", Json),
             ("sequence", Int),
             ("told_at", Int),
+            ("changes_at", Int),
         ],
         generated_key: false,
+    },
+    // Deliveries, so that a move neither drops what was pending nor sends
+    // again what was delivered. Not their claims (instances of the source),
+    // nor the endpoints' cursors: those are positions in the source's feed
+    // order; an endpoint met first on the target starts at its feed's end,
+    // past every copied event.
+    CopyTable {
+        name: "event_deliveries",
+        columns: &[
+            ("id", Int),
+            ("endpoint", Text),
+            ("event_id", Text),
+            ("item_key", Text),
+            ("sequence", Int),
+            ("state", Text),
+            ("attempts", Int),
+            ("created_at", Int),
+            ("next_attempt_at", Int),
+            ("first_attempt_at", Int),
+            ("last_attempt_at", Int),
+            ("last_status", Int),
+            ("last_error", Text),
+            ("delivered_at", Int),
+        ],
+        generated_key: true,
     },
     CopyTable {
         name: "apple_evidence",

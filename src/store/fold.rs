@@ -196,6 +196,7 @@ pub(super) async fn record(
             &n.notification_uuid,
         )
         .await?;
+        super::retell::retell_customer(tx, &customer, &telling).await?;
     }
     if recorded == Recorded::Stored {
         if let Some(request) = consumption_request(n) {
@@ -316,16 +317,26 @@ async fn apply_loaded(
 ) -> Result<(), sqlx::Error> {
     match loaded {
         LoadedState::Readable(state) if can_apply_after(&state, event) => {
+            // Kept to compare what it said of moments already told.
+            let before = (*state).clone();
             let (state, effects) = ledger::apply(Some(*state), item, event);
-            save_all(tx, &[(item, &state, &effects)], telling, false).await
+            save_all(
+                tx,
+                &[(item, &state, &effects)],
+                telling,
+                false,
+                Some(&before),
+            )
+            .await
         }
         // Every event of an item is folded when it is stored, so an item
         // with no state has no other: this event alone is its fold.
         LoadedState::Absent => {
             let (state, effects) = ledger::apply(None, item, event);
-            save_all(tx, &[(item, &state, &effects)], telling, true).await
+            save_all(tx, &[(item, &state, &effects)], telling, true, None).await
         }
-        _ => refold(tx, item, telling).await,
+        LoadedState::Readable(state) => refold(tx, item, telling, Some(&state)).await,
+        LoadedState::Unreadable => refold(tx, item, telling, None).await,
     }
 }
 
@@ -333,12 +344,13 @@ async fn refold(
     tx: &mut impl LedgerTx,
     item: &ItemKey,
     telling: &Telling<'_>,
+    before: Option<&State>,
 ) -> Result<(), sqlx::Error> {
     let stored = tx.item_notifications(item).await?;
     let events = read_events(tx, stored).await?;
     tx.delete_item_records(item).await?;
     if let Some((state, effects)) = ledger::fold(item, events) {
-        save_all(tx, &[(item, &state, &effects)], telling, true).await?;
+        save_all(tx, &[(item, &state, &effects)], telling, true, before).await?;
     }
     Ok(())
 }
@@ -382,11 +394,13 @@ async fn read_events(
 /// the backend allows (a rebuild saves thousands of items per transaction),
 /// and the entitlement events each item's new answer makes. `full`: the
 /// effects are those of every event of the items (a fold from the first).
+/// `before`: a fold of one item, the state it had before.
 async fn save_all(
     tx: &mut impl LedgerTx,
     items: &[(&ItemKey, &State, &[Effect])],
     telling: &Telling<'_>,
     full: bool,
+    before: Option<&State>,
 ) -> Result<(), sqlx::Error> {
     let states: Vec<(&ItemKey, &State)> = items.iter().map(|(i, s, _)| (*i, *s)).collect();
     tx.save_states(&states).await?;
@@ -443,7 +457,8 @@ async fn save_all(
     tx.insert_refunds(&refunds).await?;
     tx.insert_expirations(&expirations).await?;
     for (item, state, effects) in items {
-        tell(tx, item, state, effects, telling, full).await?;
+        let before = before.filter(|_| items.len() == 1);
+        tell(tx, item, state, effects, telling, full, before).await?;
     }
     Ok(())
 }
@@ -473,7 +488,7 @@ pub(super) async fn rebuild_chunk(
         .iter()
         .map(|(item, (state, effects))| (item, state, effects.as_slice()))
         .collect();
-    save_all(tx, &items, telling, true).await?;
+    save_all(tx, &items, telling, true, None).await?;
     Ok((Some(last), read))
 }
 

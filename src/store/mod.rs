@@ -91,12 +91,18 @@ macro_rules! on_write {
 mod checker;
 mod console;
 mod consumption;
+mod deliveries;
 mod events;
+mod retell;
 
 pub use consumption::{
     ConsumptionFilter, ConsumptionProgress, ConsumptionRequestEntry, NewConsumptionFacts,
 };
+pub use deliveries::{
+    Delivery, DeliveryEntry, DeliveryOutcome, DeliveryResult, EndpointHealth, FeedEvent,
+};
 pub use events::EventEntry;
+pub use retell::CAUSE_TIME;
 
 #[derive(Debug, Clone)]
 pub struct Store {

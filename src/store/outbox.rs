@@ -4,7 +4,9 @@
 //! Also the consumption request a CONSUMPTION_REQUEST opens, which is
 //! likewise kept with the notification.
 
-use crate::ledger::{changes, reversals, Effect, ItemKey, Products, State, Told};
+use crate::ledger::{
+    changes, changes_at, correction, event_kinds, reversals, Effect, ItemKey, Products, State, Told,
+};
 
 /// What a fold tells consumers with: the moment of the answer, what
 /// non-renewing products last, and what caused it (a notificationUUID, an
@@ -44,22 +46,68 @@ pub(super) struct NewConsumptionRequest<'a> {
     pub(super) deadline: i64,
 }
 
+/// What consumers were last told about an item, as stored.
+#[derive(Debug, Default)]
+pub(super) struct LoadedTold {
+    /// The answer (JSON), absent before anything was told.
+    pub(super) answer: Option<String>,
+    /// The last event's sequence (0: none yet).
+    pub(super) sequence: i64,
+    /// The moment it was told for.
+    pub(super) told_at: Option<i64>,
+    /// When time alone may change it.
+    pub(super) changes_at: Option<i64>,
+    /// When the item's customer withdrew consent, if they did.
+    pub(super) consent_rescinded_date: Option<i64>,
+}
+
 /// The statements of the fold's transaction that keep what it tells.
 pub(super) trait OutboxTx {
-    /// The answer consumers were last told about `item` (JSON), its last
-    /// event's sequence, and the moment it was told for.
+    /// What consumers were last told about `item`, and whether the
+    /// customer of `app_transaction_id` withdrew consent: one round trip.
     async fn load_told(
         &mut self,
         item: &ItemKey,
-    ) -> Result<Option<(String, i64, i64)>, sqlx::Error>;
-    /// Keeps the answer told about `item` now, and its last sequence.
+        app_transaction_id: Option<&str>,
+    ) -> Result<LoadedTold, sqlx::Error>;
+    /// Keeps the answer told about `item` now, its last sequence, and when
+    /// time alone may change it.
     async fn tell(
         &mut self,
         item: &ItemKey,
         answer: &str,
         sequence: i64,
         at: i64,
+        changes_at: Option<i64>,
     ) -> Result<(), sqlx::Error>;
+    /// The items whose customer is `app_transaction_id`.
+    async fn customer_items(
+        &mut self,
+        app_transaction_id: &str,
+    ) -> Result<Vec<ItemKey>, sqlx::Error>;
+    /// Up to `limit` items whose answer told time changes by `now`, with
+    /// the moment it does.
+    async fn told_due(&mut self, now: i64, limit: i64) -> Result<Vec<(ItemKey, i64)>, sqlx::Error>;
+    /// Where seeding the answers told stands: `None` when it is done,
+    /// else the last item key seeded (`""` before the first).
+    async fn seeding(&mut self) -> Result<Option<String>, sqlx::Error>;
+    /// Up to `limit` items after `after` (`kind:item_id`), with their
+    /// state (JSON), in key order.
+    async fn items_after(
+        &mut self,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<(ItemKey, String)>, sqlx::Error>;
+    /// Keeps an answer as told with no event, where none is told yet.
+    async fn seed_told(
+        &mut self,
+        item: &ItemKey,
+        answer: &str,
+        at: i64,
+        changes_at: Option<i64>,
+    ) -> Result<(), sqlx::Error>;
+    /// Notes how far seeding went (`None`: done).
+    async fn seeded(&mut self, through: Option<&str>) -> Result<(), sqlx::Error>;
     /// Keeps entitlement events in the outbox (once per event id).
     async fn insert_events(&mut self, events: &[EventRow<'_>]) -> Result<(), sqlx::Error>;
     /// Opens the consumption request a CONSUMPTION_REQUEST made (once).
@@ -72,7 +120,9 @@ pub(super) trait OutboxTx {
 /// Compares the answer about `item` now with the one consumers were last
 /// told, and keeps the events the change makes, in this transaction: the
 /// outbox. Nothing when nothing changed (a repeat, a rebuild of an
-/// unchanged ledger).
+/// unchanged ledger). `before` is the item's state before this fold, when
+/// there was one: the answers it gave for moments already told are
+/// compared with the new state's (ANSWER_CORRECTED).
 pub(super) async fn tell(
     tx: &mut impl OutboxTx,
     item: &ItemKey,
@@ -80,56 +130,91 @@ pub(super) async fn tell(
     effects: &[Effect],
     telling: &Telling<'_>,
     full: bool,
+    before_state: Option<&State>,
 ) -> Result<(), sqlx::Error> {
-    let loaded = tx.load_told(item).await?;
+    let loaded = tx
+        .load_told(item, state.app_transaction_id.as_deref())
+        .await?;
     // Answers move forward in time: never one for a moment before the one
     // last told (a command's clock, another instance's, may lag).
     let at = loaded
-        .as_ref()
-        .map_or(telling.at, |(_, _, told_at)| telling.at.max(*told_at));
+        .told_at
+        .map_or(telling.at, |told_at| telling.at.max(told_at));
     // The last sequence stands even when its answer does not read (a later
     // version wrote it): the next event never reuses a number.
-    let last_sequence = loaded.as_ref().map_or(0, |(_, sequence, _)| *sequence);
-    let before: Option<(Told, i64)> =
-        loaded.and_then(|(json, sequence, _)| Some((serde_json::from_str(&json).ok()?, sequence)));
+    let before: Option<Told> = loaded
+        .answer
+        .as_deref()
+        .and_then(|json| serde_json::from_str(json).ok());
     let reversed = match (&before, full) {
-        (Some((told, _)), false) => told.refunds_reversed.saturating_add(reversals(effects)),
+        (Some(told), false) => told.refunds_reversed.saturating_add(reversals(effects)),
         _ => reversals(effects),
     };
-    let after = Told::of(state, item, at, telling.products, reversed);
-    if before.as_ref().is_some_and(|(told, _)| *told == after) {
+    let mut after = Told::of(state, item, at, telling.products, reversed);
+    after.consent_rescinded_date = loaded
+        .consent_rescinded_date
+        .or(before.as_ref().and_then(|t| t.consent_rescinded_date));
+    let next_change = changes_at(state, item, at, telling.products);
+    let corrected = match (before_state, loaded.told_at) {
+        (Some(was), Some(until)) => correction(was, state, item, until, telling.products),
+        _ => None,
+    };
+    if corrected.is_none() && before.as_ref() == Some(&after) {
+        if loaded.changes_at != next_change {
+            let answer = serde_json::to_string(&after).unwrap_or_default();
+            tx.tell(item, &answer, loaded.sequence, at, next_change)
+                .await?;
+        }
         return Ok(());
     }
-    let mut sequence = last_sequence;
+    let mut sequence = loaded.sequence;
     let mut events = Vec::new();
-    for change in changes(before.as_ref().map(|(told, _)| told), &after) {
+    let mut push = |kind: &'static str, extra: serde_json::Value| {
         sequence = sequence.saturating_add(1);
         let event_id = event_id(item, sequence);
-        let data = serde_json::json!({
+        let mut data = serde_json::json!({
             "id": event_id,
-            "type": change.kind,
+            "type": kind,
             "sequence": sequence,
             "occurredAt": at,
             "cause": telling.cause,
             "item": item.kind(),
-            "transactionId": change.transaction_id,
             "answer": &after,
         });
+        if let (Some(data), serde_json::Value::Object(extra)) = (data.as_object_mut(), extra) {
+            data.extend(extra);
+        }
         events.push(EventRow {
             event_id,
             item,
             sequence,
-            kind: change.kind,
+            kind,
             cause: telling.cause,
             occurred_at: at,
             data: data.to_string(),
         });
+    };
+    // What was said of the past first: the changes now follow from it.
+    if let Some(c) = &corrected {
+        push(
+            event_kinds::ANSWER_CORRECTED,
+            serde_json::json!({
+                "transactionId": null,
+                "correction": {"from": c.from, "to": c.to, "before": c.before, "after": c.after},
+            }),
+        );
+    }
+    for change in changes(before.as_ref(), &after) {
+        push(
+            change.kind,
+            serde_json::json!({"transactionId": change.transaction_id}),
+        );
     }
     if !events.is_empty() {
         tx.insert_events(&events).await?;
     }
     let answer = serde_json::to_string(&after).unwrap_or_default();
-    tx.tell(item, &answer, sequence, at).await
+    tx.tell(item, &answer, sequence, at, next_change).await
 }
 
 /// An event's stable id: the same item and sequence always name it.

@@ -773,6 +773,24 @@ async fn a_rescinded_consent_is_given_with_every_answer_about_the_customer() {
     });
     let (status, body) = app.post(&app.pki.sign(&payload)).await;
     assert_eq!(status, 200, "{body}");
+    // Consumers are told, about each item of the customer.
+    let events = crate::events::when_shown(&app, 2, 10).await;
+    let told: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e["type"].as_str().unwrap(), e["cause"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        told,
+        [
+            (
+                "ENTITLEMENT_GRANTED",
+                "5e1f0c1e-0000-4000-8000-000000000011"
+            ),
+            ("CONSENT_RESCINDED", "5e1f0c1e-0000-4000-8000-000000000012"),
+        ]
+    );
+    assert_eq!(events[1]["answer"]["consentRescindedDate"], rescinded);
+    assert_eq!(events[1]["answer"]["entitled"], true);
 
     let answer = subscription(&app, otid).await;
     assert_eq!(

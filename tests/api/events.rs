@@ -60,6 +60,26 @@ pub(crate) async fn when_shown(app: &TestApp, n: usize, page: usize) -> Vec<Valu
     all_events(app, page).await
 }
 
+/// Waits until the clock job has told every answer that time changed by
+/// the service's clock: what a test posts next comes after it.
+pub(crate) async fn settle(app: &TestApp) {
+    let now = app.clock().now().as_millis();
+    for _ in 0..300 {
+        let due: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM told_answers WHERE changes_at IS NOT NULL AND changes_at <= $1",
+        )
+        .bind(now)
+        .fetch_one(&mut app.db().await)
+        .await
+        .unwrap();
+        if due == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the clock job did not tell what time changed");
+}
+
 fn kinds(events: &[Value]) -> Vec<&str> {
     events.iter().map(|e| e["type"].as_str().unwrap()).collect()
 }
@@ -89,8 +109,9 @@ async fn a_subscriptions_life_is_told_as_events_in_order() {
         "ev-n1",
     )
     .await;
-    advance(30 * DAY);
-    let t2 = tx(otid, "ev-1-t2", "monthly", now(), now() + 30 * DAY);
+    // Apple renews before the period ends: the next period starts then.
+    advance(30 * DAY - HOUR);
+    let t2 = tx(otid, "ev-1-t2", "monthly", t0 + 30 * DAY, t0 + 60 * DAY);
     post(
         Post::new(&app, "DID_RENEW", now())
             .status(1)
@@ -100,6 +121,7 @@ async fn a_subscriptions_life_is_told_as_events_in_order() {
     )
     .await;
     advance(HOUR);
+    settle(&app).await;
     post(
         Post::new(&app, "DID_CHANGE_RENEWAL_STATUS", now())
             .subtype("AUTO_RENEW_DISABLED")
@@ -119,11 +141,13 @@ async fn a_subscriptions_life_is_told_as_events_in_order() {
         "ev-n4",
     )
     .await;
-    // The renewal fails at the period's end: grace for six days.
+    // The renewal fails at the period's end: the clock job has told the
+    // end first; then grace for six days.
     app.clock()
         .set(appstore_ledger::model::Timestamp::from_millis(
             t0 + 60 * DAY,
         ));
+    settle(&app).await;
     let mut r = renewal(otid, "monthly", 1, now());
     r["gracePeriodExpiresDate"] = json!(now() + 6 * DAY);
     r["isInBillingRetryPeriod"] = json!(true);
@@ -136,7 +160,9 @@ async fn a_subscriptions_life_is_told_as_events_in_order() {
         "ev-n5",
     )
     .await;
+    // Grace runs out after six days: told then, before Apple says so.
     advance(7 * DAY);
+    settle(&app).await;
     post(
         Post::new(&app, "GRACE_PERIOD_EXPIRED", now())
             .status(3)
@@ -187,6 +213,7 @@ async fn a_subscriptions_life_is_told_as_events_in_order() {
     )
     .await;
     advance(31 * DAY);
+    settle(&app).await;
     post(
         Post::new(&app, "EXPIRED", now())
             .subtype("VOLUNTARY")
@@ -197,7 +224,7 @@ async fn a_subscriptions_life_is_told_as_events_in_order() {
     )
     .await;
 
-    let events = when_shown(&app, 16, 3).await;
+    let events = when_shown(&app, 18, 3).await;
     let told: Vec<(&str, &str)> = events
         .iter()
         .map(|e| (e["type"].as_str().unwrap(), e["cause"].as_str().unwrap()))
@@ -206,11 +233,18 @@ async fn a_subscriptions_life_is_told_as_events_in_order() {
         told,
         [
             ("ENTITLEMENT_GRANTED", "ev-n1"),
-            ("EXPIRES_DATE_CHANGED", "ev-n2"),
+            // Renewed an hour before the end: the answer's end moves when
+            // the new period begins.
+            ("EXPIRES_DATE_CHANGED", "time"),
             ("AUTO_RENEW_CHANGED", "ev-n3"),
             ("AUTO_RENEW_CHANGED", "ev-n4"),
+            // The period ended with no renewal: told at its end.
+            ("ENTITLEMENT_REVOKED", "time"),
+            ("ENTITLEMENT_GRANTED", "ev-n5"),
             ("GRACE_PERIOD_STARTED", "ev-n5"),
-            ("ENTITLEMENT_REVOKED", "ev-n6"),
+            // The grace period ran out: no access from then; Apple's
+            // GRACE_PERIOD_EXPIRED (ev-n6) says billing is being retried.
+            ("ENTITLEMENT_REVOKED", "time"),
             ("BILLING_PROBLEM", "ev-n6"),
             ("ENTITLEMENT_GRANTED", "ev-n7"),
             ("REFUNDED", "ev-n8"),
@@ -219,7 +253,7 @@ async fn a_subscriptions_life_is_told_as_events_in_order() {
             ("ENTITLEMENT_GRANTED", "ev-n9"),
             ("PRODUCT_CHANGED", "ev-n10"),
             ("EXPIRES_DATE_CHANGED", "ev-n10"),
-            ("ENTITLEMENT_REVOKED", "ev-n11"),
+            ("ENTITLEMENT_REVOKED", "time"),
             // VOLUNTARY: the customer had turned auto-renew off, which this
             // history never said before.
             ("AUTO_RENEW_CHANGED", "ev-n11"),
@@ -229,8 +263,13 @@ async fn a_subscriptions_life_is_told_as_events_in_order() {
         .iter()
         .map(|e| e["sequence"].as_i64().unwrap())
         .collect();
-    assert_eq!(sequences, (1..=16).collect::<Vec<i64>>());
-    assert_eq!(events[8]["transactionId"], "ev-1-t3");
+    assert_eq!(sequences, (1..=18).collect::<Vec<i64>>());
+    assert_eq!(events[10]["transactionId"], "ev-1-t3");
+    // Time's events occurred when the answer changed: the ends of the
+    // period and of the grace period.
+    let occurred = |i: usize| events[i]["occurredAt"].as_i64().unwrap();
+    assert_eq!(occurred(4), t0 + 60 * DAY);
+    assert_eq!(occurred(7), t0 + 66 * DAY);
     assert_eq!(events[0]["item"], "subscription");
     assert_eq!(events[0]["occurredAt"], t0);
     assert_eq!(
@@ -255,7 +294,7 @@ async fn a_subscriptions_life_is_told_as_events_in_order() {
     let out = app.cli(&["rebuild"]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let app = app.restart().await;
-    assert_eq!(when_shown(&app, 16, 5).await, events);
+    assert_eq!(when_shown(&app, 18, 5).await, events);
     assert_eq!(all_events(&app, 1000).await, events);
     let (_, only) = app.api("/v1/events?types=REFUNDED,REFUND_REVERSED").await;
     assert_eq!(
@@ -280,7 +319,8 @@ async fn the_feed_refuses_what_it_cannot_answer_and_an_expired_cursor_is_gone() 
                 &format!("{otid}-t1"),
                 "monthly",
                 at,
-                at + 30 * DAY,
+                // Long enough that time changes nothing here.
+                at + 365 * DAY,
             ))
             .renewal(renewal(otid, "monthly", 1, at))
             .send()
@@ -353,4 +393,114 @@ async fn an_unreadable_told_answer_keeps_the_sequence_going() {
         sequences,
         [(1, "ENTITLEMENT_GRANTED"), (2, "ENTITLEMENT_GRANTED")]
     );
+}
+
+/// A refund Apple signed long ago arrives after the renewal that followed:
+/// what the service said of the refunded weeks was wrong, and it says so
+/// (ANSWER_CORRECTED, with the moments and both answers) before the refund.
+#[tokio::test]
+async fn a_late_refund_corrects_the_answers_already_given() {
+    let app = TestApp::spawn_with_manual_clock("").await;
+    let otid = "ev-5";
+    let t0 = app.clock().now().as_millis();
+    let t1 = tx(otid, "ev-5-t1", "monthly", t0, t0 + 30 * DAY);
+    Post::new(&app, "SUBSCRIBED", t0)
+        .subtype("INITIAL_BUY")
+        .status(1)
+        .tx(t1.clone())
+        .renewal(renewal(otid, "monthly", 1, t0))
+        .uuid("ev-5-n1")
+        .send()
+        .await;
+    app.clock()
+        .advance(Duration::from_millis((30 * DAY - HOUR) as u64));
+    // Renewed an hour before the period's end.
+    let renewed = t0 + 30 * DAY - HOUR;
+    Post::new(&app, "DID_RENEW", renewed)
+        .status(1)
+        .tx(tx(otid, "ev-5-t2", "monthly", renewed, renewed + 30 * DAY))
+        .renewal(renewal(otid, "monthly", 1, t0 + 30 * DAY - HOUR))
+        .uuid("ev-5-n2")
+        .send()
+        .await;
+    app.clock()
+        .advance(Duration::from_millis((10 * DAY) as u64));
+    settle(&app).await;
+    // Signed on day 10, delivered on day 40.
+    Post::new(&app, "REFUND", t0 + 10 * DAY)
+        .status(5)
+        .tx(revoked(t1, t0 + 10 * DAY, "REFUND_FULL"))
+        .renewal(renewal(otid, "monthly", 1, t0 + 10 * DAY))
+        .uuid("ev-5-n3")
+        .send()
+        .await;
+    let events = when_shown(&app, 4, 10).await;
+    let told: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e["type"].as_str().unwrap(), e["cause"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        told,
+        [
+            ("ENTITLEMENT_GRANTED", "ev-5-n1"),
+            ("EXPIRES_DATE_CHANGED", "ev-5-n2"),
+            ("ANSWER_CORRECTED", "ev-5-n3"),
+            ("REFUNDED", "ev-5-n3"),
+        ]
+    );
+    let correction = &events[2]["correction"];
+    // Said: entitled from day 10 until the renewal; now: not entitled
+    // then. Today's answer stands.
+    assert_eq!(correction["from"], t0 + 10 * DAY);
+    assert_eq!(correction["to"], renewed);
+    assert_eq!(correction["before"]["entitled"], true);
+    assert_eq!(correction["after"]["entitled"], false);
+    assert_eq!(correction["after"]["status"], "REVOKED");
+    assert_eq!(events[2]["answer"]["entitled"], true);
+    assert_eq!(events[3]["transactionId"], "ev-5-t1");
+    // Nothing changed since: a rebuild tells nothing.
+    let out = app.cli(&["rebuild"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(all_events(&app, 100).await, events);
+}
+
+/// A database from before entitlement events: its items' answers are kept
+/// as told at start-up, without events, so the next notification tells
+/// only what it changed.
+#[tokio::test]
+async fn an_upgraded_database_tells_only_what_changes_after_it() {
+    let app = TestApp::spawn_with_manual_clock("").await;
+    let (otid, now) = ("ev-6", app.clock().now().as_millis());
+    let t1 = tx(otid, "ev-6-t1", "monthly", now, now + 30 * DAY);
+    Post::new(&app, "SUBSCRIBED", now)
+        .subtype("INITIAL_BUY")
+        .status(1)
+        .tx(t1.clone())
+        .renewal(renewal(otid, "monthly", 1, now))
+        .send()
+        .await;
+    when_shown(&app, 1, 10).await;
+    // As the version before events left it: nothing told, seeding due.
+    let mut db = app.db().await;
+    for statement in [
+        "DELETE FROM entitlement_events",
+        "DELETE FROM told_answers",
+        "INSERT INTO told_seeding (one, after) VALUES (1, '')",
+    ] {
+        sqlx::query(statement).execute(&mut db).await.unwrap();
+    }
+    drop(db);
+    let app = app.restart().await;
+    assert_eq!(app.count("told_answers").await, 1);
+    assert_eq!(app.count("told_seeding").await, 0);
+    Post::new(&app, "DID_CHANGE_RENEWAL_STATUS", now + 1)
+        .subtype("AUTO_RENEW_DISABLED")
+        .status(1)
+        .tx(t1)
+        .renewal(renewal(otid, "monthly", 0, now + 1))
+        .send()
+        .await;
+    let events = when_shown(&app, 1, 10).await;
+    assert_eq!(kinds(&events), ["AUTO_RENEW_CHANGED"]);
+    assert_eq!(events[0]["sequence"], 1);
 }

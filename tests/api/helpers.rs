@@ -608,6 +608,8 @@ impl TestApp {
             "console_access_log" => "SELECT count(*) FROM console_access_log",
             "apple_evidence" => "SELECT count(*) FROM apple_evidence",
             "entitlement_events" => "SELECT count(*) FROM entitlement_events",
+            "told_answers" => "SELECT count(*) FROM told_answers",
+            "told_seeding" => "SELECT count(*) FROM told_seeding",
             other => panic!("no table {other}"),
         };
         sqlx::query_scalar(sql)

@@ -66,6 +66,11 @@ where
         let Some((txid, id)) = last else {
             return Ok(0);
         };
+        // Deliveries of events retention removes go with them.
+        sqlx::query("DELETE FROM event_deliveries WHERE created_at < $1")
+            .arg(before)
+            .execute(tx.ex())
+            .await?;
         let gone = sqlx::query(
             "DELETE FROM entitlement_events WHERE txid < $1 OR (txid = $1 AND id <= $2)",
         )

@@ -17,6 +17,7 @@ mod bind;
 pub(super) mod console;
 pub(super) mod consumption;
 pub(super) mod copy;
+pub(super) mod deliveries;
 pub(super) mod events;
 pub(super) mod findings;
 pub(super) mod leases;
@@ -60,6 +61,9 @@ pub(in crate::store) trait Conn: Send + Sized + 'static {
     /// transactions commit out of order, only those every older transaction
     /// has ended before.
     const VISIBLE_EVENTS: &'static str;
+    /// What a claim's SELECT ends with so that instances claiming at once
+    /// skip each other's rows rather than wait for them.
+    const SKIP_LOCKED: &'static str;
     /// The function that makes a JSON array.
     const JSON_ARRAY: &'static str;
     /// What an INSERT says to give a generated key its copied value.
@@ -104,6 +108,8 @@ impl Conn for SqliteConnection {
     type Db = Sqlite;
     /// One writer: what is committed is in order.
     const VISIBLE_EVENTS: &'static str = "1 = 1";
+    /// One writer at a time: nothing to skip.
+    const SKIP_LOCKED: &'static str = "";
     const JSON_ARRAY: &'static str = "json_array";
     const OVERRIDING: &'static str = "";
     const JSONB: &'static str = "";
@@ -178,6 +184,7 @@ impl Conn for PgConnection {
     /// still running has ended (its txid is below the snapshot's xmin).
     const VISIBLE_EVENTS: &'static str =
         "txid < CAST(CAST(pg_snapshot_xmin(pg_current_snapshot()) AS TEXT) AS BIGINT)";
+    const SKIP_LOCKED: &'static str = "FOR UPDATE SKIP LOCKED";
     const JSON_ARRAY: &'static str = "json_build_array";
     const OVERRIDING: &'static str = "OVERRIDING SYSTEM VALUE";
     const JSONB: &'static str = "::jsonb";

@@ -6,10 +6,21 @@ use sqlx::{ColumnIndex, Database, Decode, QueryBuilder, Type};
 
 use crate::ledger::ItemKey;
 use crate::model::{InAppOwnershipType, ProductType};
-use crate::store::outbox::{EventRow, NewConsumptionRequest, OutboxTx};
+use crate::store::outbox::{EventRow, LoadedTold, NewConsumptionRequest, OutboxTx};
 
 use super::ledger_tx::ROWS_PER_STATEMENT;
+use super::read::item_from;
 use super::{ArgExt as _, Conn, JsonText};
+
+/// A told answer's row (all absent before anything was told) with the
+/// customer's withdrawn consent.
+type ToldRow = (
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
 
 /// An item's key in told_answers: one column, so copy-store can page it.
 fn item_key(item: &ItemKey) -> String {
@@ -28,13 +39,26 @@ where
     async fn load_told(
         &mut self,
         item: &ItemKey,
-    ) -> Result<Option<(String, i64, i64)>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT CAST(answer AS TEXT), sequence, told_at FROM told_answers WHERE item_key = $1",
-        )
-        .arg(item_key(item))
-        .fetch_optional(self.ex())
-        .await
+        app_transaction_id: Option<&str>,
+    ) -> Result<LoadedTold, sqlx::Error> {
+        let (answer, sequence, told_at, changes_at, consent_rescinded_date): ToldRow =
+            sqlx::query_as(
+                "SELECT CAST(t.answer AS TEXT), t.sequence, t.told_at, t.changes_at,
+                 (SELECT c.rescinded_date FROM consents c WHERE c.app_transaction_id = $2)
+             FROM (SELECT CAST($1 AS TEXT) AS item_key) k
+             LEFT JOIN told_answers t ON t.item_key = k.item_key",
+            )
+            .arg(item_key(item))
+            .arg(app_transaction_id)
+            .fetch_one(self.ex())
+            .await?;
+        Ok(LoadedTold {
+            answer,
+            sequence: sequence.unwrap_or(0),
+            told_at,
+            changes_at,
+            consent_rescinded_date,
+        })
     }
 
     async fn tell(
@@ -43,19 +67,121 @@ where
         answer: &str,
         sequence: i64,
         at: i64,
+        changes_at: Option<i64>,
     ) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO told_answers (item_key, answer, sequence, told_at) VALUES ($1, $2, $3, $4)
+            "INSERT INTO told_answers (item_key, answer, sequence, told_at, changes_at)
+             VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (item_key) DO UPDATE SET answer = excluded.answer,
-                 sequence = excluded.sequence, told_at = excluded.told_at",
+                 sequence = excluded.sequence, told_at = excluded.told_at,
+                 changes_at = excluded.changes_at",
         )
         .arg(item_key(item))
         .arg(JsonText(answer))
         .arg(sequence)
         .arg(at)
+        .arg(changes_at)
         .execute(self.ex())
         .await
         .map(drop)
+    }
+
+    async fn customer_items(
+        &mut self,
+        app_transaction_id: &str,
+    ) -> Result<Vec<ItemKey>, sqlx::Error> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT kind, item_id FROM ledger_items WHERE app_transaction_id = $1
+             ORDER BY kind, item_id",
+        )
+        .arg(app_transaction_id)
+        .fetch_all(self.ex())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(kind, id)| item_from(&kind, id))
+            .collect())
+    }
+
+    async fn told_due(&mut self, now: i64, limit: i64) -> Result<Vec<(ItemKey, i64)>, sqlx::Error> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT item_key, changes_at FROM told_answers
+             WHERE changes_at IS NOT NULL AND changes_at <= $1
+             ORDER BY changes_at, item_key LIMIT $2",
+        )
+        .arg(now)
+        .arg(limit)
+        .fetch_all(self.ex())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(key, at)| {
+                let (kind, id) = key.split_once(':')?;
+                Some((item_from(kind, id.to_owned()), at))
+            })
+            .collect())
+    }
+
+    async fn seeding(&mut self) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar("SELECT after FROM told_seeding WHERE one = 1")
+            .fetch_optional(self.ex())
+            .await
+    }
+
+    async fn items_after(
+        &mut self,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<(ItemKey, String)>, sqlx::Error> {
+        let (kind, id) = after.split_once(':').unwrap_or(("", ""));
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT kind, item_id, CAST(state AS TEXT) FROM ledger_items
+             WHERE kind > $1 OR (kind = $1 AND item_id > $2)
+             ORDER BY kind, item_id LIMIT $3",
+        )
+        .arg(kind)
+        .arg(id)
+        .arg(limit)
+        .fetch_all(self.ex())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(kind, id, state)| (item_from(&kind, id), state))
+            .collect())
+    }
+
+    async fn seed_told(
+        &mut self,
+        item: &ItemKey,
+        answer: &str,
+        at: i64,
+        changes_at: Option<i64>,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO told_answers (item_key, answer, sequence, told_at, changes_at)
+             VALUES ($1, $2, 0, $3, $4) ON CONFLICT (item_key) DO NOTHING",
+        )
+        .arg(item_key(item))
+        .arg(JsonText(answer))
+        .arg(at)
+        .arg(changes_at)
+        .execute(self.ex())
+        .await
+        .map(drop)
+    }
+
+    async fn seeded(&mut self, through: Option<&str>) -> Result<(), sqlx::Error> {
+        match through {
+            Some(after) => sqlx::query("UPDATE told_seeding SET after = $1 WHERE one = 1")
+                .arg(after)
+                .execute(self.ex())
+                .await
+                .map(drop),
+            None => sqlx::query("DELETE FROM told_seeding")
+                .execute(self.ex())
+                .await
+                .map(drop),
+        }
     }
 
     async fn insert_events(&mut self, events: &[EventRow<'_>]) -> Result<(), sqlx::Error> {

@@ -15,7 +15,7 @@ use crate::store::{
 
 use super::{ArgExt as _, Conn, Sql};
 
-fn item_from(kind: &str, id: String) -> ItemKey {
+pub(super) fn item_from(kind: &str, id: String) -> ItemKey {
     if kind == "purchase" {
         ItemKey::Purchase(id)
     } else {

@@ -1,0 +1,386 @@
+//! Webhook deliveries' statements, written once for every backend
+//! (conventions in sql/mod.rs): the endpoints' cursors over the feed, the
+//! deliveries, their claims and results.
+
+use sqlx::{ColumnIndex, Database, Decode, QueryBuilder, Type};
+
+use crate::store::{
+    Delivery, DeliveryEntry, DeliveryOutcome, DeliveryResult, EndpointHealth, FeedEvent,
+};
+
+use super::ledger_tx::ROWS_PER_STATEMENT;
+use super::{ArgExt as _, Conn, RowsAffected as _, Sql};
+
+const FEED_EVENT: &str = "SELECT txid, id, event_id, kind, item_id, sequence, type, occurred_at,
+        CAST(data AS TEXT) AS data FROM entitlement_events";
+
+const DELIVERY_ENTRY: &str = "SELECT endpoint, event_id, state, attempts, next_attempt_at,
+        last_attempt_at, last_status, last_error, delivered_at FROM event_deliveries";
+
+impl<C> Sql<C>
+where
+    C: Conn,
+    for<'r> i64: Decode<'r, C::Db> + Type<C::Db>,
+    for<'r> String: Decode<'r, C::Db> + Type<C::Db>,
+    for<'a> &'a str: ColumnIndex<<C::Db as Database>::Row>,
+    usize: ColumnIndex<<C::Db as Database>::Row>,
+{
+    pub(in crate::store) async fn endpoint_cursor(
+        conn: &mut C,
+        endpoint: &str,
+    ) -> Result<Option<(i64, i64)>, sqlx::Error> {
+        sqlx::query_as("SELECT cursor_txid, cursor_id FROM event_endpoints WHERE name = $1")
+            .arg(endpoint)
+            .fetch_optional(conn.ex())
+            .await
+    }
+
+    /// Opens an endpoint at the feed's end (once).
+    pub(in crate::store) async fn open_endpoint(
+        tx: &mut C,
+        endpoint: &str,
+    ) -> Result<(), sqlx::Error> {
+        let sql = format!(
+            "SELECT txid, id FROM entitlement_events WHERE {}
+             ORDER BY txid DESC, id DESC LIMIT 1",
+            C::VISIBLE_EVENTS
+        );
+        let end: Option<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_optional(tx.ex())
+            .await?;
+        let (txid, id) = end.unwrap_or((0, 0));
+        sqlx::query(
+            "INSERT INTO event_endpoints (name, cursor_txid, cursor_id) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .arg(endpoint)
+        .arg(txid)
+        .arg(id)
+        .execute(tx.ex())
+        .await
+        .map(drop)
+    }
+
+    /// Up to `limit` events after `after` in the feed's order that
+    /// occurred at or after `since`.
+    pub(in crate::store) async fn feed_page(
+        conn: &mut C,
+        after: (i64, i64),
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<FeedEvent>, sqlx::Error> {
+        let sql = format!(
+            "{FEED_EVENT} WHERE {} AND (txid > $1 OR (txid = $1 AND id > $2)) AND occurred_at >= $3
+             ORDER BY txid, id LIMIT $4",
+            C::VISIBLE_EVENTS
+        );
+        sqlx::query_as::<_, FeedEvent>(sqlx::AssertSqlSafe(sql))
+            .arg(after.0)
+            .arg(after.1)
+            .arg(since)
+            .arg(limit)
+            .fetch_all(conn.ex())
+            .await
+    }
+
+    pub(in crate::store) async fn feed_event(
+        conn: &mut C,
+        event_id: &str,
+    ) -> Result<Option<FeedEvent>, sqlx::Error> {
+        let sql = format!("{FEED_EVENT} WHERE event_id = $1");
+        sqlx::query_as::<_, FeedEvent>(sqlx::AssertSqlSafe(sql))
+            .arg(event_id)
+            .fetch_optional(conn.ex())
+            .await
+    }
+
+    /// New deliveries, due now (an event already delivered there stays
+    /// as it is).
+    pub(in crate::store) async fn insert_deliveries(
+        tx: &mut C,
+        endpoint: &str,
+        events: &[&FeedEvent],
+        now: i64,
+    ) -> Result<(), sqlx::Error> {
+        Self::put_deliveries(tx, endpoint, events, now, "DO NOTHING").await
+    }
+
+    /// Deliveries due now, as `conflict` says for events already there.
+    async fn put_deliveries(
+        tx: &mut C,
+        endpoint: &str,
+        events: &[&FeedEvent],
+        now: i64,
+        conflict: &str,
+    ) -> Result<(), sqlx::Error> {
+        for batch in events.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::new(
+                "INSERT INTO event_deliveries (endpoint, event_id, item_key, sequence, state,
+                     attempts, created_at, next_attempt_at) ",
+            );
+            query.push_values(batch, |mut row, e| {
+                row.arg(endpoint)
+                    .arg(e.event_id.as_str())
+                    .arg(format!("{}:{}", e.kind, e.item_id))
+                    .arg(e.sequence)
+                    .arg("PENDING")
+                    .arg(0i64)
+                    .arg(now)
+                    .arg(now);
+            });
+            query.push(" ON CONFLICT (endpoint, event_id) ");
+            query.push(conflict);
+            query.build().execute(tx.ex()).await?;
+        }
+        Ok(())
+    }
+
+    /// Moves an endpoint's cursor forward to `to` (never back: another
+    /// instance may have moved it further meanwhile).
+    pub(in crate::store) async fn move_endpoint_cursor(
+        tx: &mut C,
+        endpoint: &str,
+        to: (i64, i64),
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE event_endpoints SET cursor_txid = $2, cursor_id = $3
+             WHERE name = $1 AND (cursor_txid < $2 OR (cursor_txid = $2 AND cursor_id < $3))",
+        )
+        .arg(endpoint)
+        .arg(to.0)
+        .arg(to.1)
+        .execute(tx.ex())
+        .await
+        .map(drop)
+    }
+
+    /// Delivers events again: pending at once, attempts counted afresh.
+    pub(in crate::store) async fn send_again(
+        tx: &mut C,
+        endpoint: &str,
+        events: &[&FeedEvent],
+        now: i64,
+    ) -> Result<(), sqlx::Error> {
+        Self::put_deliveries(
+            tx,
+            endpoint,
+            events,
+            now,
+            "DO UPDATE SET state = 'PENDING', attempts = 0,
+                 created_at = excluded.created_at, next_attempt_at = excluded.next_attempt_at,
+                 first_attempt_at = NULL, claimed_by = NULL, claimed_until = NULL",
+        )
+        .await
+    }
+
+    pub(in crate::store) async fn deliveries_due(
+        conn: &mut C,
+        endpoint: &str,
+        now: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT d.id FROM event_deliveries d
+             WHERE d.endpoint = $1 AND d.state = 'PENDING' AND d.next_attempt_at <= $2
+               AND (d.claimed_until IS NULL OR d.claimed_until <= $2)
+               AND NOT EXISTS (SELECT 1 FROM event_endpoints p
+                               WHERE p.name = $1 AND p.disabled_at IS NOT NULL)
+             LIMIT 1",
+        )
+        .arg(endpoint)
+        .arg(now)
+        .fetch_optional(conn.ex())
+        .await?;
+        Ok(due.is_some())
+    }
+
+    /// Claims due deliveries: the first undelivered of each item, none
+    /// held by another instance (on PostgreSQL, rows another claim is
+    /// taking right now are skipped rather than waited for).
+    pub(in crate::store) async fn claim_deliveries(
+        tx: &mut C,
+        endpoint: &str,
+        claim: &str,
+        now: i64,
+        until: i64,
+        limit: i64,
+    ) -> Result<(), sqlx::Error> {
+        let sql = format!(
+            "UPDATE event_deliveries SET claimed_by = $1, claimed_until = $2
+             WHERE id IN (
+                 SELECT d.id FROM event_deliveries d
+                 WHERE d.endpoint = $3 AND d.state = 'PENDING' AND d.next_attempt_at <= $4
+                   AND (d.claimed_until IS NULL OR d.claimed_until <= $4)
+                   AND NOT EXISTS (SELECT 1 FROM event_deliveries e
+                                   WHERE e.endpoint = d.endpoint AND e.item_key = d.item_key
+                                     AND e.state = 'PENDING' AND e.sequence < d.sequence)
+                   AND NOT EXISTS (SELECT 1 FROM event_endpoints p
+                                   WHERE p.name = $3 AND p.disabled_at IS NOT NULL)
+                 ORDER BY d.next_attempt_at, d.id
+                 LIMIT $5 {})",
+            C::SKIP_LOCKED
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .arg(claim)
+            .arg(until)
+            .arg(endpoint)
+            .arg(now)
+            .arg(limit)
+            .execute(tx.ex())
+            .await
+            .map(drop)
+    }
+
+    pub(in crate::store) async fn claimed_deliveries(
+        tx: &mut C,
+        claim: &str,
+    ) -> Result<Vec<Delivery>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT d.id, d.event_id, d.attempts, d.created_at, d.first_attempt_at,
+                    e.type AS event_type, e.occurred_at, CAST(e.data AS TEXT) AS data
+             FROM event_deliveries d JOIN entitlement_events e ON e.event_id = d.event_id
+             WHERE d.claimed_by = $1 AND d.state = 'PENDING'
+             ORDER BY d.id",
+        )
+        .arg(claim)
+        .fetch_all(tx.ex())
+        .await
+    }
+
+    pub(in crate::store) async fn finish_deliveries(
+        tx: &mut C,
+        endpoint: &str,
+        claim: &str,
+        results: &[DeliveryResult],
+    ) -> Result<(), sqlx::Error> {
+        let mut delivered_at = None;
+        let mut failed_at = None;
+        for r in results {
+            let (state, status, error, next, delivered) = match &r.outcome {
+                DeliveryOutcome::Delivered { status } => {
+                    delivered_at = delivered_at.max(Some(r.at));
+                    ("DELIVERED", Some(*status), None, r.at, Some(r.at))
+                }
+                DeliveryOutcome::Retry {
+                    status,
+                    error,
+                    next_attempt_at,
+                } => {
+                    failed_at = Some(failed_at.map_or(r.at, |f: i64| f.min(r.at)));
+                    (
+                        "PENDING",
+                        *status,
+                        Some(error.as_str()),
+                        *next_attempt_at,
+                        None,
+                    )
+                }
+                DeliveryOutcome::Failed { status, error } => {
+                    failed_at = Some(failed_at.map_or(r.at, |f: i64| f.min(r.at)));
+                    ("FAILED", *status, Some(error.as_str()), r.at, None)
+                }
+                DeliveryOutcome::Gone => {
+                    sqlx::query(
+                        "UPDATE event_endpoints SET disabled_at = $2,
+                             disabled_why = 'the endpoint answered 410 Gone'
+                         WHERE name = $1 AND disabled_at IS NULL",
+                    )
+                    .arg(endpoint)
+                    .arg(r.at)
+                    .execute(tx.ex())
+                    .await?;
+                    (
+                        "PENDING",
+                        Some(410),
+                        Some("410 Gone: endpoint disabled"),
+                        r.at,
+                        None,
+                    )
+                }
+            };
+            sqlx::query(
+                "UPDATE event_deliveries SET state = $1, attempts = attempts + 1,
+                     first_attempt_at = coalesce(first_attempt_at, $2), last_attempt_at = $2,
+                     last_status = $3, last_error = $4, next_attempt_at = $5, delivered_at = $6,
+                     claimed_by = NULL, claimed_until = NULL
+                 WHERE id = $7 AND claimed_by = $8",
+            )
+            .arg(state)
+            .arg(r.at)
+            .arg(status)
+            .arg(error)
+            .arg(next)
+            .arg(delivered)
+            .arg(r.id)
+            .arg(claim)
+            .execute(tx.ex())
+            .await?;
+        }
+        if let Some(at) = delivered_at {
+            sqlx::query(
+                "UPDATE event_endpoints SET last_success_at = $2, failing_since = NULL
+                 WHERE name = $1 AND (last_success_at IS NULL OR last_success_at <= $2)",
+            )
+            .arg(endpoint)
+            .arg(at)
+            .execute(tx.ex())
+            .await?;
+        }
+        if let Some(at) = failed_at.filter(|_| delivered_at.is_none()) {
+            sqlx::query(
+                "UPDATE event_endpoints SET failing_since = coalesce(failing_since, $2)
+                 WHERE name = $1",
+            )
+            .arg(endpoint)
+            .arg(at)
+            .execute(tx.ex())
+            .await?;
+        }
+        Ok(())
+    }
+
+    pub(in crate::store) async fn endpoints_health(
+        conn: &mut C,
+    ) -> Result<Vec<EndpointHealth>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT p.name, p.disabled_at, p.disabled_why, p.last_success_at, p.failing_since,
+                 (SELECT count(*) FROM event_deliveries d
+                  WHERE d.endpoint = p.name AND d.state = 'PENDING') AS pending,
+                 (SELECT min(d.created_at) FROM event_deliveries d
+                  WHERE d.endpoint = p.name AND d.state = 'PENDING') AS oldest_pending,
+                 (SELECT count(*) FROM event_deliveries d
+                  WHERE d.endpoint = p.name AND d.state = 'FAILED') AS failed
+             FROM event_endpoints p ORDER BY p.name",
+        )
+        .fetch_all(conn.ex())
+        .await
+    }
+
+    pub(in crate::store) async fn enable_endpoint(
+        tx: &mut C,
+        endpoint: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "UPDATE event_endpoints SET disabled_at = NULL, disabled_why = NULL WHERE name = $1",
+        )
+        .arg(endpoint)
+        .execute(tx.ex())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub(in crate::store) async fn deliveries_of(
+        conn: &mut C,
+        event_ids: &[String],
+    ) -> Result<Vec<DeliveryEntry>, sqlx::Error> {
+        let sql = format!("{DELIVERY_ENTRY} WHERE event_id = $1 ORDER BY endpoint");
+        let mut found = Vec::new();
+        for id in event_ids {
+            let rows: Vec<DeliveryEntry> = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+                .arg(id.as_str())
+                .fetch_all(conn.ex())
+                .await?;
+            found.extend(rows);
+        }
+        Ok(found)
+    }
+}

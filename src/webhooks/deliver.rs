@@ -1,0 +1,264 @@
+//! The job that sends an endpoint's events: it follows the feed (fan-out),
+//! claims due deliveries for the claim lease, POSTs each signed, and keeps
+//! what the endpoint answered. One loop per endpoint on every instance: the
+//! claims, not a job lease, keep two instances from sending one event at
+//! once, so several share the work.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{next_attempt, sign};
+use crate::config::EndpointSettings;
+use crate::metrics::Metrics;
+use crate::model::Timestamp;
+use crate::stop::Stop;
+use crate::store::{Delivery, DeliveryOutcome, DeliveryResult, Store};
+
+/// How often an idle endpoint looks for new events: the most a new event
+/// waits before its first attempt, when nothing else is being sent.
+const POLL: Duration = Duration::from_millis(100);
+/// Deliveries claimed at once, and sent at once.
+const BATCH: i64 = 128;
+/// Attempts at keeping a round's results before it gives up on them.
+const FINISH_TRIES: u32 = 8;
+/// How long to wait when the database does not answer.
+const DATABASE_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The body of a delivery: the Standard Webhooks shape, `type`,
+/// `timestamp` (when the event occurred) and `data` (the event).
+pub fn body(event_type: &str, occurred_at: i64, data: &str) -> String {
+    // `data` is the event as the fold wrote it: JSON already.
+    serde_json::json!({
+        "type": event_type,
+        "timestamp": Timestamp::from_millis(occurred_at).to_string(),
+        "data": serde_json::from_str::<serde_json::Value>(data).unwrap_or(serde_json::Value::Null),
+    })
+    .to_string()
+}
+
+/// Sends one endpoint's events.
+pub struct Deliverer {
+    pub store: Store,
+    pub endpoint: EndpointSettings,
+    pub metrics: Arc<Metrics>,
+    /// This instance, as claims name it.
+    pub holder: Arc<str>,
+    pub claim_lease_ms: i64,
+    http: reqwest::Client,
+    keys: Vec<Vec<u8>>,
+    claims: AtomicU64,
+}
+
+impl Deliverer {
+    pub fn new(
+        store: Store,
+        endpoint: EndpointSettings,
+        metrics: Arc<Metrics>,
+        holder: Arc<str>,
+        claim_lease_ms: i64,
+    ) -> Result<Deliverer, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .timeout(Duration::from_millis(endpoint.timeout_ms))
+            // A redirect is not a delivery: the endpoint must answer 2xx.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("appstore-ledger/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let keys = endpoint.keys();
+        // Checked at start-up; without a key nothing could be signed.
+        if keys.is_empty() {
+            return Err(format!("events.endpoints {:?}: no secret", endpoint.name));
+        }
+        Ok(Deliverer {
+            store,
+            endpoint,
+            metrics,
+            holder,
+            claim_lease_ms,
+            http,
+            keys,
+            claims: AtomicU64::new(0),
+        })
+    }
+
+    /// One round: new events become deliveries, and due deliveries are
+    /// sent. True when it did something (then the next round comes at
+    /// once).
+    pub async fn round(&self) -> Result<bool, crate::store::StoreError> {
+        let name = self.endpoint.name.as_str();
+        let read = self
+            .store
+            .fan_out(name, |e| {
+                self.endpoint.wants(&e.event_type, e.bundle_id().as_deref())
+            })
+            .await?;
+        if !self.store.deliveries_due(name, self.store.now()).await? {
+            return Ok(read > 0);
+        }
+        let claim = format!(
+            "{}/{}",
+            self.holder,
+            self.claims.fetch_add(1, Ordering::Relaxed)
+        );
+        let until = self.store.now().saturating_add(self.claim_lease_ms);
+        let claimed = self
+            .store
+            .claim_deliveries(name, &claim, until, BATCH)
+            .await?;
+        if claimed.is_empty() {
+            return Ok(read > 0);
+        }
+        let mut sending = tokio::task::JoinSet::new();
+        for delivery in claimed {
+            let attempt = self.attempt(delivery);
+            sending.spawn(attempt);
+        }
+        let mut results = Vec::new();
+        while let Some(done) = sending.join_next().await {
+            if let Ok(result) = done {
+                results.push(result);
+            }
+        }
+        // What the endpoint answered is worth a few tries: lost, each of
+        // these events would be sent again once the claim lapses.
+        let mut tries = 0;
+        loop {
+            match self.store.finish_deliveries(name, &claim, &results).await {
+                Ok(()) => return Ok(true),
+                Err(error) if tries < FINISH_TRIES => {
+                    tries += 1;
+                    tracing::debug!(endpoint = name, error = %error.chain(), "delivery results not kept yet; trying again");
+                    tokio::time::sleep(DATABASE_BACKOFF / 4).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// One attempt at `delivery`, as a task of its own.
+    fn attempt(
+        &self,
+        delivery: Delivery,
+    ) -> impl std::future::Future<Output = DeliveryResult> + Send + 'static {
+        let http = self.http.clone();
+        let url = self.endpoint.url.clone();
+        let name = self.endpoint.name.clone();
+        let timeout_ms = self.endpoint.timeout_ms;
+        let keys = self.keys.clone();
+        let store = self.store.clone();
+        let metrics = Arc::clone(&self.metrics);
+        async move {
+            let body = body(&delivery.event_type, delivery.occurred_at, &delivery.data);
+            let timestamp = store.now().div_euclid(1000);
+            let signature = sign(&keys, &delivery.event_id, timestamp, &body);
+            let sent = http
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("webhook-id", &delivery.event_id)
+                .header("webhook-timestamp", timestamp.to_string())
+                .header("webhook-signature", signature)
+                .body(body)
+                .send()
+                .await;
+            let at = store.now();
+            let (status, error, label) = match sent {
+                Ok(response) => {
+                    let status = i64::from(response.status().as_u16());
+                    let label = match status {
+                        200..=299 => "delivered",
+                        410 => "gone",
+                        _ => "rejected",
+                    };
+                    (Some(status), format!("HTTP {status}"), label)
+                }
+                Err(e) if e.is_timeout() => {
+                    (None, format!("no answer within {timeout_ms} ms"), "timeout")
+                }
+                Err(e) => (None, format!("not delivered: {e}"), "unreachable"),
+            };
+            let outcome = match (label, status) {
+                ("delivered", Some(status)) => {
+                    metrics.event_delivered(&name, latency_ms(&delivery, at));
+                    DeliveryOutcome::Delivered { status }
+                }
+                ("gone", _) => DeliveryOutcome::Gone,
+                _ => {
+                    let failures = delivery.attempts.saturating_add(1);
+                    let first = delivery.first_attempt_at.unwrap_or(at);
+                    match next_attempt(failures, first, at, &delivery.event_id) {
+                        Some(next_attempt_at) => DeliveryOutcome::Retry {
+                            status,
+                            error,
+                            next_attempt_at,
+                        },
+                        None => {
+                            tracing::warn!(endpoint = %name, event_id = %delivery.event_id, %error,
+                                "webhook delivery given up after three days");
+                            metrics.event_delivery_given_up(&name);
+                            DeliveryOutcome::Failed { status, error }
+                        }
+                    }
+                }
+            };
+            metrics.event_delivery_attempt(&name, label);
+            DeliveryResult {
+                id: delivery.id,
+                at,
+                outcome,
+            }
+        }
+    }
+}
+
+/// From the event to its 2xx: from when it occurred (the notification's
+/// receipt, before its commit), or, for an event queued more than a minute
+/// later (a replay, a backlog after downtime), from when it was queued.
+fn latency_ms(delivery: &Delivery, at: i64) -> i64 {
+    let start = if delivery.created_at.saturating_sub(delivery.occurred_at) > 60_000 {
+        delivery.created_at
+    } else {
+        delivery.occurred_at
+    };
+    at.saturating_sub(start).max(0)
+}
+
+/// One delivery loop per endpoint, until `stop`.
+pub fn spawn_deliveries(
+    deliverers: Vec<Deliverer>,
+    stop: &Stop,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    deliverers
+        .into_iter()
+        .map(|deliverer| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                loop {
+                    let wait = match deliverer.round().await {
+                        Ok(true) => Duration::ZERO,
+                        Ok(false) => POLL,
+                        Err(error) => {
+                            tracing::warn!(endpoint = %deliverer.endpoint.name, error = %error.chain(),
+                                "webhook deliveries: the database did not answer");
+                            DATABASE_BACKOFF
+                        }
+                    };
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = stop.cancelled() => return,
+                    }
+                }
+            })
+        })
+        .collect()
+}
