@@ -41,6 +41,8 @@ mod console;
 mod console_pages;
 #[path = "api/crash.rs"]
 mod crash;
+#[path = "api/crash_events.rs"]
+mod crash_events;
 #[path = "api/deliveries.rs"]
 mod deliveries;
 #[path = "api/effects.rs"]

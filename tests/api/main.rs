@@ -28,6 +28,7 @@ mod connections;
 mod console;
 mod console_pages;
 mod crash;
+mod crash_events;
 mod deliveries;
 mod effects;
 mod events;
