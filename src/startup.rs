@@ -89,13 +89,7 @@ impl Application {
             .await?
             .with_clock(clock.clone())
             .with_products(Arc::new(settings.products()));
-        let endpoints: Vec<&str> = settings
-            .events
-            .endpoints
-            .iter()
-            .map(|e| e.name.as_str())
-            .collect();
-        store.open_endpoints(&endpoints).await?;
+        store.open_endpoints(&settings.events.sink_names()).await?;
         // Once, after an upgrade: answers told before this service takes a
         // notification, so that nothing is announced as new that was not.
         let seeded = store.seed_told_answers().await?;
@@ -215,25 +209,33 @@ impl Application {
         self.tls.is_some()
     }
 
-    /// A delivery job for each `[[events.endpoints]]`, claiming as `holder`.
+    /// A delivery job for each `[[events.endpoints]]` and
+    /// `[[events.streams]]`, claiming as `holder`.
     fn deliverers(&self, holder: Arc<str>) -> Vec<crate::webhooks::Deliverer> {
-        self.events
-            .endpoints
-            .iter()
-            .filter_map(|endpoint| {
-                crate::webhooks::Deliverer::new(
-                    self.store.clone(),
-                    endpoint.clone(),
-                    Arc::clone(&self.metrics),
-                    Arc::clone(&holder),
-                    self.events.claim_lease_ms(),
-                )
-                .inspect_err(|error| {
-                    tracing::error!(endpoint = %endpoint.name, %error, "no webhook deliveries to this endpoint");
-                })
-                .ok()
+        let lease = self.events.claim_lease_ms();
+        let endpoints = self.events.endpoints.iter().filter_map(|endpoint| {
+            crate::webhooks::Deliverer::new(
+                self.store.clone(),
+                endpoint.clone(),
+                Arc::clone(&self.metrics),
+                Arc::clone(&holder),
+                lease,
+            )
+            .inspect_err(|error| {
+                tracing::error!(endpoint = %endpoint.name, %error, "no webhook deliveries to this endpoint");
             })
-            .collect()
+            .ok()
+        });
+        let streams = self.events.streams.iter().map(|stream| {
+            crate::webhooks::Deliverer::for_stream(
+                self.store.clone(),
+                stream.clone(),
+                Arc::clone(&self.metrics),
+                Arc::clone(&holder),
+                lease,
+            )
+        });
+        endpoints.chain(streams).collect()
     }
 
     /// Serves until SIGINT or SIGTERM.

@@ -56,6 +56,8 @@ mod fake_apple;
 mod hardening;
 #[path = "api/health.rs"]
 mod health;
+#[path = "api/jetstream.rs"]
+mod jetstream;
 #[allow(dead_code)]
 #[path = "api/leases.rs"]
 mod leases;

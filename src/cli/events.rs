@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
-use crate::config::{EndpointSettings, Settings};
+use crate::config::{takes, Settings};
 use crate::model::Timestamp;
 use crate::store::Store;
 
@@ -26,7 +26,7 @@ pub enum EventsAction {
     /// Deliver again every event since a moment that the endpoint takes
     /// (those delivered already too), in each item's order.
     Replay {
-        /// The endpoint, by its `name` in `[[events.endpoints]]`.
+        /// The endpoint or stream, by its `name` in `[[events.endpoints]]` or `[[events.streams]]`.
         #[arg(long)]
         endpoint: String,
         /// From (inclusive): milliseconds or RFC 3339.
@@ -35,7 +35,7 @@ pub enum EventsAction {
     },
     /// Deliver one event again.
     Resend {
-        /// The endpoint, by its `name` in `[[events.endpoints]]`.
+        /// The endpoint or stream, by its `name` in `[[events.endpoints]]` or `[[events.streams]]`.
         #[arg(long)]
         endpoint: String,
         /// The event's id (`evt_...`).
@@ -44,16 +44,12 @@ pub enum EventsAction {
     },
     /// Send to an endpoint again after it answered 410 Gone.
     Enable {
-        /// The endpoint, by its `name` in `[[events.endpoints]]`.
+        /// The endpoint or stream, by its `name` in `[[events.endpoints]]` or `[[events.streams]]`.
         #[arg(long)]
         endpoint: String,
     },
     /// Each endpoint's health: last success, failing since, pending.
     Endpoints,
-}
-
-fn endpoint<'a>(settings: &'a Settings, name: &str) -> Option<&'a EndpointSettings> {
-    settings.events.endpoints.iter().find(|e| e.name == name)
 }
 
 fn moment(at: Option<i64>) -> String {
@@ -71,8 +67,8 @@ pub(super) async fn events(settings: Settings, action: EventsAction) -> u8 {
         EventsAction::Endpoints => None,
     };
     if let Some(name) = named {
-        if endpoint(&settings, name).is_none() {
-            eprintln!("error: no [[events.endpoints]] is named {name:?}");
+        if settings.events.filter(name).is_none() {
+            eprintln!("error: no [[events.endpoints]] or [[events.streams]] is named {name:?}");
             return EXIT_USAGE;
         }
     }
@@ -88,12 +84,17 @@ pub(super) async fn events(settings: Settings, action: EventsAction) -> u8 {
             endpoint: name,
             since,
         } => {
-            let Some(target) = endpoint(&settings, name) else {
+            let Some((types, apps)) = settings.events.filter(name) else {
                 return EXIT_USAGE;
             };
             store
                 .replay_events(name, *since, |e| {
-                    target.wants(&e.event_type, e.bundle_id().as_deref())
+                    takes(
+                        types.as_deref(),
+                        apps.as_deref(),
+                        &e.event_type,
+                        e.bundle_id().as_deref(),
+                    )
                 })
                 .await
                 .map(|n| {

@@ -23,7 +23,9 @@ pub use apps::{
 mod apps;
 mod events;
 
-pub use events::{webhook_key, EndpointSettings, EventsSettings};
+pub use events::{
+    takes, webhook_key, EndpointSettings, EventsSettings, SinkFilter, StreamSettings,
+};
 
 pub const ENV_PREFIX: &str = "APPSTORE_LEDGER__";
 

@@ -26,11 +26,16 @@ pub struct FeedEvent {
 impl FeedEvent {
     /// The app the event is about (its answer's bundleId).
     pub fn bundle_id(&self) -> Option<String> {
-        let data: serde_json::Value = serde_json::from_str(&self.data).ok()?;
-        data.pointer("/answer/bundleId")?
-            .as_str()
-            .map(str::to_owned)
+        bundle_id_of(&self.data)
     }
+}
+
+/// The app an event (JSON) is about: its answer's bundleId.
+pub fn bundle_id_of(data: &str) -> Option<String> {
+    let data: serde_json::Value = serde_json::from_str(data).ok()?;
+    data.pointer("/answer/bundleId")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 /// A delivery an instance claimed: the event to send and how it went so far.
@@ -50,8 +55,8 @@ pub struct Delivery {
 /// What came of one attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeliveryOutcome {
-    /// A 2xx.
-    Delivered { status: i64 },
+    /// A 2xx (its status), or JetStream's acknowledgement (none).
+    Delivered { status: Option<i64> },
     /// Anything else, or no answer: tried again at `next_attempt_at`.
     Retry {
         status: Option<i64>,

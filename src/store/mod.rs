@@ -99,7 +99,8 @@ pub use consumption::{
     ConsumptionFilter, ConsumptionProgress, ConsumptionRequestEntry, NewConsumptionFacts,
 };
 pub use deliveries::{
-    Delivery, DeliveryEntry, DeliveryOutcome, DeliveryResult, EndpointHealth, FeedEvent,
+    bundle_id_of, Delivery, DeliveryEntry, DeliveryOutcome, DeliveryResult, EndpointHealth,
+    FeedEvent,
 };
 pub use events::EventEntry;
 pub use retell::CAUSE_TIME;

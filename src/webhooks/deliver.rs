@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{next_attempt, sign};
-use crate::config::EndpointSettings;
+use super::next_attempt;
+use super::sink::{Sent, Sink};
+use crate::config::{takes, EndpointSettings, StreamSettings};
 use crate::metrics::Metrics;
 use crate::model::Timestamp;
 use crate::stop::Stop;
@@ -37,20 +38,24 @@ pub fn body(event_type: &str, occurred_at: i64, data: &str) -> String {
     .to_string()
 }
 
-/// Sends one endpoint's events.
+/// Sends one sink's events: an endpoint's or a stream's.
 pub struct Deliverer {
     pub store: Store,
-    pub endpoint: EndpointSettings,
+    /// The sink's name: its deliveries' `endpoint`.
+    pub name: String,
+    types: Option<Vec<String>>,
+    apps: Option<Vec<String>>,
+    timeout: Duration,
+    sink: Arc<Sink>,
     pub metrics: Arc<Metrics>,
     /// This instance, as claims name it.
     pub holder: Arc<str>,
     pub claim_lease_ms: i64,
-    http: reqwest::Client,
-    keys: Vec<Vec<u8>>,
     claims: AtomicU64,
 }
 
 impl Deliverer {
+    /// For an `[[events.endpoints]]`.
     pub fn new(
         store: Store,
         endpoint: EndpointSettings,
@@ -58,49 +63,56 @@ impl Deliverer {
         holder: Arc<str>,
         claim_lease_ms: i64,
     ) -> Result<Deliverer, String> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS: {e}"))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .timeout(Duration::from_millis(endpoint.timeout_ms))
-            // A redirect is not a delivery: the endpoint must answer 2xx.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("appstore-ledger/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| e.to_string())?;
-        let keys = endpoint.keys();
-        // Checked at start-up; without a key nothing could be signed.
-        if keys.is_empty() {
-            return Err(format!("events.endpoints {:?}: no secret", endpoint.name));
-        }
         Ok(Deliverer {
+            sink: Arc::new(Sink::http(&endpoint)?),
             store,
-            endpoint,
+            name: endpoint.name,
+            types: endpoint.types,
+            apps: endpoint.apps,
+            timeout: Duration::from_millis(endpoint.timeout_ms),
             metrics,
             holder,
             claim_lease_ms,
-            http,
-            keys,
             claims: AtomicU64::new(0),
         })
+    }
+
+    /// For an `[[events.streams]]`.
+    pub fn for_stream(
+        store: Store,
+        stream: StreamSettings,
+        metrics: Arc<Metrics>,
+        holder: Arc<str>,
+        claim_lease_ms: i64,
+    ) -> Deliverer {
+        Deliverer {
+            sink: Arc::new(Sink::jetstream(&stream)),
+            store,
+            name: stream.name,
+            types: stream.types,
+            apps: stream.apps,
+            timeout: Duration::from_millis(stream.timeout_ms),
+            metrics,
+            holder,
+            claim_lease_ms,
+            claims: AtomicU64::new(0),
+        }
     }
 
     /// One round: new events become deliveries, and due deliveries are
     /// sent. True when it did something (then the next round comes at
     /// once).
     pub async fn round(&self) -> Result<bool, crate::store::StoreError> {
-        let name = self.endpoint.name.as_str();
+        let name = self.name.as_str();
         let read = self
             .store
             .fan_out(name, |e| {
-                self.endpoint.wants(&e.event_type, e.bundle_id().as_deref())
+                takes(
+                    self.types.as_deref(),
+                    self.apps.as_deref(),
+                    &e.event_type,
+                    e.bundle_id().as_deref(),
+                )
             })
             .await?;
         if !self.store.deliveries_due(name, self.store.now()).await? {
@@ -151,48 +163,50 @@ impl Deliverer {
         &self,
         delivery: Delivery,
     ) -> impl std::future::Future<Output = DeliveryResult> + Send + 'static {
-        let http = self.http.clone();
-        let url = self.endpoint.url.clone();
-        let name = self.endpoint.name.clone();
-        let timeout_ms = self.endpoint.timeout_ms;
-        let keys = self.keys.clone();
+        let sink = Arc::clone(&self.sink);
+        let name = self.name.clone();
+        let timeout = self.timeout;
         let store = self.store.clone();
         let metrics = Arc::clone(&self.metrics);
         async move {
             let body = body(&delivery.event_type, delivery.occurred_at, &delivery.data);
-            let timestamp = store.now().div_euclid(1000);
-            let signature = sign(&keys, &delivery.event_id, timestamp, &body);
-            let sent = http
-                .post(&url)
-                .header("content-type", "application/json")
-                .header("webhook-id", &delivery.event_id)
-                .header("webhook-timestamp", timestamp.to_string())
-                .header("webhook-signature", signature)
-                .body(body)
-                .send()
+            let bundle_id = crate::store::bundle_id_of(&delivery.data);
+            let sent = sink
+                .send(
+                    &delivery.event_id,
+                    &delivery.event_type,
+                    bundle_id.as_deref(),
+                    store.now().div_euclid(1000),
+                    body,
+                    timeout,
+                )
                 .await;
             let at = store.now();
             let (status, error, label) = match sent {
-                Ok(response) => {
-                    let status = i64::from(response.status().as_u16());
-                    let label = match status {
+                Sent::Answered(None) => (None, String::new(), "delivered"),
+                Sent::Answered(Some(status)) => (
+                    Some(status),
+                    format!("HTTP {status}"),
+                    match status {
                         200..=299 => "delivered",
                         410 => "gone",
                         _ => "rejected",
-                    };
-                    (Some(status), format!("HTTP {status}"), label)
-                }
-                Err(e) if e.is_timeout() => {
-                    (None, format!("no answer within {timeout_ms} ms"), "timeout")
-                }
-                Err(e) => (None, format!("not delivered: {e}"), "unreachable"),
+                    },
+                ),
+                Sent::Refused(why) => (None, why, "rejected"),
+                Sent::TimedOut => (
+                    None,
+                    format!("no answer within {} ms", timeout.as_millis()),
+                    "timeout",
+                ),
+                Sent::Unreachable(why) => (None, format!("not delivered: {why}"), "unreachable"),
             };
-            let outcome = match (label, status) {
-                ("delivered", Some(status)) => {
+            let outcome = match label {
+                "delivered" => {
                     metrics.event_delivered(&name, latency_ms(&delivery, at));
                     DeliveryOutcome::Delivered { status }
                 }
-                ("gone", _) => DeliveryOutcome::Gone,
+                "gone" => DeliveryOutcome::Gone,
                 _ => {
                     let failures = delivery.attempts.saturating_add(1);
                     let first = delivery.first_attempt_at.unwrap_or(at);
@@ -204,7 +218,7 @@ impl Deliverer {
                         },
                         None => {
                             tracing::warn!(endpoint = %name, event_id = %delivery.event_id, %error,
-                                "webhook delivery given up after three days");
+                                "event delivery given up after three days");
                             metrics.event_delivery_given_up(&name);
                             DeliveryOutcome::Failed { status, error }
                         }
@@ -248,7 +262,7 @@ pub fn spawn_deliveries(
                         Ok(true) => Duration::ZERO,
                         Ok(false) => POLL,
                         Err(error) => {
-                            tracing::warn!(endpoint = %deliverer.endpoint.name, error = %error.chain(),
+                            tracing::warn!(endpoint = %deliverer.name, error = %error.chain(),
                                 "webhook deliveries: the database did not answer");
                             DATABASE_BACKOFF
                         }

@@ -7,6 +7,7 @@
 mod deliver;
 mod retry;
 mod signature;
+mod sink;
 
 pub use deliver::{body, spawn_deliveries, Deliverer};
 pub use retry::{next_attempt, GIVE_UP_AFTER_MS, SCHEDULE_MS, THEN_EVERY_MS};

@@ -24,7 +24,7 @@ fn endpoint(name: &str, url: &str, secret: &str, more: &str) -> String {
 /// A subscription bought, renewed, refunded and the refund reversed: six
 /// events (GRANTED, EXPIRES_DATE_CHANGED, REFUNDED, REVOKED,
 /// REFUND_REVERSED, GRANTED). Time passes on the test's clock.
-async fn history(app: &TestApp, otid: &str) {
+pub(crate) async fn history(app: &TestApp, otid: &str) {
     let now = || app.clock().now().as_millis();
     let t1 = tx(
         otid,
@@ -74,7 +74,7 @@ async fn history(app: &TestApp, otid: &str) {
         .await;
 }
 
-const HISTORY: [&str; 6] = [
+pub(crate) const HISTORY: [&str; 6] = [
     "ENTITLEMENT_GRANTED",
     "EXPIRES_DATE_CHANGED",
     "REFUNDED",

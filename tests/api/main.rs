@@ -38,6 +38,7 @@ mod hardening;
 mod health;
 mod https;
 mod instances;
+mod jetstream;
 mod leases;
 mod ledger;
 mod limits;

@@ -258,7 +258,7 @@ where
             let (state, status, error, next, delivered) = match &r.outcome {
                 DeliveryOutcome::Delivered { status } => {
                     delivered_at = delivered_at.max(Some(r.at));
-                    ("DELIVERED", Some(*status), None, r.at, Some(r.at))
+                    ("DELIVERED", *status, None, r.at, Some(r.at))
                 }
                 DeliveryOutcome::Retry {
                     status,
