@@ -144,6 +144,7 @@ impl Application {
                     .and_then(|name| axum::http::HeaderName::from_bytes(name.as_bytes()).ok()),
             )),
             rejections: Arc::clone(&rejections),
+            events: Arc::new(settings.events.clone()),
         };
         let server = &settings.server;
         let app = router(

@@ -69,6 +69,9 @@ pub struct AppState {
     pub console: Arc<ConsoleState>,
     /// Refused deliveries, counted for the console's delivery health page.
     pub rejections: Arc<RejectionTally>,
+    /// Where entitlement events go: the console's events page replays by
+    /// each sink's filters.
+    pub events: Arc<crate::config::EventsSettings>,
 }
 
 /// What the console's routes need besides the store.

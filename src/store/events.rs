@@ -30,6 +30,11 @@ impl Store {
             .await)
     }
 
+    /// The events of `item`, by sequence.
+    pub async fn events_of_item(&self, item: &ItemKey) -> Result<Vec<EventEntry>, StoreError> {
+        on_read!(self, |conn| Sql::events_of_item(conn, item).await)
+    }
+
     /// How far retention has removed events, in the feed's order.
     pub async fn events_pruned(&self) -> Result<Option<(i64, i64)>, StoreError> {
         on_read!(self, |conn| Sql::events_pruned(conn).await)

@@ -450,3 +450,109 @@ async fn two_instances_share_the_deliveries_without_sending_one_event_twice() {
         assert_eq!(r.body["type"], want);
     }
 }
+
+/// The console's events page: an admin sees each endpoint's health, an
+/// item's events with their deliveries, and resends one event or replays
+/// everything since a moment; the customer page lists the events too;
+/// support staff may not open the page; every action is in the access log.
+#[tokio::test]
+async fn the_console_shows_endpoint_health_and_resends_and_replays() {
+    use crate::console::{add_user, browser, get, post, sign_in};
+    let secret = new_secret(7);
+    let receiver = Receiver::start(&[&secret], always_ok()).await;
+    let app =
+        TestApp::spawn_with_manual_clock(&endpoint("backend", &receiver.url, &secret, "")).await;
+    history(&app, "wh-c").await;
+    until(&app, Duration::from_secs(1), || {
+        receiver.accepted().len() == 6
+    })
+    .await;
+
+    add_user(&app, "ada", "admin");
+    let admin = browser(reqwest::Client::builder());
+    let cookie = sign_in(&app, &admin, "ada").await;
+    let page = get(
+        &app,
+        &admin,
+        "/console/events?item=subscription:wh-c",
+        &cookie,
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("id=\"endpoint-backend\""),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("healthy"));
+    let first_id = receiver.accepted()[0].id.clone();
+    assert!(page.body.contains(&format!("id=\"{first_id}\"")));
+    assert_eq!(page.body.matches("backend: DELIVERED (1)").count(), 6);
+    // What follows sends again on purpose.
+    receiver.forget_order();
+
+    let resent = post(
+        &app,
+        &admin,
+        "/console/events/resend",
+        &cookie,
+        &[
+            ("csrf", &page.csrf()),
+            ("endpoint", "backend"),
+            ("eventId", &first_id),
+        ],
+    )
+    .await;
+    assert_eq!(resent.status, 303, "{}", resent.body);
+    until(&app, Duration::from_secs(1), || {
+        receiver.accepted_counts()[&first_id] == 2
+    })
+    .await;
+    receiver.forget_order();
+    let replayed = post(
+        &app,
+        &admin,
+        "/console/events/replay",
+        &cookie,
+        &[
+            ("csrf", &page.csrf()),
+            ("endpoint", "backend"),
+            ("since", "2000-01-01T00:00:00Z"),
+        ],
+    )
+    .await;
+    assert_eq!(replayed.status, 303, "{}", replayed.body);
+    until(&app, Duration::from_secs(1), || {
+        receiver.received().len() == 13
+    })
+    .await;
+    assert_eq!(receiver.out_of_order(), Vec::<String>::new());
+
+    let customer = get(
+        &app,
+        &admin,
+        "/console/customer?originalTransactionId=wh-c",
+        &cookie,
+    )
+    .await;
+    assert!(
+        customer.body.contains("Entitlement events"),
+        "{}",
+        customer.body
+    );
+    assert_eq!(customer.body.matches("<tr class=\"event\"").count(), 6);
+
+    add_user(&app, "sam", "support");
+    let support = browser(reqwest::Client::builder());
+    let support_cookie = sign_in(&app, &support, "sam").await;
+    assert_eq!(
+        get(&app, &support, "/console/events", &support_cookie)
+            .await
+            .status,
+        403
+    );
+    let log = get(&app, &admin, "/console/access-log", &cookie).await;
+    for action in ["events-resend", "events-replay", "events (refused)"] {
+        assert!(log.body.contains(action), "{action} not in the access log");
+    }
+}

@@ -286,9 +286,15 @@ pub(super) async fn customer(
             Err(_) => return unavailable(),
         }
     }
+    let keys: Vec<crate::ledger::ItemKey> = stories.iter().map(|s| s.item.item.clone()).collect();
+    let events = match super::events::customer_events(&state, &keys).await {
+        Ok(events) => events,
+        Err(response) => return response,
+    };
     let now = state.store.clock().now().as_millis();
     let body = html! {
         (timeline_page(&subject, &stories, now))
+        (events)
         @if !state.appstore_api.is_empty() {
             (super::extend::extend_forms(&stories, &session.csrf_token))
         }

@@ -7,6 +7,7 @@
 mod account;
 mod audit;
 mod customer;
+mod events;
 mod extend;
 mod pages;
 mod refund_audit;
@@ -70,6 +71,9 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/console/payload/{id}", get(customer::payload))
         .route("/console/refunds", get(refund_audit::refunds))
         .route("/console/refunds.csv", get(refund_audit::refunds_csv))
+        .route("/console/events", get(events::events))
+        .route("/console/events/replay", post(events::replay))
+        .route("/console/events/resend", post(events::resend))
         .route("/console/refund-desk", get(refund_desk::refund_desk))
         .route("/console/refund-desk/send-now", post(refund_desk::send_now))
         .route(

@@ -137,6 +137,7 @@ pub(super) fn page(title: &str, signed_in: Option<&ConsoleSession>, body: Markup
                             a href="/console/findings" { "Findings" }
                             a href="/console/delivery" { "Delivery health" }
                             @if session.role == "admin" {
+                                a href="/console/events" { "Events" }
                                 a href="/console/access-log" { "Access log" }
                                 a href="/console/users" { "Users" }
                             }

@@ -40,6 +40,20 @@ where
             .await
     }
 
+    pub(in crate::store) async fn events_of_item(
+        conn: &mut C,
+        item: &crate::ledger::ItemKey,
+    ) -> Result<Vec<EventEntry>, sqlx::Error> {
+        sqlx::query_as::<_, EventEntry>(
+            "SELECT txid, id, CAST(data AS TEXT) AS data FROM entitlement_events
+             WHERE kind = $1 AND item_id = $2 ORDER BY sequence",
+        )
+        .arg(item.kind())
+        .arg(item.id())
+        .fetch_all(conn.ex())
+        .await
+    }
+
     /// The last `(txid, id)` retention removed, if any.
     pub(in crate::store) async fn events_pruned(
         conn: &mut C,
