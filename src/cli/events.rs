@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
-use crate::config::{takes, Settings};
+use crate::config::Settings;
 use crate::model::Timestamp;
 use crate::store::Store;
 
@@ -83,27 +83,15 @@ pub(super) async fn events(settings: Settings, action: EventsAction) -> u8 {
         EventsAction::Replay {
             endpoint: name,
             since,
-        } => {
-            let Some((types, apps)) = settings.events.filter(name) else {
-                return EXIT_USAGE;
-            };
-            store
-                .replay_events(name, *since, |e| {
-                    takes(
-                        types.as_deref(),
-                        apps.as_deref(),
-                        &e.event_type,
-                        e.bundle_id().as_deref(),
-                    )
-                })
-                .await
-                .map(|n| {
-                    println!(
-                        "{n} events since {} queued for {name}",
-                        Timestamp::from_millis(*since)
-                    )
-                })
-        }
+        } => crate::webhooks::replay(&store, &settings.events, name, *since)
+            .await
+            .map(|n| {
+                println!(
+                    "{} events since {} queued for {name}",
+                    n.unwrap_or(0),
+                    Timestamp::from_millis(*since)
+                )
+            }),
         EventsAction::Resend {
             endpoint: name,
             event_id,

@@ -14,7 +14,6 @@ use serde_json::Value;
 use super::pages::{maybe_moment, moment};
 use super::refund_audit::non_empty;
 use super::{message, open_action, open_page, show, unavailable, AppState, Audience};
-use crate::config::takes;
 use crate::ledger::ItemKey;
 use crate::model::Timestamp;
 use crate::store::{DeliveryEntry, EndpointHealth};
@@ -246,13 +245,6 @@ pub(super) async fn replay(
     {
         return response;
     }
-    let Some((types, apps)) = state.events.filter(&form.endpoint) else {
-        return message(
-            StatusCode::NOT_FOUND,
-            "No such sink",
-            "No endpoint or stream has that name.",
-        );
-    };
     let Some(since) = non_empty(&form.since)
         .and_then(|text| Timestamp::parse_rfc3339(&text))
         .map(Timestamp::as_millis)
@@ -263,19 +255,13 @@ pub(super) async fn replay(
             "Give a moment in RFC 3339, such as 2026-12-01T00:00:00Z.",
         );
     };
-    match state
-        .store
-        .replay_events(&form.endpoint, since, |e| {
-            takes(
-                types.as_deref(),
-                apps.as_deref(),
-                &e.event_type,
-                e.bundle_id().as_deref(),
-            )
-        })
-        .await
-    {
-        Ok(_) => Redirect::to("/console/events").into_response(),
+    match crate::webhooks::replay(&state.store, &state.events, &form.endpoint, since).await {
+        Ok(Some(_)) => Redirect::to("/console/events").into_response(),
+        Ok(None) => message(
+            StatusCode::NOT_FOUND,
+            "No such sink",
+            "No endpoint or stream has that name.",
+        ),
         Err(_) => unavailable(),
     }
 }
