@@ -34,6 +34,11 @@ impl Args {
             .cloned()
     }
 
+    /// Whether `--name` is given.
+    pub fn flag(&self, name: &str) -> bool {
+        self.args.iter().any(|a| a == name)
+    }
+
     /// `--name N`, or `measured` when benchmarking, `smoke` otherwise.
     pub fn number(&self, name: &str, measured: usize, smoke: usize) -> usize {
         self.args
