@@ -171,6 +171,7 @@ async fn run(options: Options) {
         "signing {} distinct notifications...",
         options.notifications
     );
+    let now = appstore_ledger::clock::Clock::now(&appstore_ledger::clock::SystemClock).as_millis();
     let bodies: Arc<Vec<String>> = Arc::new(
         (0..options.notifications)
             .map(|i| {
@@ -185,7 +186,17 @@ async fn run(options: Options) {
                 }
                 if let Some(t) = spec.transaction.as_mut() {
                     t["transactionId"] = serde_json::json!(format!("4{i:015}"));
+                    // Renewed now, for a month: each notification changes
+                    // what a customer is entitled to (an event).
+                    t["purchaseDate"] = serde_json::json!(now - 60_000);
+                    t["originalPurchaseDate"] = serde_json::json!(now - 60_000);
+                    t["expiresDate"] = serde_json::json!(now + 30 * 86_400_000);
+                    t["signedDate"] = serde_json::json!(now);
                 }
+                if let Some(r) = spec.renewal.as_mut() {
+                    r["signedDate"] = serde_json::json!(now);
+                }
+                spec.signed_date = now;
                 let token = spec.sign(&pki);
                 serde_json::json!({ "signedPayload": token }).to_string()
             })

@@ -105,40 +105,51 @@ pub struct DeliveryEntry {
 }
 
 /// How many feed events one fan-out reads.
-const FAN_OUT_PAGE: i64 = 500;
+const FAN_OUT_PAGE: i64 = 2000;
 
 impl Store {
-    /// Turns the feed's next events into deliveries to `endpoint` (those
-    /// `wants` takes) and moves its cursor past them. An endpoint met for
-    /// the first time starts at the feed's end: history is for `replay`.
-    /// How many events were read (0: it is at the feed's end).
-    pub async fn fan_out(
+    /// One step of a sink's loop, in one write transaction: the feed's
+    /// next events become deliveries to `endpoint` (those `wants` takes)
+    /// and its cursor moves past them; then up to `limit` due deliveries
+    /// are claimed for `claim` until `until` (each the first undelivered
+    /// event of its item, none another instance holds, none while the
+    /// endpoint is disabled). How many feed events were read, and the
+    /// deliveries claimed. Reads first: an idle sink takes no write lock.
+    pub async fn take_deliveries(
         &self,
         endpoint: &str,
         wants: impl Fn(&FeedEvent) -> bool,
-    ) -> Result<usize, StoreError> {
+        claim: &str,
+        until: i64,
+        limit: i64,
+    ) -> Result<(usize, Vec<Delivery>), StoreError> {
         let now = self.now();
-        let (cursor, events) = on_read!(self, |conn| {
-            let cursor = match Sql::endpoint_cursor(conn, endpoint).await? {
-                Some(cursor) => cursor,
-                None => return Ok((None, Vec::new())),
+        let (cursor, events, due) = on_read!(self, |conn| {
+            let Some(cursor) = Sql::endpoint_cursor(conn, endpoint).await? else {
+                return Ok((None, Vec::new(), false));
             };
             let events = Sql::feed_page(conn, cursor, i64::MIN, FAN_OUT_PAGE).await?;
-            Ok((Some(cursor), events))
+            let due = events.is_empty() && Sql::deliveries_due(conn, endpoint, now).await?;
+            Ok((Some(cursor), events, due))
         })?;
         if cursor.is_none() {
             on_write!(self, |tx| Sql::open_endpoint(tx, endpoint).await)?;
-            return Ok(0);
+            return Ok((0, Vec::new()));
         }
-        let Some(last) = events.last().map(|e| (e.txid, e.id)) else {
-            return Ok(0);
-        };
+        if events.is_empty() && !due {
+            return Ok((0, Vec::new()));
+        }
+        let last = events.last().map(|e| (e.txid, e.id));
         let wanted: Vec<&FeedEvent> = events.iter().filter(|e| wants(e)).collect();
-        on_write!(self, |tx| {
-            Sql::insert_deliveries(tx, endpoint, &wanted, now).await?;
-            Sql::move_endpoint_cursor(tx, endpoint, last).await
+        let claimed = on_write_relaxed!(self, |tx| {
+            if let Some(last) = last {
+                Sql::insert_deliveries(tx, endpoint, &wanted, now).await?;
+                Sql::move_endpoint_cursor(tx, endpoint, last).await?;
+            }
+            Sql::claim_deliveries(tx, endpoint, claim, now, until, limit).await?;
+            Sql::claimed_deliveries(tx, claim).await
         })?;
-        Ok(events.len())
+        Ok((events.len(), claimed))
     }
 
     /// Opens each endpoint not met before at the feed's end, before the
@@ -149,29 +160,6 @@ impl Store {
             on_write!(self, |tx| Sql::open_endpoint(tx, endpoint).await)?;
         }
         Ok(())
-    }
-
-    /// Whether `endpoint` has a delivery due at `now` (a read: polling
-    /// takes no write lock).
-    pub async fn deliveries_due(&self, endpoint: &str, now: i64) -> Result<bool, StoreError> {
-        on_read!(self, |conn| Sql::deliveries_due(conn, endpoint, now).await)
-    }
-
-    /// Claims up to `limit` due deliveries of `endpoint` for `claim` until
-    /// `until`: each the first undelivered event of its item, none another
-    /// instance holds, none while the endpoint is disabled.
-    pub async fn claim_deliveries(
-        &self,
-        endpoint: &str,
-        claim: &str,
-        until: i64,
-        limit: i64,
-    ) -> Result<Vec<Delivery>, StoreError> {
-        let now = self.now();
-        on_write!(self, |tx| {
-            Sql::claim_deliveries(tx, endpoint, claim, now, until, limit).await?;
-            Sql::claimed_deliveries(tx, claim).await
-        })
     }
 
     /// Keeps what came of the attempts made under `claim` (a claim another
@@ -186,7 +174,7 @@ impl Store {
         if results.is_empty() {
             return Ok(());
         }
-        on_write!(self, |tx| Sql::finish_deliveries(
+        on_write_relaxed!(self, |tx| Sql::finish_deliveries(
             tx, endpoint, claim, results
         )
         .await)

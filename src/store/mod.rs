@@ -87,6 +87,33 @@ macro_rules! on_write {
     };
 }
 
+/// As [`on_write!`], for bookkeeping a crash may lose without harm: the
+/// commit does not wait for the disk (SQLite: WAL without fsync, made
+/// durable by the next full commit; PostgreSQL: synchronous_commit off).
+macro_rules! on_write_relaxed {
+    ($store:expr, |$tx:ident| $body:expr) => {
+        match &$store.backend {
+            Backend::Sqlite(b) => b.write_relaxed(async |$tx| $body).await,
+            Backend::Postgres(b) => {
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    match b
+                        .write_once(async |$tx| {
+                            $tx.relax_commit().await?;
+                            $body
+                        })
+                        .await
+                    {
+                        Err(error) if postgres::again(&error, attempt) => {}
+                        done => break done.map_err(StoreError::unavailable),
+                    }
+                }
+            }
+        }
+    };
+}
+
 // After the macros, which they use.
 mod checker;
 mod console;

@@ -148,6 +148,8 @@ impl StoreError {
                         .and_then(|code| code.parse::<i32>().ok())
                         .is_some_and(|code| matches!(code & 0xff, 5 | 6))
                 }
+                // This process's own writes took the turn that long.
+                sqlx::Error::PoolTimedOut => true,
                 _ => false,
             },
             _ => false,

@@ -19,8 +19,15 @@ use crate::store::{Delivery, DeliveryOutcome, DeliveryResult, Store};
 /// How often an idle endpoint looks for new events: the most a new event
 /// waits before its first attempt, when nothing else is being sent.
 const POLL: Duration = Duration::from_millis(100);
-/// Deliveries claimed at once, and sent at once.
-const BATCH: i64 = 128;
+/// The least time from one round's start to the next's while events keep
+/// coming (a backlog goes at once): with the poll, what an event waits for
+/// its first attempt at most.
+const PACE: Duration = Duration::from_millis(400);
+/// Deliveries claimed at once: enough that a busy sink keeps up with
+/// ingest (a few write transactions per batch, not per event).
+const BATCH: i64 = 512;
+/// Requests to one sink at once.
+const IN_FLIGHT: usize = 64;
 /// Attempts at keeping a round's results before it gives up on them.
 const FINISH_TRIES: u32 = 8;
 /// How long to wait when the database does not answer.
@@ -36,6 +43,16 @@ pub fn body(event_type: &str, occurred_at: i64, data: &str) -> String {
         "data": serde_json::from_str::<serde_json::Value>(data).unwrap_or(serde_json::Value::Null),
     })
     .to_string()
+}
+
+/// What a round did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Round {
+    /// Nothing new, nothing due.
+    Idle,
+    /// Sent what it claimed; `full`: as many as a round takes, so more may
+    /// be waiting.
+    Sent { full: bool },
 }
 
 /// Sends one sink's events: an endpoint's or a stream's.
@@ -100,41 +117,45 @@ impl Deliverer {
     }
 
     /// One round: new events become deliveries, and due deliveries are
-    /// sent. True when it did something (then the next round comes at
-    /// once).
-    pub async fn round(&self) -> Result<bool, crate::store::StoreError> {
+    /// sent.
+    pub async fn round(&self) -> Result<Round, crate::store::StoreError> {
         let name = self.name.as_str();
-        let read = self
-            .store
-            .fan_out(name, |e| {
-                takes(
-                    self.types.as_deref(),
-                    self.apps.as_deref(),
-                    &e.event_type,
-                    e.bundle_id().as_deref(),
-                )
-            })
-            .await?;
-        if !self.store.deliveries_due(name, self.store.now()).await? {
-            return Ok(read > 0);
-        }
         let claim = format!(
             "{}/{}",
             self.holder,
             self.claims.fetch_add(1, Ordering::Relaxed)
         );
         let until = self.store.now().saturating_add(self.claim_lease_ms);
-        let claimed = self
+        let wants = |e: &crate::store::FeedEvent| {
+            takes(
+                self.types.as_deref(),
+                self.apps.as_deref(),
+                &e.event_type,
+                e.bundle_id().as_deref(),
+            )
+        };
+        let (read, claimed) = self
             .store
-            .claim_deliveries(name, &claim, until, BATCH)
+            .take_deliveries(name, wants, &claim, until, BATCH)
             .await?;
         if claimed.is_empty() {
-            return Ok(read > 0);
+            return Ok(if read > 0 {
+                Round::Sent { full: false }
+            } else {
+                Round::Idle
+            });
         }
+        let full = claimed.len() >= usize::try_from(BATCH).unwrap_or(usize::MAX);
+        // At most IN_FLIGHT requests to the sink at once.
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
         let mut sending = tokio::task::JoinSet::new();
         for delivery in claimed {
             let attempt = self.attempt(delivery);
-            sending.spawn(attempt);
+            let in_flight = Arc::clone(&in_flight);
+            sending.spawn(async move {
+                let _permit = in_flight.acquire_owned().await;
+                attempt.await
+            });
         }
         let mut results = Vec::new();
         while let Some(done) = sending.join_next().await {
@@ -147,7 +168,7 @@ impl Deliverer {
         let mut tries = 0;
         loop {
             match self.store.finish_deliveries(name, &claim, &results).await {
-                Ok(()) => return Ok(true),
+                Ok(()) => return Ok(Round::Sent { full }),
                 Err(error) if tries < FINISH_TRIES => {
                     tries += 1;
                     tracing::debug!(endpoint = name, error = %error.chain(), "delivery results not kept yet; trying again");
@@ -258,9 +279,15 @@ pub fn spawn_deliveries(
             let stop = stop.clone();
             tokio::spawn(async move {
                 loop {
+                    let started = tokio::time::Instant::now();
                     let wait = match deliverer.round().await {
-                        Ok(true) => Duration::ZERO,
-                        Ok(false) => POLL,
+                        // A backlog: the next batch at once.
+                        Ok(Round::Sent { full: true }) => Duration::ZERO,
+                        // Busy: a round's writes are its own transactions
+                        // beside ingest's, so rounds are paced to take
+                        // what came meanwhile together.
+                        Ok(Round::Sent { full: false }) => PACE.saturating_sub(started.elapsed()),
+                        Ok(Round::Idle) => POLL,
                         Err(error) => {
                             tracing::warn!(endpoint = %deliverer.name, error = %error.chain(),
                                 "webhook deliveries: the database did not answer");

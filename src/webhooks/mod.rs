@@ -9,7 +9,7 @@ mod retry;
 mod signature;
 mod sink;
 
-pub use deliver::{body, spawn_deliveries, Deliverer};
+pub use deliver::{body, spawn_deliveries, Deliverer, Round};
 pub use retry::{next_attempt, GIVE_UP_AFTER_MS, SCHEDULE_MS, THEN_EVERY_MS};
 pub use signature::sign;
 

@@ -2,6 +2,8 @@
 //! (conventions in sql/mod.rs): the endpoints' cursors over the feed, the
 //! deliveries, their claims and results.
 
+use std::collections::BTreeMap;
+
 use sqlx::{ColumnIndex, Database, Decode, QueryBuilder, Type};
 
 use crate::store::{
@@ -254,11 +256,15 @@ where
     ) -> Result<(), sqlx::Error> {
         let mut delivered_at = None;
         let mut failed_at = None;
+        // The common case, delivered, in one statement per status (per
+        // batch, a statement or two); the rest one by one.
+        let mut delivered: BTreeMap<Option<i64>, Vec<i64>> = BTreeMap::new();
         for r in results {
-            let (state, status, error, next, delivered) = match &r.outcome {
+            let (state, status, error, next) = match &r.outcome {
                 DeliveryOutcome::Delivered { status } => {
                     delivered_at = delivered_at.max(Some(r.at));
-                    ("DELIVERED", *status, None, r.at, Some(r.at))
+                    delivered.entry(*status).or_default().push(r.id);
+                    continue;
                 }
                 DeliveryOutcome::Retry {
                     status,
@@ -266,17 +272,11 @@ where
                     next_attempt_at,
                 } => {
                     failed_at = Some(failed_at.map_or(r.at, |f: i64| f.min(r.at)));
-                    (
-                        "PENDING",
-                        *status,
-                        Some(error.as_str()),
-                        *next_attempt_at,
-                        None,
-                    )
+                    ("PENDING", *status, Some(error.as_str()), *next_attempt_at)
                 }
                 DeliveryOutcome::Failed { status, error } => {
                     failed_at = Some(failed_at.map_or(r.at, |f: i64| f.min(r.at)));
-                    ("FAILED", *status, Some(error.as_str()), r.at, None)
+                    ("FAILED", *status, Some(error.as_str()), r.at)
                 }
                 DeliveryOutcome::Gone => {
                     sqlx::query(
@@ -293,27 +293,50 @@ where
                         Some(410),
                         Some("410 Gone: endpoint disabled"),
                         r.at,
-                        None,
                     )
                 }
             };
             sqlx::query(
                 "UPDATE event_deliveries SET state = $1, attempts = attempts + 1,
                      first_attempt_at = coalesce(first_attempt_at, $2), last_attempt_at = $2,
-                     last_status = $3, last_error = $4, next_attempt_at = $5, delivered_at = $6,
+                     last_status = $3, last_error = $4, next_attempt_at = $5, delivered_at = NULL,
                      claimed_by = NULL, claimed_until = NULL
-                 WHERE id = $7 AND claimed_by = $8",
+                 WHERE id = $6 AND claimed_by = $7",
             )
             .arg(state)
             .arg(r.at)
             .arg(status)
             .arg(error)
             .arg(next)
-            .arg(delivered)
             .arg(r.id)
             .arg(claim)
             .execute(tx.ex())
             .await?;
+        }
+        if let Some(at) = delivered_at {
+            for (status, ids) in &delivered {
+                for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+                    // Integers only are written into the statement: the
+                    // ids, the moment and the status (ours or HTTP's).
+                    let list = chunk
+                        .iter()
+                        .map(i64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let status = status.map_or_else(|| "NULL".to_owned(), |s| s.to_string());
+                    let sql = format!(
+                        "UPDATE event_deliveries SET state = 'DELIVERED', attempts = attempts + 1,
+                             first_attempt_at = coalesce(first_attempt_at, {at}),
+                             last_attempt_at = {at}, last_status = {status}, last_error = NULL,
+                             delivered_at = {at}, claimed_by = NULL, claimed_until = NULL
+                         WHERE claimed_by = $1 AND id IN ({list})"
+                    );
+                    sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .arg(claim)
+                        .execute(tx.ex())
+                        .await?;
+                }
+            }
         }
         if let Some(at) = delivered_at {
             sqlx::query(

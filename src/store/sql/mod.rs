@@ -75,6 +75,12 @@ pub(in crate::store) trait Conn: Send + Sized + 'static {
     /// This connection, as the executor of one statement.
     fn ex(&mut self) -> impl Executor<'_, Database = Self::Db>;
 
+    /// Lets this transaction's commit skip waiting for the disk: for
+    /// bookkeeping a crash may lose without harm (a webhook delivery's
+    /// claim or result: lost, the event is sent again, with its id). A
+    /// process crash loses nothing either way; power loss may lose it.
+    async fn relax_commit(&mut self) -> Result<(), sqlx::Error>;
+
     /// Holds `item` until the transaction ends, where several writers may
     /// fold it at once.
     async fn lock_item(&mut self, item: &ItemKey) -> Result<(), sqlx::Error>;
@@ -120,6 +126,12 @@ impl Conn for SqliteConnection {
 
     /// SQLite has one writer, which folds one notification after another:
     /// nothing else can fold an item at the same time.
+    /// SQLite cannot change it inside a transaction: the store's
+    /// `on_write_relaxed!` sets it on the connection before BEGIN.
+    async fn relax_commit(&mut self) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+
     async fn lock_item(&mut self, _: &ItemKey) -> Result<(), sqlx::Error> {
         Ok(())
     }
@@ -191,6 +203,13 @@ impl Conn for PgConnection {
 
     fn ex(&mut self) -> impl Executor<'_, Database = Postgres> {
         self
+    }
+
+    async fn relax_commit(&mut self) -> Result<(), sqlx::Error> {
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *self)
+            .await
+            .map(drop)
     }
 
     /// A transaction-scoped advisory lock on the item's key: instances
