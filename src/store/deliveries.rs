@@ -147,7 +147,7 @@ impl Store {
                 Sql::move_endpoint_cursor(tx, endpoint, last).await?;
             }
             Sql::claim_deliveries(tx, endpoint, claim, now, until, limit).await?;
-            Sql::claimed_deliveries(tx, claim).await
+            Sql::claimed_deliveries(tx, endpoint, claim).await
         })?;
         Ok((events.len(), claimed))
     }

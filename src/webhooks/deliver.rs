@@ -120,8 +120,10 @@ impl Deliverer {
     /// sent.
     pub async fn round(&self) -> Result<Round, crate::store::StoreError> {
         let name = self.name.as_str();
+        // Unique to this instance, sink and round: two sinks' rounds must
+        // never read each other's claims.
         let claim = format!(
-            "{}/{}",
+            "{}/{name}/{}",
             self.holder,
             self.claims.fetch_add(1, Ordering::Relaxed)
         );

@@ -234,16 +234,18 @@ where
 
     pub(in crate::store) async fn claimed_deliveries(
         tx: &mut C,
+        endpoint: &str,
         claim: &str,
     ) -> Result<Vec<Delivery>, sqlx::Error> {
         sqlx::query_as(
             "SELECT d.id, d.event_id, d.attempts, d.created_at, d.first_attempt_at,
                     e.type AS event_type, e.occurred_at, CAST(e.data AS TEXT) AS data
              FROM event_deliveries d JOIN entitlement_events e ON e.event_id = d.event_id
-             WHERE d.claimed_by = $1 AND d.state = 'PENDING'
+             WHERE d.claimed_by = $1 AND d.endpoint = $2 AND d.state = 'PENDING'
              ORDER BY d.id",
         )
         .arg(claim)
+        .arg(endpoint)
         .fetch_all(tx.ex())
         .await
     }
