@@ -89,8 +89,7 @@ impl Store {
                     let Ok(state) = serde_json::from_str::<State>(json) else {
                         continue;
                     };
-                    let mut told = Told::of(&state, item, now, &products, 0);
-                    told.refunds_reversed = 0;
+                    let told = Told::of(&state, item, now, &products, 0);
                     let answer = serde_json::to_string(&told).unwrap_or_default();
                     let next = changes_at(&state, item, now, &products);
                     tx.seed_told(item, &answer, now, next).await?;

@@ -82,22 +82,14 @@ async fn sigkill_under_load_loses_no_acknowledged_notification() {
                     acknowledged.push(i);
                     if acknowledged.len() == KILL_AFTER {
                         // Mid-load: other requests are being written right now.
-                        Command::new("kill")
-                            .args(["-KILL", &pid.to_string()])
-                            .status()
-                            .unwrap();
+                        crate::helpers::kill_9(pid);
                     }
                 }
             }
         });
     }
     senders.join_all().await;
-    let status = child.wait().unwrap();
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&status),
-        Some(9),
-        "killed"
-    );
+    crate::helpers::assert_killed(&mut child);
     let acknowledged = acknowledged.lock().unwrap().clone();
     assert!(acknowledged.len() >= KILL_AFTER, "{}", acknowledged.len());
     assert!(

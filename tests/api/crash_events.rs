@@ -142,10 +142,7 @@ async fn sigkill_while_delivering_loses_no_event_and_keeps_each_items_order() {
                         let mut acknowledged = acknowledged.lock().unwrap();
                         acknowledged.insert(k);
                         if acknowledged.len() == KILL_AFTER {
-                            Command::new("kill")
-                                .args(["-KILL", &pid.to_string()])
-                                .status()
-                                .unwrap();
+                            crate::helpers::kill_9(pid);
                             killed.store(true, Ordering::Relaxed);
                         }
                         break;
@@ -156,12 +153,7 @@ async fn sigkill_while_delivering_loses_no_event_and_keeps_each_items_order() {
         });
     }
     senders.join_all().await;
-    let status = doomed.wait().unwrap();
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&status),
-        Some(9),
-        "killed"
-    );
+    crate::helpers::assert_killed(&mut doomed);
     assert_eq!(acknowledged.lock().unwrap().len(), NOTIFICATIONS);
 
     // The killed instance restarts; the survivor went on meanwhile.

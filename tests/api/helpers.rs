@@ -723,6 +723,24 @@ pub fn spawn_serve(
     (child, addr, lines)
 }
 
+/// kill -9 of a served process: no shutdown, no flush.
+pub fn kill_9(pid: u32) {
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+}
+
+/// Waits for `child` and checks that kill -9 ended it.
+pub fn assert_killed(child: &mut std::process::Child) {
+    let status = child.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9),
+        "killed"
+    );
+}
+
 /// The binary serving, seen from outside.
 pub struct Served {
     pub child: std::process::Child,

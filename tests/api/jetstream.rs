@@ -250,21 +250,14 @@ async fn a_kill_mid_publish_leaves_every_event_in_the_stream_exactly_once() {
                     let mut acknowledged = acknowledged.lock().unwrap();
                     *acknowledged += 1;
                     if *acknowledged == 200 {
-                        Command::new("kill")
-                            .args(["-KILL", &pid.to_string()])
-                            .status()
-                            .unwrap();
+                        crate::helpers::kill_9(pid);
                     }
                 }
             }
         });
     }
     senders.join_all().await;
-    let status = child.wait().unwrap();
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&status),
-        Some(9)
-    );
+    crate::helpers::assert_killed(&mut child);
 
     // Restarted: it publishes what was left, again what it had not
     // recorded as acknowledged; JetStream keeps each id once.
