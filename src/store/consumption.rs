@@ -3,9 +3,10 @@
 
 use super::*;
 
+row_struct! {
 /// A consumption request (CONSUMPTION_REQUEST) with what came of it, the
 /// customer's consent and the facts known for its transaction.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumptionRequestEntry {
     pub notification_uuid: String,
     pub transaction_id: String,
@@ -49,6 +50,7 @@ pub struct ConsumptionRequestEntry {
     pub facts_refund_preference: Option<String>,
     pub facts_recorded_at: Option<i64>,
     pub facts_recorded_by: Option<String>,
+}
 }
 
 /// Which consumption requests to list.

@@ -8,8 +8,9 @@
 
 use super::*;
 
+row_struct! {
 /// An event read from the feed for an endpoint.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeedEvent {
     pub txid: i64,
     pub id: i64,
@@ -17,10 +18,10 @@ pub struct FeedEvent {
     pub kind: String,
     pub item_id: String,
     pub sequence: i64,
-    #[sqlx(rename = "type")]
     pub event_type: String,
     pub occurred_at: i64,
     pub data: String,
+}
 }
 
 impl FeedEvent {
@@ -38,8 +39,9 @@ pub fn bundle_id_of(data: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+row_struct! {
 /// A delivery an instance claimed: the event to send and how it went so far.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     pub id: i64,
     pub event_id: String,
@@ -50,6 +52,7 @@ pub struct Delivery {
     pub occurred_at: i64,
     /// The event as consumers receive it (JSON).
     pub data: String,
+}
 }
 
 /// What came of one attempt.
@@ -77,8 +80,9 @@ pub struct DeliveryResult {
     pub outcome: DeliveryOutcome,
 }
 
+row_struct! {
 /// An endpoint's health, for the console and operators.
-#[derive(Debug, Clone, PartialEq, Eq, Default, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EndpointHealth {
     pub name: String,
     pub disabled_at: Option<i64>,
@@ -89,9 +93,11 @@ pub struct EndpointHealth {
     pub oldest_pending: Option<i64>,
     pub failed: i64,
 }
+}
 
+row_struct! {
 /// A delivery as the console and `GET` answers list it.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryEntry {
     pub endpoint: String,
     pub event_id: String,
@@ -102,6 +108,7 @@ pub struct DeliveryEntry {
     pub last_status: Option<i64>,
     pub last_error: Option<String>,
     pub delivered_at: Option<i64>,
+}
 }
 
 /// How many feed events one fan-out reads.

@@ -3,13 +3,15 @@
 
 use super::*;
 
+row_struct! {
 /// An entitlement event as the feed gives it: its place in the feed's
 /// order and the event itself (JSON, as consumers receive it).
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventEntry {
     pub txid: i64,
     pub id: i64,
     pub data: String,
+}
 }
 
 impl Store {

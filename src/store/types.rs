@@ -64,8 +64,9 @@ pub struct BackfillRequest {
     pub only_failures: bool,
 }
 
+row_struct! {
 /// Where a backfill stands.
-#[derive(Debug, Clone, PartialEq, Eq, Default, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BackfillRun {
     pub id: i64,
     pub end_date: i64,
@@ -76,6 +77,7 @@ pub struct BackfillRun {
     pub duplicates: i64,
     pub rejected: i64,
 }
+}
 
 /// Why a genuine notification was kept aside.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,14 +87,16 @@ pub struct QuarantineReason {
     pub message: String,
 }
 
+row_struct! {
 /// A notification in quarantine.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuarantinedNotification {
     pub id: i64,
     pub notification_uuid: String,
     pub received_at: i64,
     pub signed_payload: String,
     pub reason_code: String,
+}
 }
 
 /// What storing did.
@@ -235,12 +239,14 @@ pub enum ItemQuery {
     AppTransactionId(String),
 }
 
+row_struct! {
 /// A customer's withdrawn consent (RESCIND_CONSENT), by appTransactionId.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RescindedConsent {
     pub app_transaction_id: String,
     pub rescinded_date: i64,
     pub notification_uuid: String,
+}
 }
 
 /// Everything the history of one subscription shows.
@@ -272,14 +278,16 @@ pub struct HistoryEntry {
     pub send_attempts: Option<serde_json::Value>,
 }
 
+row_struct! {
 /// One of Apple's answers kept for a subscription.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EvidenceEntry {
     pub evidence_id: String,
     pub source: String,
     pub transaction_id: Option<String>,
     pub signed_date: i64,
     pub fetched_at: i64,
+}
 }
 
 /// A row of the refund ledger: the refund as the ledger recorded it, and
@@ -294,8 +302,9 @@ pub struct RefundEntry {
     pub reversed_by: Option<String>,
 }
 
+row_struct! {
 /// A notificationUUID that arrived with differing content.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conflict {
     pub notification_uuid: String,
     pub original_transaction_id: Option<String>,
@@ -304,10 +313,12 @@ pub struct Conflict {
     /// How many differing versions arrived after the first.
     pub versions: i64,
 }
+}
 
+row_struct! {
 /// A stored notification the ledger could not fold: its stored payload does
 /// not read as a ledger event.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnfoldedNotification {
     pub notification_uuid: String,
     pub original_transaction_id: Option<String>,
@@ -315,10 +326,12 @@ pub struct UnfoldedNotification {
     pub environment: Option<String>,
     pub reason: String,
 }
+}
 
+row_struct! {
 /// A stored notification whose shape the version that stored it did not
 /// know, with its payload, to judge again by this version.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownShape {
     pub notification_uuid: String,
     pub original_transaction_id: Option<String>,
@@ -326,9 +339,11 @@ pub struct UnknownShape {
     pub environment: Option<String>,
     pub payload: String,
 }
+}
 
+row_struct! {
 /// A kept finding.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FindingEntry {
     pub kind: String,
     pub subject: String,
@@ -342,6 +357,7 @@ pub struct FindingEntry {
     /// `CONFIRMED_BY_APPLE` or `CORRECTED_FROM_APPLE` when Apple's answer
     /// settled it; none when a notification did.
     pub resolution: Option<String>,
+}
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -457,8 +473,9 @@ pub struct ConsoleSession {
     pub csrf_token: String,
 }
 
+row_struct! {
 /// A console page someone opened.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessEntry {
     /// Given by the store (0 before).
     pub id: i64,
@@ -470,9 +487,11 @@ pub struct AccessEntry {
     /// What was asked for: an id, a token, the filters.
     pub subject: String,
 }
+}
 
+row_struct! {
 /// A stored notification or Apple answer of one item.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
     /// notificationUUID or evidence id.
     pub id: String,
@@ -480,9 +499,11 @@ pub struct StoredEvent {
     pub arrived_at: i64,
     pub payload: String,
 }
+}
 
+row_struct! {
 /// A stored payload, decoded, as the console shows it.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredPayload {
     /// `notification`, `quarantined`, or the Apple answer's source.
     pub source: String,
@@ -490,6 +511,7 @@ pub struct StoredPayload {
     /// When it reached us (received or fetched), milliseconds.
     pub arrived_at: i64,
     pub payload: String,
+}
 }
 
 /// A backfill run as the delivery health page shows it: bundle id,

@@ -3,7 +3,7 @@ use serde_json::json;
 use crate::common::pki::{date, ChainSpec, TestPki};
 use crate::helpers::{config, pki, uuid, NotificationSpec, TempDir, TestApp, BUNDLE_ID};
 
-#[derive(sqlx::FromRow)]
+/// A row of `notifications`, by column name.
 struct Row {
     notification_uuid: String,
     notification_type: String,
@@ -17,6 +17,26 @@ struct Row {
     transaction_id: String,
     signed_payload: String,
     payload: String,
+}
+
+impl<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> for Row {
+    fn from_row(row: &'r sqlx::any::AnyRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row as _;
+        Ok(Row {
+            notification_uuid: row.try_get("notification_uuid")?,
+            notification_type: row.try_get("notification_type")?,
+            subtype: row.try_get("subtype")?,
+            signed_date: row.try_get("signed_date")?,
+            received_at: row.try_get("received_at")?,
+            environment: row.try_get("environment")?,
+            bundle_id: row.try_get("bundle_id")?,
+            app_apple_id: row.try_get("app_apple_id")?,
+            original_transaction_id: row.try_get("original_transaction_id")?,
+            transaction_id: row.try_get("transaction_id")?,
+            signed_payload: row.try_get("signed_payload")?,
+            payload: row.try_get("payload")?,
+        })
+    }
 }
 
 #[tokio::test]

@@ -15,8 +15,6 @@ use sqlx::Connection;
 
 use super::{Migrated, StoreError};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-
 /// Our own advisory lock around a migration, so that what one instance
 /// reports as applied is what it applied. (sqlx also locks while it runs.)
 const MIGRATE_LOCK: i64 = 0x6170_7073_746f_7265; // "appstore"
@@ -62,7 +60,7 @@ async fn migrate_on(connection: &mut PgConnection) -> Result<Migrated, StoreErro
         .await
         .map_err(unavailable)?;
     let before = applied(connection).await.map_err(unavailable)?;
-    let ran = MIGRATOR
+    let ran = crate::store::migrations::POSTGRES
         .run(&mut *connection)
         .await
         .map_err(|e| StoreError::Migration(std::sync::Arc::new(e)));

@@ -13,8 +13,8 @@ use crate::store::{
 use super::ledger_tx::ROWS_PER_STATEMENT;
 use super::{ArgExt as _, Conn, RowsAffected as _, Sql};
 
-const FEED_EVENT: &str = "SELECT txid, id, event_id, kind, item_id, sequence, type, occurred_at,
-        CAST(data AS TEXT) AS data FROM entitlement_events";
+const FEED_EVENT: &str = "SELECT txid, id, event_id, kind, item_id, sequence, type AS event_type,
+        occurred_at, CAST(data AS TEXT) AS data FROM entitlement_events";
 
 const DELIVERY_ENTRY: &str = "SELECT endpoint, event_id, state, attempts, next_attempt_at,
         last_attempt_at, last_status, last_error, delivered_at FROM event_deliveries";

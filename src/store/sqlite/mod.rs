@@ -16,8 +16,8 @@ use sqlx::Connection;
 mod readers;
 mod schema;
 
+use schema::connect_options;
 pub(super) use schema::{backup, migrate};
-use schema::{connect_options, MIGRATOR};
 
 use super::writer::{Batches, WriteOp, Writers};
 use super::{Recorded, StoreError, WriteBatchSizes};
@@ -76,7 +76,7 @@ impl SqliteStore {
         )
         .await
         .map_err(|e| StoreError::Open(std::sync::Arc::new(e)))?;
-        MIGRATOR
+        crate::store::migrations::SQLITE
             .run(&readers.pool())
             .await
             .map_err(|e| StoreError::Migration(std::sync::Arc::new(e)))?;

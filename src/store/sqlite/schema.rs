@@ -9,8 +9,6 @@ use sqlx::Connection;
 use super::unavailable;
 use crate::store::{Migrated, StoreError};
 
-pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-
 pub(super) fn connect_options(
     url: &str,
     busy_timeout: Duration,
@@ -51,7 +49,7 @@ pub(in crate::store) async fn migrate(
             .map_err(unavailable)
     };
     let before = applied(&mut connection).await?;
-    MIGRATOR
+    crate::store::migrations::SQLITE
         .run(&mut connection)
         .await
         .map_err(|e| StoreError::Migration(std::sync::Arc::new(e)))?;
