@@ -42,6 +42,7 @@ pub(super) static SQLITE: LazyLock<Migrator> = LazyLock::new(|| {
             "0016_refund_source.sql",
             "0017_entitlement_events.sql",
             "0018_webhooks.sql",
+            "0019_fresh_told_seeding.sql",
     ))
 });
 
@@ -61,6 +62,7 @@ pub(super) static POSTGRES: LazyLock<Migrator> = LazyLock::new(|| {
             "0011_refund_source.sql",
             "0012_entitlement_events.sql",
             "0013_webhooks.sql",
+            "0014_fresh_told_seeding.sql",
     ))
 });
 
@@ -119,10 +121,46 @@ mod tests {
     async fn each_list_is_its_folder_as_sqlx_reads_it() {
         let sqlite = read(&SQLITE);
         assert_eq!(sqlite, read(&folder("sqlite").await));
-        assert_eq!(sqlite.len(), 18);
+        assert_eq!(sqlite.len(), 19);
         let postgres = read(&POSTGRES);
         assert_eq!(postgres, read(&folder("postgres").await));
-        assert_eq!(postgres.len(), 13);
+        assert_eq!(postgres.len(), 14);
+    }
+
+    async fn told_seeding_after(before: usize, item: bool) -> i64 {
+        use sqlx::Connection;
+        let mut connection = sqlx::SqliteConnection::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        let earlier: Vec<Migration> = SQLITE.iter().take(before).cloned().collect();
+        Migrator::with_migrations(earlier)
+            .run(&mut connection)
+            .await
+            .unwrap();
+        if item {
+            sqlx::query(
+                "INSERT INTO ledger_items (kind, item_id, original_transaction_id, status,
+                    last_signed_date, state) VALUES ('subscription', 'o1', 'o1', 'active', 1, '{}')",
+            )
+            .execute(&mut connection)
+            .await
+            .unwrap();
+        }
+        SQLITE.run(&mut connection).await.unwrap();
+        sqlx::query_scalar("SELECT count(*) FROM told_seeding")
+            .fetch_one(&mut connection)
+            .await
+            .unwrap()
+    }
+
+    /// A new database has no answers from before events to seed; one
+    /// upgraded from before them (version 17) with a ledger keeps its
+    /// seeding for the first start.
+    #[tokio::test]
+    async fn only_a_ledger_from_before_events_is_seeded() {
+        assert_eq!(told_seeding_after(0, false).await, 0);
+        assert_eq!(told_seeding_after(17, false).await, 0);
+        assert_eq!(told_seeding_after(17, true).await, 1);
     }
 
     #[test]

@@ -107,38 +107,52 @@ async fn shutdown_during_a_long_check_stops_it_within_the_grace() {
     let settings = appstore_ledger::config::Settings::from_toml(&text).unwrap();
     let store = Store::connect(&settings.database).await.unwrap();
     let now = appstore_ledger::clock::Clock::now(&appstore_ledger::clock::SystemClock).as_millis();
-    let notifications: Vec<NewNotification> = (0..SUBSCRIPTIONS)
-        .map(|i| {
-            let payload = serde_json::json!({
-                "notificationType": "SUBSCRIBED", "notificationUUID": format!("long-{i}"),
-                "signedDate": now,
-                "data": {"bundleId": crate::helpers::BUNDLE_ID, "environment": "Sandbox",
-                    "signedTransactionInfo": {
-                        "transactionId": format!("t{i}"), "originalTransactionId": format!("o{i:08}"),
-                        "type": "Auto-Renewable Subscription", "purchaseDate": now,
-                        "expiresDate": now + 86_400_000, "signedDate": now}},
-            })
-            .to_string();
-            NewNotification {
-                notification_uuid: format!("long-{i}"),
-                notification_type: NotificationType::Subscribed,
-                subtype: None,
-                signed_date: Some(now),
-                received_at: now,
-                environment: Some(Environment::Sandbox),
-                bundle_id: Some(crate::helpers::BUNDLE_ID.into()),
-                app_apple_id: None,
-                original_transaction_id: Some(format!("o{i:08}")),
-                transaction_id: Some(format!("t{i}")),
-                signed_payload: String::new(),
-                event: Event::parse(&payload).unwrap(),
-                novelty: None,
-                payload,
-            }
-        })
-        .collect();
-    store.import_notifications(&notifications).await.unwrap();
+    // One subscription folded, then copied under other ids: the check
+    // reads each item's state alone, and folding 50,000 would take most
+    // of a minute in a debug build.
+    let payload = serde_json::json!({
+        "notificationType": "SUBSCRIBED", "notificationUUID": "long-0",
+        "signedDate": now,
+        "data": {"bundleId": crate::helpers::BUNDLE_ID, "environment": "Sandbox",
+            "signedTransactionInfo": {
+                "transactionId": "t0", "originalTransactionId": "o00000000",
+                "type": "Auto-Renewable Subscription", "purchaseDate": now,
+                "expiresDate": now + 86_400_000, "signedDate": now}},
+    })
+    .to_string();
+    let notification = NewNotification {
+        notification_uuid: "long-0".into(),
+        notification_type: NotificationType::Subscribed,
+        subtype: None,
+        signed_date: Some(now),
+        received_at: now,
+        environment: Some(Environment::Sandbox),
+        bundle_id: Some(crate::helpers::BUNDLE_ID.into()),
+        app_apple_id: None,
+        original_transaction_id: Some("o00000000".into()),
+        transaction_id: Some("t0".into()),
+        signed_payload: String::new(),
+        event: Event::parse(&payload).unwrap(),
+        novelty: None,
+        payload,
+    };
+    store.import_notifications(&[notification]).await.unwrap();
     store.rebuild(|_, _| {}, &Stop::new()).await.unwrap();
+    let mut db = crate::helpers::db(&dir.path("ledger.db")).await;
+    let copied = sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1)
+         INSERT INTO ledger_items (kind, item_id, original_transaction_id, bundle_id, environment,
+             product_id, app_account_token, status, expires_date, last_signed_date, state)
+         SELECT kind, printf('o%08d', i), printf('o%08d', i), bundle_id, environment, product_id,
+             app_account_token, status, expires_date, last_signed_date, state
+         FROM ledger_items, n WHERE item_id = 'o00000000'",
+    )
+    .bind(SUBSCRIPTIONS as i64 - 1)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(copied.rows_affected() as usize, SUBSCRIPTIONS - 1);
+    drop(db);
     // How long a whole check takes here.
     let started = Instant::now();
     let tolerances = appstore_ledger::check::Tolerances::default();
