@@ -71,7 +71,9 @@ pub struct TestApp {
 
 /// The configuration every test starts from: one app, both environments,
 /// the test PKI's root trusted, a fresh database.
-/// `server_extra` goes into `[server]`, `extra` at the end.
+/// `server_extra` goes into `[server]`, `extra` at the end. A write waits
+/// up to 2 s for a lock (the service's default is 5 s): at eight tests at
+/// once on two cores, 200 ms turned ordinary turns into 503s.
 pub fn config(dir: &TempDir, pki: &TestPki, server_extra: &str, extra: &str) -> String {
     let root = dir.path("root.der");
     std::fs::write(&root, &pki.root_der).unwrap();
@@ -83,7 +85,7 @@ pub fn config(dir: &TempDir, pki: &TestPki, server_extra: &str, extra: &str) -> 
         {server_extra}
         [database]
         url = "sqlite://{db}"
-        busy_timeout_ms = 200
+        busy_timeout_ms = 2000
         [verification]
         trusted_roots = ["{root}"]
         [[apps]]

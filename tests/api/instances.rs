@@ -113,7 +113,7 @@ fn two_instances(reference: &TestApp, database_url: &str) -> (Served, Served) {
         "[check]\ninterval_ms = 0\n",
     )
     // A write waits out a lock held elsewhere this long before its 503.
-    .replace("busy_timeout_ms = 200", "busy_timeout_ms = 5000");
+    .replace("busy_timeout_ms = 2000", "busy_timeout_ms = 5000");
     std::fs::write(&config_path, text).unwrap();
     let start = || {
         let mut command = Command::new(BIN);

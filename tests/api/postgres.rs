@@ -382,7 +382,7 @@ async fn a_notification_postgresql_refuses_fails_alone_in_its_batch() {
     let (pki, dir) = (pki(), TempDir::new());
     // Writes wait out the test's lock rather than answer 503.
     let text =
-        config(&dir, &pki, "", "").replace("busy_timeout_ms = 200", "busy_timeout_ms = 5000");
+        config(&dir, &pki, "", "").replace("busy_timeout_ms = 2000", "busy_timeout_ms = 5000");
     let app = std::sync::Arc::new(TestApp::spawn_on(pki, dir, &text, Some(database)).await);
     let post = |token: String| {
         let app = std::sync::Arc::clone(&app);

@@ -52,7 +52,7 @@ async fn shutdown_stops_accepting_and_finishes_requests_in_flight() {
     let (pki, dir) = (pki(), TempDir::new());
     // Long enough for the request to be in flight while the server stops.
     let text =
-        config(&dir, &pki, "", "").replace("busy_timeout_ms = 200", "busy_timeout_ms = 5000");
+        config(&dir, &pki, "", "").replace("busy_timeout_ms = 2000", "busy_timeout_ms = 5000");
     let mut app = TestApp::spawn_text(pki, dir, &text).await;
     let token = NotificationSpec::new("DID_RENEW", uuid()).sign(&app.pki);
 

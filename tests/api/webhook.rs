@@ -310,7 +310,7 @@ async fn an_unavailable_database_answers_503_and_a_later_retry_succeeds() {
 async fn a_write_whose_requester_gave_up_is_not_committed_later() {
     let (pki, dir) = (crate::helpers::pki(), crate::helpers::TempDir::new());
     let text = crate::helpers::config(&dir, &pki, "", "")
-        .replace("busy_timeout_ms = 200", "busy_timeout_ms = 4000")
+        .replace("busy_timeout_ms = 2000", "busy_timeout_ms = 4000")
         .replace("request_timeout_ms = 5000", "request_timeout_ms = 1000");
     let app = TestApp::spawn_text(pki, dir, &text).await;
     let first = NotificationSpec::new("DID_RENEW", uuid()).sign(&app.pki);
@@ -404,7 +404,7 @@ async fn a_notification_the_database_refuses_does_not_fail_the_others_written_wi
     // turn a slow turn into a 503 for a good notification.
     let (pki, dir) = (pki(), TempDir::new());
     let text =
-        config(&dir, &pki, "", "").replace("busy_timeout_ms = 200", "busy_timeout_ms = 5000");
+        config(&dir, &pki, "", "").replace("busy_timeout_ms = 2000", "busy_timeout_ms = 5000");
     let app = TestApp::spawn_text(pki, dir, &text).await;
     // Make the database refuse one notification (a constraint of its own).
     // Both backends write waiting notifications in shared transactions.
@@ -494,7 +494,7 @@ async fn notifications_arriving_together_share_a_commit() {
     // turns): a loaded machine must not turn a slow turn into a 503.
     let (pki, dir) = (pki(), TempDir::new());
     let text =
-        config(&dir, &pki, "", "").replace("busy_timeout_ms = 200", "busy_timeout_ms = 5000");
+        config(&dir, &pki, "", "").replace("busy_timeout_ms = 2000", "busy_timeout_ms = 5000");
     let app = TestApp::spawn_text(pki, dir, &text).await;
     let before = app.get("/metrics").await.text().await.unwrap();
     let (_, commits_before) = histogram(&before, "appstore_ledger_write_batch_size");
