@@ -1,6 +1,6 @@
 //! Every stable code the query API, POST /v1/transactions and the webhook
 //! answer with (`{"error": {"code": ..., "message": ...}}`), in one place.
-//! The README's tables of codes list the same set (tests/error_codes.rs
+//! The README's tables of codes list the same set (tests/library/error_codes.rs
 //! fails when either side has one the other lacks), and every code the
 //! lower layers give (the verifier, the App Store Server API, a receipt) is
 //! one of these.
@@ -86,7 +86,7 @@ error_codes! {
 
 impl ErrorCode {
     /// The code a lower layer gave (`VerifyError::code`, `SyncError::code`,
-    /// ...). Every one of them is listed above (tests/error_codes.rs reads
+    /// ...). Every one of them is listed above (tests/library/error_codes.rs reads
     /// them from the source); one that is not would be a bug, answered as
     /// the nearest honest code rather than a panic.
     pub fn of(code: &str) -> ErrorCode {

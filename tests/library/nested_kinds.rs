@@ -8,7 +8,7 @@
     clippy::indexing_slicing
 )]
 
-mod common;
+use crate::common;
 
 use appstore_ledger::jws::{ExpectedIdentity, Verifier};
 use appstore_ledger::model::Environment;

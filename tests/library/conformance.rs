@@ -12,8 +12,7 @@
     clippy::indexing_slicing
 )]
 
-#[path = "common/mod.rs"]
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 
