@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use criterion::{criterion_group, Criterion};
+use criterion::{BenchmarkFilter, Criterion};
 use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
 
 use appstore_ledger::jws::{ExpectedIdentity, Verifier};
@@ -222,11 +222,17 @@ fn cli_summary(f: &Fixture) {
     println!("  target: within 15% of the library (ratio <= 1.15)");
 }
 
-criterion_group!(group, benches);
-
 fn main() {
-    group();
-    Criterion::default().configure_from_args().final_summary();
+    common::bench::answer_listing();
+    let mut criterion = Criterion::default().configure_from_args();
+    // Run as the test `smoke` (answer_listing), every benchmark is checked
+    // once, as a plain `cargo test` checks them: the name is no filter.
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "smoke") && args.iter().any(|a| a == "--exact") {
+        criterion = criterion.with_benchmark_filter(BenchmarkFilter::AcceptAll);
+    }
+    benches(&mut criterion);
+    criterion.final_summary();
     // `cargo bench` passes --bench; `cargo test --all-targets` runs the
     // benchmarks once without it, to check them, and that needs no summary.
     if std::env::args().any(|a| a == "--bench") {

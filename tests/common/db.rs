@@ -24,9 +24,11 @@ pub fn postgres_admin() -> Option<String> {
 }
 
 /// A migrated database on the server to clone each case's from: a clone
-/// takes a tenth of what creating and migrating one does. One per test
-/// process (named by its pid); those of processes that are gone are
-/// dropped when the next one is made.
+/// takes a tenth of what creating and migrating one does. One per schema
+/// (named by a hash of migrations/postgres/), shared by every test process:
+/// cargo-nextest runs each test in a process of its own. The first process
+/// to need it builds it under another name and renames it when migrated,
+/// holding an advisory lock, so a clone never sees a half-built one.
 pub fn postgres_template(admin: &str) -> &'static str {
     static TEMPLATE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     TEMPLATE.get_or_init(|| {
@@ -38,47 +40,88 @@ pub fn postgres_template(admin: &str) -> &'static str {
                 .build()
                 .unwrap();
             runtime.block_on(async {
-                let prefix = "appstore_ledger_props_template_";
+                let name = format!("appstore_ledger_template_{:016x}", schema_hash());
                 let mut connection = sqlx::PgConnection::connect(&admin).await.unwrap();
+                sqlx::query("SELECT pg_advisory_lock(hashtext('appstore_ledger_template'))")
+                    .execute(&mut connection)
+                    .await
+                    .unwrap();
+                // Left by test processes that are gone: the templates of
+                // the one-per-process scheme, and builds cut short.
                 let old: Vec<String> = sqlx::query_scalar(
-                    "SELECT datname::text FROM pg_database WHERE datname LIKE 'appstore_ledger_props_template_%'",
+                    "SELECT datname::text FROM pg_database
+                     WHERE datname LIKE 'appstore_ledger_props_template_%'
+                        OR datname LIKE 'appstore_ledger_building_%'",
                 )
                 .fetch_all(&mut connection)
                 .await
                 .unwrap();
-                for name in old {
-                    let gone = name
-                        .strip_prefix(prefix)
-                        .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists());
-                    if gone {
+                for old in old {
+                    let pid = old.rsplit('_').next().unwrap_or_default();
+                    if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
                         let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                            "DROP DATABASE IF EXISTS {old} WITH (FORCE)"
                         )))
                         .execute(&mut connection)
                         .await;
                     }
                 }
-                let name = format!("{prefix}{}", std::process::id());
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                let exists: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
+                )
+                .bind(&name)
+                .fetch_one(&mut connection)
+                .await
+                .unwrap();
+                if !exists {
+                    let building = format!("appstore_ledger_building_{}", std::process::id());
+                    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {building}")))
+                        .execute(&mut connection)
+                        .await
+                        .unwrap();
+                    let mut url = reqwest::Url::parse(&admin).unwrap();
+                    url.set_path(&format!("/{building}"));
+                    let store = Store::connect(&DatabaseSettings {
+                        url: url.to_string(),
+                        max_connections: 2,
+                        busy_timeout_ms: 5000,
+                    })
+                    .await
+                    .unwrap();
+                    store.close().await;
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "ALTER DATABASE {building} RENAME TO {name}"
+                    )))
                     .execute(&mut connection)
                     .await
                     .unwrap();
-                let mut url = reqwest::Url::parse(&admin).unwrap();
-                url.set_path(&format!("/{name}"));
-                let store = Store::connect(&DatabaseSettings {
-                    url: url.to_string(),
-                    max_connections: 2,
-                    busy_timeout_ms: 5000,
-                })
-                .await
-                .unwrap();
-                store.close().await;
+                }
+                let _ = connection.close().await;
                 name
             })
         })
         .join()
         .unwrap()
     })
+}
+
+/// A hash of migrations/postgres/ (names and contents): a new migration
+/// makes a new template.
+fn schema_hash() -> u64 {
+    use std::hash::{Hash, Hasher};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    files.sort();
+    // Fixed keys: the same hash in every process.
+    let mut hasher = std::hash::DefaultHasher::new();
+    for file in files {
+        file.file_name().hash(&mut hasher);
+        std::fs::read(&file).unwrap().hash(&mut hasher);
+    }
+    hasher.finish()
 }
 
 impl TempDb {
