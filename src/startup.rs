@@ -369,14 +369,23 @@ impl Application {
             let _ = metrics_served.await;
         }
         // However the server stopped, the checker stops too (between two
-        // pages of the check it may be running) before the store closes.
+        // pages of the check it may be running) before the store closes. A
+        // page read on a loaded machine may outlast the grace period: then
+        // the check is dropped. It only reads until its scan is complete;
+        // the findings of a complete scan are kept in small transactions,
+        // each whole, which the next check completes; its lease lapses.
+        // Likewise a call to Apple may be waiting out a 429.
         stop_workers.cancel();
-        if let Some(checker) = checker {
-            let _ = checker.await;
-        }
-        // A call to Apple may be waiting out a 429: it gets the grace
-        // period, then is dropped (its transaction rolls back).
         let deadline = tokio::time::Instant::now() + grace;
+        if let Some(mut checker) = checker {
+            if tokio::time::timeout_at(deadline, &mut checker)
+                .await
+                .is_err()
+            {
+                checker.abort();
+                tracing::warn!("the check did not stop within the grace period; dropped");
+            }
+        }
         for mut sync in syncs {
             if tokio::time::timeout_at(deadline, &mut sync).await.is_err() {
                 sync.abort();

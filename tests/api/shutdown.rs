@@ -181,5 +181,7 @@ async fn shutdown_during_a_long_check_stops_it_within_the_grace() {
         stopped < whole / 2,
         "stopping took {stopped:?}; a whole check takes {whole:?}"
     );
-    assert!(stopped < Duration::from_millis(2000), "{stopped:?}");
+    // Within the grace period (2 s), and the store's closing after it: a
+    // check whose page outlasts the grace (a loaded machine) is dropped.
+    assert!(stopped < Duration::from_millis(3000), "{stopped:?}");
 }
