@@ -71,22 +71,28 @@ macro_rules! on_snapshot {
     };
 }
 
+/// On PostgreSQL, `$body` in one write transaction `$tx`, run again when it
+/// met a concurrent one (so `$body` may run more than once).
+macro_rules! pg_write {
+    ($b:expr, |$tx:ident| $body:expr) => {{
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match $b.write_once(async |$tx| $body).await {
+                Err(error) if postgres::again(&error, attempt) => {}
+                done => break done.map_err(StoreError::unavailable),
+            }
+        }
+    }};
+}
+
 /// As [`on_read!`], in one write transaction `$tx`; on PostgreSQL run again
 /// when it met a concurrent one, so `$body` may run more than once.
 macro_rules! on_write {
     ($store:expr, |$tx:ident| $body:expr) => {
         match &$store.backend {
             Backend::Sqlite(b) => b.write(async |$tx| $body).await,
-            Backend::Postgres(b) => {
-                let mut attempt = 0;
-                loop {
-                    attempt += 1;
-                    match b.write_once(async |$tx| $body).await {
-                        Err(error) if postgres::again(&error, attempt) => {}
-                        done => break done.map_err(StoreError::unavailable),
-                    }
-                }
-            }
+            Backend::Postgres(b) => pg_write!(b, |$tx| $body),
         }
     };
 }
@@ -98,22 +104,10 @@ macro_rules! on_write_relaxed {
     ($store:expr, |$tx:ident| $body:expr) => {
         match &$store.backend {
             Backend::Sqlite(b) => b.write_relaxed(async |$tx| $body).await,
-            Backend::Postgres(b) => {
-                let mut attempt = 0;
-                loop {
-                    attempt += 1;
-                    match b
-                        .write_once(async |$tx| {
-                            $tx.relax_commit().await?;
-                            $body
-                        })
-                        .await
-                    {
-                        Err(error) if postgres::again(&error, attempt) => {}
-                        done => break done.map_err(StoreError::unavailable),
-                    }
-                }
-            }
+            Backend::Postgres(b) => pg_write!(b, |$tx| {
+                $tx.relax_commit().await?;
+                $body
+            }),
         }
     };
 }

@@ -339,8 +339,6 @@ where
                         .await?;
                 }
             }
-        }
-        if let Some(at) = delivered_at {
             sqlx::query(
                 "UPDATE event_endpoints SET last_success_at = $2, failing_since = NULL
                  WHERE name = $1 AND (last_success_at IS NULL OR last_success_at <= $2)",

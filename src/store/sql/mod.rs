@@ -124,14 +124,14 @@ impl Conn for SqliteConnection {
         self
     }
 
-    /// SQLite has one writer, which folds one notification after another:
-    /// nothing else can fold an item at the same time.
     /// SQLite cannot change it inside a transaction: the store's
     /// `on_write_relaxed!` sets it on the connection before BEGIN.
     async fn relax_commit(&mut self) -> Result<(), sqlx::Error> {
         Ok(())
     }
 
+    /// SQLite has one writer, which folds one notification after another:
+    /// nothing else can fold an item at the same time.
     async fn lock_item(&mut self, _: &ItemKey) -> Result<(), sqlx::Error> {
         Ok(())
     }
