@@ -182,10 +182,13 @@ async fn signed_dates_at_the_ends_of_time_do_not_take_the_service_down() {
     let (status, csv) = app.api_text("/v1/refunds?format=csv").await;
     assert_eq!(status, 200);
     assert_eq!(csv.lines().count(), 3, "{csv}");
-    // And the service still takes notifications.
-    Post::new(&app, "SUBSCRIBED", now())
+    // And the service still takes notifications. One instant for both: a
+    // purchase a millisecond after the date Apple signed its ACTIVE status
+    // would not have begun at that status, and the check would disagree.
+    let at = now();
+    Post::new(&app, "SUBSCRIBED", at)
         .status(1)
-        .tx(tx("after", "after-t1", "monthly", now(), now() + 30 * DAY))
+        .tx(tx("after", "after-t1", "monthly", at, at + 30 * DAY))
         .send()
         .await;
     assert_eq!(app.api("/v1/subscriptions/after").await.1["entitled"], true);
