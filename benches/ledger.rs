@@ -337,7 +337,7 @@ async fn check_phase(url: &str, subscriptions: usize, now: i64) -> (u64, usize, 
     let store = Store::connect(&settings).await.unwrap();
     eprintln!("storing {subscriptions} one-notification subscriptions...");
     let start = |s: usize| {
-        if s % 100 == 0 {
+        if s.is_multiple_of(100) {
             now - 60 * DAY
         } else {
             now - 10 * DAY

@@ -267,7 +267,7 @@ fuzz_target!(|data: &[u8]| {
         page.len()
     );
     assert!(!page.contains("<script>"), "unescaped text");
-    let audit = refund_audit(&refunds, data.len() % 2 == 0);
+    let audit = refund_audit(&refunds, data.len().is_multiple_of(2));
     let bound = 100_000 + refunds.len() * 6_000 + text_chars * 6 * 4;
     assert!(
         audit.len() <= bound,

@@ -159,7 +159,7 @@ pub fn generated_notification(
     // an expiry comes at the end of the last paid period, with its transaction.
     let (kind, subtype, period, status) = match n {
         0 => ("SUBSCRIBED", Some("INITIAL_BUY"), n, 1),
-        n if n == per_subscription - 1 && s % 10 == 0 => ("REFUND", None, n, 5),
+        n if n == per_subscription - 1 && s.is_multiple_of(10) => ("REFUND", None, n, 5),
         n if n == per_subscription - 1 && s % 10 == 1 => ("EXPIRED", Some("VOLUNTARY"), n - 1, 2),
         _ => ("DID_RENEW", None, n, 1),
     };
