@@ -194,12 +194,13 @@ impl Deliverer {
         async move {
             let body = body(&delivery.event_type, delivery.occurred_at, &delivery.data);
             let bundle_id = crate::store::bundle_id_of(&delivery.data);
+            let sent_at = store.now();
             let sent = sink
                 .send(
                     &delivery.event_id,
                     &delivery.event_type,
                     bundle_id.as_deref(),
-                    store.now().div_euclid(1000),
+                    sent_at.div_euclid(1000),
                     body,
                     timeout,
                 )
@@ -233,7 +234,7 @@ impl Deliverer {
                 _ => {
                     let failures = delivery.attempts.saturating_add(1);
                     let first = delivery.first_attempt_at.unwrap_or(at);
-                    match next_attempt(failures, first, at, &delivery.event_id) {
+                    match next_attempt(failures, first, sent_at, at, &delivery.event_id) {
                         Some(next_attempt_at) => DeliveryOutcome::Retry {
                             status,
                             error,

@@ -12,16 +12,27 @@ pub const THEN_EVERY_MS: i64 = 36_000_000;
 /// A delivery still failing this long after its first attempt is given up.
 pub const GIVE_UP_AFTER_MS: i64 = 3 * 86_400_000;
 
-/// After `failures` failed attempts (the first at `first_attempt_at`, the
-/// last at `now`), when to try `event_id` again; `None`: give up.
-pub fn next_attempt(failures: i64, first_attempt_at: i64, now: i64, event_id: &str) -> Option<i64> {
-    if now.saturating_sub(first_attempt_at) >= GIVE_UP_AFTER_MS {
+/// After `failures` failed attempts, the first at `first_attempt_at` and
+/// the last sent at `sent_at` and answered (or timed out) at `answered_at`:
+/// when to try `event_id` again, the wait counted from the answer; `None`:
+/// give up. The three days are counted up to when the last attempt was
+/// sent, so that the endpoint itself sees attempts three days apart before
+/// they stop: an answer that came late must not shorten them.
+pub fn next_attempt(
+    failures: i64,
+    first_attempt_at: i64,
+    sent_at: i64,
+    answered_at: i64,
+    event_id: &str,
+) -> Option<i64> {
+    if sent_at.saturating_sub(first_attempt_at) >= GIVE_UP_AFTER_MS {
         return None;
     }
     let index = usize::try_from(failures.saturating_sub(1)).unwrap_or(usize::MAX);
     let wait = SCHEDULE_MS.get(index).copied().unwrap_or(THEN_EVERY_MS);
     Some(
-        now.saturating_add(wait)
+        answered_at
+            .saturating_add(wait)
             .saturating_add(jitter(wait, event_id, failures)),
     )
 }
@@ -44,14 +55,14 @@ mod tests {
 
     #[test]
     fn the_first_retry_comes_within_ten_seconds() {
-        let next = next_attempt(1, 0, 0, "evt_a").unwrap();
+        let next = next_attempt(1, 0, 0, 0, "evt_a").unwrap();
         assert!((5_000..=5_500).contains(&next), "{next}");
     }
 
     #[test]
     fn it_backs_off_then_retries_every_ten_hours() {
         let waits: Vec<i64> = (1..=9)
-            .map(|n| next_attempt(n, 0, 0, "evt_a").unwrap())
+            .map(|n| next_attempt(n, 0, 0, 0, "evt_a").unwrap())
             .collect();
         for (wait, base) in waits.iter().zip(
             SCHEDULE_MS
@@ -72,7 +83,7 @@ mod tests {
         let (mut now, mut failures) = (0i64, 0i64);
         loop {
             failures += 1;
-            match next_attempt(failures, 0, now, "evt_b") {
+            match next_attempt(failures, 0, now, now, "evt_b") {
                 Some(next) => now = next,
                 None => break,
             }
@@ -82,5 +93,20 @@ mod tests {
         // Eight attempts in the first 8 hours, then one every 10 hours
         // (and their jitter) until three days have passed.
         assert_eq!(failures, 14);
+    }
+
+    #[test]
+    fn a_late_answer_does_not_shorten_the_three_days() {
+        // Sent a minute before three days were up, refused ten hours later:
+        // tried once more, ten hours after the answer.
+        let sent = GIVE_UP_AFTER_MS - 60_000;
+        let answered = sent + THEN_EVERY_MS;
+        let next = next_attempt(9, 0, sent, answered, "evt_c").unwrap();
+        assert!(next >= answered + THEN_EVERY_MS, "{next}");
+        // Sent at three days: given up, whenever the answer came.
+        assert_eq!(
+            next_attempt(10, 0, GIVE_UP_AFTER_MS, GIVE_UP_AFTER_MS, "evt_c"),
+            None
+        );
     }
 }

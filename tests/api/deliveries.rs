@@ -4,9 +4,10 @@
 //! retries on the test's clock, 410 disabling the endpoint, giving up after
 //! three days, filters, replay and resend, and two instances sharing work.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use appstore_ledger::clock::Clock as _;
+use appstore_ledger::clock::{Clock as _, ManualClock};
 use serde_json::Value;
 
 use crate::events::when_shown;
@@ -297,11 +298,22 @@ async fn an_endpoint_answering_410_is_disabled_until_enabled_then_replay_and_res
 #[tokio::test]
 async fn a_delivery_failing_for_three_days_is_given_up_and_the_next_one_goes() {
     let secret = new_secret(4);
+    let clock = Arc::new(OnceLock::<Arc<ManualClock>>::new());
+    let answers_clock = Arc::clone(&clock);
     // The first event of the item is refused every time; the rest accepted.
     let receiver = Receiver::start(
         &[&secret],
-        Box::new(|_, body: &Value, _| {
+        Box::new(move |_, body: &Value, n| {
             if body["data"]["sequence"] == 1 {
+                // The refusal of the second attempt comes three days after
+                // it was sent (the service's clock moves meanwhile): the
+                // three days are counted between attempts sent, as the
+                // endpoint sees them, not up to when an answer came.
+                if n == 1 {
+                    if let Some(clock) = answers_clock.get() {
+                        clock.advance(Duration::from_secs(3 * 86_400));
+                    }
+                }
                 Cue::Status(503)
             } else {
                 Cue::Ok
@@ -312,6 +324,7 @@ async fn a_delivery_failing_for_three_days_is_given_up_and_the_next_one_goes() {
     receiver.allow_gaps();
     let app =
         TestApp::spawn_with_manual_clock(&endpoint("flaky", &receiver.url, &secret, "")).await;
+    let _ = clock.set(app.shared_clock());
     let now = app.clock().now().as_millis();
     Post::new(&app, "SUBSCRIBED", now)
         .subtype("INITIAL_BUY")

@@ -219,6 +219,15 @@ impl TestApp {
             .expect("a service spawned with spawn_with_manual_clock")
     }
 
+    /// The test's clock, to move from elsewhere (a receiver's answer).
+    pub fn shared_clock(&self) -> Arc<ManualClock> {
+        Arc::clone(
+            self.manual_clock
+                .as_ref()
+                .expect("a service spawned with spawn_with_manual_clock"),
+        )
+    }
+
     async fn spawn_clocked(
         pki: TestPki,
         dir: TempDir,
