@@ -6,9 +6,10 @@ use sqlx::{Connection, PgConnection};
 
 /// A database of its own on the test server, dropped when done.
 pub struct PgDatabase {
+    /// Without TLS unless the server's URL names an `sslmode`.
     pub url: String,
     admin: String,
-    name: String,
+    pub name: String,
 }
 
 impl PgDatabase {
@@ -49,11 +50,23 @@ impl PgDatabase {
             .await
             .unwrap();
         let _ = connection.close().await;
-        let mut url = reqwest::Url::parse(&admin)
-            .expect("APPSTORE_LEDGER_TEST_POSTGRES is a postgres:// URL");
-        url.set_path(&format!("/{name}"));
-        let url = url.to_string();
+        let url = crate::common::db::database_url(&admin, &name);
         Some(PgDatabase { url, admin, name })
+    }
+
+    /// [`PgDatabase::url`] with `sslmode` set to `mode`.
+    pub fn url_with_sslmode(&self, mode: &str) -> String {
+        let mut url = reqwest::Url::parse(&self.url).unwrap();
+        let rest: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(key, _)| key != "sslmode")
+            .map(|(key, value)| (key.into_owned(), value.into_owned()))
+            .collect();
+        url.query_pairs_mut()
+            .clear()
+            .extend_pairs(rest)
+            .append_pair("sslmode", mode);
+        url.to_string()
     }
 
     pub async fn connect(&self) -> PgConnection {
