@@ -24,7 +24,8 @@ use appstore_ledger::ingest::{Ingest, Ingested};
 use appstore_ledger::jws::Verifier;
 use appstore_ledger::model::Timestamp;
 use appstore_ledger::store::{
-    ConsoleUser, FindingFilter, NewNotification, QuarantineReason, Recorded, Store,
+    ConsoleUser, DeliveryOutcome, DeliveryResult, FindingFilter, NewNotification, QuarantineReason,
+    Recorded, Store,
 };
 use common::db::{postgres_admin, TempDb};
 use common::payloads::{NotificationSpec, APP_APPLE_ID, BUNDLE_ID};
@@ -61,6 +62,36 @@ fn pki() -> &'static TestPki {
 /// A notification as the webhook would store it (verified and classified
 /// by the service's own code), for `bundle_id`.
 fn notification(uuid: &str, bundle_id: &str) -> NewNotification {
+    classified(
+        NotificationSpec {
+            bundle_id,
+            ..NotificationSpec::new("DID_RENEW", uuid)
+        },
+        uuid,
+    )
+}
+
+/// A renewal of the subscription `original_transaction_id`, as stored.
+fn renewal_of(uuid: &str, original_transaction_id: &str) -> NewNotification {
+    let mut spec = NotificationSpec::new("DID_RENEW", uuid);
+    for payload in [spec.transaction.as_mut(), spec.renewal.as_mut()]
+        .into_iter()
+        .flatten()
+    {
+        payload["originalTransactionId"] = original_transaction_id.into();
+    }
+    // Bought a minute before it was received (at NOW) and running for a
+    // month: entitled then, so the fold tells it as an event.
+    if let Some(t) = spec.transaction.as_mut() {
+        t["transactionId"] = format!("{original_transaction_id}-t").into();
+        t["purchaseDate"] = (NOW - MINUTE).into();
+        t["expiresDate"] = (NOW + 30 * 24 * 60 * MINUTE).into();
+    }
+    spec.signed_date = NOW;
+    classified(spec, uuid)
+}
+
+fn classified(spec: NotificationSpec, uuid: &str) -> NewNotification {
     let ingest = Ingest::new(
         Verifier::new(pki().anchors()),
         &[AppSettings {
@@ -72,11 +103,7 @@ fn notification(uuid: &str, bundle_id: &str) -> NewNotification {
             consumption: None,
         }],
     );
-    let token = NotificationSpec {
-        bundle_id,
-        ..NotificationSpec::new("DID_RENEW", uuid)
-    }
-    .sign(pki());
+    let token = spec.sign(pki());
     match ingest.classify(&token, AT, Timestamp::from_millis(NOW)) {
         Ok(Ingested::Accepted(n)) => n,
         Ok(Ingested::Quarantined(n, _)) => n,
@@ -363,6 +390,64 @@ async fn a_session_ends_when_idle_or_too_old_and_the_console_secret_is_made_once
             store.console_secret("key", "second").await.unwrap(),
             "first"
         );
+    })
+    .await;
+}
+
+/// Deliveries answered at different moments and kept together (one
+/// statement on the common path) keep each its own moment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivered_deliveries_keep_each_its_own_moment() {
+    on_each_backend(|store| async move {
+        store.open_endpoints(&["backend"]).await.unwrap();
+        for (uuid, otid) in [("moment-1", "7100"), ("moment-2", "7200")] {
+            store
+                .record_notification(renewal_of(uuid, otid))
+                .await
+                .unwrap();
+        }
+        // On PostgreSQL an event shows once every older transaction on the
+        // server has ended (other tests' too).
+        let mut claimed = Vec::new();
+        for _ in 0..200 {
+            let (_, taken) = store
+                .take_deliveries("backend", |_| true, "claim-1", i64::MAX, 10)
+                .await
+                .unwrap();
+            // All the claim holds, those of earlier calls too.
+            claimed = taken;
+            if claimed.len() >= 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(claimed.len(), 2, "{claimed:?}");
+        let results: Vec<DeliveryResult> = claimed
+            .iter()
+            .zip([NOW + 1_000, NOW + 2_000])
+            .map(|(d, at)| DeliveryResult {
+                id: d.id,
+                at,
+                outcome: DeliveryOutcome::Delivered { status: Some(204) },
+            })
+            .collect();
+        store
+            .finish_deliveries("backend", "claim-1", &results)
+            .await
+            .unwrap();
+        let ids: Vec<String> = claimed.iter().map(|d| d.event_id.clone()).collect();
+        // delivered_at, last_attempt_at, last_status, state
+        type Kept = (Option<i64>, Option<i64>, Option<i64>, String);
+        let mut kept: Vec<Kept> = store
+            .deliveries_of(&ids)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.delivered_at, e.last_attempt_at, e.last_status, e.state))
+            .collect();
+        kept.sort();
+        let delivered = |at: i64| (Some(at), Some(at), Some(204), "DELIVERED".to_owned());
+        assert_eq!(kept, [delivered(NOW + 1_000), delivered(NOW + 2_000)]);
     })
     .await;
 }

@@ -260,12 +260,12 @@ where
         let mut failed_at = None;
         // The common case, delivered, in one statement per status (per
         // batch, a statement or two); the rest one by one.
-        let mut delivered: BTreeMap<Option<i64>, Vec<i64>> = BTreeMap::new();
+        let mut delivered: BTreeMap<Option<i64>, Vec<(i64, i64)>> = BTreeMap::new();
         for r in results {
             let (state, status, error, next) = match &r.outcome {
                 DeliveryOutcome::Delivered { status } => {
                     delivered_at = delivered_at.max(Some(r.at));
-                    delivered.entry(*status).or_default().push(r.id);
+                    delivered.entry(*status).or_default().push((r.id, r.at));
                     continue;
                 }
                 DeliveryOutcome::Retry {
@@ -319,19 +319,22 @@ where
             for (status, ids) in &delivered {
                 for chunk in ids.chunks(ROWS_PER_STATEMENT) {
                     // Integers only are written into the statement: the
-                    // ids, the moment and the status (ours or HTTP's).
-                    let list = chunk
+                    // ids, each one's moment, and the status (ours or
+                    // HTTP's). VALUES names its columns column1, column2 on
+                    // both SQLite and PostgreSQL.
+                    let rows = chunk
                         .iter()
-                        .map(i64::to_string)
+                        .map(|(id, at)| format!("({id}, {at})"))
                         .collect::<Vec<_>>()
                         .join(", ");
                     let status = status.map_or_else(|| "NULL".to_owned(), |s| s.to_string());
                     let sql = format!(
                         "UPDATE event_deliveries SET state = 'DELIVERED', attempts = attempts + 1,
-                             first_attempt_at = coalesce(first_attempt_at, {at}),
-                             last_attempt_at = {at}, last_status = {status}, last_error = NULL,
-                             delivered_at = {at}, claimed_by = NULL, claimed_until = NULL
-                         WHERE claimed_by = $1 AND id IN ({list})"
+                             first_attempt_at = coalesce(first_attempt_at, v.column2),
+                             last_attempt_at = v.column2, last_status = {status}, last_error = NULL,
+                             delivered_at = v.column2, claimed_by = NULL, claimed_until = NULL
+                         FROM (VALUES {rows}) AS v
+                         WHERE event_deliveries.id = v.column1 AND event_deliveries.claimed_by = $1"
                     );
                     sqlx::query(sqlx::AssertSqlSafe(sql))
                         .arg(claim)
