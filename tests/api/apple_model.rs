@@ -937,3 +937,20 @@ async fn a_group_member_is_entitled_by_their_own_seat_until_apple_revokes_it() {
     );
     assert_rebuild_agrees(&app).await;
 }
+
+// The same tests on PostgreSQL, each on a fresh database there.
+on_postgres! {
+    refunding_added_seats_leaves_the_period_and_a_seats_refund_leaves_the_transaction,
+    a_period_refunded_in_every_transaction_ends_access,
+    an_offer_upgrade_then_a_billing_failure_is_entitled_through_grace,
+    a_family_member_reported_with_an_upper_case_token_is_found_by_it,
+    a_reported_token_must_be_a_uuid,
+    a_changed_app_account_token_becomes_the_items_and_both_find_it,
+    a_non_renewing_subscription_lasts_its_configured_duration,
+    a_duration_that_does_not_read_is_a_start_up_error,
+    unclaim_seats_is_stored_and_folded_from_its_container,
+    a_notification_of_a_new_shape_for_a_configured_app_is_stored_and_found,
+    what_apple_signs_is_kept_and_shown_where_it_matters,
+    a_rescinded_consent_is_given_with_every_answer_about_the_customer,
+    a_group_member_is_entitled_by_their_own_seat_until_apple_revokes_it,
+}

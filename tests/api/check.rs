@@ -572,3 +572,19 @@ async fn syncing_findings_counts_what_it_opened_and_resolved() {
     assert_eq!(open_by_kind().await, []);
     store.close().await;
 }
+
+// The same tests on PostgreSQL, each on a fresh database there.
+on_postgres! {
+    refund_without_expiration_is_found_and_resolves_when_expired_arrives,
+    renewal_outcome_overdue_resolves_with_did_renew,
+    expiration_overdue_resolves_with_expired,
+    grace_period_overrun_resolves_with_grace_period_expired,
+    a_uuid_arriving_with_different_content_is_a_conflicting_duplicate_and_both_are_kept,
+    notifications_disagreeing_on_identity_are_found,
+    a_revocation_seen_without_any_refund_notification_is_found,
+    a_lost_refund_of_a_later_period_after_an_earlier_refund_is_found,
+    healthy_histories_give_no_finding,
+    serve_keeps_findings_and_resolves_them_by_itself,
+    check_counts_every_item_it_read,
+    syncing_findings_counts_what_it_opened_and_resolved,
+}

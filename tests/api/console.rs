@@ -454,3 +454,14 @@ async fn behind_a_load_balancer_failures_count_per_client_address() {
     // Another client behind the same balancer is not locked out.
     assert_eq!(attempt("bo", PASSWORD, "198.51.100.2").await, 303);
 }
+
+// The same tests on PostgreSQL, each on a fresh database there.
+on_postgres! {
+    the_console_is_off_until_a_user_exists,
+    an_agent_signs_in_and_out_and_the_session_is_refused_afterwards,
+    console_pages_forbid_inline_scripts_and_framing,
+    failed_sign_ins_are_limited_then_even_the_right_password_waits,
+    a_session_ends_when_idle_or_when_its_user_is_removed,
+    over_tls_the_cookies_are_secure,
+    behind_a_load_balancer_failures_count_per_client_address,
+}

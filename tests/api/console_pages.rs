@@ -632,3 +632,12 @@ async fn refunded_money_is_counted_by_the_kind_of_refund() {
         .body
         .contains(r#"<td class="refunded">revocation, no money</td>"#));
 }
+
+// The same tests on PostgreSQL, each on a fresh database there.
+on_postgres! {
+    search_leads_to_the_timeline_with_the_state_after_each_notification,
+    markup_signed_into_a_notification_is_shown_as_text,
+    the_refund_audit_filters_totals_charts_and_downloads_what_it_shows,
+    findings_and_delivery_health_tell_what_apple_sent_and_what_we_refused,
+    refunded_money_is_counted_by_the_kind_of_refund,
+}

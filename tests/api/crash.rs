@@ -132,3 +132,8 @@ async fn sigkill_under_load_loses_no_acknowledged_notification() {
     let (status, body) = app.post_raw(bodies[retry].clone()).await;
     assert_eq!(status, 200, "{body}");
 }
+
+// The same tests on PostgreSQL, each on a fresh database there.
+on_postgres! {
+    sigkill_under_load_loses_no_acknowledged_notification,
+}

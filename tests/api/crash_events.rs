@@ -224,3 +224,8 @@ async fn sigkill_while_delivering_loses_no_event_and_keeps_each_items_order() {
     survivor.kill().unwrap();
     let _ = survivor.wait();
 }
+
+// The same tests on PostgreSQL, each on a fresh database there.
+on_postgres! {
+    sigkill_while_delivering_loses_no_event_and_keeps_each_items_order,
+}

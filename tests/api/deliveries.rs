@@ -580,3 +580,13 @@ async fn the_console_shows_endpoint_health_and_resends_and_replays() {
         assert!(log.body.contains(action), "{action} not in the access log");
     }
 }
+
+// The same tests on PostgreSQL, each on a fresh database there.
+on_postgres! {
+    events_reach_the_endpoint_signed_once_each_and_in_order_through_failures,
+    an_endpoint_answering_410_is_disabled_until_enabled_then_replay_and_resend_send_again,
+    a_delivery_failing_for_three_days_is_given_up_and_the_next_one_goes,
+    endpoints_take_only_the_types_and_apps_they_name,
+    two_instances_share_the_deliveries_without_sending_one_event_twice,
+    the_console_shows_endpoint_health_and_resends_and_replays,
+}

@@ -338,3 +338,11 @@ async fn a_renewal_extension_summary_is_filed_under_its_app() {
         (202, Some("quarantined"))
     );
 }
+
+// The same tests on PostgreSQL, each on a fresh database there.
+on_postgres! {
+    every_other_type_has_its_effect,
+    apples_data_status_decides_over_the_type,
+    an_offer_redeemed_after_expiry_restores_access,
+    a_renewal_extension_summary_is_filed_under_its_app,
+}

@@ -522,3 +522,12 @@ async fn an_upgraded_database_tells_only_what_changes_after_it() {
     assert_eq!(kinds(&events), ["AUTO_RENEW_CHANGED"]);
     assert_eq!(events[0]["sequence"], 1);
 }
+
+// The same tests on PostgreSQL, each on a fresh database there.
+on_postgres! {
+    a_subscriptions_life_is_told_as_events_in_order,
+    the_feed_refuses_what_it_cannot_answer_and_an_expired_cursor_is_gone,
+    an_unreadable_told_answer_keeps_the_sequence_going,
+    a_late_refund_corrects_the_answers_already_given,
+    an_upgraded_database_tells_only_what_changes_after_it,
+}

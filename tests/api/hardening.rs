@@ -524,3 +524,19 @@ async fn the_first_start_without_api_tokens_says_queries_will_be_refused() {
         "{said:?}"
     );
 }
+
+// The same tests on PostgreSQL, each on a fresh database there.
+on_postgres! {
+    forty_wrong_passwords_at_once_check_five_and_memory_stays_bounded,
+    signed_dates_at_the_ends_of_time_do_not_take_the_service_down,
+    an_upper_case_app_account_token_is_the_same_token,
+    a_finding_and_its_state_stay_small_whatever_was_reported,
+    a_formula_behind_a_tab_or_return_is_defused_in_both_csvs,
+    a_sign_in_form_the_service_did_not_issue_is_refused,
+    a_nul_byte_is_refused_as_bad_input_and_a_sign_in_with_one_still_counts,
+    a_busy_session_still_ends_after_its_maximum_lifetime,
+    query_answers_are_not_to_be_cached,
+    user_names_are_one_regardless_of_case,
+    a_padded_token_is_malformed,
+    the_first_start_without_api_tokens_says_queries_will_be_refused,
+}

@@ -112,3 +112,11 @@ async fn metrics_say_when_the_database_failed() {
     let text = app.get("/metrics").await.text().await.unwrap();
     assert!(text.contains("\nappstore_ledger_database_up 1\n"), "{text}");
 }
+
+// The same tests on PostgreSQL, each on a fresh database there.
+on_postgres! {
+    health_answers_200_when_the_database_does,
+    health_answers_503_while_the_database_cannot_take_a_write,
+    metrics_count_outcomes_by_reason,
+    metrics_say_when_the_database_failed,
+}

@@ -106,13 +106,27 @@ pub fn config(dir: &TempDir, pki: &TestPki, server_extra: &str, extra: &str) -> 
 pub const API_TOKEN: &str = "test-token-0123456789";
 pub const SECOND_TOKEN: &str = "second-token-0123456789";
 
+/// Whether the running test is one of `on_postgres!`'s: libtest names
+/// each test's thread after the test, and a test's body runs on it (the
+/// tokio runtime's `block_on`). Asked from another thread, it cannot tell,
+/// and says so rather than guess.
+pub fn on_postgres() -> bool {
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or_default();
+    assert!(
+        name.contains("::"),
+        "the suite's backend is told by the test's own thread, not {name:?}"
+    );
+    name.contains("::on_postgres::")
+}
+
 /// `text` (a [`config`]) on this suite's backend: when the suite runs on
 /// PostgreSQL, on a fresh database there, kept while the guard lives.
 pub async fn on_suite_backend(
     dir: &TempDir,
     text: String,
 ) -> (String, Option<crate::pg::PgDatabase>) {
-    if !crate::POSTGRES {
+    if !on_postgres() {
         return (text, None);
     }
     let Some(pg) = crate::pg::PgDatabase::create_migrated().await else {
@@ -159,7 +173,7 @@ impl TestApp {
     }
 
     /// With the whole configuration text given: on a fresh PostgreSQL
-    /// database when the suite runs on PostgreSQL (`crate::POSTGRES`).
+    /// database when the test runs on PostgreSQL ([`on_postgres`]).
     pub async fn spawn_text(pki: TestPki, dir: TempDir, text: &str) -> TestApp {
         let (text, pg) = on_suite_backend(&dir, text.to_owned()).await;
         TestApp::spawn_on(pki, dir, &text, pg).await

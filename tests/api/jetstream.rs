@@ -271,3 +271,9 @@ async fn a_kill_mid_publish_leaves_every_event_in_the_stream_exactly_once() {
     assert_eq!(got_ids, feed_ids);
     stream.delete().await;
 }
+
+// The same tests on PostgreSQL, each on a fresh database there.
+on_postgres! {
+    a_scripted_history_reaches_the_stream_once_each_in_order,
+    a_kill_mid_publish_leaves_every_event_in_the_stream_exactly_once,
+}

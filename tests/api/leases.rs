@@ -129,3 +129,9 @@ async fn a_crashed_holder_is_replaced_when_its_lease_lapses() {
     assert!(checks_completed(&instances[other]).await > before);
     drop(instances.remove(holder));
 }
+
+// The same tests on PostgreSQL, each on a fresh database there.
+on_postgres! {
+    the_periodic_check_runs_on_one_instance_and_moves_when_it_stops,
+    a_crashed_holder_is_replaced_when_its_lease_lapses,
+}

@@ -93,3 +93,8 @@ async fn genuine_notifications_for_an_unconfigured_app_or_environment_are_kept_a
     );
     let _ = BUNDLE_ID;
 }
+
+// The same tests on PostgreSQL, each on a fresh database there.
+on_postgres! {
+    genuine_notifications_for_an_unconfigured_app_or_environment_are_kept_and_can_be_released,
+}

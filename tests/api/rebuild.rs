@@ -244,3 +244,10 @@ async fn rebuild_waits_for_a_write_lock_held_elsewhere() {
         .stdout
         .starts_with("rebuilt the ledger from 1 notifications"));
 }
+
+// The same tests on PostgreSQL, each on a fresh database there.
+on_postgres! {
+    rebuild_produces_exactly_what_incremental_application_produced,
+    a_notification_that_cannot_be_folded_becomes_a_finding,
+    rebuild_waits_for_a_write_lock_held_elsewhere,
+}

@@ -228,3 +228,10 @@ async fn the_refund_ledger_pages_filters_and_exports_csv() {
         lines[1]
     );
 }
+
+// The same tests on PostgreSQL, each on a fresh database there.
+on_postgres! {
+    a_one_time_purchase_and_its_refund,
+    the_query_api_needs_a_token_and_answers_clear_errors,
+    the_refund_ledger_pages_filters_and_exports_csv,
+}

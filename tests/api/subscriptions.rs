@@ -354,3 +354,14 @@ async fn out_of_order_delivery_does_not_roll_back() {
         "history is in signedDate order"
     );
 }
+
+// The same tests on PostgreSQL, each on a fresh database there.
+on_postgres! {
+    a_monthly_plan_refunded_and_then_expired,
+    an_annual_plan_refunded_with_no_expired_ever_arriving,
+    a_refund_reversed_restores_access_and_is_recorded,
+    grace_period_is_entitled_and_billing_retry_is_not,
+    family_sharing_revoke_ends_access_and_is_recorded,
+    an_upgrade_switches_the_product_at_once,
+    out_of_order_delivery_does_not_roll_back,
+}

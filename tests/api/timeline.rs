@@ -549,3 +549,17 @@ async fn before_a_resubscription_s_period_the_earlier_period_still_counts() {
     );
     assert_eq!(at(&app, otid, now()).await, is(true, "ACTIVE", "monthly"));
 }
+
+// The same tests on PostgreSQL, each on a fresh database there.
+on_postgres! {
+    the_lapse_between_expired_and_resubscribe_is_not_entitled,
+    billing_retry_before_a_recovery_is_not_entitled,
+    a_grace_period_that_later_ended_was_entitled_while_it_lasted,
+    between_a_refund_and_its_reversal_access_was_revoked,
+    a_refund_reported_later_ends_access_at_its_revocation_date,
+    the_product_at_t_is_the_one_whose_period_covers_t,
+    known_at_answers_as_the_service_would_have_then,
+    a_status_apple_signs_that_the_ledger_disagrees_with_is_kept_and_raised,
+    known_at_equals_a_replay_of_what_had_been_received,
+    before_a_resubscription_s_period_the_earlier_period_still_counts,
+}

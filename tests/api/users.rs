@@ -104,3 +104,8 @@ async fn console_users_are_added_with_a_hashed_password_listed_and_removed() {
         [("bo@example".to_owned(), "admin".to_owned())]
     );
 }
+
+// The same tests on PostgreSQL, each on a fresh database there.
+on_postgres! {
+    console_users_are_added_with_a_hashed_password_listed_and_removed,
+}

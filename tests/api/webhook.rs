@@ -515,3 +515,20 @@ async fn notifications_arriving_together_share_a_commit() {
     );
     eprintln!("80 notifications at once: {commits} commits");
 }
+
+// The same tests on PostgreSQL, each on a fresh database there.
+on_postgres! {
+    a_genuine_notification_is_stored_with_its_decoded_content,
+    a_repeat_answers_200_and_changes_nothing,
+    identical_posts_at_the_same_moment_store_one_row,
+    forged_and_broken_payloads_are_refused_with_the_verifiers_code_and_never_stored,
+    a_body_that_is_not_the_expected_json_is_a_bad_request,
+    an_oversized_body_is_refused_with_413,
+    a_declared_oversized_length_is_refused_before_the_body,
+    a_test_notification_is_stored_like_any_other,
+    an_unavailable_database_answers_503_and_a_later_retry_succeeds,
+    a_write_whose_requester_gave_up_is_not_committed_later,
+    a_restart_keeps_everything,
+    a_notification_the_database_refuses_does_not_fail_the_others_written_with_it,
+    notifications_arriving_together_share_a_commit,
+}

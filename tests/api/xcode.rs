@@ -103,3 +103,9 @@ async fn apple_s_chain_is_still_what_sandbox_needs_beside_xcode() {
     let answer: Value = subscription(&app, "xc-3").await;
     assert_eq!(answer["entitled"], true, "{answer}");
 }
+
+// The same tests on PostgreSQL, each on a fresh database there.
+on_postgres! {
+    an_xcode_token_is_accepted_for_xcode_and_refused_for_sandbox,
+    apple_s_chain_is_still_what_sandbox_needs_beside_xcode,
+}

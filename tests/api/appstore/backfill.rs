@@ -217,3 +217,13 @@ async fn serve_backfills_on_its_own() {
     }
     assert_eq!(app.count("notifications").await, 3);
 }
+
+// The same tests on PostgreSQL, each on a fresh database there.
+on_postgres! {
+    backfill_stores_exactly_the_missing_notifications_once,
+    a_forged_history_payload_is_rejected_and_nothing_stored,
+    an_interrupted_backfill_continues_and_ends_as_an_uninterrupted_one,
+    apple_s_429_is_waited_out_and_retryable_codes_are_retried,
+    a_since_outside_apple_s_window_is_a_clear_error,
+    serve_backfills_on_its_own,
+}

@@ -128,3 +128,10 @@ async fn the_client_keeps_its_rate_bounds_its_retries_and_names_the_other_enviro
     );
     assert!(fake.state().refused_tokens.is_empty());
 }
+
+// The same tests on PostgreSQL, each on a fresh database there.
+on_postgres! {
+    a_401_is_diagnosed,
+    api_check_sees_the_test_notification_arrive,
+    the_client_keeps_its_rate_bounds_its_retries_and_names_the_other_environment,
+}

@@ -430,3 +430,15 @@ async fn apples_decision_before_an_answer_closes_the_request() {
     a_while().await;
     assert!(fake.seen(PUT_PATH).is_empty());
 }
+
+// The same tests on PostgreSQL, each on a fresh database there.
+on_postgres! {
+    a_request_with_consent_is_answered_once_by_the_policy_after_the_wait,
+    facts_from_the_backend_are_sent_at_once_in_apples_words,
+    a_subscription_is_never_sent_a_percentage,
+    no_answer_without_consent_nor_for_family_sharing,
+    apples_429_and_5xx_are_retried_before_the_deadline,
+    two_instances_send_one_answer,
+    a_deadline_missed_while_apple_fails_is_a_finding_until_apple_decides,
+    apples_decision_before_an_answer_closes_the_request,
+}

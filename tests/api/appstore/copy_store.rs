@@ -323,3 +323,8 @@ async fn copy_store_moves_everything_and_every_query_route_answers_the_same() {
         app.count("notifications").await + 1
     );
 }
+
+// The same tests on PostgreSQL, each on a fresh database there.
+on_postgres! {
+    copy_store_moves_everything_and_every_query_route_answers_the_same,
+}

@@ -243,3 +243,9 @@ async fn the_cli_extends_one_subscription_and_every_subscriber_until_apple_compl
     assert_eq!(posts, 1);
     assert!(fake.state().refused_tokens.is_empty());
 }
+
+// The same tests on PostgreSQL, each on a fresh database there.
+on_postgres! {
+    an_agent_gives_goodwill_time_from_the_console_once,
+    the_cli_extends_one_subscription_and_every_subscriber_until_apple_completes,
+}

@@ -80,3 +80,8 @@ async fn an_order_id_leads_to_the_customer_or_says_what_is_missing() {
     let _ = get(&app, &client, "/console/search?q=not%20an%20order", &cookie).await;
     assert_eq!(fake.seen("/inApps/v1/lookup/").len(), before);
 }
+
+// The same tests on PostgreSQL, each on a fresh database there.
+on_postgres! {
+    an_order_id_leads_to_the_customer_or_says_what_is_missing,
+}

@@ -362,3 +362,14 @@ async fn reconcile_reads_refund_history() {
     assert_eq!(body["refunds"].as_array().unwrap().len(), 1, "{body}");
     assert_eq!(subscription(&app, otid).await["entitled"], false);
 }
+
+// The same tests on PostgreSQL, each on a fresh database there.
+on_postgres! {
+    a_refunded_annual_plan_is_no_finding_before_its_period_ends_and_reconcile_settles_it,
+    reconcile_corrects_a_missed_renewal_from_transaction_history,
+    a_subscription_unknown_in_production_is_found_in_sandbox,
+    serve_reconciles_open_findings_on_its_own,
+    a_status_answer_the_ledger_disagrees_with_is_kept_and_raised,
+    a_later_refund_of_an_older_period_is_read_when_the_customer_asked_for_one,
+    reconcile_reads_refund_history,
+}

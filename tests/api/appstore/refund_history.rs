@@ -185,3 +185,9 @@ async fn a_late_refund_notification_replaces_the_row_apples_answer_made() {
     // The rebuild makes the same rows.
     crate::apple_model::assert_rebuild_agrees(&app).await;
 }
+
+// The same tests on PostgreSQL, each on a fresh database there.
+on_postgres! {
+    a_refund_only_in_refund_history_revokes_and_is_found,
+    a_late_refund_notification_replaces_the_row_apples_answer_made,
+}

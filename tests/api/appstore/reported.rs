@@ -318,3 +318,13 @@ async fn a_transaction_id_or_a_receipt_is_asked_of_apple() {
     );
     assert!(fake.state().refused_tokens.is_empty());
 }
+
+// The same tests on PostgreSQL, each on a fresh database there.
+on_postgres! {
+    a_reported_purchase_grants_access_at_once_and_once,
+    proof_that_is_not_genuine_or_not_this_app_s_is_refused_with_its_code,
+    an_expired_chain_is_refused,
+    a_purchase_reported_for_another_account_is_flagged,
+    reports_are_rate_limited_per_token,
+    a_transaction_id_or_a_receipt_is_asked_of_apple,
+}

@@ -218,3 +218,9 @@ async fn an_admin_asks_apple_for_a_new_account_link_from_the_console() {
         log.body
     );
 }
+
+// The same tests on PostgreSQL, each on a fresh database there.
+on_postgres! {
+    a_new_account_token_is_asked_of_apple_and_taken_from_its_next_transaction,
+    an_admin_asks_apple_for_a_new_account_link_from_the_console,
+}
