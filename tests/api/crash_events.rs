@@ -185,7 +185,6 @@ async fn sigkill_while_delivering_loses_no_event_and_keeps_each_items_order() {
             // transaction older than it has ended). Read it again.
             events = crate::events::all_events(&app, 1000).await;
             ids = id_set(&events);
-            continue;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

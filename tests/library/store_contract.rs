@@ -4,7 +4,8 @@
 //! What the black-box suite reaches only through HTTP is pinned here at the
 //! seam every backend implements: storing once, quarantine and release,
 //! findings, job leases, console users, sign-in reservations (also many at
-//! once), sessions and the shared console secret.
+//! once), sessions and the shared console secret, and deliveries kept
+//! with each its own moment.
 
 // Tests may panic: that is how they fail.
 #![allow(
