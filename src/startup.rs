@@ -377,19 +377,13 @@ impl Application {
         // Likewise a call to Apple may be waiting out a 429.
         stop_workers.cancel();
         let deadline = tokio::time::Instant::now() + grace;
-        if let Some(mut checker) = checker {
-            if tokio::time::timeout_at(deadline, &mut checker)
-                .await
-                .is_err()
-            {
-                checker.abort();
+        if let Some(checker) = checker {
+            if !stopped_by(deadline, checker).await {
                 tracing::warn!("the check did not stop within the grace period; dropped");
             }
         }
-        for mut sync in syncs {
-            if tokio::time::timeout_at(deadline, &mut sync).await.is_err() {
-                sync.abort();
-            }
+        for sync in syncs {
+            stopped_by(deadline, sync).await;
         }
         let _ = rejections_flusher.await;
         if let Err(e) = self.rejections.flush(&self.store).await {
@@ -399,6 +393,19 @@ impl Application {
         tracing::info!("stopped");
         served
     }
+}
+
+/// Waits for `task` until `deadline`, then drops it: whether it stopped
+/// by itself.
+async fn stopped_by<T>(
+    deadline: tokio::time::Instant,
+    mut task: tokio::task::JoinHandle<T>,
+) -> bool {
+    let stopped = tokio::time::timeout_at(deadline, &mut task).await.is_ok();
+    if !stopped {
+        task.abort();
+    }
+    stopped
 }
 
 fn listen(addr: SocketAddr) -> Result<std::net::TcpListener, StartupError> {
