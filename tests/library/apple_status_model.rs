@@ -26,14 +26,6 @@
 //!   active; a reversal restores it.
 //! - entitled in 1 and 4.
 
-// Tests may panic: that is how they fail.
-#![allow(
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing
-)]
-
 use proptest::prelude::*;
 use serde_json::json;
 

@@ -5,9 +5,6 @@
 //! each backend only its primitives) and one batch writer; the wall clock is
 //! read in one place.
 
-// Tests may panic: that is how they fail.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 

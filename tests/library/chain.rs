@@ -1,14 +1,6 @@
 //! Every way a token's chain or signature can be wrong, each asserting the
 //! exact error, on chains generated here in Apple's shape.
 
-// Tests may panic: that is how they fail.
-#![allow(
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing
-)]
-
 use crate::common;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};

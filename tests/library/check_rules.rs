@@ -2,14 +2,6 @@
 //! once its moment plus its tolerance has passed (not at that instant), and
 //! not for a subscription whose period has not ended.
 
-// Tests may panic: that is how they fail.
-#![allow(
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing
-)]
-
 use appstore_ledger::check::{check_item, FindingKind, Tolerances};
 use appstore_ledger::ledger::{ItemKey, State, Status};
 use appstore_ledger::model::AutoRenewStatus;

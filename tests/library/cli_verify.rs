@@ -1,13 +1,5 @@
 //! `appstore-ledger verify`, run as a process.
 
-// Tests may panic: that is how they fail.
-#![allow(
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing
-)]
-
 use crate::common;
 
 use std::io::Write;

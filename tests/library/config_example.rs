@@ -3,9 +3,6 @@
 //! reads: a key renamed or added in the code without the example fails
 //! here.
 
-// Tests may panic: that is how they fail.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
-
 use appstore_ledger::config::Settings;
 
 fn example() -> String {

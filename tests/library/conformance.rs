@@ -4,14 +4,6 @@
 //! `APPSTORE_LEDGER_REAL_JWS_DIR` (a path relative to the crate root works, as
 //! in the README's test command) and says it skipped when there is none.
 
-// Tests may panic: that is how they fail.
-#![allow(
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing
-)]
-
 use crate::common;
 
 use std::path::PathBuf;

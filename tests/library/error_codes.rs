@@ -3,9 +3,6 @@
 //! every code the lower layers give (the verifier, asking Apple, a receipt,
 //! quarantine). A code added on one side without the other fails here.
 
-// Tests may panic: that is how they fail.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
-
 use std::collections::BTreeSet;
 use std::path::Path;
 

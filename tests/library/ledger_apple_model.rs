@@ -3,14 +3,6 @@
 //! and the grace window after an upgrade. Expected answers are Apple's
 //! documented rules applied by hand to each scenario.
 
-// Tests may panic: that is how they fail.
-#![allow(
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing
-)]
-
 use appstore_ledger::ledger::{
     apply, fold, Effect, Event, EventData, ItemKey, RenewalFacts, State, Status, TransactionFacts,
 };

@@ -9,14 +9,6 @@
 //! where the fold runs under item locks; and there also with two stores (two
 //! instances) recording the same history at once, folding the same items.
 
-// Tests may panic: that is how they fail.
-#![allow(
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing
-)]
-
 use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};

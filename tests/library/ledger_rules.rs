@@ -2,14 +2,6 @@
 //! transaction a renewal-preference change may make current, the status of a
 //! one-time purchase, and when `statusSince` moves.
 
-// Tests may panic: that is how they fail.
-#![allow(
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing
-)]
-
 use appstore_ledger::ledger::{fold, Event, EventData, ItemKey, State, Status, TransactionFacts};
 use appstore_ledger::model::{NotificationType, ProductType, Subtype};
 

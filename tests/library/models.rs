@@ -1,14 +1,6 @@
 //! Every field Apple documents decodes into a typed field (none is left in
 //! `unknown_fields`), and decoding then encoding gives back the same JSON.
 
-// Tests may panic: that is how they fail.
-#![allow(
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing
-)]
-
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;

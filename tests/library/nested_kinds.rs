@@ -1,13 +1,5 @@
 //! A token of the wrong kind in a nested slot is not what it claims to be.
 
-// Tests may panic: that is how they fail.
-#![allow(
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing
-)]
-
 use crate::common;
 
 use appstore_ledger::jws::{ExpectedIdentity, Verifier};

@@ -1,14 +1,6 @@
 //! Notifications: nested tokens verified like the envelope, agreement between
 //! them, and the caller's expected app and environment.
 
-// Tests may panic: that is how they fail.
-#![allow(
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing
-)]
-
 use crate::common;
 
 use serde_json::json;

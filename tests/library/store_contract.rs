@@ -7,14 +7,6 @@
 //! once), sessions and the shared console secret, and deliveries kept
 //! with each its own moment.
 
-// Tests may panic: that is how they fail.
-#![allow(
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing
-)]
-
 use crate::common;
 
 use std::future::Future;

@@ -4,14 +4,6 @@
 //! to T. The histories here never reach back (every fact is reported when it
 //! happens); the tests in tests/api/timeline.rs cover what does.
 
-// Tests may panic: that is how they fail.
-#![allow(
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing
-)]
-
 use proptest::prelude::*;
 
 use appstore_ledger::ledger::{fold, Event, EventData, ItemKey, RenewalFacts, TransactionFacts};
