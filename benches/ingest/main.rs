@@ -12,7 +12,15 @@
 //! `--postgres` (a server URL) it runs on a fresh database there, dropped
 //! afterwards, with I services sharing it and taking requests in turn. Run
 //! by `cargo test --all-targets` (without `--bench`), it only checks that
-//! the harness works, on a few notifications.
+//! both harnesses work, on a few notifications.
+//!
+//! `--outside [--duration SECONDS] [--runs R] [--bodies DIR]` (defaults: 10,
+//! 5, signed afresh; with the options above but `--notifications`, here the
+//! bodies signed when DIR holds none, 60000): the service runs as its own
+//! process (this build's binary, `serve`) and this one drives it as an
+//! outside load generator would, for a fixed duration per run, each run on a
+//! fresh database; it prints each run's figures and their spread. See
+//! outside.rs.
 
 // Tests may panic: that is how they fail.
 #![allow(
@@ -22,8 +30,9 @@
     clippy::indexing_slicing
 )]
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../../tests/common/mod.rs"]
 mod common;
+mod outside;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -46,6 +55,8 @@ struct Options {
     pool: usize,
     /// Deliver events to a webhook receiver on loopback.
     endpoint: bool,
+    /// The service as its own process, driven for a fixed duration.
+    outside: Option<outside::Outside>,
 }
 
 fn options() -> Options {
@@ -59,16 +70,155 @@ fn options() -> Options {
         pool: args.number("--pool", 8, 8).max(1),
         // The harness's check (without --bench) runs the delivery path too.
         endpoint: args.flag("--endpoint") || !args.measure,
+        outside: (args.flag("--outside") || !args.measure).then(|| outside::Outside {
+            runs: args.number("--runs", 5, 1).max(1),
+            duration: std::time::Duration::from_secs_f64(
+                args.text("--duration")
+                    .and_then(|d| d.parse().ok())
+                    .unwrap_or(if args.measure { 10.0 } else { 1.0 }),
+            ),
+            concurrency: args.number("--concurrency", 32, 8),
+            notifications: args.number("--notifications", 60_000, 200),
+            bodies: args.text("--bodies").map(std::path::PathBuf::from),
+            postgres: args.text("--postgres"),
+            instances: args.number("--instances", 1, 1).max(1),
+            pool: args.number("--pool", 8, 8).max(1),
+            endpoint: args.flag("--endpoint") || !args.measure,
+            measure: args.measure,
+        }),
     }
 }
 
+/// `count` distinct DID_RENEW notifications as Apple posts them, each of its
+/// own customer, renewed a minute ago for a month: each changes what its
+/// customer is entitled to (one entitlement event each).
+fn sign_bodies(pki: &TestPki, count: usize) -> Vec<String> {
+    let now = appstore_ledger::clock::Clock::now(&appstore_ledger::clock::SystemClock).as_millis();
+    (0..count)
+        .map(|i| {
+            let mut spec = NotificationSpec::new("DID_RENEW", format!("bench-{i:08}"));
+            let otid = format!("3{i:015}");
+            for nested in [spec.transaction.as_mut(), spec.renewal.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                nested["originalTransactionId"] = serde_json::json!(otid);
+            }
+            if let Some(t) = spec.transaction.as_mut() {
+                t["transactionId"] = serde_json::json!(format!("4{i:015}"));
+                t["purchaseDate"] = serde_json::json!(now - 60_000);
+                t["originalPurchaseDate"] = serde_json::json!(now - 60_000);
+                t["expiresDate"] = serde_json::json!(now + 30 * 86_400_000);
+                t["signedDate"] = serde_json::json!(now);
+            }
+            if let Some(r) = spec.renewal.as_mut() {
+                r["signedDate"] = serde_json::json!(now);
+            }
+            spec.signed_date = now;
+            let token = spec.sign(pki);
+            serde_json::json!({ "signedPayload": token }).to_string()
+        })
+        .collect()
+}
+
+/// The service's configuration: the test PKI's root (`dir/root.der`)
+/// trusted, the bench's app, no checker, errors only in the log;
+/// `endpoint` is more TOML (an `[[events.endpoints]]`) or empty.
+fn settings_text(
+    dir: &std::path::Path,
+    database_url: &str,
+    pool: usize,
+    listen: &str,
+    endpoint: &str,
+) -> String {
+    format!(
+        r#"
+        [server]
+        listen = "{listen}"
+        [database]
+        url = "{database_url}"
+        max_connections = {pool}
+        [verification]
+        trusted_roots = ["{}/root.der"]
+        [[apps]]
+        bundle_id = "{}"
+        app_apple_id = {}
+        environments = ["Production", "Sandbox"]
+        [check]
+        interval_ms = 0
+        [log]
+        level = "error"
+        {endpoint}
+        "#,
+        dir.display(),
+        common::payloads::BUNDLE_ID,
+        common::payloads::APP_APPLE_ID,
+    )
+}
+
+/// Posts notification `i` and checks that it was stored: only a durable,
+/// first-time store counts (a duplicate or a quarantine would be a faster,
+/// different measurement).
+async fn post_stored(client: &reqwest::Client, url: &str, body: String, i: usize) {
+    let response = client.post(url).body(body).send().await.unwrap();
+    let status = response.status().as_u16();
+    let answer: serde_json::Value = response.json().await.unwrap_or_default();
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("stored")),
+        "notification {i}"
+    );
+}
+
+/// When each notification's event first reached the receiver, by its
+/// notificationUUID (the event's `cause`).
+type Received = Arc<std::sync::Mutex<HashMap<String, Instant>>>;
+
+/// Starts a webhook receiver on loopback that answers 204 and keeps when
+/// each event first arrived in `received`; its `[[events.endpoints]]`.
+async fn receiver(received: Received) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/hooks",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let received = Arc::clone(&received);
+            async move {
+                let event: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                if let Some(cause) = event["data"]["cause"].as_str() {
+                    received
+                        .lock()
+                        .unwrap()
+                        .entry(cause.to_owned())
+                        .or_insert_with(Instant::now);
+                }
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!(
+        "[[events.endpoints]]\nname = \"bench\"\nurl = \"{url}\"\nsecret = \"whsec_{}\"\n",
+        "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    )
+}
+
 fn main() {
-    let options = options();
+    let mut options = options();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(run(options));
+    // Benchmarking, one harness or the other; checked as a test, both.
+    match options.outside.take() {
+        Some(outside) if options.measure => runtime.block_on(outside::run(outside)),
+        outside => {
+            runtime.block_on(run(options));
+            if let Some(outside) = outside {
+                runtime.block_on(outside::run(outside));
+            }
+        }
+    }
 }
 
 async fn run(options: Options) {
@@ -88,65 +238,13 @@ async fn run(options: Options) {
         }
         None => format!("sqlite://{}/bench.db", dir.display()),
     };
-    // The receiver: when each notification's event first arrived, by its
-    // notificationUUID (the event's cause).
-    let received: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Arc::default();
+    let received: Received = Arc::default();
     let endpoint = if options.endpoint {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hooks", listener.local_addr().unwrap());
-        let received = Arc::clone(&received);
-        let app = axum::Router::new().route(
-            "/hooks",
-            axum::routing::post(move |body: axum::body::Bytes| {
-                let received = Arc::clone(&received);
-                async move {
-                    let event: serde_json::Value =
-                        serde_json::from_slice(&body).unwrap_or_default();
-                    if let Some(cause) = event["data"]["cause"].as_str() {
-                        received
-                            .lock()
-                            .unwrap()
-                            .entry(cause.to_owned())
-                            .or_insert_with(Instant::now);
-                    }
-                    axum::http::StatusCode::NO_CONTENT
-                }
-            }),
-        );
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        format!(
-            "[[events.endpoints]]\nname = \"bench\"\nurl = \"{url}\"\nsecret = \"whsec_{}\"\n",
-            "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-        )
+        receiver(Arc::clone(&received)).await
     } else {
         String::new()
     };
-    let settings_text = format!(
-        r#"
-        [server]
-        listen = "127.0.0.1:0"
-        [database]
-        url = "{database_url}"
-        max_connections = {pool}
-        [verification]
-        trusted_roots = ["{}/root.der"]
-        [[apps]]
-        bundle_id = "{}"
-        app_apple_id = {}
-        environments = ["Production", "Sandbox"]
-        [check]
-        interval_ms = 0
-        [log]
-        level = "error"
-        {endpoint}
-        "#,
-        dir.display(),
-        common::payloads::BUNDLE_ID,
-        common::payloads::APP_APPLE_ID,
-        // The service's default unless told: on PostgreSQL a request waits
-        // for a connection rather than the database for a core.
-        pool = options.pool,
-    );
+    let settings_text = settings_text(&dir, &database_url, options.pool, "127.0.0.1:0", &endpoint);
     let mut urls = Vec::new();
     let mut servers = Vec::new();
     for _ in 0..options.instances {
@@ -171,37 +269,7 @@ async fn run(options: Options) {
         "signing {} distinct notifications...",
         options.notifications
     );
-    let now = appstore_ledger::clock::Clock::now(&appstore_ledger::clock::SystemClock).as_millis();
-    let bodies: Arc<Vec<String>> = Arc::new(
-        (0..options.notifications)
-            .map(|i| {
-                // Distinct customers, as in production: each its own subscription.
-                let mut spec = NotificationSpec::new("DID_RENEW", format!("bench-{i:08}"));
-                let otid = format!("3{i:015}");
-                for nested in [spec.transaction.as_mut(), spec.renewal.as_mut()]
-                    .into_iter()
-                    .flatten()
-                {
-                    nested["originalTransactionId"] = serde_json::json!(otid);
-                }
-                if let Some(t) = spec.transaction.as_mut() {
-                    t["transactionId"] = serde_json::json!(format!("4{i:015}"));
-                    // Renewed now, for a month: each notification changes
-                    // what a customer is entitled to (an event).
-                    t["purchaseDate"] = serde_json::json!(now - 60_000);
-                    t["originalPurchaseDate"] = serde_json::json!(now - 60_000);
-                    t["expiresDate"] = serde_json::json!(now + 30 * 86_400_000);
-                    t["signedDate"] = serde_json::json!(now);
-                }
-                if let Some(r) = spec.renewal.as_mut() {
-                    r["signedDate"] = serde_json::json!(now);
-                }
-                spec.signed_date = now;
-                let token = spec.sign(&pki);
-                serde_json::json!({ "signedPayload": token }).to_string()
-            })
-            .collect(),
-    );
+    let bodies = Arc::new(sign_bodies(&pki, options.notifications));
 
     let client = common::bench::client(options.concurrency);
     let sent_at: Arc<std::sync::Mutex<Vec<Option<Instant>>>> =
@@ -214,42 +282,17 @@ async fn run(options: Options) {
             async move {
                 let body = bodies[i].clone();
                 sent.lock().unwrap()[i] = Some(Instant::now());
-                let response = client.post(&url).body(body).send().await.unwrap();
-                let status = response.status().as_u16();
-                let body: serde_json::Value = response.json().await.unwrap_or_default();
-                // Only a durable, first-time store counts: a duplicate or a
-                // quarantine would be a faster, different measurement.
-                assert_eq!(
-                    (status, body["status"].as_str()),
-                    (200, Some("stored")),
-                    "notification {i}"
-                );
+                post_stored(&client, &url, body, i).await;
             }
         })
         .await;
     // Every event delivered before the services stop.
-    let mut delivery_latencies = Vec::new();
-    if options.endpoint {
-        let waited = Instant::now();
-        while received.lock().unwrap().len() < options.notifications {
-            assert!(
-                waited.elapsed() < std::time::Duration::from_secs(300),
-                "events delivered: {} of {}",
-                received.lock().unwrap().len(),
-                options.notifications
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        let received = received.lock().unwrap();
-        let sent = sent_at.lock().unwrap();
-        for (i, at) in sent.iter().enumerate() {
-            let (Some(at), Some(got)) = (at, received.get(&format!("bench-{i:08}"))) else {
-                panic!("notification {i}: no event delivered");
-            };
-            delivery_latencies.push(got.saturating_duration_since(*at));
-        }
-        delivery_latencies.sort();
-    }
+    let delivery_latencies = if options.endpoint {
+        let sent_at = sent_at.lock().unwrap().clone();
+        outside::delivery_latencies(&received, &sent_at).await
+    } else {
+        Vec::new()
+    };
     for (stop, server) in servers {
         let _ = stop.send(());
         server.await.unwrap().unwrap();
