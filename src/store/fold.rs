@@ -11,7 +11,7 @@ use crate::ledger::{
     self, can_apply_after, Effect, Event, ExpirationRecord, ItemKey, Products, RefundRecord, State,
 };
 
-use super::outbox::{tell, OutboxTx};
+use super::outbox::{tell, LoadedTold, OutboxTx, Prior};
 pub(super) use super::outbox::{NewConsumptionRequest, Telling};
 use super::{NewEvidence, NewNotification, QuarantineReason, Recorded};
 
@@ -109,6 +109,14 @@ pub(super) trait LedgerTx: OutboxTx {
     async fn delete_item_records(&mut self, item: &ItemKey) -> Result<(), sqlx::Error>;
     /// Inserts or replaces the states of items.
     async fn save_states(&mut self, items: &[(&ItemKey, &State)]) -> Result<(), sqlx::Error>;
+    /// Saves one item's state as [`LedgerTx::save_states`] does and loads
+    /// what was last told of it as [`OutboxTx::load_told`] does: in one
+    /// round trip where the backend can.
+    async fn save_state_loading_told(
+        &mut self,
+        item: &ItemKey,
+        state: &State,
+    ) -> Result<LoadedTold, sqlx::Error>;
     async fn insert_refunds(&mut self, refunds: &[RefundRow<'_>]) -> Result<(), sqlx::Error>;
     /// Marks every stored unreversed refund of `transaction_id` reported no
     /// later than `reversed_at` as reversed.
@@ -402,8 +410,16 @@ async fn save_all(
     full: bool,
     before: Option<&State>,
 ) -> Result<(), sqlx::Error> {
-    let states: Vec<(&ItemKey, &State)> = items.iter().map(|(i, s, _)| (*i, *s)).collect();
-    tx.save_states(&states).await?;
+    // A fold of one item (every notification's) loads what was last told
+    // of it with its save: one round trip where the backend can.
+    let mut told = match items {
+        [(item, state, _)] => Some(tx.save_state_loading_told(item, state).await?),
+        _ => {
+            let states: Vec<(&ItemKey, &State)> = items.iter().map(|(i, s, _)| (*i, *s)).collect();
+            tx.save_states(&states).await?;
+            None
+        }
+    };
     let mut refunds = Vec::new();
     let mut expirations = Vec::new();
     for (item, state, effects) in items {
@@ -457,8 +473,12 @@ async fn save_all(
     tx.insert_refunds(&refunds).await?;
     tx.insert_expirations(&expirations).await?;
     for (item, state, effects) in items {
-        let before = before.filter(|_| items.len() == 1);
-        tell(tx, item, state, effects, telling, full, before).await?;
+        let prior = Prior {
+            full,
+            state: before.filter(|_| items.len() == 1),
+            told: told.take(),
+        };
+        tell(tx, item, state, effects, telling, prior).await?;
     }
     Ok(())
 }

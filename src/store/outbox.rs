@@ -31,6 +31,18 @@ pub(super) struct EventRow<'a> {
     pub(super) data: String,
 }
 
+/// The answer told about an item, to keep.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct NewTold<'a> {
+    /// The answer (JSON).
+    pub(super) answer: &'a str,
+    /// The item's last event's sequence.
+    pub(super) sequence: i64,
+    pub(super) told_at: i64,
+    /// When time alone may change the answer.
+    pub(super) changes_at: Option<i64>,
+}
+
 /// A consumption request to open: what the job needs of its
 /// CONSUMPTION_REQUEST, without reading the payload again.
 #[derive(Debug)]
@@ -44,6 +56,21 @@ pub(super) struct NewConsumptionRequest<'a> {
     pub(super) requested_at: i64,
     pub(super) received_at: i64,
     pub(super) deadline: i64,
+}
+
+/// What a fold knew before it told.
+#[derive(Debug, Default)]
+pub(super) struct Prior<'a> {
+    /// The effects are those of every event of the item (a fold from the
+    /// first).
+    pub(super) full: bool,
+    /// The item's state before this fold, when there was one: the answers
+    /// it gave for moments already told are compared with the new state's
+    /// (ANSWER_CORRECTED).
+    pub(super) state: Option<&'a State>,
+    /// What consumers were last told, when the fold already loaded it with
+    /// the item's state saved; else [`tell`] loads it.
+    pub(super) told: Option<LoadedTold>,
 }
 
 /// What consumers were last told about an item, as stored.
@@ -71,14 +98,13 @@ pub(super) trait OutboxTx {
         app_transaction_id: Option<&str>,
     ) -> Result<LoadedTold, sqlx::Error>;
     /// Keeps the answer told about `item` now, its last sequence, and when
-    /// time alone may change it.
+    /// time alone may change it, with the events the change made (once per
+    /// event id): in one round trip where the backend can.
     async fn tell(
         &mut self,
         item: &ItemKey,
-        answer: &str,
-        sequence: i64,
-        at: i64,
-        changes_at: Option<i64>,
+        told: NewTold<'_>,
+        events: &[EventRow<'_>],
     ) -> Result<(), sqlx::Error>;
     /// The items whose customer is `app_transaction_id`.
     async fn customer_items(
@@ -108,8 +134,6 @@ pub(super) trait OutboxTx {
     ) -> Result<(), sqlx::Error>;
     /// Notes how far seeding went (`None`: done).
     async fn seeded(&mut self, through: Option<&str>) -> Result<(), sqlx::Error>;
-    /// Keeps entitlement events in the outbox (once per event id).
-    async fn insert_events(&mut self, events: &[EventRow<'_>]) -> Result<(), sqlx::Error>;
     /// Opens the consumption request a CONSUMPTION_REQUEST made (once).
     async fn open_consumption_request(
         &mut self,
@@ -120,21 +144,27 @@ pub(super) trait OutboxTx {
 /// Compares the answer about `item` now with the one consumers were last
 /// told, and keeps the events the change makes, in this transaction: the
 /// outbox. Nothing when nothing changed (a repeat, a rebuild of an
-/// unchanged ledger). `before` is the item's state before this fold, when
-/// there was one: the answers it gave for moments already told are
-/// compared with the new state's (ANSWER_CORRECTED).
+/// unchanged ledger).
 pub(super) async fn tell(
     tx: &mut impl OutboxTx,
     item: &ItemKey,
     state: &State,
     effects: &[Effect],
     telling: &Telling<'_>,
-    full: bool,
-    before_state: Option<&State>,
+    prior: Prior<'_>,
 ) -> Result<(), sqlx::Error> {
-    let loaded = tx
-        .load_told(item, state.app_transaction_id.as_deref())
-        .await?;
+    let Prior {
+        full,
+        state: before_state,
+        told,
+    } = prior;
+    let loaded = match told {
+        Some(loaded) => loaded,
+        None => {
+            tx.load_told(item, state.app_transaction_id.as_deref())
+                .await?
+        }
+    };
     // Answers move forward in time: never one for a moment before the one
     // last told (a command's clock, another instance's, may lag).
     let at = loaded
@@ -162,8 +192,13 @@ pub(super) async fn tell(
     if corrected.is_none() && before.as_ref() == Some(&after) {
         if loaded.changes_at != next_change {
             let answer = serde_json::to_string(&after).unwrap_or_default();
-            tx.tell(item, &answer, loaded.sequence, at, next_change)
-                .await?;
+            let told = NewTold {
+                answer: &answer,
+                sequence: loaded.sequence,
+                told_at: at,
+                changes_at: next_change,
+            };
+            tx.tell(item, told, &[]).await?;
         }
         return Ok(());
     }
@@ -210,11 +245,14 @@ pub(super) async fn tell(
             serde_json::json!({"transactionId": change.transaction_id}),
         );
     }
-    if !events.is_empty() {
-        tx.insert_events(&events).await?;
-    }
     let answer = serde_json::to_string(&after).unwrap_or_default();
-    tx.tell(item, &answer, sequence, at, next_change).await
+    let told = NewTold {
+        answer: &answer,
+        sequence,
+        told_at: at,
+        changes_at: next_change,
+    };
+    tx.tell(item, told, &events).await
 }
 
 /// An event's stable id: the same item and sequence always name it.

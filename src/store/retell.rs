@@ -5,7 +5,7 @@
 //! version that told nothing is given its answers without events.
 
 use super::fold::{LedgerTx, LoadedState};
-use super::outbox::{tell, OutboxTx, Telling};
+use super::outbox::{tell, OutboxTx, Prior, Telling};
 use super::*;
 use crate::ledger::{changes_at, State, Told};
 
@@ -26,7 +26,7 @@ async fn retell(
     // Locks the item on PostgreSQL: a fold of it on another instance
     // waits, and this sees what it wrote.
     if let LoadedState::Readable(state) = tx.load_state(item).await? {
-        tell(tx, item, &state, &[], telling, false, None).await?;
+        tell(tx, item, &state, &[], telling, Prior::default()).await?;
     }
     Ok(())
 }

@@ -48,6 +48,13 @@ impl<'q, DB: Database, Sep: std::fmt::Display> Binds<'q> for &mut Separated<'_, 
     }
 }
 
+impl<'q, DB: Database> Binds<'q> for &mut sqlx::QueryBuilder<DB> {
+    type Db = DB;
+    fn value<T: 'q + Encode<'q, DB> + Type<DB>>(self, value: T) -> Self {
+        self.push_bind(value)
+    }
+}
+
 /// A value the shared statements bind, and how on each backend.
 pub(in crate::store) trait Arg {
     fn on_sqlite<'q, Q: Binds<'q, Db = Sqlite>>(self, query: Q) -> Q

@@ -35,7 +35,11 @@ use crate::model::{Environment, Subtype};
 use crate::store::fold::{
     ExpirationRow, LedgerTx, LoadedState, RefundRow, StoredPayload, Unfolded,
 };
+use crate::store::outbox::{LoadedTold, OutboxTx as _};
 use crate::store::{NewEvidence, NewNotification, QuarantineReason, Recorded};
+
+use super::items::{push_items, push_tokens};
+use super::outbox::{loaded_told, push_load_told, ToldRow};
 
 use super::{ArgExt as _, BindOn, Conn, JsonText, RowsAffected as _};
 
@@ -238,46 +242,13 @@ where
         Ok(())
     }
 
+    /// On PostgreSQL a fold's item and its tokens in one statement (the
+    /// item upserted in its WITH): one round trip fewer on every
+    /// notification.
     async fn save_states(&mut self, items: &[(&ItemKey, &State)]) -> Result<(), sqlx::Error> {
-        for batch in items.chunks(ROWS_PER_STATEMENT) {
-            let mut json = Vec::with_capacity(batch.len());
-            for (_, state) in batch {
-                json.push(
-                    serde_json::to_string(state).map_err(|e| sqlx::Error::Encode(Box::new(e)))?,
-                );
-            }
-            let mut query = QueryBuilder::new(
-                "INSERT INTO ledger_items (kind, item_id, original_transaction_id, bundle_id, environment,
-                     product_id, app_account_token, status, expires_date, last_signed_date, app_transaction_id, state) ",
-            );
-            query.push_values(batch.iter().zip(&json), |mut row, ((item, state), json)| {
-                row.arg(item.kind())
-                    .arg(item.id())
-                    .arg(
-                        state
-                            .original_transaction_id
-                            .as_deref()
-                            .unwrap_or(item.id()),
-                    )
-                    .arg(state.bundle_id.as_deref())
-                    .arg(state.environment.as_deref())
-                    .arg(state.product_id.as_deref())
-                    .arg(state.app_account_token.as_deref())
-                    .arg(state.status.as_str())
-                    .arg(state.expires_date())
-                    .arg(state.last_signed_date)
-                    .arg(state.app_transaction_id.as_deref())
-                    .arg(JsonText(json));
-            });
-            query.push(
-                " ON CONFLICT (kind, item_id) DO UPDATE SET
-                     original_transaction_id = excluded.original_transaction_id, bundle_id = excluded.bundle_id,
-                     environment = excluded.environment, product_id = excluded.product_id,
-                     app_account_token = excluded.app_account_token, status = excluded.status,
-                     expires_date = excluded.expires_date, last_signed_date = excluded.last_signed_date,
-                     app_transaction_id = excluded.app_transaction_id, state = excluded.state",
-            );
-            query.build().execute(self.ex()).await?;
+        let mut json = Vec::with_capacity(items.len());
+        for (_, state) in items {
+            json.push(serde_json::to_string(state).map_err(|e| sqlx::Error::Encode(Box::new(e)))?);
         }
         // Every token an item carried finds it (a state only gains
         // tokens, so rows are only added).
@@ -290,22 +261,63 @@ where
                     .map(move |token| (*item, *state, token.as_str()))
             })
             .collect();
+        let together = C::WRITES_IN_WITH
+            && items.len() <= ROWS_PER_STATEMENT
+            && (1..=ROWS_PER_STATEMENT).contains(&tokens.len());
+        if together {
+            let mut query = QueryBuilder::new("WITH items AS (");
+            push_items(&mut query, items, &json);
+            query.push(") ");
+            push_tokens(&mut query, &tokens);
+            return query.build().execute(self.ex()).await.map(drop);
+        }
+        for (batch, json) in items
+            .chunks(ROWS_PER_STATEMENT)
+            .zip(json.chunks(ROWS_PER_STATEMENT))
+        {
+            let mut query = QueryBuilder::new("");
+            push_items(&mut query, batch, json);
+            query.build().execute(self.ex()).await?;
+        }
         for batch in tokens.chunks(ROWS_PER_STATEMENT) {
-            let mut query = QueryBuilder::new(
-                "INSERT INTO item_tokens (app_account_token, kind, item_id, original_transaction_id) ",
-            );
-            query.push_values(batch, |mut row, (item, state, token)| {
-                row.arg(*token).arg(item.kind()).arg(item.id()).arg(
-                    state
-                        .original_transaction_id
-                        .as_deref()
-                        .unwrap_or(item.id()),
-                );
-            });
-            query.push(" ON CONFLICT (app_account_token, kind, item_id) DO NOTHING");
+            let mut query = QueryBuilder::new("");
+            push_tokens(&mut query, batch);
             query.build().execute(self.ex()).await?;
         }
         Ok(())
+    }
+
+    /// On PostgreSQL one statement: the item and its tokens written in
+    /// its WITH, what was told read by its SELECT (told_answers and
+    /// consents are not among the tables it writes, so what it reads is
+    /// what the transaction held before).
+    async fn save_state_loading_told(
+        &mut self,
+        item: &ItemKey,
+        state: &State,
+    ) -> Result<LoadedTold, sqlx::Error> {
+        let app_transaction_id = state.app_transaction_id.as_deref();
+        if !C::WRITES_IN_WITH || state.app_account_tokens.len() > ROWS_PER_STATEMENT {
+            self.save_states(&[(item, state)]).await?;
+            return self.load_told(item, app_transaction_id).await;
+        }
+        let json = [serde_json::to_string(state).map_err(|e| sqlx::Error::Encode(Box::new(e)))?];
+        let tokens: Vec<(&ItemKey, &State, &str)> = state
+            .app_account_tokens
+            .iter()
+            .map(|token| (item, state, token.as_str()))
+            .collect();
+        let mut query = QueryBuilder::new("WITH items AS (");
+        push_items(&mut query, &[(item, state)], &json);
+        query.push(") ");
+        if !tokens.is_empty() {
+            query.push(", tokens AS (");
+            push_tokens(&mut query, &tokens);
+            query.push(") ");
+        }
+        push_load_told(&mut query, item, app_transaction_id);
+        let row: ToldRow = query.build_query_as().fetch_one(self.ex()).await?;
+        Ok(loaded_told(row))
     }
 
     async fn insert_refunds(&mut self, refunds: &[RefundRow<'_>]) -> Result<(), sqlx::Error> {

@@ -20,6 +20,7 @@ pub(super) mod copy;
 pub(super) mod deliveries;
 pub(super) mod events;
 pub(super) mod findings;
+mod items;
 pub(super) mod leases;
 pub(super) mod ledger_tx;
 pub(super) mod outbox;
@@ -71,6 +72,10 @@ pub(in crate::store) trait Conn: Send + Sized + 'static {
     /// The cast a JSON parameter needs where it cannot be bound as
     /// [`JsonText`] (a statement built from a table's description).
     const JSONB: &'static str;
+    /// Whether a statement may write in its WITH (`WITH e AS (INSERT ...)
+    /// INSERT ...`): several tables written in one round trip, where the
+    /// database is a round trip away.
+    const WRITES_IN_WITH: bool;
 
     /// This connection, as the executor of one statement.
     fn ex(&mut self) -> impl Executor<'_, Database = Self::Db>;
@@ -119,6 +124,8 @@ impl Conn for SqliteConnection {
     const JSON_ARRAY: &'static str = "json_array";
     const OVERRIDING: &'static str = "";
     const JSONB: &'static str = "";
+    /// SQLite has no such statement, and no round trip to save.
+    const WRITES_IN_WITH: bool = false;
 
     fn ex(&mut self) -> impl Executor<'_, Database = Sqlite> {
         self
@@ -200,6 +207,7 @@ impl Conn for PgConnection {
     const JSON_ARRAY: &'static str = "json_build_array";
     const OVERRIDING: &'static str = "OVERRIDING SYSTEM VALUE";
     const JSONB: &'static str = "::jsonb";
+    const WRITES_IN_WITH: bool = true;
 
     fn ex(&mut self) -> impl Executor<'_, Database = Postgres> {
         self

@@ -6,7 +6,7 @@ use sqlx::{ColumnIndex, Database, Decode, QueryBuilder, Type};
 
 use crate::ledger::ItemKey;
 use crate::model::{InAppOwnershipType, ProductType};
-use crate::store::outbox::{EventRow, LoadedTold, NewConsumptionRequest, OutboxTx};
+use crate::store::outbox::{EventRow, LoadedTold, NewConsumptionRequest, NewTold, OutboxTx};
 
 use super::ledger_tx::ROWS_PER_STATEMENT;
 use super::read::item_from;
@@ -14,13 +14,65 @@ use super::{ArgExt as _, Conn, JsonText};
 
 /// A told answer's row (all absent before anything was told) with the
 /// customer's withdrawn consent.
-type ToldRow = (
+pub(super) type ToldRow = (
     Option<String>,
     Option<i64>,
     Option<i64>,
     Option<i64>,
     Option<i64>,
 );
+
+/// `INSERT INTO entitlement_events ...` of `events` (at most
+/// [`ROWS_PER_STATEMENT`]), each kept once: whichever of its keys an event
+/// meets (its id, its item's sequence), it is there already.
+fn push_events<DB>(query: &mut QueryBuilder<DB>, events: &[EventRow<'_>])
+where
+    DB: super::BindOn,
+{
+    query.push(
+        "INSERT INTO entitlement_events (event_id, kind, item_id, sequence, type, cause, occurred_at, data) ",
+    );
+    query.push_values(events, |mut row, e| {
+        row.arg(e.event_id.as_str())
+            .arg(e.item.kind())
+            .arg(e.item.id())
+            .arg(e.sequence)
+            .arg(e.kind)
+            .arg(e.cause)
+            .arg(e.occurred_at)
+            .arg(JsonText(&e.data));
+    });
+    query.push(" ON CONFLICT DO NOTHING");
+}
+
+/// The SELECT of what was last told of `item` (a row even when nothing
+/// was) and of when the customer of `app_transaction_id` withdrew consent.
+pub(super) fn push_load_told<DB: super::BindOn>(
+    query: &mut QueryBuilder<DB>,
+    item: &ItemKey,
+    app_transaction_id: Option<&str>,
+) {
+    query
+        .push(
+            "SELECT CAST(t.answer AS TEXT), t.sequence, t.told_at, t.changes_at,
+                 (SELECT c.rescinded_date FROM consents c WHERE c.app_transaction_id = ",
+        )
+        .arg(app_transaction_id)
+        .push(") FROM (SELECT CAST(")
+        .arg(item_key(item))
+        .push(" AS TEXT) AS item_key) k LEFT JOIN told_answers t ON t.item_key = k.item_key");
+}
+
+pub(super) fn loaded_told(row: ToldRow) -> LoadedTold {
+    let (answer, sequence, told_at, changes_at, consent_rescinded_date) = row;
+    LoadedTold {
+        answer,
+        sequence: sequence.unwrap_or(0),
+        told_at,
+        changes_at,
+        consent_rescinded_date,
+    }
+}
 
 /// An item's key in told_answers: one column, so copy-store can page it.
 fn item_key(item: &ItemKey) -> String {
@@ -41,49 +93,48 @@ where
         item: &ItemKey,
         app_transaction_id: Option<&str>,
     ) -> Result<LoadedTold, sqlx::Error> {
-        let (answer, sequence, told_at, changes_at, consent_rescinded_date): ToldRow =
-            sqlx::query_as(
-                "SELECT CAST(t.answer AS TEXT), t.sequence, t.told_at, t.changes_at,
-                 (SELECT c.rescinded_date FROM consents c WHERE c.app_transaction_id = $2)
-             FROM (SELECT CAST($1 AS TEXT) AS item_key) k
-             LEFT JOIN told_answers t ON t.item_key = k.item_key",
-            )
-            .arg(item_key(item))
-            .arg(app_transaction_id)
-            .fetch_one(self.ex())
-            .await?;
-        Ok(LoadedTold {
-            answer,
-            sequence: sequence.unwrap_or(0),
-            told_at,
-            changes_at,
-            consent_rescinded_date,
-        })
+        let mut query = QueryBuilder::new("");
+        push_load_told(&mut query, item, app_transaction_id);
+        let row: ToldRow = query.build_query_as().fetch_one(self.ex()).await?;
+        Ok(loaded_told(row))
     }
 
+    /// On PostgreSQL the events and the answer in one statement (the
+    /// events inserted in its WITH): a fold that changes an answer writes
+    /// both, and each round trip costs both sides.
     async fn tell(
         &mut self,
         item: &ItemKey,
-        answer: &str,
-        sequence: i64,
-        at: i64,
-        changes_at: Option<i64>,
+        told: NewTold<'_>,
+        events: &[EventRow<'_>],
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO told_answers (item_key, answer, sequence, told_at, changes_at)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (item_key) DO UPDATE SET answer = excluded.answer,
+        let together = C::WRITES_IN_WITH && events.len() <= ROWS_PER_STATEMENT;
+        let mut query = QueryBuilder::new("");
+        if together && !events.is_empty() {
+            query.push("WITH events AS (");
+            push_events(&mut query, events);
+            query.push(") ");
+        } else {
+            for batch in events.chunks(ROWS_PER_STATEMENT) {
+                let mut insert = QueryBuilder::new("");
+                push_events(&mut insert, batch);
+                insert.build().execute(self.ex()).await?;
+            }
+        }
+        query.push("INSERT INTO told_answers (item_key, answer, sequence, told_at, changes_at) ");
+        query.push_values([told], |mut row, told| {
+            row.arg(item_key(item))
+                .arg(JsonText(told.answer))
+                .arg(told.sequence)
+                .arg(told.told_at)
+                .arg(told.changes_at);
+        });
+        query.push(
+            " ON CONFLICT (item_key) DO UPDATE SET answer = excluded.answer,
                  sequence = excluded.sequence, told_at = excluded.told_at,
                  changes_at = excluded.changes_at",
-        )
-        .arg(item_key(item))
-        .arg(JsonText(answer))
-        .arg(sequence)
-        .arg(at)
-        .arg(changes_at)
-        .execute(self.ex())
-        .await
-        .map(drop)
+        );
+        query.build().execute(self.ex()).await.map(drop)
     }
 
     async fn customer_items(
@@ -182,29 +233,6 @@ where
                 .await
                 .map(drop),
         }
-    }
-
-    async fn insert_events(&mut self, events: &[EventRow<'_>]) -> Result<(), sqlx::Error> {
-        for batch in events.chunks(ROWS_PER_STATEMENT) {
-            let mut query = QueryBuilder::new(
-                "INSERT INTO entitlement_events (event_id, kind, item_id, sequence, type, cause, occurred_at, data) ",
-            );
-            query.push_values(batch, |mut row, e| {
-                row.arg(e.event_id.as_str())
-                    .arg(e.item.kind())
-                    .arg(e.item.id())
-                    .arg(e.sequence)
-                    .arg(e.kind)
-                    .arg(e.cause)
-                    .arg(e.occurred_at)
-                    .arg(JsonText(&e.data));
-            });
-            // Whichever of its keys an event meets (its id, its item's
-            // sequence), it is there already.
-            query.push(" ON CONFLICT DO NOTHING");
-            query.build().execute(self.ex()).await?;
-        }
-        Ok(())
     }
 
     async fn open_consumption_request(

@@ -1,0 +1,67 @@
+//! The rows an item's fold writes beside its state: ledger_items and
+//! item_tokens, as parts of a statement (sql/ledger_tx.rs puts them in one
+//! statement where the backend can write in a WITH).
+
+use sqlx::QueryBuilder;
+
+use crate::ledger::{ItemKey, State};
+
+use super::{ArgExt as _, BindOn, JsonText};
+
+/// The upsert of `items` into ledger_items, `json` their states.
+pub(super) fn push_items<DB: BindOn>(
+    query: &mut QueryBuilder<DB>,
+    items: &[(&ItemKey, &State)],
+    json: &[String],
+) {
+    query.push(
+        "INSERT INTO ledger_items (kind, item_id, original_transaction_id, bundle_id, environment,
+             product_id, app_account_token, status, expires_date, last_signed_date, app_transaction_id, state) ",
+    );
+    query.push_values(items.iter().zip(json), |mut row, ((item, state), json)| {
+        row.arg(item.kind())
+            .arg(item.id())
+            .arg(
+                state
+                    .original_transaction_id
+                    .as_deref()
+                    .unwrap_or(item.id()),
+            )
+            .arg(state.bundle_id.as_deref())
+            .arg(state.environment.as_deref())
+            .arg(state.product_id.as_deref())
+            .arg(state.app_account_token.as_deref())
+            .arg(state.status.as_str())
+            .arg(state.expires_date())
+            .arg(state.last_signed_date)
+            .arg(state.app_transaction_id.as_deref())
+            .arg(JsonText(json));
+    });
+    query.push(
+        " ON CONFLICT (kind, item_id) DO UPDATE SET
+             original_transaction_id = excluded.original_transaction_id, bundle_id = excluded.bundle_id,
+             environment = excluded.environment, product_id = excluded.product_id,
+             app_account_token = excluded.app_account_token, status = excluded.status,
+             expires_date = excluded.expires_date, last_signed_date = excluded.last_signed_date,
+             app_transaction_id = excluded.app_transaction_id, state = excluded.state",
+    );
+}
+
+/// The insert of each item's tokens into item_tokens, each once.
+pub(super) fn push_tokens<DB: BindOn>(
+    query: &mut QueryBuilder<DB>,
+    tokens: &[(&ItemKey, &State, &str)],
+) {
+    query.push(
+        "INSERT INTO item_tokens (app_account_token, kind, item_id, original_transaction_id) ",
+    );
+    query.push_values(tokens, |mut row, (item, state, token)| {
+        row.arg(*token).arg(item.kind()).arg(item.id()).arg(
+            state
+                .original_transaction_id
+                .as_deref()
+                .unwrap_or(item.id()),
+        );
+    });
+    query.push(" ON CONFLICT (app_account_token, kind, item_id) DO NOTHING");
+}
