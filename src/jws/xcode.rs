@@ -89,7 +89,7 @@ pub fn verify_xcode(
     UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point)
         .verify(jws.signing_input.as_bytes(), &signature)
         .map_err(|_| VerifyError::InvalidSignature)?;
-    jws.decode_payload()
+    Ok(jws.into_payload())
 }
 
 /// Who vouched for a token.

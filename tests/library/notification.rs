@@ -485,6 +485,19 @@ fn kind_and_signed_date_are_read_from_the_payload() {
             .code(),
         "MALFORMED_PAYLOAD"
     );
+    // An array holding as many values as the fields that tell the kinds
+    // apart is no payload of any kind.
+    let array = pki.sign(&json!(["n", "u", "r", "a", "t", "s", "p", "d"]));
+    assert_eq!(
+        unverified_kind(&array).unwrap_err(),
+        VerifyError::MalformedPayload("the payload is not a JSON object".into())
+    );
+    // A field named twice is read as a JSON object reads it.
+    let twice = pki.sign_raw(
+        &pki.header(),
+        br#"{"transactionId":"1","transactionId":"2"}"#,
+    );
+    assert_eq!(unverified_kind(&twice).unwrap(), TokenKind::Transaction);
     assert_eq!(
         unverified_signed_date(&notification).unwrap(),
         Timestamp::from_millis(payloads::SIGNED_DATE)
