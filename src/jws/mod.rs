@@ -297,17 +297,29 @@ pub fn unverified_kind(token: &str) -> Result<TokenKind, VerifyError> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Fields {
-        notification_type: Option<IgnoredAny>,
-        #[serde(rename = "notificationUUID")]
-        notification_uuid: Option<IgnoredAny>,
-        receipt_type: Option<IgnoredAny>,
-        application_version: Option<IgnoredAny>,
-        transaction_id: Option<IgnoredAny>,
-        auto_renew_status: Option<IgnoredAny>,
-        auto_renew_product_id: Option<IgnoredAny>,
-        renewal_date: Option<IgnoredAny>,
+        #[serde(default, deserialize_with = "present")]
+        notification_type: bool,
+        #[serde(default, deserialize_with = "present", rename = "notificationUUID")]
+        notification_uuid: bool,
+        #[serde(default, deserialize_with = "present")]
+        receipt_type: bool,
+        #[serde(default, deserialize_with = "present")]
+        application_version: bool,
+        #[serde(default, deserialize_with = "present")]
+        transaction_id: bool,
+        #[serde(default, deserialize_with = "present")]
+        auto_renew_status: bool,
+        #[serde(default, deserialize_with = "present")]
+        auto_renew_product_id: bool,
+        #[serde(default, deserialize_with = "present")]
+        renewal_date: bool,
     }
-    use serde::de::IgnoredAny;
+    /// A field named is present, whatever its value (`null` too, as a
+    /// JSON object's key is).
+    fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        serde::de::IgnoredAny::deserialize(d).map(|_| true)
+    }
+    use serde::Deserialize as _;
     // Only an object: serde would also read a struct from an array.
     let object =
         |payload: &Vec<u8>| payload.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
@@ -320,27 +332,24 @@ pub fn unverified_kind(token: &str) -> Result<TokenKind, VerifyError> {
             let json = unverified_json(token)?;
             let has = |field: &str| json.get(field).is_some();
             Fields {
-                notification_type: has("notificationType").then_some(IgnoredAny),
-                notification_uuid: has("notificationUUID").then_some(IgnoredAny),
-                receipt_type: has("receiptType").then_some(IgnoredAny),
-                application_version: has("applicationVersion").then_some(IgnoredAny),
-                transaction_id: has("transactionId").then_some(IgnoredAny),
-                auto_renew_status: has("autoRenewStatus").then_some(IgnoredAny),
-                auto_renew_product_id: has("autoRenewProductId").then_some(IgnoredAny),
-                renewal_date: has("renewalDate").then_some(IgnoredAny),
+                notification_type: has("notificationType"),
+                notification_uuid: has("notificationUUID"),
+                receipt_type: has("receiptType"),
+                application_version: has("applicationVersion"),
+                transaction_id: has("transactionId"),
+                auto_renew_status: has("autoRenewStatus"),
+                auto_renew_product_id: has("autoRenewProductId"),
+                renewal_date: has("renewalDate"),
             }
         }
     };
-    if f.notification_type.is_some() || f.notification_uuid.is_some() {
+    if f.notification_type || f.notification_uuid {
         Ok(TokenKind::Notification)
-    } else if f.receipt_type.is_some() || f.application_version.is_some() {
+    } else if f.receipt_type || f.application_version {
         Ok(TokenKind::AppTransaction)
-    } else if f.transaction_id.is_some() {
+    } else if f.transaction_id {
         Ok(TokenKind::Transaction)
-    } else if f.auto_renew_status.is_some()
-        || f.auto_renew_product_id.is_some()
-        || f.renewal_date.is_some()
-    {
+    } else if f.auto_renew_status || f.auto_renew_product_id || f.renewal_date {
         Ok(TokenKind::RenewalInfo)
     } else {
         Err(VerifyError::MalformedPayload(

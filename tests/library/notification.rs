@@ -498,6 +498,9 @@ fn kind_and_signed_date_are_read_from_the_payload() {
         br#"{"transactionId":"1","transactionId":"2"}"#,
     );
     assert_eq!(unverified_kind(&twice).unwrap(), TokenKind::Transaction);
+    // A field is there with any value, null too, as in a JSON object.
+    let null = pki.sign(&json!({"notificationType": null, "transactionId": "1"}));
+    assert_eq!(unverified_kind(&null).unwrap(), TokenKind::Notification);
     assert_eq!(
         unverified_signed_date(&notification).unwrap(),
         Timestamp::from_millis(payloads::SIGNED_DATE)

@@ -40,7 +40,6 @@ use crate::store::{NewEvidence, NewNotification, QuarantineReason, Recorded};
 
 use super::items::{push_items, push_tokens};
 use super::outbox::{loaded_told, push_load_told, ToldRow};
-
 use super::{ArgExt as _, BindOn, Conn, JsonText, RowsAffected as _};
 
 const INSERT_NOTIFICATION: &str = "INSERT INTO notifications (notification_uuid, notification_type,
@@ -242,9 +241,10 @@ where
         Ok(())
     }
 
-    /// On PostgreSQL a fold's item and its tokens in one statement (the
-    /// item upserted in its WITH): one round trip fewer on every
-    /// notification.
+    /// On PostgreSQL the items and their tokens in one statement where both
+    /// fit (the items upserted in its WITH): a rebuild's chunk saves one
+    /// round trip. A fold of one item goes through
+    /// [`LedgerTx::save_state_loading_told`].
     async fn save_states(&mut self, items: &[(&ItemKey, &State)]) -> Result<(), sqlx::Error> {
         let mut json = Vec::with_capacity(items.len());
         for (_, state) in items {
