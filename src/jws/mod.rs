@@ -319,7 +319,7 @@ pub fn unverified_kind(token: &str) -> Result<TokenKind, VerifyError> {
     fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
         serde::de::IgnoredAny::deserialize(d).map(|_| true)
     }
-    use serde::Deserialize as _;
+    use serde::Deserialize;
     // Only an object: serde would also read a struct from an array.
     let object =
         |payload: &Vec<u8>| payload.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
@@ -328,20 +328,9 @@ pub fn unverified_kind(token: &str) -> Result<TokenKind, VerifyError> {
         .and_then(|payload| serde_json::from_slice::<Fields>(&payload).ok());
     let f = match fields {
         Some(fields) => fields,
-        None => {
-            let json = unverified_json(token)?;
-            let has = |field: &str| json.get(field).is_some();
-            Fields {
-                notification_type: has("notificationType"),
-                notification_uuid: has("notificationUUID"),
-                receipt_type: has("receiptType"),
-                application_version: has("applicationVersion"),
-                transaction_id: has("transactionId"),
-                auto_renew_status: has("autoRenewStatus"),
-                auto_renew_product_id: has("autoRenewProductId"),
-                renewal_date: has("renewalDate"),
-            }
-        }
+        // The JSON object, when there is one, has every name once.
+        None => Fields::deserialize(&unverified_json(token)?)
+            .map_err(|e| VerifyError::MalformedPayload(e.to_string()))?,
     };
     if f.notification_type || f.notification_uuid {
         Ok(TokenKind::Notification)

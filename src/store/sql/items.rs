@@ -1,12 +1,38 @@
-//! The rows an item's fold writes beside its state: ledger_items and
-//! item_tokens, as parts of a statement (sql/ledger_tx.rs puts them in one
-//! statement where the backend can write in a WITH).
+//! The rows an item's fold writes: ledger_items and item_tokens, as parts
+//! of a statement (sql/ledger_tx.rs puts one item's in one statement where
+//! the backend can write in a WITH).
 
 use sqlx::QueryBuilder;
 
 use crate::ledger::{ItemKey, State};
 
 use super::{ArgExt as _, BindOn, JsonText};
+
+/// Each item's state as ledger_items keeps it (JSON).
+pub(super) fn states_json(items: &[(&ItemKey, &State)]) -> Result<Vec<String>, sqlx::Error> {
+    items
+        .iter()
+        .map(|(_, state)| {
+            serde_json::to_string(state).map_err(|e| sqlx::Error::Encode(Box::new(e)))
+        })
+        .collect()
+}
+
+/// Every token the items carried, with its item: each finds it (a state
+/// only gains tokens, so rows are only added).
+pub(super) fn tokens_of<'a>(
+    items: &[(&'a ItemKey, &'a State)],
+) -> Vec<(&'a ItemKey, &'a State, &'a str)> {
+    items
+        .iter()
+        .flat_map(|(item, state)| {
+            state
+                .app_account_tokens
+                .iter()
+                .map(move |token| (*item, *state, token.as_str()))
+        })
+        .collect()
+}
 
 /// The upsert of `items` into ledger_items, `json` their states.
 pub(super) fn push_items<DB: BindOn>(

@@ -38,7 +38,7 @@ use crate::store::fold::{
 use crate::store::outbox::{LoadedTold, OutboxTx as _};
 use crate::store::{NewEvidence, NewNotification, QuarantineReason, Recorded};
 
-use super::items::{push_items, push_tokens};
+use super::items::{push_items, push_tokens, states_json, tokens_of};
 use super::outbox::{loaded_told, push_load_told, ToldRow};
 use super::{ArgExt as _, BindOn, Conn, JsonText, RowsAffected as _};
 
@@ -241,36 +241,10 @@ where
         Ok(())
     }
 
-    /// On PostgreSQL the items and their tokens in one statement where both
-    /// fit (the items upserted in its WITH): a rebuild's chunk saves one
-    /// round trip. A fold of one item goes through
-    /// [`LedgerTx::save_state_loading_told`].
+    /// A statement per 500 rows: a rebuild's chunk saves thousands of items.
+    /// A fold of one item goes through [`LedgerTx::save_state_loading_told`].
     async fn save_states(&mut self, items: &[(&ItemKey, &State)]) -> Result<(), sqlx::Error> {
-        let mut json = Vec::with_capacity(items.len());
-        for (_, state) in items {
-            json.push(serde_json::to_string(state).map_err(|e| sqlx::Error::Encode(Box::new(e)))?);
-        }
-        // Every token an item carried finds it (a state only gains
-        // tokens, so rows are only added).
-        let tokens: Vec<(&ItemKey, &State, &str)> = items
-            .iter()
-            .flat_map(|(item, state)| {
-                state
-                    .app_account_tokens
-                    .iter()
-                    .map(move |token| (*item, *state, token.as_str()))
-            })
-            .collect();
-        let together = C::WRITES_IN_WITH
-            && items.len() <= ROWS_PER_STATEMENT
-            && (1..=ROWS_PER_STATEMENT).contains(&tokens.len());
-        if together {
-            let mut query = QueryBuilder::new("WITH items AS (");
-            push_items(&mut query, items, &json);
-            query.push(") ");
-            push_tokens(&mut query, &tokens);
-            return query.build().execute(self.ex()).await.map(drop);
-        }
+        let json = states_json(items)?;
         for (batch, json) in items
             .chunks(ROWS_PER_STATEMENT)
             .zip(json.chunks(ROWS_PER_STATEMENT))
@@ -279,7 +253,7 @@ where
             push_items(&mut query, batch, json);
             query.build().execute(self.ex()).await?;
         }
-        for batch in tokens.chunks(ROWS_PER_STATEMENT) {
+        for batch in tokens_of(items).chunks(ROWS_PER_STATEMENT) {
             let mut query = QueryBuilder::new("");
             push_tokens(&mut query, batch);
             query.build().execute(self.ex()).await?;
@@ -297,18 +271,14 @@ where
         state: &State,
     ) -> Result<LoadedTold, sqlx::Error> {
         let app_transaction_id = state.app_transaction_id.as_deref();
-        if !C::WRITES_IN_WITH || state.app_account_tokens.len() > ROWS_PER_STATEMENT {
-            self.save_states(&[(item, state)]).await?;
+        let items = [(item, state)];
+        let tokens = tokens_of(&items);
+        if !C::WRITES_IN_WITH || tokens.len() > ROWS_PER_STATEMENT {
+            self.save_states(&items).await?;
             return self.load_told(item, app_transaction_id).await;
         }
-        let json = [serde_json::to_string(state).map_err(|e| sqlx::Error::Encode(Box::new(e)))?];
-        let tokens: Vec<(&ItemKey, &State, &str)> = state
-            .app_account_tokens
-            .iter()
-            .map(|token| (item, state, token.as_str()))
-            .collect();
         let mut query = QueryBuilder::new("WITH items AS (");
-        push_items(&mut query, &[(item, state)], &json);
+        push_items(&mut query, &items, &states_json(&items)?);
         query.push(") ");
         if !tokens.is_empty() {
             query.push(", tokens AS (");
