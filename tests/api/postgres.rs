@@ -184,6 +184,11 @@ async fn the_schema_gives_the_read_paths_their_indexes() {
              status, last_signed_date, state)
          SELECT 'subscription', 'o' || i, 'o' || i, 'token-' || i, 'ACTIVE', 1, '{}'::jsonb
          FROM generate_series(1, 20000) AS i",
+        "INSERT INTO entitlement_events (txid, event_id, kind, item_id, sequence, type, cause,
+             occurred_at, data)
+         SELECT 1000 + i / 4, 'evt_' || i, 'subscription', 'o' || i, 1, 'ENTITLEMENT_GRANTED',
+             'n' || i, 1700000000000 + i, '{}'::jsonb
+         FROM generate_series(1, 20000) AS i",
         "ANALYZE",
     ] {
         sqlx::query(sql).execute(&mut db).await.unwrap();
@@ -210,6 +215,13 @@ async fn the_schema_gives_the_read_paths_their_indexes() {
             "SELECT kind, item_id, state FROM ledger_items WHERE (kind, item_id) > ('subscription', 'o500')
              ORDER BY kind, item_id LIMIT 1000",
             "ledger_items_pkey",
+        ),
+        (
+            "the entitlement events' feed, a page after a cursor",
+            "SELECT txid, id, data FROM entitlement_events
+             WHERE txid < 6000 AND (txid, id) > (3000, 8000) AND occurred_at >= 0
+             ORDER BY txid, id LIMIT 100",
+            "entitlement_events_order",
         ),
     ] {
         let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {query}")))

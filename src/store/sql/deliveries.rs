@@ -10,11 +10,18 @@ use crate::store::{
     Delivery, DeliveryEntry, DeliveryOutcome, DeliveryResult, EndpointHealth, FeedEvent,
 };
 
+use super::events::feed_after;
 use super::ledger_tx::ROWS_PER_STATEMENT;
 use super::{ArgExt as _, Conn, RowsAffected as _, Sql};
 
 const FEED_EVENT: &str = "SELECT txid, id, event_id, kind, item_id, sequence, type AS event_type,
         occurred_at, CAST(data AS TEXT) AS data FROM entitlement_events";
+
+/// An endpoint's page of the feed: after `($1, $2)`, occurred at or after
+/// `$3`, at most `$4`.
+pub(super) fn feed_page<C: Conn>() -> String {
+    feed_after::<C>(FEED_EVENT, "AND occurred_at >= $3", "$4")
+}
 
 const DELIVERY_ENTRY: &str = "SELECT endpoint, event_id, state, attempts, next_attempt_at,
         last_attempt_at, last_status, last_error, delivered_at FROM event_deliveries";
@@ -71,12 +78,7 @@ where
         since: i64,
         limit: i64,
     ) -> Result<Vec<FeedEvent>, sqlx::Error> {
-        let sql = format!(
-            "{FEED_EVENT} WHERE {} AND (txid > $1 OR (txid = $1 AND id > $2)) AND occurred_at >= $3
-             ORDER BY txid, id LIMIT $4",
-            C::VISIBLE_EVENTS
-        );
-        sqlx::query_as::<_, FeedEvent>(sqlx::AssertSqlSafe(sql))
+        sqlx::query_as::<_, FeedEvent>(sqlx::AssertSqlSafe(feed_page::<C>()))
             .arg(after.0)
             .arg(after.1)
             .arg(since)

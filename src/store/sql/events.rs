@@ -8,6 +8,31 @@ use crate::store::EventEntry;
 
 use super::{ArgExt as _, Conn, Sql};
 
+/// A page of `GET /v1/events`: after `($1, $2)`, of the types in `$3`, at
+/// most `$4`.
+fn events_after<C: Conn>() -> String {
+    feed_after::<C>(
+        "SELECT txid, id, CAST(data AS TEXT) AS data FROM entitlement_events",
+        "AND ($3 = '' OR $3 LIKE '%,' || type || ',%')",
+        "$4",
+    )
+}
+
+/// `select` from the feed: the events after the cursor `($1, $2)` that
+/// `filter` (`AND ...`, parameters from `$3`) takes, in the feed's order, at
+/// most `limit`. It reads from the cursor on: SQLite answered `txid > $1 OR
+/// (txid = $1 AND id > $2)` by reading every event there was (by
+/// `occurred_at`) and sorting them, for every page a consumer or an
+/// endpoint's loop read.
+pub(super) fn feed_after<C: Conn>(select: &str, filter: &str, limit: &str) -> String {
+    format!(
+        "{select} WHERE {} AND {} {filter} ORDER BY {} LIMIT {limit}",
+        C::VISIBLE_EVENTS,
+        C::FEED_AFTER,
+        C::FEED_ORDER
+    )
+}
+
 impl<C> Sql<C>
 where
     C: Conn,
@@ -24,14 +49,7 @@ where
         limit: i64,
         types: &str,
     ) -> Result<Vec<EventEntry>, sqlx::Error> {
-        let sql = format!(
-            "SELECT txid, id, CAST(data AS TEXT) AS data FROM entitlement_events
-             WHERE {} AND (txid > $1 OR (txid = $1 AND id > $2))
-               AND ($3 = '' OR $3 LIKE '%,' || type || ',%')
-             ORDER BY txid, id LIMIT $4",
-            C::VISIBLE_EVENTS
-        );
-        sqlx::query_as::<_, EventEntry>(sqlx::AssertSqlSafe(sql))
+        sqlx::query_as::<_, EventEntry>(sqlx::AssertSqlSafe(events_after::<C>()))
             .arg(after.0)
             .arg(after.1)
             .arg(types)
@@ -101,5 +119,44 @@ where
         .execute(tx.ex())
         .await?;
         Ok(super::RowsAffected::rows_affected(&gone))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::{Connection as _, SqliteConnection};
+
+    use super::*;
+
+    /// Each page of the feed (a consumer's, an endpoint's loop's) reads
+    /// from its cursor on by index and sorts nothing, however many events
+    /// the table holds. PostgreSQL's plan is checked in tests/api/postgres.rs,
+    /// at a size where its planner has a choice.
+    #[tokio::test]
+    async fn a_feed_page_reads_from_its_cursor_by_index_on_sqlite() {
+        let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        crate::store::migrations::SQLITE
+            .run(&mut conn)
+            .await
+            .unwrap();
+        for (what, sql) in [
+            ("GET /v1/events", events_after::<SqliteConnection>()),
+            (
+                "an endpoint's fan-out",
+                super::super::deliveries::feed_page::<SqliteConnection>(),
+            ),
+        ] {
+            let plan: Vec<(i64, i64, i64, String)> =
+                sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap();
+            let plan: Vec<&str> = plan.iter().map(|(_, _, _, step)| step.as_str()).collect();
+            assert_eq!(
+                plan,
+                ["SEARCH entitlement_events USING INTEGER PRIMARY KEY (rowid>?)"],
+                "{what}"
+            );
+        }
     }
 }

@@ -62,6 +62,10 @@ pub(in crate::store) trait Conn: Send + Sized + 'static {
     /// transactions commit out of order, only those every older transaction
     /// has ended before.
     const VISIBLE_EVENTS: &'static str;
+    /// The events after a feed cursor `($1, $2)`, in a form the database
+    /// answers by seeking to the cursor, and the feed's order.
+    const FEED_AFTER: &'static str;
+    const FEED_ORDER: &'static str;
     /// What a claim's SELECT ends with so that instances claiming at once
     /// skip each other's rows rather than wait for them.
     const SKIP_LOCKED: &'static str;
@@ -119,6 +123,14 @@ impl Conn for SqliteConnection {
     type Db = Sqlite;
     /// One writer: what is committed is in order.
     const VISIBLE_EVENTS: &'static str = "1 = 1";
+    /// Every event's txid is 0 here (the column's default: nothing writes it
+    /// on SQLite, a copy included), so the feed's order is the rowid's, and
+    /// a cursor's txid says only whether it is before (< 0), at or after
+    /// every event. A row comparison or `txid > $1 OR ...` would have SQLite
+    /// read every event to find the page.
+    const FEED_AFTER: &'static str = "id > (CASE WHEN $1 = 0 THEN $2 WHEN $1 < 0
+        THEN -9223372036854775807 - 1 ELSE 9223372036854775807 END)";
+    const FEED_ORDER: &'static str = "id";
     /// One writer at a time: nothing to skip.
     const SKIP_LOCKED: &'static str = "";
     const JSON_ARRAY: &'static str = "json_array";
@@ -203,6 +215,9 @@ impl Conn for PgConnection {
     /// still running has ended (its txid is below the snapshot's xmin).
     const VISIBLE_EVENTS: &'static str =
         "txid < CAST(CAST(pg_snapshot_xmin(pg_current_snapshot()) AS TEXT) AS BIGINT)";
+    /// Answered from the `(txid, id)` index, from the cursor on.
+    const FEED_AFTER: &'static str = "(txid, id) > ($1, $2)";
+    const FEED_ORDER: &'static str = "txid, id";
     const SKIP_LOCKED: &'static str = "FOR UPDATE SKIP LOCKED";
     const JSON_ARRAY: &'static str = "json_build_array";
     const OVERRIDING: &'static str = "OVERRIDING SYSTEM VALUE";
