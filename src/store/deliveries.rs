@@ -31,12 +31,21 @@ impl FeedEvent {
     }
 }
 
-/// The app an event (JSON) is about: its answer's bundleId.
+/// The app an event (JSON) is about: its answer's bundleId. Read without
+/// building the event's tree: every delivery asks it.
 pub fn bundle_id_of(data: &str) -> Option<String> {
-    let data: serde_json::Value = serde_json::from_str(data).ok()?;
-    data.pointer("/answer/bundleId")?
-        .as_str()
-        .map(str::to_owned)
+    #[derive(serde::Deserialize)]
+    struct Event<'a> {
+        #[serde(borrow)]
+        answer: Option<Answer<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Answer<'a> {
+        #[serde(rename = "bundleId", borrow)]
+        bundle_id: Option<std::borrow::Cow<'a, str>>,
+    }
+    let event: Event<'_> = serde_json::from_str(data).ok()?;
+    event.answer?.bundle_id.map(std::borrow::Cow::into_owned)
 }
 
 row_struct! {

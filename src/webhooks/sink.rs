@@ -29,7 +29,8 @@ pub(super) enum Sent {
 pub(super) enum Sink {
     Http {
         http: reqwest::Client,
-        url: String,
+        /// Parsed once, not for every delivery.
+        url: reqwest::Url,
         keys: Vec<Vec<u8>>,
     },
     JetStream {
@@ -59,16 +60,14 @@ impl Sink {
             .user_agent(concat!("appstore-ledger/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| e.to_string())?;
+        let url = reqwest::Url::parse(&endpoint.url)
+            .map_err(|e| format!("events.endpoints {:?}: url: {e}", endpoint.name))?;
         let keys = endpoint.keys();
         // Checked at start-up; without a key nothing could be signed.
         if keys.is_empty() {
             return Err(format!("events.endpoints {:?}: no secret", endpoint.name));
         }
-        Ok(Sink::Http {
-            http,
-            url: endpoint.url.clone(),
-            keys,
-        })
+        Ok(Sink::Http { http, url, keys })
     }
 
     pub(super) fn jetstream(settings: &StreamSettings) -> Sink {
@@ -93,7 +92,7 @@ impl Sink {
             Sink::Http { http, url, keys } => {
                 let signature = sign(keys, event_id, timestamp, &body);
                 let sent = http
-                    .post(url)
+                    .post(url.clone())
                     .header("content-type", "application/json")
                     .header("webhook-id", event_id)
                     .header("webhook-timestamp", timestamp.to_string())
