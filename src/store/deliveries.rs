@@ -6,6 +6,8 @@
 //! the one before it is delivered or given up, so an item's events arrive
 //! in order.
 
+use std::collections::{HashMap, HashSet};
+
 use super::*;
 
 row_struct! {
@@ -48,7 +50,6 @@ pub fn bundle_id_of(data: &str) -> Option<String> {
     event.answer?.bundle_id.map(std::borrow::Cow::into_owned)
 }
 
-row_struct! {
 /// A delivery an instance claimed: the event to send and how it went so far.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
@@ -61,6 +62,17 @@ pub struct Delivery {
     pub occurred_at: i64,
     /// The event as consumers receive it (JSON).
     pub data: String,
+}
+
+row_struct! {
+/// A delivery row just claimed, before its event is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(in crate::store) struct Claimed {
+    pub id: i64,
+    pub event_id: String,
+    pub attempts: i64,
+    pub created_at: i64,
+    pub first_attempt_at: Option<i64>,
 }
 }
 
@@ -79,6 +91,9 @@ pub enum DeliveryOutcome {
     Failed { status: Option<i64>, error: String },
     /// 410 Gone: the endpoint is disabled; the delivery waits for it.
     Gone,
+    /// Not attempted: the claim would have lapsed before an attempt
+    /// started now could end. Released for a later round, not counted.
+    Unsent,
 }
 
 /// The result of an attempt at delivery `id`, made at `at`.
@@ -157,15 +172,46 @@ impl Store {
         }
         let last = events.last().map(|e| (e.txid, e.id));
         let wanted: Vec<&FeedEvent> = events.iter().filter(|e| wants(e)).collect();
-        let claimed = on_write_relaxed!(self, |tx| {
+        let (claimed, read_apart) = on_write_relaxed!(self, |tx| {
             if let Some(last) = last {
                 Sql::insert_deliveries(tx, endpoint, &wanted, now).await?;
                 Sql::move_endpoint_cursor(tx, endpoint, last).await?;
             }
-            Sql::claim_deliveries(tx, endpoint, claim, now, until, limit).await?;
-            Sql::claimed_deliveries(tx, endpoint, claim).await
+            let claimed = Sql::claim_deliveries(tx, endpoint, claim, now, until, limit).await?;
+            // Mostly this page's events; retries' events are read again.
+            let held: HashSet<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+            let missing: Vec<&str> = claimed
+                .iter()
+                .map(|c| c.event_id.as_str())
+                .filter(|id| !held.contains(id))
+                .collect();
+            let read_apart = Sql::feed_events(tx, &missing).await?;
+            Ok((claimed, read_apart))
         })?;
-        Ok((events.len(), claimed))
+        let by_id: HashMap<&str, &FeedEvent> = events
+            .iter()
+            .chain(&read_apart)
+            .map(|e| (e.event_id.as_str(), e))
+            .collect();
+        // A claimed row whose event is gone (retention removed it) has
+        // nothing to send: it stays claimed until its lease ends, as before.
+        let deliveries = claimed
+            .into_iter()
+            .filter_map(|c| {
+                let event = by_id.get(c.event_id.as_str())?;
+                Some(Delivery {
+                    id: c.id,
+                    event_type: event.event_type.clone(),
+                    occurred_at: event.occurred_at,
+                    data: event.data.clone(),
+                    event_id: c.event_id,
+                    attempts: c.attempts,
+                    created_at: c.created_at,
+                    first_attempt_at: c.first_attempt_at,
+                })
+            })
+            .collect();
+        Ok((events.len(), deliveries))
     }
 
     /// Opens each endpoint not met before at the feed's end, before the

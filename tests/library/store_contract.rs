@@ -4,8 +4,9 @@
 //! What the black-box suite reaches only through HTTP is pinned here at the
 //! seam every backend implements: storing once, quarantine and release,
 //! findings, job leases, console users, sign-in reservations (also many at
-//! once), sessions and the shared console secret, and deliveries kept
-//! with each its own moment.
+//! once), sessions and the shared console secret, deliveries kept with
+//! each its own moment, and a delivery round that starts no attempt its
+//! claim could not cover.
 
 use crate::common;
 
@@ -407,8 +408,8 @@ async fn delivered_deliveries_keep_each_its_own_moment() {
                 .take_deliveries("backend", |_| true, "claim-1", i64::MAX, 10)
                 .await
                 .unwrap();
-            // All the claim holds, those of earlier calls too.
-            claimed = taken;
+            // What this call claimed: the event may show on a later call.
+            claimed.extend(taken);
             if claimed.len() >= 2 {
                 break;
             }
@@ -441,6 +442,101 @@ async fn delivered_deliveries_keep_each_its_own_moment() {
         kept.sort();
         let delivered = |at: i64| (Some(at), Some(at), Some(204), "DELIVERED".to_owned());
         assert_eq!(kept, [delivered(NOW + 1_000), delivered(NOW + 2_000)]);
+    })
+    .await;
+}
+
+/// A round starts no attempt that could outlast its claim: once less than
+/// the endpoint's timeout is left of the claim's lease, what the round has
+/// not started yet is released unsent (attempts not counted) and goes in
+/// the next round, rather than while another instance may claim it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_starts_no_attempt_that_could_outlast_its_claim() {
+    use appstore_ledger::clock::ManualClock;
+    use appstore_ledger::config::EndpointSettings;
+    use appstore_ledger::metrics::Metrics;
+    use appstore_ledger::webhooks::{Deliverer, Round};
+    use std::sync::{Arc, Mutex};
+
+    on_each_backend(|store| async move {
+        let clock = Arc::new(ManualClock::starting_at(Timestamp::from_millis(NOW)));
+        let store = store.with_clock(clock.clone());
+        store.open_endpoints(&["backend"]).await.unwrap();
+        for i in 0..100 {
+            let notification = renewal_of(&format!("lease-{i}"), &format!("81{i:03}"));
+            store.record_notification(notification).await.unwrap();
+        }
+        // On PostgreSQL an event shows once every older transaction on the
+        // server has ended (other tests' too).
+        for _ in 0..200 {
+            if store.events_after((-1, 0), 1000, &[]).await.unwrap().len() == 100 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        // The receiver: the first request finds the claim's lease (3 s)
+        // 2.5 s old, less than the timeout (1 s) left of it.
+        let received: Arc<Mutex<Vec<String>>> = Arc::default();
+        let app = axum::Router::new().route(
+            "/hooks",
+            axum::routing::post({
+                let (received, clock) = (Arc::clone(&received), Arc::clone(&clock));
+                move |headers: axum::http::HeaderMap| async move {
+                    let id = headers["webhook-id"].to_str().unwrap().to_owned();
+                    let mut received = received.lock().unwrap();
+                    if received.is_empty() {
+                        clock.advance(std::time::Duration::from_millis(2_500));
+                    }
+                    received.push(id);
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let endpoint = EndpointSettings {
+            name: "backend".to_owned(),
+            url,
+            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned().into(),
+            previous_secret: None,
+            types: None,
+            apps: None,
+            timeout_ms: 1_000,
+        };
+        let deliverer = Deliverer::new(
+            store.clone(),
+            endpoint,
+            Arc::new(Metrics::default()),
+            Arc::from("instance-1"),
+            3_000,
+        )
+        .unwrap();
+
+        // Those started before the clock moved went; the rest wait, unsent.
+        assert_eq!(deliverer.round().await.unwrap(), Round::Sent { full: true });
+        let first = received.lock().unwrap().len();
+        assert!((1..100).contains(&first), "{first} sent in the first round");
+        // The next round has a claim of its own: the rest, each once, and
+        // the attempts left unsent were not counted.
+        assert_eq!(
+            deliverer.round().await.unwrap(),
+            Round::Sent { full: false }
+        );
+        let mut ids = received.lock().unwrap().clone();
+        assert_eq!(ids.len(), 100);
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 100, "an event was sent twice");
+        let attempts: Vec<(String, i64)> = store
+            .deliveries_of(&ids)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.state, d.attempts))
+            .collect();
+        assert_eq!(attempts, vec![("DELIVERED".to_owned(), 1); 100]);
+        server.abort();
     })
     .await;
 }

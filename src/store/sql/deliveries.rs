@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 
 use sqlx::{ColumnIndex, Database, Decode, QueryBuilder, Type};
 
-use crate::store::{
-    Delivery, DeliveryEntry, DeliveryOutcome, DeliveryResult, EndpointHealth, FeedEvent,
-};
+use crate::store::deliveries::Claimed;
+use crate::store::{DeliveryEntry, DeliveryOutcome, DeliveryResult, EndpointHealth, FeedEvent};
 
 use super::events::feed_after;
 use super::ledger_tx::ROWS_PER_STATEMENT;
@@ -199,7 +198,10 @@ where
 
     /// Claims due deliveries: the first undelivered of each item, none
     /// held by another instance (on PostgreSQL, rows another claim is
-    /// taking right now are skipped rather than waited for).
+    /// taking right now are skipped rather than waited for). The rows
+    /// claimed, by id; the events they deliver are read apart, where the
+    /// caller does not hold them already (a JOIN here was as dear as the
+    /// fan-out's inserts).
     pub(in crate::store) async fn claim_deliveries(
         tx: &mut C,
         endpoint: &str,
@@ -207,7 +209,7 @@ where
         now: i64,
         until: i64,
         limit: i64,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<Vec<Claimed>, sqlx::Error> {
         let sql = format!(
             "UPDATE event_deliveries SET claimed_by = $1, claimed_until = $2
              WHERE id IN (
@@ -220,36 +222,44 @@ where
                    AND NOT EXISTS (SELECT 1 FROM event_endpoints p
                                    WHERE p.name = $3 AND p.disabled_at IS NOT NULL)
                  ORDER BY d.next_attempt_at, d.id
-                 LIMIT $5 {})",
+                 LIMIT $5 {})
+             RETURNING id, event_id, attempts, created_at, first_attempt_at",
             C::SKIP_LOCKED
         );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
+        let mut claimed: Vec<Claimed> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .arg(claim)
             .arg(until)
             .arg(endpoint)
             .arg(now)
             .arg(limit)
-            .execute(tx.ex())
-            .await
-            .map(drop)
+            .fetch_all(tx.ex())
+            .await?;
+        claimed.sort_by_key(|c| c.id);
+        Ok(claimed)
     }
 
-    pub(in crate::store) async fn claimed_deliveries(
-        tx: &mut C,
-        endpoint: &str,
-        claim: &str,
-    ) -> Result<Vec<Delivery>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT d.id, d.event_id, d.attempts, d.created_at, d.first_attempt_at,
-                    e.type AS event_type, e.occurred_at, CAST(e.data AS TEXT) AS data
-             FROM event_deliveries d JOIN entitlement_events e ON e.event_id = d.event_id
-             WHERE d.claimed_by = $1 AND d.endpoint = $2 AND d.state = 'PENDING'
-             ORDER BY d.id",
-        )
-        .arg(claim)
-        .arg(endpoint)
-        .fetch_all(tx.ex())
-        .await
+    /// The feed's events with these ids.
+    pub(in crate::store) async fn feed_events(
+        conn: &mut C,
+        event_ids: &[&str],
+    ) -> Result<Vec<FeedEvent>, sqlx::Error> {
+        let mut found = Vec::with_capacity(event_ids.len());
+        for batch in event_ids.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::new(FEED_EVENT);
+            query.push(" WHERE event_id IN (");
+            let mut ids = query.separated(", ");
+            for id in batch {
+                ids.arg(*id);
+            }
+            query.push(")");
+            found.extend(
+                query
+                    .build_query_as::<FeedEvent>()
+                    .fetch_all(conn.ex())
+                    .await?,
+            );
+        }
+        Ok(found)
     }
 
     pub(in crate::store) async fn finish_deliveries(
@@ -263,8 +273,13 @@ where
         // The common case, delivered, in one statement per status (per
         // batch, a statement or two); the rest one by one.
         let mut delivered: BTreeMap<Option<i64>, Vec<(i64, i64)>> = BTreeMap::new();
+        let mut unsent = Vec::new();
         for r in results {
             let (state, status, error, next) = match &r.outcome {
+                DeliveryOutcome::Unsent => {
+                    unsent.push(r.id);
+                    continue;
+                }
                 DeliveryOutcome::Delivered { status } => {
                     delivered_at = delivered_at.max(Some(r.at));
                     delivered.entry(*status).or_default().push((r.id, r.at));
@@ -316,6 +331,22 @@ where
             .arg(claim)
             .execute(tx.ex())
             .await?;
+        }
+        for chunk in unsent.chunks(ROWS_PER_STATEMENT) {
+            // Integers only are written into the statement.
+            let ids = chunk
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "UPDATE event_deliveries SET claimed_by = NULL, claimed_until = NULL
+                 WHERE id IN ({ids}) AND claimed_by = $1"
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .arg(claim)
+                .execute(tx.ex())
+                .await?;
         }
         if let Some(at) = delivered_at {
             for (status, ids) in &delivered {
