@@ -43,6 +43,7 @@ pub(super) static SQLITE: LazyLock<Migrator> = LazyLock::new(|| {
             "0017_entitlement_events.sql",
             "0018_webhooks.sql",
             "0019_fresh_told_seeding.sql",
+            "0020_delivery_indexes.sql",
     ))
 });
 
@@ -63,6 +64,7 @@ pub(super) static POSTGRES: LazyLock<Migrator> = LazyLock::new(|| {
             "0012_entitlement_events.sql",
             "0013_webhooks.sql",
             "0014_fresh_told_seeding.sql",
+            "0015_delivery_indexes.sql",
     ))
 });
 
@@ -121,10 +123,10 @@ mod tests {
     async fn each_list_is_its_folder_as_sqlx_reads_it() {
         let sqlite = read(&SQLITE);
         assert_eq!(sqlite, read(&folder("sqlite").await));
-        assert_eq!(sqlite.len(), 19);
+        assert_eq!(sqlite.len(), 20);
         let postgres = read(&POSTGRES);
         assert_eq!(postgres, read(&folder("postgres").await));
-        assert_eq!(postgres.len(), 14);
+        assert_eq!(postgres.len(), 15);
     }
 
     async fn told_seeding_after(before: usize, item: bool) -> i64 {

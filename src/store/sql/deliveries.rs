@@ -431,7 +431,11 @@ where
         conn: &mut C,
         event_ids: &[String],
     ) -> Result<Vec<DeliveryEntry>, sqlx::Error> {
-        let sql = format!("{DELIVERY_ENTRY} WHERE event_id = $1 ORDER BY endpoint");
+        // Through the (endpoint, event_id) key: a seek for each endpoint.
+        let sql = format!(
+            "{DELIVERY_ENTRY} WHERE endpoint IN (SELECT name FROM event_endpoints)
+               AND event_id = $1 ORDER BY endpoint"
+        );
         let mut found = Vec::new();
         for id in event_ids {
             let rows: Vec<DeliveryEntry> = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
