@@ -5,10 +5,10 @@
 //! once, so several share the work.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-
-use futures_util::{stream, StreamExt as _};
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures_util::{stream, StreamExt as _};
 
 use super::next_attempt;
 use super::sink::{Sent, Sink};
@@ -179,10 +179,10 @@ impl Deliverer {
                 .buffer_unordered(IN_FLIGHT)
                 .collect()
                 .await;
-        // What the endpoint answered is worth a few tries: lost, each of
-        // these events would be sent again once the claim lapses.
         // What was left unsent is due now: the next round at once.
         let full = full || results.iter().any(|r| r.outcome == DeliveryOutcome::Unsent);
+        // What the endpoint answered is worth a few tries: lost, each of
+        // these events would be sent again once the claim lapses.
         let mut tries = 0;
         loop {
             match self.store.finish_deliveries(name, &claim, &results).await {

@@ -271,7 +271,8 @@ where
         let mut delivered_at = None;
         let mut failed_at = None;
         // The common case, delivered, in one statement per status (per
-        // batch, a statement or two); the rest one by one.
+        // batch, a statement or two), the unsent released together; the rest
+        // one by one.
         let mut delivered: BTreeMap<Option<i64>, Vec<(i64, i64)>> = BTreeMap::new();
         let mut unsent = Vec::new();
         for r in results {
