@@ -230,8 +230,7 @@ async fn an_endpoint_answering_410_is_disabled_until_enabled_then_replay_and_res
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(receiver.received().len(), 1);
     // All six pending once the feed shows them: on PostgreSQL an event
-    // shows once every older transaction on the server has ended, other
-    // tests' too.
+    // shows once every older transaction in its database has ended.
     let mut row = endpoint_row(&app);
     for _ in 0..50 {
         if row[4] == "6" {

@@ -47,8 +47,7 @@ pub(crate) async fn all_events(app: &TestApp, page: usize) -> Vec<Value> {
 }
 
 /// The feed's events once it shows `n` of them: on PostgreSQL an event
-/// shows once every older write transaction on the server has ended, and
-/// other tests' transactions run beside this one's.
+/// shows once every older write transaction in its database has ended.
 pub(crate) async fn when_shown(app: &TestApp, n: usize, page: usize) -> Vec<Value> {
     for _ in 0..300 {
         let events = all_events(app, page).await;

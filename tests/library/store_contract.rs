@@ -5,8 +5,9 @@
 //! seam every backend implements: storing once, quarantine and release,
 //! findings, job leases, console users, sign-in reservations (also many at
 //! once), sessions and the shared console secret, deliveries kept with
-//! each its own moment, and a delivery round that starts no attempt its
-//! claim could not cover.
+//! each its own moment, a delivery round that starts no attempt its claim
+//! could not cover, and a feed on PostgreSQL that another database's open
+//! transaction does not hold back.
 
 use crate::common;
 
@@ -400,8 +401,8 @@ async fn delivered_deliveries_keep_each_its_own_moment() {
                 .await
                 .unwrap();
         }
-        // On PostgreSQL an event shows once every older transaction on the
-        // server has ended (other tests' too).
+        // On PostgreSQL an event shows once every older transaction in its
+        // database has ended.
         let mut claimed = Vec::new();
         for _ in 0..200 {
             let (_, taken) = store
@@ -466,8 +467,8 @@ async fn a_round_starts_no_attempt_that_could_outlast_its_claim() {
             let notification = renewal_of(&format!("lease-{i}"), &format!("81{i:03}"));
             store.record_notification(notification).await.unwrap();
         }
-        // On PostgreSQL an event shows once every older transaction on the
-        // server has ended (other tests' too).
+        // On PostgreSQL an event shows once every older transaction in its
+        // database has ended.
         for _ in 0..200 {
             if store.events_after((-1, 0), 1000, &[]).await.unwrap().len() == 100 {
                 break;
@@ -539,4 +540,40 @@ async fn a_round_starts_no_attempt_that_could_outlast_its_claim() {
         server.abort();
     })
     .await;
+}
+
+/// On PostgreSQL the feed shows an event once every transaction that could
+/// still commit an older one has ended. A transaction left open in another
+/// database on the same server (another application's) cannot write this
+/// database's events, and does not hold the feed back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_open_in_another_database_does_not_hold_the_feed_back() {
+    use sqlx::Connection as _;
+    let Some(admin) = postgres_admin() else {
+        return;
+    };
+    let mut other = sqlx::PgConnection::connect(&admin).await.unwrap();
+    let mut open = other.begin().await.unwrap();
+    // A transaction id taken, as by any write, and held.
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *open)
+        .await
+        .unwrap();
+    let postgres = TempDb::new(Some(&admin)).await;
+    let store = postgres.store().await;
+    store
+        .record_notification(renewal_of("held-back-1", "9100"))
+        .await
+        .unwrap();
+    let mut shown = 0;
+    for _ in 0..100 {
+        shown = store.events_after((-1, 0), 10, &[]).await.unwrap().len();
+        if shown == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(shown, 1, "the event did not show in 5 s");
+    open.rollback().await.unwrap();
+    store.close().await;
 }

@@ -211,10 +211,24 @@ const LOGIN_ADDRESS_LOCK: i32 = 0x6c67_6e61; // "lgna"
 impl Conn for PgConnection {
     type Db = Postgres;
     /// Identity values are taken before commit, so ids may commit out of
-    /// order: an event shows once every transaction older than the oldest
-    /// still running has ended (its txid is below the snapshot's xmin).
-    const VISIBLE_EVENTS: &'static str =
-        "txid < CAST(CAST(pg_snapshot_xmin(pg_current_snapshot()) AS TEXT) AS BIGINT)";
+    /// order: an event shows once every transaction that could still commit
+    /// an older one has ended (its txid is below the oldest such one still
+    /// running, or below the snapshot's xmax when none is). Only this
+    /// database's transactions can write its events: one the server lists
+    /// as running in another database (another application's, however
+    /// long) does not count. One it cannot place (its activity row not yet
+    /// there, or hidden from this role) counts, so the horizon errs late,
+    /// never early. pg_stat_activity shows the 32-bit xid; the snapshot's
+    /// are 64-bit, whose low 32 bits it is.
+    const VISIBLE_EVENTS: &'static str = "txid < (
+        SELECT coalesce(min(CAST(CAST(x AS TEXT) AS BIGINT)),
+                        CAST(CAST(pg_snapshot_xmax(pg_current_snapshot()) AS TEXT) AS BIGINT))
+        FROM pg_snapshot_xip(pg_current_snapshot()) AS x
+        WHERE NOT EXISTS (
+            SELECT 1 FROM pg_stat_activity a
+            WHERE a.datname <> current_database()
+              AND CAST(CAST(a.backend_xid AS TEXT) AS BIGINT)
+                  = CAST(CAST(x AS TEXT) AS BIGINT) % 4294967296))";
     /// Answered from the `(txid, id)` index, from the cursor on.
     const FEED_AFTER: &'static str = "(txid, id) > ($1, $2)";
     const FEED_ORDER: &'static str = "txid, id";
