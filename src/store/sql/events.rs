@@ -18,6 +18,13 @@ fn events_after<C: Conn>() -> String {
     )
 }
 
+/// Retention's removal of the events up to `($1, $2)` in the feed's order,
+/// by seeking too: SQLite answered `txid < $1 OR (txid = $1 AND id <= $2)`
+/// by reading every event, hourly, holding the write lock meanwhile.
+fn prune_upto<C: Conn>() -> String {
+    format!("DELETE FROM entitlement_events WHERE {}", C::FEED_UPTO)
+}
+
 /// `select` from the feed: the events after the cursor `($1, $2)` that
 /// `filter` (`AND ...`, parameters from `$3`) takes, in the feed's order, at
 /// most `limit`. It reads from the cursor on: SQLite answered `txid > $1 OR
@@ -103,13 +110,11 @@ where
             .arg(before)
             .execute(tx.ex())
             .await?;
-        let gone = sqlx::query(
-            "DELETE FROM entitlement_events WHERE txid < $1 OR (txid = $1 AND id <= $2)",
-        )
-        .arg(txid)
-        .arg(id)
-        .execute(tx.ex())
-        .await?;
+        let gone = sqlx::query(sqlx::AssertSqlSafe(prune_upto::<C>()))
+            .arg(txid)
+            .arg(id)
+            .execute(tx.ex())
+            .await?;
         sqlx::query(
             "INSERT INTO events_pruned (one, txid, id) VALUES (1, $1, $2)
              ON CONFLICT (one) DO UPDATE SET txid = excluded.txid, id = excluded.id",
@@ -130,10 +135,10 @@ mod tests {
 
     /// Each page of the feed (a consumer's, an endpoint's loop's) reads
     /// from its cursor on by index and sorts nothing, however many events
-    /// the table holds. PostgreSQL's plan is checked in tests/api/postgres.rs,
+    /// the table holds; retention removes up to a position the same way. PostgreSQL's plan is checked in tests/api/postgres.rs,
     /// at a size where its planner has a choice.
     #[tokio::test]
-    async fn a_feed_page_reads_from_its_cursor_by_index_on_sqlite() {
+    async fn feed_pages_and_retention_seek_by_index_on_sqlite() {
         let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
         crate::store::migrations::SQLITE
             .run(&mut conn)
@@ -141,6 +146,7 @@ mod tests {
             .unwrap();
         for (what, sql) in [
             ("GET /v1/events", events_after::<SqliteConnection>()),
+            ("retention", prune_upto::<SqliteConnection>()),
             (
                 "an endpoint's fan-out",
                 super::super::deliveries::feed_page::<SqliteConnection>(),
@@ -152,9 +158,12 @@ mod tests {
                     .await
                     .unwrap();
             let plan: Vec<&str> = plan.iter().map(|(_, _, _, step)| step.as_str()).collect();
+            let range = if what == "retention" { "<" } else { ">" };
             assert_eq!(
                 plan,
-                ["SEARCH entitlement_events USING INTEGER PRIMARY KEY (rowid>?)"],
+                [format!(
+                    "SEARCH entitlement_events USING INTEGER PRIMARY KEY (rowid{range}?)"
+                )],
                 "{what}"
             );
         }
