@@ -101,6 +101,21 @@ impl Store {
         on_read!(self, |conn| Sql::consumption_requests(conn, filter).await)
     }
 
+    /// The requests each of two filters takes, read from one snapshot: a
+    /// request answered meanwhile shows under one filter, never under both
+    /// or neither (the refund desk lists open and closed ones side by side).
+    pub async fn consumption_requests_together(
+        &self,
+        first: &ConsumptionFilter,
+        second: &ConsumptionFilter,
+    ) -> Result<(Vec<ConsumptionRequestEntry>, Vec<ConsumptionRequestEntry>), StoreError> {
+        on_snapshot!(self, |conn| {
+            let a = Sql::consumption_requests(&mut *conn, first).await?;
+            let b = Sql::consumption_requests(&mut *conn, second).await?;
+            Ok((a, b))
+        })
+    }
+
     /// Open requests the consumption job may act on at `now`.
     pub async fn consumption_due(
         &self,

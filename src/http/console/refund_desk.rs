@@ -37,10 +37,13 @@ pub(super) async fn refund_desk(State(state): State<AppState>, headers: HeaderMa
         limit: CLOSED_ROWS,
         ..ConsumptionFilter::default()
     };
-    let (Ok(open), Ok(closed)) = (
-        state.store.consumption_requests(&open).await,
-        state.store.consumption_requests(&closed).await,
-    ) else {
+    // One snapshot: a request answered while the page is read would
+    // otherwise show as open and as answered at once (seen under load).
+    let Ok((open, closed)) = state
+        .store
+        .consumption_requests_together(&open, &closed)
+        .await
+    else {
         return unavailable();
     };
     let now = state.store.clock().now().as_millis();
