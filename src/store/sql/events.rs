@@ -135,8 +135,9 @@ mod tests {
 
     /// Each page of the feed (a consumer's, an endpoint's loop's) reads
     /// from its cursor on by index and sorts nothing, however many events
-    /// the table holds; retention removes up to a position the same way. PostgreSQL's plan is checked in tests/api/postgres.rs,
-    /// at a size where its planner has a choice.
+    /// the table holds; retention removes up to a position the same way.
+    /// PostgreSQL's plan is checked in tests/api/postgres.rs, at a size
+    /// where its planner has a choice.
     #[tokio::test]
     async fn feed_pages_and_retention_seek_by_index_on_sqlite() {
         let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
