@@ -22,6 +22,17 @@ pub(super) fn feed_page<C: Conn>() -> String {
     feed_after::<C>(FEED_EVENT, "AND occurred_at >= $3", "$4")
 }
 
+/// The feed's last event shown now: where an endpoint met for the first
+/// time starts (at every start-up, in a write transaction; on SQLite
+/// `ORDER BY txid DESC, id DESC` sorted every event to find it).
+pub(super) fn feed_end<C: Conn>() -> String {
+    format!(
+        "SELECT txid, id FROM entitlement_events WHERE {} ORDER BY {} LIMIT 1",
+        C::VISIBLE_EVENTS,
+        C::FEED_ORDER_DESC
+    )
+}
+
 const DELIVERY_ENTRY: &str = "SELECT endpoint, event_id, state, attempts, next_attempt_at,
         last_attempt_at, last_status, last_error, delivered_at FROM event_deliveries";
 
@@ -48,12 +59,7 @@ where
         tx: &mut C,
         endpoint: &str,
     ) -> Result<(), sqlx::Error> {
-        let sql = format!(
-            "SELECT txid, id FROM entitlement_events WHERE {}
-             ORDER BY txid DESC, id DESC LIMIT 1",
-            C::VISIBLE_EVENTS
-        );
-        let end: Option<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        let end: Option<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(feed_end::<C>()))
             .fetch_optional(tx.ex())
             .await?;
         let (txid, id) = end.unwrap_or((0, 0));

@@ -135,7 +135,8 @@ mod tests {
 
     /// Each page of the feed (a consumer's, an endpoint's loop's) reads
     /// from its cursor on by index and sorts nothing, however many events
-    /// the table holds; retention removes up to a position the same way.
+    /// the table holds; retention removes up to a position the same way,
+    /// and the feed's end is found without sorting.
     /// PostgreSQL's plan is checked in tests/api/postgres.rs, at a size
     /// where its planner has a choice.
     #[tokio::test]
@@ -145,12 +146,29 @@ mod tests {
             .run(&mut conn)
             .await
             .unwrap();
-        for (what, sql) in [
-            ("GET /v1/events", events_after::<SqliteConnection>()),
-            ("retention", prune_upto::<SqliteConnection>()),
+        use super::super::deliveries::{feed_end, feed_page};
+        let seek = |range: &str| {
+            vec![format!(
+                "SEARCH entitlement_events USING INTEGER PRIMARY KEY (rowid{range}?)"
+            )]
+        };
+        for (what, sql, expected) in [
+            (
+                "GET /v1/events",
+                events_after::<SqliteConnection>(),
+                seek(">"),
+            ),
             (
                 "an endpoint's fan-out",
-                super::super::deliveries::feed_page::<SqliteConnection>(),
+                feed_page::<SqliteConnection>(),
+                seek(">"),
+            ),
+            ("retention", prune_upto::<SqliteConnection>(), seek("<")),
+            // The last row by rowid: a scan that stops at once, no sort.
+            (
+                "the feed's end",
+                feed_end::<SqliteConnection>(),
+                vec!["SCAN entitlement_events".to_owned()],
             ),
         ] {
             let plan: Vec<(i64, i64, i64, String)> =
@@ -158,15 +176,8 @@ mod tests {
                     .fetch_all(&mut conn)
                     .await
                     .unwrap();
-            let plan: Vec<&str> = plan.iter().map(|(_, _, _, step)| step.as_str()).collect();
-            let range = if what == "retention" { "<" } else { ">" };
-            assert_eq!(
-                plan,
-                [format!(
-                    "SEARCH entitlement_events USING INTEGER PRIMARY KEY (rowid{range}?)"
-                )],
-                "{what}"
-            );
+            let plan: Vec<String> = plan.into_iter().map(|(_, _, _, step)| step).collect();
+            assert_eq!(plan, expected, "{what}");
         }
     }
 }

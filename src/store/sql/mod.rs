@@ -66,6 +66,7 @@ pub(in crate::store) trait Conn: Send + Sized + 'static {
     /// answers by seeking to the cursor, and the feed's order.
     const FEED_AFTER: &'static str;
     const FEED_ORDER: &'static str;
+    const FEED_ORDER_DESC: &'static str;
     /// The events at or before `($1, $2)` in the feed's order, alike.
     const FEED_UPTO: &'static str;
     /// What a claim's SELECT ends with so that instances claiming at once
@@ -133,6 +134,7 @@ impl Conn for SqliteConnection {
     const FEED_AFTER: &'static str = "id > (CASE WHEN $1 = 0 THEN $2 WHEN $1 < 0
         THEN -9223372036854775807 - 1 ELSE 9223372036854775807 END)";
     const FEED_ORDER: &'static str = "id";
+    const FEED_ORDER_DESC: &'static str = "id DESC";
     const FEED_UPTO: &'static str = "id <= (CASE WHEN $1 = 0 THEN $2 WHEN $1 < 0
         THEN -9223372036854775807 - 1 ELSE 9223372036854775807 END)";
     /// One writer at a time: nothing to skip.
@@ -236,6 +238,7 @@ impl Conn for PgConnection {
     /// Answered from the `(txid, id)` index, from the cursor on.
     const FEED_AFTER: &'static str = "(txid, id) > ($1, $2)";
     const FEED_ORDER: &'static str = "txid, id";
+    const FEED_ORDER_DESC: &'static str = "txid DESC, id DESC";
     const FEED_UPTO: &'static str = "(txid, id) <= ($1, $2)";
     const SKIP_LOCKED: &'static str = "FOR UPDATE SKIP LOCKED";
     const JSON_ARRAY: &'static str = "json_build_array";
