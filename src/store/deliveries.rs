@@ -6,7 +6,7 @@
 //! the one before it is delivered or given up, so an item's events arrive
 //! in order.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use super::*;
 
@@ -172,6 +172,8 @@ impl Store {
         }
         let last = events.last().map(|e| (e.txid, e.id));
         let wanted: Vec<&FeedEvent> = events.iter().filter(|e| wants(e)).collect();
+        let mut by_id: HashMap<&str, &FeedEvent> =
+            events.iter().map(|e| (e.event_id.as_str(), e)).collect();
         let (claimed, read_apart) = on_write_relaxed!(self, |tx| {
             if let Some(last) = last {
                 Sql::insert_deliveries(tx, endpoint, &wanted, now).await?;
@@ -179,20 +181,15 @@ impl Store {
             }
             let claimed = Sql::claim_deliveries(tx, endpoint, claim, now, until, limit).await?;
             // Mostly this page's events; retries' events are read again.
-            let held: HashSet<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
             let missing: Vec<&str> = claimed
                 .iter()
                 .map(|c| c.event_id.as_str())
-                .filter(|id| !held.contains(id))
+                .filter(|id| !by_id.contains_key(id))
                 .collect();
             let read_apart = Sql::feed_events(tx, &missing).await?;
             Ok((claimed, read_apart))
         })?;
-        let by_id: HashMap<&str, &FeedEvent> = events
-            .iter()
-            .chain(&read_apart)
-            .map(|e| (e.event_id.as_str(), e))
-            .collect();
+        by_id.extend(read_apart.iter().map(|e| (e.event_id.as_str(), e)));
         // A claimed row whose event is gone (retention removed it) has
         // nothing to send: it stays claimed until its lease ends, as before.
         let deliveries = claimed
@@ -286,7 +283,7 @@ impl Store {
     pub async fn resend_event(&self, endpoint: &str, event_id: &str) -> Result<bool, StoreError> {
         let now = self.now();
         on_write!(self, |tx| {
-            let Some(event) = Sql::feed_event(tx, event_id).await? else {
+            let Some(event) = Sql::feed_events(tx, &[event_id]).await?.pop() else {
                 return Ok(false);
             };
             Sql::send_again(tx, endpoint, &[&event], now).await?;

@@ -9,7 +9,7 @@ use sqlx::{ColumnIndex, Database, Decode, QueryBuilder, Type};
 use crate::store::deliveries::Claimed;
 use crate::store::{DeliveryEntry, DeliveryOutcome, DeliveryResult, EndpointHealth, FeedEvent};
 
-use super::events::feed_after;
+use super::events::{feed_after, feed_order};
 use super::ledger_tx::ROWS_PER_STATEMENT;
 use super::{ArgExt as _, Conn, RowsAffected as _, Sql};
 
@@ -27,9 +27,9 @@ pub(super) fn feed_page<C: Conn>() -> String {
 /// `ORDER BY txid DESC, id DESC` sorted every event to find it).
 pub(super) fn feed_end<C: Conn>() -> String {
     format!(
-        "SELECT txid, id FROM entitlement_events WHERE {} ORDER BY {} LIMIT 1",
+        "SELECT txid, id FROM entitlement_events WHERE {} {} LIMIT 1",
         C::VISIBLE_EVENTS,
-        C::FEED_ORDER_DESC
+        feed_order::<C>(" DESC")
     )
 }
 
@@ -89,17 +89,6 @@ where
             .arg(since)
             .arg(limit)
             .fetch_all(conn.ex())
-            .await
-    }
-
-    pub(in crate::store) async fn feed_event(
-        conn: &mut C,
-        event_id: &str,
-    ) -> Result<Option<FeedEvent>, sqlx::Error> {
-        let sql = format!("{FEED_EVENT} WHERE event_id = $1");
-        sqlx::query_as::<_, FeedEvent>(sqlx::AssertSqlSafe(sql))
-            .arg(event_id)
-            .fetch_optional(conn.ex())
             .await
     }
 

@@ -22,7 +22,29 @@ fn events_after<C: Conn>() -> String {
 /// by seeking too: SQLite answered `txid < $1 OR (txid = $1 AND id <= $2)`
 /// by reading every event, hourly, holding the write lock meanwhile.
 fn prune_upto<C: Conn>() -> String {
-    format!("DELETE FROM entitlement_events WHERE {}", C::FEED_UPTO)
+    format!(
+        "DELETE FROM entitlement_events WHERE {} <= {}",
+        feed_key::<C>(),
+        C::FEED_POSITION
+    )
+}
+
+/// The feed's key as one value: its column, or a row of its columns.
+fn feed_key<C: Conn>() -> String {
+    match C::FEED_KEY {
+        [column] => (*column).to_owned(),
+        columns => format!("({})", columns.join(", ")),
+    }
+}
+
+/// `ORDER BY` the feed's order, each column followed by `direction`
+/// (`""`, or `" DESC"` for the reverse).
+pub(super) fn feed_order<C: Conn>(direction: &str) -> String {
+    let columns: Vec<String> = C::FEED_KEY
+        .iter()
+        .map(|column| format!("{column}{direction}"))
+        .collect();
+    format!("ORDER BY {}", columns.join(", "))
 }
 
 /// `select` from the feed: the events after the cursor `($1, $2)` that
@@ -33,10 +55,11 @@ fn prune_upto<C: Conn>() -> String {
 /// endpoint's loop read.
 pub(super) fn feed_after<C: Conn>(select: &str, filter: &str, limit: &str) -> String {
     format!(
-        "{select} WHERE {} AND {} {filter} ORDER BY {} LIMIT {limit}",
+        "{select} WHERE {} AND {} > {} {filter} {} LIMIT {limit}",
         C::VISIBLE_EVENTS,
-        C::FEED_AFTER,
-        C::FEED_ORDER
+        feed_key::<C>(),
+        C::FEED_POSITION,
+        feed_order::<C>("")
     )
 }
 

@@ -62,13 +62,11 @@ pub(in crate::store) trait Conn: Send + Sized + 'static {
     /// transactions commit out of order, only those every older transaction
     /// has ended before.
     const VISIBLE_EVENTS: &'static str;
-    /// The events after a feed cursor `($1, $2)`, in a form the database
-    /// answers by seeking to the cursor, and the feed's order.
-    const FEED_AFTER: &'static str;
-    const FEED_ORDER: &'static str;
-    const FEED_ORDER_DESC: &'static str;
-    /// The events at or before `($1, $2)` in the feed's order, alike.
-    const FEED_UPTO: &'static str;
+    /// The feed's order as the database seeks by it: the columns, and a
+    /// position `($1, $2)` (a cursor's txid and id) in their terms
+    /// (sql/events.rs builds the comparisons and orders from both).
+    const FEED_KEY: &'static [&'static str];
+    const FEED_POSITION: &'static str;
     /// What a claim's SELECT ends with so that instances claiming at once
     /// skip each other's rows rather than wait for them.
     const SKIP_LOCKED: &'static str;
@@ -131,11 +129,8 @@ impl Conn for SqliteConnection {
     /// a cursor's txid says only whether it is before (< 0), at or after
     /// every event. A row comparison or `txid > $1 OR ...` would have SQLite
     /// read every event to find the page.
-    const FEED_AFTER: &'static str = "id > (CASE WHEN $1 = 0 THEN $2 WHEN $1 < 0
-        THEN -9223372036854775807 - 1 ELSE 9223372036854775807 END)";
-    const FEED_ORDER: &'static str = "id";
-    const FEED_ORDER_DESC: &'static str = "id DESC";
-    const FEED_UPTO: &'static str = "id <= (CASE WHEN $1 = 0 THEN $2 WHEN $1 < 0
+    const FEED_KEY: &'static [&'static str] = &["id"];
+    const FEED_POSITION: &'static str = "(CASE WHEN $1 = 0 THEN $2 WHEN $1 < 0
         THEN -9223372036854775807 - 1 ELSE 9223372036854775807 END)";
     /// One writer at a time: nothing to skip.
     const SKIP_LOCKED: &'static str = "";
@@ -235,11 +230,9 @@ impl Conn for PgConnection {
             WHERE a.datname <> current_database()
               AND CAST(CAST(a.backend_xid AS TEXT) AS BIGINT)
                   = CAST(CAST(x AS TEXT) AS BIGINT) % 4294967296))";
-    /// Answered from the `(txid, id)` index, from the cursor on.
-    const FEED_AFTER: &'static str = "(txid, id) > ($1, $2)";
-    const FEED_ORDER: &'static str = "txid, id";
-    const FEED_ORDER_DESC: &'static str = "txid DESC, id DESC";
-    const FEED_UPTO: &'static str = "(txid, id) <= ($1, $2)";
+    /// Row comparisons the `(txid, id)` index answers from the position on.
+    const FEED_KEY: &'static [&'static str] = &["txid", "id"];
+    const FEED_POSITION: &'static str = "($1, $2)";
     const SKIP_LOCKED: &'static str = "FOR UPDATE SKIP LOCKED";
     const JSON_ARRAY: &'static str = "json_build_array";
     const OVERRIDING: &'static str = "OVERRIDING SYSTEM VALUE";
