@@ -1,12 +1,17 @@
 //! Webhook deliveries of entitlement events (statements in
 //! sql/deliveries.rs). Each endpoint follows the feed with a cursor of its
-//! own and turns each event it wants into a delivery; an instance claims
-//! due deliveries for a while (the claim lease), sends them, and keeps what
-//! the endpoint answered. The next event of an item is claimable only once
-//! the one before it is delivered or given up, so an item's events arrive
-//! in order.
+//! own. A round takes the feed's next page for a while (the fan-out lease:
+//! one round at a time), sends the events it wants before writing anything
+//! for them, and keeps one row per event with what came of its attempt
+//! (a row written, claimed and updated for each event held ingest's writer
+//! twice as long). Retries are rows: an instance claims due ones for a
+//! while (the claim lease), sends them, and keeps what the endpoint
+//! answered. The next event of an item goes only once the one before it is
+//! delivered or given up, so an item's events arrive in order: an event
+//! whose item has a row still pending, or an earlier event in the round,
+//! waits as a row.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::*;
 
@@ -53,7 +58,7 @@ pub fn bundle_id_of(data: &str) -> Option<String> {
 /// A delivery an instance claimed: the event to send and how it went so far.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
-    pub id: i64,
+    pub row: DeliveryRow,
     pub event_id: String,
     pub attempts: i64,
     pub created_at: i64,
@@ -62,6 +67,57 @@ pub struct Delivery {
     pub occurred_at: i64,
     /// The event as consumers receive it (JSON).
     pub data: String,
+}
+
+/// Where a delivery is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryRow {
+    /// A row claimed by this round.
+    Claimed(i64),
+    /// None yet: an event of the feed's page this round took, sent before
+    /// any row is written (one row, with its outcome, when the round ends).
+    Fresh(NewDelivery),
+}
+
+/// A delivery to make: an event and its place in its item's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDelivery {
+    pub(in crate::store) event_id: String,
+    /// `kind:item_id`.
+    pub(in crate::store) item_key: String,
+    pub(in crate::store) sequence: i64,
+}
+
+impl NewDelivery {
+    pub(in crate::store) fn of(event: &FeedEvent) -> NewDelivery {
+        NewDelivery {
+            event_id: event.event_id.clone(),
+            item_key: format!("{}:{}", event.kind, event.item_id),
+            sequence: event.sequence,
+        }
+    }
+}
+
+/// The feed's page a round took (the fan-out lease), to give back with
+/// the round's results.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FanOut {
+    /// The page's last event: the endpoint's cursor once the round ends.
+    end: (i64, i64),
+    /// When the round took it: its rows' `created_at`.
+    at: i64,
+    /// Events behind one of their item's sent in the round: rows due once
+    /// the round's results are kept.
+    behind: Vec<NewDelivery>,
+}
+
+/// What a round takes: how many feed events it read, the deliveries to
+/// attempt, and the feed's page when it took one.
+#[derive(Debug, Default)]
+pub struct Taken {
+    pub read: usize,
+    pub deliveries: Vec<Delivery>,
+    pub fan_out: Option<FanOut>,
 }
 
 row_struct! {
@@ -96,10 +152,10 @@ pub enum DeliveryOutcome {
     Unsent,
 }
 
-/// The result of an attempt at delivery `id`, made at `at`.
+/// The result of an attempt at a delivery (its `row`), made at `at`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryResult {
-    pub id: i64,
+    pub row: DeliveryRow,
     pub at: i64,
     pub outcome: DeliveryOutcome,
 }
@@ -139,13 +195,15 @@ pub struct DeliveryEntry {
 const FAN_OUT_PAGE: i64 = 2000;
 
 impl Store {
-    /// One step of a sink's loop, in one write transaction: the feed's
-    /// next events become deliveries to `endpoint` (those `wants` takes)
-    /// and its cursor moves past them; then up to `limit` due deliveries
-    /// are claimed for `claim` until `until` (each the first undelivered
-    /// event of its item, none another instance holds, none while the
-    /// endpoint is disabled). How many feed events were read, and the
-    /// deliveries claimed. Reads first: an idle sink takes no write lock.
+    /// One step of a sink's loop. The feed's next page, if no other round
+    /// holds it, is taken for `claim` until `until` (the fan-out lease):
+    /// each event `wants` takes is sent by this round before any row is
+    /// written for it, unless its item has a delivery still to make there
+    /// or an earlier event in the page (those wait as rows, in order). Then
+    /// up to `limit` due deliveries are claimed likewise (each the first
+    /// undelivered event of its item, none another instance holds, none
+    /// while the endpoint is disabled), in one write transaction. Reads
+    /// first: an idle sink takes no write lock.
     pub async fn take_deliveries(
         &self,
         endpoint: &str,
@@ -153,7 +211,7 @@ impl Store {
         claim: &str,
         until: i64,
         limit: i64,
-    ) -> Result<(usize, Vec<Delivery>), StoreError> {
+    ) -> Result<Taken, StoreError> {
         let now = self.now();
         let (cursor, events, due) = on_read!(self, |conn| {
             let Some(cursor) = Sql::endpoint_cursor(conn, endpoint).await? else {
@@ -163,23 +221,66 @@ impl Store {
             let due = events.is_empty() && Sql::deliveries_due(conn, endpoint, now).await?;
             Ok((Some(cursor), events, due))
         })?;
-        if cursor.is_none() {
+        let Some(cursor) = cursor else {
             on_write!(self, |tx| Sql::open_endpoint(tx, endpoint).await)?;
-            return Ok((0, Vec::new()));
-        }
+            return Ok(Taken::default());
+        };
         if events.is_empty() && !due {
-            return Ok((0, Vec::new()));
+            return Ok(Taken::default());
         }
         let last = events.last().map(|e| (e.txid, e.id));
-        let wanted: Vec<&FeedEvent> = events.iter().filter(|e| wants(e)).collect();
+        let wanted: Vec<(&FeedEvent, NewDelivery)> = events
+            .iter()
+            .filter(|e| wants(e))
+            .map(|e| (e, NewDelivery::of(e)))
+            .collect();
+        let keys: Vec<&str> = wanted.iter().map(|(_, d)| d.item_key.as_str()).collect();
         let mut by_id: HashMap<&str, &FeedEvent> =
             events.iter().map(|e| (e.event_id.as_str(), e)).collect();
-        let (claimed, read_apart) = on_write_relaxed!(self, |tx| {
+        let (fresh, later, claimed, read_apart) = on_write_relaxed!(self, |tx| {
+            // Indexes into `wanted`: sent now, and kept after the round.
+            let mut fresh = Vec::new();
+            let mut later = None;
             if let Some(last) = last {
-                Sql::insert_deliveries(tx, endpoint, &wanted, now).await?;
-                Sql::move_endpoint_cursor(tx, endpoint, last).await?;
+                if let Some(disabled) =
+                    Sql::take_fan_out(tx, endpoint, cursor, claim, now, until).await?
+                {
+                    let pending = if disabled {
+                        HashSet::new()
+                    } else {
+                        Sql::items_pending(tx, endpoint, &keys).await?
+                    };
+                    let mut waiting = Vec::new();
+                    let mut behind = Vec::new();
+                    let mut sending: HashSet<&str> = HashSet::new();
+                    for (i, (_, delivery)) in wanted.iter().enumerate() {
+                        let key = delivery.item_key.as_str();
+                        if disabled || pending.contains(key) {
+                            waiting.push(delivery);
+                        } else if sending.contains(key) {
+                            // Behind an event of its item sent in this
+                            // round: a row once that one's is kept, or it
+                            // could be claimed and sent before it.
+                            behind.push(i);
+                        } else {
+                            sending.insert(key);
+                            fresh.push(i);
+                        }
+                    }
+                    Sql::insert_deliveries(tx, endpoint, &waiting, now).await?;
+                    if fresh.is_empty() {
+                        Sql::end_fan_out(tx, endpoint, claim, last).await?;
+                    } else {
+                        later = Some((last, behind));
+                    }
+                }
             }
-            let claimed = Sql::claim_deliveries(tx, endpoint, claim, now, until, limit).await?;
+            let room = limit.saturating_sub(i64::try_from(fresh.len()).unwrap_or(i64::MAX));
+            let claimed = if room > 0 {
+                Sql::claim_deliveries(tx, endpoint, claim, now, until, room).await?
+            } else {
+                Vec::new()
+            };
             // Mostly this page's events; retries' events are read again.
             let missing: Vec<&str> = claimed
                 .iter()
@@ -187,28 +288,52 @@ impl Store {
                 .filter(|id| !by_id.contains_key(id))
                 .collect();
             let read_apart = Sql::feed_events(tx, &missing).await?;
-            Ok((claimed, read_apart))
+            Ok((fresh, later, claimed, read_apart))
         })?;
         by_id.extend(read_apart.iter().map(|e| (e.event_id.as_str(), e)));
-        // A claimed row whose event is gone (retention removed it) has
-        // nothing to send: it stays claimed until its lease ends, as before.
-        let deliveries = claimed
-            .into_iter()
-            .filter_map(|c| {
-                let event = by_id.get(c.event_id.as_str())?;
-                Some(Delivery {
-                    id: c.id,
-                    event_type: event.event_type.clone(),
-                    occurred_at: event.occurred_at,
-                    data: event.data.clone(),
-                    event_id: c.event_id,
-                    attempts: c.attempts,
-                    created_at: c.created_at,
-                    first_attempt_at: c.first_attempt_at,
-                })
+        let mut deliveries: Vec<Delivery> = fresh
+            .iter()
+            .filter_map(|&i| wanted.get(i))
+            .map(|(event, new)| Delivery {
+                row: DeliveryRow::Fresh(new.clone()),
+                event_id: event.event_id.clone(),
+                attempts: 0,
+                created_at: now,
+                first_attempt_at: None,
+                event_type: event.event_type.clone(),
+                occurred_at: event.occurred_at,
+                data: event.data.clone(),
             })
             .collect();
-        Ok((events.len(), deliveries))
+        // A claimed row whose event is gone (retention removed it) has
+        // nothing to send: it stays claimed until its lease ends, as before.
+        deliveries.extend(claimed.into_iter().filter_map(|c| {
+            let event = by_id.get(c.event_id.as_str())?;
+            Some(Delivery {
+                row: DeliveryRow::Claimed(c.id),
+                event_type: event.event_type.clone(),
+                occurred_at: event.occurred_at,
+                data: event.data.clone(),
+                event_id: c.event_id,
+                attempts: c.attempts,
+                created_at: c.created_at,
+                first_attempt_at: c.first_attempt_at,
+            })
+        }));
+        let fan_out = later.map(|(end, behind)| FanOut {
+            end,
+            at: now,
+            behind: behind
+                .iter()
+                .filter_map(|&i| wanted.get(i))
+                .map(|(_, d)| d.clone())
+                .collect(),
+        });
+        Ok(Taken {
+            read: events.len(),
+            deliveries,
+            fan_out,
+        })
     }
 
     /// Opens each endpoint not met before at the feed's end, before the
@@ -222,21 +347,29 @@ impl Store {
     }
 
     /// Keeps what came of the attempts made under `claim` (a claim another
-    /// instance took over meanwhile keeps its own), and the endpoint's
-    /// health.
+    /// instance took over meanwhile keeps its own), with a row for each
+    /// event the round sent from the feed's page, and moves the endpoint
+    /// past that page; and the endpoint's health.
     pub async fn finish_deliveries(
         &self,
         endpoint: &str,
         claim: &str,
         results: &[DeliveryResult],
+        fan_out: Option<&FanOut>,
     ) -> Result<(), StoreError> {
-        if results.is_empty() {
+        if results.is_empty() && fan_out.is_none() {
             return Ok(());
         }
-        on_write_relaxed!(self, |tx| Sql::finish_deliveries(
-            tx, endpoint, claim, results
-        )
-        .await)
+        let created_at = fan_out.map_or_else(|| self.now(), |f| f.at);
+        on_write_relaxed!(self, |tx| {
+            Sql::finish_deliveries(tx, endpoint, claim, results, created_at).await?;
+            if let Some(fan_out) = fan_out {
+                let behind: Vec<&NewDelivery> = fan_out.behind.iter().collect();
+                Sql::insert_deliveries(tx, endpoint, &behind, fan_out.at).await?;
+                Sql::end_fan_out(tx, endpoint, claim, fan_out.end).await?;
+            }
+            Ok(())
+        })
     }
 
     /// Every endpoint's health, by name.
@@ -272,7 +405,12 @@ impl Store {
                 return Ok(count);
             };
             after = last;
-            let wanted: Vec<&FeedEvent> = events.iter().filter(|e| wants(e)).collect();
+            let wanted: Vec<NewDelivery> = events
+                .iter()
+                .filter(|e| wants(e))
+                .map(NewDelivery::of)
+                .collect();
+            let wanted: Vec<&NewDelivery> = wanted.iter().collect();
             on_write!(self, |tx| Sql::send_again(tx, endpoint, &wanted, now).await)?;
             count = count.saturating_add(wanted.len() as u64);
         }
@@ -286,7 +424,7 @@ impl Store {
             let Some(event) = Sql::feed_events(tx, &[event_id]).await?.pop() else {
                 return Ok(false);
             };
-            Sql::send_again(tx, endpoint, &[&event], now).await?;
+            Sql::send_again(tx, endpoint, &[&NewDelivery::of(&event)], now).await?;
             Ok(true)
         })
     }

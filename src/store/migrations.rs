@@ -44,6 +44,7 @@ pub(super) static SQLITE: LazyLock<Migrator> = LazyLock::new(|| {
             "0018_webhooks.sql",
             "0019_fresh_told_seeding.sql",
             "0020_delivery_indexes.sql",
+            "0021_fan_out_lease.sql",
     ))
 });
 
@@ -65,6 +66,7 @@ pub(super) static POSTGRES: LazyLock<Migrator> = LazyLock::new(|| {
             "0013_webhooks.sql",
             "0014_fresh_told_seeding.sql",
             "0015_delivery_indexes.sql",
+            "0016_fan_out_lease.sql",
     ))
 });
 
@@ -123,10 +125,10 @@ mod tests {
     async fn each_list_is_its_folder_as_sqlx_reads_it() {
         let sqlite = read(&SQLITE);
         assert_eq!(sqlite, read(&folder("sqlite").await));
-        assert_eq!(sqlite.len(), 20);
+        assert_eq!(sqlite.len(), 21);
         let postgres = read(&POSTGRES);
         assert_eq!(postgres, read(&folder("postgres").await));
-        assert_eq!(postgres.len(), 15);
+        assert_eq!(postgres.len(), 16);
     }
 
     async fn told_seeding_after(before: usize, item: bool) -> i64 {

@@ -124,8 +124,8 @@ pub use consumption::{
     ConsumptionFilter, ConsumptionProgress, ConsumptionRequestEntry, NewConsumptionFacts,
 };
 pub use deliveries::{
-    bundle_id_of, Delivery, DeliveryEntry, DeliveryOutcome, DeliveryResult, EndpointHealth,
-    FeedEvent,
+    bundle_id_of, Delivery, DeliveryEntry, DeliveryOutcome, DeliveryResult, DeliveryRow,
+    EndpointHealth, FanOut, FeedEvent, NewDelivery, Taken,
 };
 pub use events::EventEntry;
 pub use retell::CAUSE_TIME;

@@ -33,11 +33,11 @@ async fn migrate_applies_the_postgres_schema_once() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(
         out,
-        "postgres: applied 15 (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), now at version 15"
+        "postgres: applied 16 (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16), now at version 16"
     );
     let (code, out, err) = migrate(&database.url);
     assert_eq!(code, Some(0), "{err}");
-    assert_eq!(out, "postgres: nothing to apply, at version 15");
+    assert_eq!(out, "postgres: nothing to apply, at version 16");
 
     // The schema is PostgreSQL's own: millisecond BIGINTs, JSONB payloads,
     // a digest to compare signed payloads by.
@@ -114,19 +114,19 @@ async fn instances_migrating_at_once_apply_the_schema_once() {
     let applied = outcomes
         .iter()
         .filter(|(_, out)| {
-            out == "postgres: applied 15 (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), now at version 15"
+            out == "postgres: applied 16 (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16), now at version 16"
         })
         .count();
     let nothing = outcomes
         .iter()
-        .filter(|(_, out)| out == "postgres: nothing to apply, at version 15")
+        .filter(|(_, out)| out == "postgres: nothing to apply, at version 16")
         .count();
     assert_eq!((applied, nothing), (1, 3), "{outcomes:?}");
     let versions: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
         .fetch_one(&mut database.connect().await)
         .await
         .unwrap();
-    assert_eq!(versions, 15);
+    assert_eq!(versions, 16);
 }
 
 #[test]
@@ -137,10 +137,10 @@ fn migrate_on_sqlite_creates_and_migrates_the_file() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(
         out,
-        "sqlite: applied 20 (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20), now at version 20"
+        "sqlite: applied 21 (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21), now at version 21"
     );
     let (_, out, _) = migrate(&url);
-    assert_eq!(out, "sqlite: nothing to apply, at version 20");
+    assert_eq!(out, "sqlite: nothing to apply, at version 21");
 }
 
 /// A PostgreSQL that does not answer stops start-up as a failure of the

@@ -19,8 +19,8 @@ use appstore_ledger::ingest::{Ingest, Ingested};
 use appstore_ledger::jws::Verifier;
 use appstore_ledger::model::Timestamp;
 use appstore_ledger::store::{
-    ConsoleUser, DeliveryOutcome, DeliveryResult, FindingFilter, NewNotification, QuarantineReason,
-    Recorded, Store,
+    ConsoleUser, Delivery, DeliveryOutcome, DeliveryResult, DeliveryRow, FindingFilter,
+    NewNotification, QuarantineReason, Recorded, Store,
 };
 use common::db::{postgres_admin, TempDb};
 use common::payloads::{NotificationSpec, APP_APPLE_ID, BUNDLE_ID};
@@ -68,6 +68,21 @@ fn notification(uuid: &str, bundle_id: &str) -> NewNotification {
 
 /// A renewal of the subscription `original_transaction_id`, as stored.
 fn renewal_of(uuid: &str, original_transaction_id: &str) -> NewNotification {
+    renewal_until(
+        uuid,
+        original_transaction_id,
+        &format!("{original_transaction_id}-t"),
+        NOW + 30 * 24 * 60 * MINUTE,
+    )
+}
+
+/// A renewal by `transaction_id` that runs until `expires`.
+fn renewal_until(
+    uuid: &str,
+    original_transaction_id: &str,
+    transaction_id: &str,
+    expires: i64,
+) -> NewNotification {
     let mut spec = NotificationSpec::new("DID_RENEW", uuid);
     for payload in [spec.transaction.as_mut(), spec.renewal.as_mut()]
         .into_iter()
@@ -78,9 +93,9 @@ fn renewal_of(uuid: &str, original_transaction_id: &str) -> NewNotification {
     // Bought a minute before it was received (at NOW) and running for a
     // month: entitled then, so the fold tells it as an event.
     if let Some(t) = spec.transaction.as_mut() {
-        t["transactionId"] = format!("{original_transaction_id}-t").into();
+        t["transactionId"] = transaction_id.into();
         t["purchaseDate"] = (NOW - MINUTE).into();
-        t["expiresDate"] = (NOW + 30 * 24 * 60 * MINUTE).into();
+        t["expiresDate"] = expires.into();
     }
     spec.signed_date = NOW;
     classified(spec, uuid)
@@ -389,8 +404,38 @@ async fn a_session_ends_when_idle_or_too_old_and_the_console_secret_is_made_once
     .await;
 }
 
+/// Takes `endpoint`'s deliveries for `claim` until a call gives some (on
+/// PostgreSQL an event shows once every older transaction in its database
+/// has ended), and returns them with the page the call took.
+async fn take_some(store: &Store, claim: &str) -> appstore_ledger::store::Taken {
+    for _ in 0..200 {
+        let taken = store
+            .take_deliveries("backend", |_| true, claim, i64::MAX, 10)
+            .await
+            .unwrap();
+        if !taken.deliveries.is_empty() {
+            return taken;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{claim}: nothing to deliver");
+}
+
+fn answered(delivery: &Delivery, at: i64, outcome: DeliveryOutcome) -> DeliveryResult {
+    DeliveryResult {
+        row: delivery.row.clone(),
+        at,
+        outcome,
+    }
+}
+
+fn delivered() -> DeliveryOutcome {
+    DeliveryOutcome::Delivered { status: Some(204) }
+}
+
 /// Deliveries answered at different moments and kept together (one
-/// statement on the common path) keep each its own moment.
+/// statement on the common path) keep each its own moment: those sent
+/// before any row was written, and claimed rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivered_deliveries_keep_each_its_own_moment() {
     on_each_backend(|store| async move {
@@ -401,48 +446,237 @@ async fn delivered_deliveries_keep_each_its_own_moment() {
                 .await
                 .unwrap();
         }
-        // On PostgreSQL an event shows once every older transaction in its
-        // database has ended.
-        let mut claimed = Vec::new();
-        for _ in 0..200 {
-            let (_, taken) = store
-                .take_deliveries("backend", |_| true, "claim-1", i64::MAX, 10)
+        // Sent from the feed's page, refused: kept as rows due again now.
+        let mut ids = Vec::new();
+        while ids.len() < 2 {
+            let taken = take_some(&store, &format!("page-{}", ids.len())).await;
+            let results: Vec<DeliveryResult> = taken
+                .deliveries
+                .iter()
+                .map(|d| {
+                    assert!(matches!(d.row, DeliveryRow::Fresh(_)), "{d:?}");
+                    ids.push(d.event_id.clone());
+                    let retry = DeliveryOutcome::Retry {
+                        status: Some(500),
+                        error: "HTTP 500".into(),
+                        next_attempt_at: NOW,
+                    };
+                    answered(d, NOW, retry)
+                })
+                .collect();
+            store
+                .finish_deliveries(
+                    "backend",
+                    &format!("page-{}", ids.len() - results.len()),
+                    &results,
+                    taken.fan_out.as_ref(),
+                )
                 .await
                 .unwrap();
-            // What this call claimed: the event may show on a later call.
-            claimed.extend(taken);
-            if claimed.len() >= 2 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        assert_eq!(claimed.len(), 2, "{claimed:?}");
-        let results: Vec<DeliveryResult> = claimed
+        // Claimed as rows, delivered at two moments, kept in one call.
+        let taken = take_some(&store, "claim-1").await;
+        assert_eq!(taken.deliveries.len(), 2, "{:?}", taken.deliveries);
+        assert!(taken.fan_out.is_none());
+        let results: Vec<DeliveryResult> = taken
+            .deliveries
             .iter()
             .zip([NOW + 1_000, NOW + 2_000])
-            .map(|(d, at)| DeliveryResult {
-                id: d.id,
-                at,
-                outcome: DeliveryOutcome::Delivered { status: Some(204) },
+            .map(|(d, at)| {
+                assert!(matches!(d.row, DeliveryRow::Claimed(_)), "{d:?}");
+                answered(d, at, delivered())
             })
             .collect();
         store
-            .finish_deliveries("backend", "claim-1", &results)
+            .finish_deliveries("backend", "claim-1", &results, None)
             .await
             .unwrap();
-        let ids: Vec<String> = claimed.iter().map(|d| d.event_id.clone()).collect();
-        // delivered_at, last_attempt_at, last_status, state
-        type Kept = (Option<i64>, Option<i64>, Option<i64>, String);
+        // A third event, sent from the page and delivered at once.
+        store
+            .record_notification(renewal_of("moment-3", "7300"))
+            .await
+            .unwrap();
+        let taken = take_some(&store, "page-3").await;
+        let [fresh] = &taken.deliveries[..] else {
+            panic!("{:?}", taken.deliveries);
+        };
+        ids.push(fresh.event_id.clone());
+        store
+            .finish_deliveries(
+                "backend",
+                "page-3",
+                &[answered(fresh, NOW + 3_000, delivered())],
+                taken.fan_out.as_ref(),
+            )
+            .await
+            .unwrap();
+        // delivered_at, last_attempt_at, last_status, state, attempts
+        type Kept = (Option<i64>, Option<i64>, Option<i64>, String, i64);
         let mut kept: Vec<Kept> = store
             .deliveries_of(&ids)
             .await
             .unwrap()
             .into_iter()
-            .map(|e| (e.delivered_at, e.last_attempt_at, e.last_status, e.state))
+            .map(|e| {
+                (
+                    e.delivered_at,
+                    e.last_attempt_at,
+                    e.last_status,
+                    e.state,
+                    e.attempts,
+                )
+            })
             .collect();
         kept.sort();
-        let delivered = |at: i64| (Some(at), Some(at), Some(204), "DELIVERED".to_owned());
-        assert_eq!(kept, [delivered(NOW + 1_000), delivered(NOW + 2_000)]);
+        let delivered = |at: i64, attempts| {
+            (
+                Some(at),
+                Some(at),
+                Some(204),
+                "DELIVERED".to_owned(),
+                attempts,
+            )
+        };
+        assert_eq!(
+            kept,
+            [
+                delivered(NOW + 1_000, 2),
+                delivered(NOW + 2_000, 2),
+                delivered(NOW + 3_000, 1)
+            ]
+        );
+        // Nothing left to send.
+        let taken = store
+            .take_deliveries("backend", |_| true, "claim-2", i64::MAX, 10)
+            .await
+            .unwrap();
+        assert_eq!((taken.read, taken.deliveries.len()), (0, 0));
+    })
+    .await;
+}
+
+/// The feed's next page goes to one round at a time (another round
+/// meanwhile sends none of it), and its events are sent before any row is
+/// written, unless they must wait: behind an earlier event of their item in
+/// the same round, or behind a delivery of their item still to make. An
+/// item's events go out in order, whatever the endpoint answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_goes_to_one_round_and_each_item_keeps_its_order() {
+    on_each_backend(|store| async move {
+        store.open_endpoints(&["backend"]).await.unwrap();
+        let day = 24 * 60 * MINUTE;
+        // Item 7500: granted, then renewed further (two events); item 7600:
+        // granted.
+        store
+            .record_notification(renewal_of("order-a1", "7500"))
+            .await
+            .unwrap();
+        store
+            .record_notification(renewal_until("order-a2", "7500", "7500-t2", NOW + 60 * day))
+            .await
+            .unwrap();
+        store
+            .record_notification(renewal_of("order-b1", "7600"))
+            .await
+            .unwrap();
+        let event_of = |d: &Delivery| {
+            let data: serde_json::Value = serde_json::from_str(&d.data).unwrap();
+            (
+                data["answer"]["originalTransactionId"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                d.event_type.clone(),
+            )
+        };
+        let mut sent: Vec<(String, String)> = Vec::new();
+        // The three events show (on PostgreSQL once older transactions
+        // ended), then a round takes the page.
+        for _ in 0..200 {
+            if store
+                .events_after((i64::MIN, i64::MIN), 10, &[])
+                .await
+                .unwrap()
+                .len()
+                == 3
+            {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let taken = take_some(&store, "round-1").await;
+        assert_eq!(taken.read, 3);
+        let first: Vec<(String, String)> = taken.deliveries.iter().map(event_of).collect();
+        assert_eq!(
+            first,
+            [
+                ("7500".to_owned(), "ENTITLEMENT_GRANTED".to_owned()),
+                ("7600".to_owned(), "ENTITLEMENT_GRANTED".to_owned()),
+            ]
+        );
+        assert!(taken
+            .deliveries
+            .iter()
+            .all(|d| matches!(d.row, DeliveryRow::Fresh(_))));
+        // Another round meanwhile: the page is taken, nothing is due.
+        let other = store
+            .take_deliveries("backend", |_| true, "round-2", i64::MAX, 10)
+            .await
+            .unwrap();
+        assert_eq!(other.deliveries, []);
+        assert!(other.fan_out.is_none());
+        // 7500's grant refused (due again now), 7600's delivered.
+        let refused = DeliveryOutcome::Retry {
+            status: Some(500),
+            error: "HTTP 500".into(),
+            next_attempt_at: NOW,
+        };
+        let results = [
+            answered(&taken.deliveries[0], NOW, refused),
+            answered(&taken.deliveries[1], NOW, delivered()),
+        ];
+        sent.extend(first);
+        store
+            .finish_deliveries("backend", "round-1", &results, taken.fan_out.as_ref())
+            .await
+            .unwrap();
+        // A third event of 7500 while its grant waits: it waits too.
+        store
+            .record_notification(renewal_until("order-a3", "7500", "7500-t3", NOW + 90 * day))
+            .await
+            .unwrap();
+        // Rounds from here deliver whatever they get; each sends only 7500's
+        // next event.
+        for round in 3..10 {
+            let claim = format!("round-{round}");
+            let taken = take_some(&store, &claim).await;
+            let got: Vec<(String, String)> = taken.deliveries.iter().map(event_of).collect();
+            assert_eq!(got.len(), 1, "{claim}: {got:?}");
+            let results: Vec<DeliveryResult> = taken
+                .deliveries
+                .iter()
+                .map(|d| answered(d, NOW, delivered()))
+                .collect();
+            store
+                .finish_deliveries("backend", &claim, &results, taken.fan_out.as_ref())
+                .await
+                .unwrap();
+            sent.extend(got);
+            if sent.len() == 5 {
+                break;
+            }
+        }
+        let expected = |item: &str, event: &str| (item.to_owned(), event.to_owned());
+        assert_eq!(
+            sent,
+            [
+                expected("7500", "ENTITLEMENT_GRANTED"),
+                expected("7600", "ENTITLEMENT_GRANTED"),
+                expected("7500", "ENTITLEMENT_GRANTED"),
+                expected("7500", "EXPIRES_DATE_CHANGED"),
+                expected("7500", "EXPIRES_DATE_CHANGED"),
+            ]
+        );
     })
     .await;
 }

@@ -2,12 +2,15 @@
 //! (conventions in sql/mod.rs): the endpoints' cursors over the feed, the
 //! deliveries, their claims and results.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use sqlx::{ColumnIndex, Database, Decode, QueryBuilder, Type};
 
 use crate::store::deliveries::Claimed;
-use crate::store::{DeliveryEntry, DeliveryOutcome, DeliveryResult, EndpointHealth, FeedEvent};
+use crate::store::{
+    DeliveryEntry, DeliveryOutcome, DeliveryResult, DeliveryRow, EndpointHealth, FeedEvent,
+    NewDelivery,
+};
 
 use super::events::{feed_after, feed_order};
 use super::ledger_tx::ROWS_PER_STATEMENT;
@@ -35,6 +38,17 @@ pub(super) fn feed_end<C: Conn>() -> String {
 
 const DELIVERY_ENTRY: &str = "SELECT endpoint, event_id, state, attempts, next_attempt_at,
         last_attempt_at, last_status, last_error, delivered_at FROM event_deliveries";
+
+/// A row for an event sent before any row was written.
+struct FreshRow<'a> {
+    new: &'a NewDelivery,
+    state: &'static str,
+    attempts: i64,
+    next_attempt_at: i64,
+    attempted_at: Option<i64>,
+    status: Option<i64>,
+    error: Option<&'a str>,
+}
 
 impl<C> Sql<C>
 where
@@ -97,30 +111,30 @@ where
     pub(in crate::store) async fn insert_deliveries(
         tx: &mut C,
         endpoint: &str,
-        events: &[&FeedEvent],
+        deliveries: &[&NewDelivery],
         now: i64,
     ) -> Result<(), sqlx::Error> {
-        Self::put_deliveries(tx, endpoint, events, now, "DO NOTHING").await
+        Self::put_deliveries(tx, endpoint, deliveries, now, "DO NOTHING").await
     }
 
     /// Deliveries due now, as `conflict` says for events already there.
     async fn put_deliveries(
         tx: &mut C,
         endpoint: &str,
-        events: &[&FeedEvent],
+        deliveries: &[&NewDelivery],
         now: i64,
         conflict: &str,
     ) -> Result<(), sqlx::Error> {
-        for batch in events.chunks(ROWS_PER_STATEMENT) {
+        for batch in deliveries.chunks(ROWS_PER_STATEMENT) {
             let mut query = QueryBuilder::new(
                 "INSERT INTO event_deliveries (endpoint, event_id, item_key, sequence, state,
                      attempts, created_at, next_attempt_at) ",
             );
-            query.push_values(batch, |mut row, e| {
+            query.push_values(batch, |mut row, d| {
                 row.arg(endpoint)
-                    .arg(e.event_id.as_str())
-                    .arg(format!("{}:{}", e.kind, e.item_id))
-                    .arg(e.sequence)
+                    .arg(d.event_id.as_str())
+                    .arg(d.item_key.as_str())
+                    .arg(d.sequence)
                     .arg("PENDING")
                     .arg(0i64)
                     .arg(now)
@@ -133,18 +147,51 @@ where
         Ok(())
     }
 
-    /// Moves an endpoint's cursor forward to `to` (never back: another
-    /// instance may have moved it further meanwhile).
-    pub(in crate::store) async fn move_endpoint_cursor(
+    /// Takes the endpoint's next page of the feed, the one after `cursor`,
+    /// for the round `claim` until `until`: unless another round holds it
+    /// (its lease not lapsed) or has moved the cursor since. Whether the
+    /// endpoint is disabled, when taken.
+    pub(in crate::store) async fn take_fan_out(
         tx: &mut C,
         endpoint: &str,
+        cursor: (i64, i64),
+        claim: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<Option<bool>, sqlx::Error> {
+        let taken: Option<(Option<i64>,)> = sqlx::query_as(
+            "UPDATE event_endpoints SET fan_out_by = $2, fan_out_until = $3
+             WHERE name = $1 AND cursor_txid = $4 AND cursor_id = $5
+               AND (fan_out_until IS NULL OR fan_out_until <= $6)
+             RETURNING disabled_at",
+        )
+        .arg(endpoint)
+        .arg(claim)
+        .arg(until)
+        .arg(cursor.0)
+        .arg(cursor.1)
+        .arg(now)
+        .fetch_optional(tx.ex())
+        .await?;
+        Ok(taken.map(|(disabled_at,)| disabled_at.is_some()))
+    }
+
+    /// Moves the endpoint's cursor to `to` and lets its page go, if the
+    /// round `claim` still holds it: a round whose lease lapsed leaves the
+    /// page to the round that took it over, which sends it again.
+    pub(in crate::store) async fn end_fan_out(
+        tx: &mut C,
+        endpoint: &str,
+        claim: &str,
         to: (i64, i64),
     ) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "UPDATE event_endpoints SET cursor_txid = $2, cursor_id = $3
-             WHERE name = $1 AND (cursor_txid < $2 OR (cursor_txid = $2 AND cursor_id < $3))",
+            "UPDATE event_endpoints SET cursor_txid = $3, cursor_id = $4,
+                 fan_out_by = NULL, fan_out_until = NULL
+             WHERE name = $1 AND fan_out_by = $2",
         )
         .arg(endpoint)
+        .arg(claim)
         .arg(to.0)
         .arg(to.1)
         .execute(tx.ex())
@@ -152,17 +199,43 @@ where
         .map(drop)
     }
 
+    /// Which of these items have a delivery to the endpoint still to make:
+    /// their next event waits for it.
+    pub(in crate::store) async fn items_pending(
+        tx: &mut C,
+        endpoint: &str,
+        item_keys: &[&str],
+    ) -> Result<HashSet<String>, sqlx::Error> {
+        let mut pending = HashSet::new();
+        for batch in item_keys.chunks(ROWS_PER_STATEMENT) {
+            let mut query = QueryBuilder::new(
+                "SELECT DISTINCT item_key FROM event_deliveries
+                 WHERE state = 'PENDING' AND endpoint = ",
+            );
+            (&mut query).arg(endpoint);
+            query.push(" AND item_key IN (");
+            let mut keys = query.separated(", ");
+            for key in batch {
+                keys.arg(*key);
+            }
+            query.push(")");
+            let found: Vec<(String,)> = query.build_query_as().fetch_all(tx.ex()).await?;
+            pending.extend(found.into_iter().map(|(key,)| key));
+        }
+        Ok(pending)
+    }
+
     /// Delivers events again: pending at once, attempts counted afresh.
     pub(in crate::store) async fn send_again(
         tx: &mut C,
         endpoint: &str,
-        events: &[&FeedEvent],
+        deliveries: &[&NewDelivery],
         now: i64,
     ) -> Result<(), sqlx::Error> {
         Self::put_deliveries(
             tx,
             endpoint,
-            events,
+            deliveries,
             now,
             "DO UPDATE SET state = 'PENDING', attempts = 0,
                  created_at = excluded.created_at, next_attempt_at = excluded.next_attempt_at,
@@ -257,29 +330,51 @@ where
         Ok(found)
     }
 
+    /// Keeps what came of a round's attempts: claimed rows are updated (a
+    /// row another claim took over meanwhile keeps its own), events sent
+    /// before any row was written get one now, made `created_at`, with
+    /// their outcome; and the endpoint's health.
     pub(in crate::store) async fn finish_deliveries(
         tx: &mut C,
         endpoint: &str,
         claim: &str,
         results: &[DeliveryResult],
+        created_at: i64,
     ) -> Result<(), sqlx::Error> {
         let mut delivered_at = None;
         let mut failed_at = None;
         // The common case, delivered, in one statement per status (per
-        // batch, a statement or two), the unsent released together; the rest
-        // one by one.
+        // batch, a statement or two), the unsent released together, new
+        // rows inserted together; the rest one by one.
         let mut delivered: BTreeMap<Option<i64>, Vec<(i64, i64)>> = BTreeMap::new();
         let mut unsent = Vec::new();
+        let mut fresh: Vec<FreshRow<'_>> = Vec::new();
         for r in results {
             let (state, status, error, next) = match &r.outcome {
                 DeliveryOutcome::Unsent => {
-                    unsent.push(r.id);
+                    match &r.row {
+                        DeliveryRow::Claimed(id) => unsent.push(*id),
+                        DeliveryRow::Fresh(new) => fresh.push(FreshRow {
+                            new,
+                            state: "PENDING",
+                            attempts: 0,
+                            next_attempt_at: created_at,
+                            attempted_at: None,
+                            status: None,
+                            error: None,
+                        }),
+                    }
                     continue;
                 }
                 DeliveryOutcome::Delivered { status } => {
                     delivered_at = delivered_at.max(Some(r.at));
-                    delivered.entry(*status).or_default().push((r.id, r.at));
-                    continue;
+                    match &r.row {
+                        DeliveryRow::Claimed(id) => {
+                            delivered.entry(*status).or_default().push((*id, r.at));
+                            continue;
+                        }
+                        DeliveryRow::Fresh(_) => ("DELIVERED", *status, None, r.at),
+                    }
                 }
                 DeliveryOutcome::Retry {
                     status,
@@ -311,6 +406,21 @@ where
                     )
                 }
             };
+            let id = match &r.row {
+                DeliveryRow::Claimed(id) => *id,
+                DeliveryRow::Fresh(new) => {
+                    fresh.push(FreshRow {
+                        new,
+                        state,
+                        attempts: 1,
+                        next_attempt_at: next,
+                        attempted_at: Some(r.at),
+                        status,
+                        error,
+                    });
+                    continue;
+                }
+            };
             sqlx::query(
                 "UPDATE event_deliveries SET state = $1, attempts = attempts + 1,
                      first_attempt_at = coalesce(first_attempt_at, $2), last_attempt_at = $2,
@@ -323,11 +433,12 @@ where
             .arg(status)
             .arg(error)
             .arg(next)
-            .arg(r.id)
+            .arg(id)
             .arg(claim)
             .execute(tx.ex())
             .await?;
         }
+        Self::insert_fresh(tx, endpoint, &fresh, created_at).await?;
         for chunk in unsent.chunks(ROWS_PER_STATEMENT) {
             // Integers only are written into the statement.
             let ids = chunk
@@ -389,6 +500,43 @@ where
             .arg(at)
             .execute(tx.ex())
             .await?;
+        }
+        Ok(())
+    }
+
+    /// Rows for events sent before any row was written, each as its
+    /// attempt left it (an event already there, kept by a round that took
+    /// the page over, stays as it is).
+    async fn insert_fresh(
+        tx: &mut C,
+        endpoint: &str,
+        rows: &[FreshRow<'_>],
+        created_at: i64,
+    ) -> Result<(), sqlx::Error> {
+        for batch in rows.chunks(ROWS_PER_STATEMENT / 2) {
+            let mut query = QueryBuilder::new(
+                "INSERT INTO event_deliveries (endpoint, event_id, item_key, sequence, state,
+                     attempts, created_at, next_attempt_at, first_attempt_at, last_attempt_at,
+                     last_status, last_error, delivered_at) ",
+            );
+            query.push_values(batch, |mut row, r| {
+                let delivered_at = r.attempted_at.filter(|_| r.state == "DELIVERED");
+                row.arg(endpoint)
+                    .arg(r.new.event_id.as_str())
+                    .arg(r.new.item_key.as_str())
+                    .arg(r.new.sequence)
+                    .arg(r.state)
+                    .arg(r.attempts)
+                    .arg(created_at)
+                    .arg(r.next_attempt_at)
+                    .arg(r.attempted_at)
+                    .arg(r.attempted_at)
+                    .arg(r.status)
+                    .arg(r.error)
+                    .arg(delivered_at);
+            });
+            query.push(" ON CONFLICT (endpoint, event_id) DO NOTHING");
+            query.build().execute(tx.ex()).await?;
         }
         Ok(())
     }
