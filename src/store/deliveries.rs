@@ -55,7 +55,8 @@ pub fn bundle_id_of(data: &str) -> Option<String> {
     event.answer?.bundle_id.map(std::borrow::Cow::into_owned)
 }
 
-/// A delivery an instance claimed: the event to send and how it went so far.
+/// A delivery a round is to attempt (a row it claimed, or an event of the
+/// feed's page it took): the event to send and how it went so far.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     pub row: DeliveryRow,
