@@ -287,63 +287,94 @@ pub fn unverified_signed_date(token: &str) -> Result<Timestamp, VerifyError> {
     newest.ok_or(VerifyError::MissingSignedDate)
 }
 
+/// The fields that tell the kinds apart, each only present or absent:
+/// nothing else of the payload is kept (a notification's nested tokens were
+/// copied into a JSON tree here, about 5% of `verify --kind auto`).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KindFields {
+    #[serde(default, deserialize_with = "present")]
+    notification_type: bool,
+    #[serde(default, deserialize_with = "present", rename = "notificationUUID")]
+    notification_uuid: bool,
+    #[serde(default, deserialize_with = "present")]
+    receipt_type: bool,
+    #[serde(default, deserialize_with = "present")]
+    application_version: bool,
+    #[serde(default, deserialize_with = "present")]
+    transaction_id: bool,
+    #[serde(default, deserialize_with = "present")]
+    auto_renew_status: bool,
+    #[serde(default, deserialize_with = "present")]
+    auto_renew_product_id: bool,
+    #[serde(default, deserialize_with = "present")]
+    renewal_date: bool,
+}
+
+/// A field named is present, whatever its value (`null` too, as a JSON
+/// object's key is).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    <serde::de::IgnoredAny as serde::Deserialize>::deserialize(d).map(|_| true)
+}
+
+impl KindFields {
+    /// Read from a payload that is a JSON object; `None` leaves the exact
+    /// error to a full reading.
+    fn of(payload: &[u8]) -> Option<KindFields> {
+        // Only an object: serde would also read a struct from an array.
+        if payload.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return None;
+        }
+        serde_json::from_slice(payload).ok()
+    }
+
+    /// From the JSON object, when there is one (it has every name once).
+    fn of_json(json: &Value) -> Result<KindFields, VerifyError> {
+        <KindFields as serde::Deserialize>::deserialize(json)
+            .map_err(|e| VerifyError::MalformedPayload(e.to_string()))
+    }
+
+    fn kind(&self) -> Result<TokenKind, VerifyError> {
+        if self.notification_type || self.notification_uuid {
+            Ok(TokenKind::Notification)
+        } else if self.receipt_type || self.application_version {
+            Ok(TokenKind::AppTransaction)
+        } else if self.transaction_id {
+            Ok(TokenKind::Transaction)
+        } else if self.auto_renew_status || self.auto_renew_product_id || self.renewal_date {
+            Ok(TokenKind::RenewalInfo)
+        } else {
+            Err(VerifyError::MalformedPayload(
+                "the payload is not a notification, transaction, renewal info or app transaction"
+                    .into(),
+            ))
+        }
+    }
+}
+
 /// Which kind of token this looks like, from the fields of its payload.
 /// Unverified: only used to pick the decoder, which verifies everything.
 pub fn unverified_kind(token: &str) -> Result<TokenKind, VerifyError> {
-    // The fields that tell the kinds apart, each only present or absent:
-    // nothing else of the payload is kept (a notification's nested tokens
-    // were copied into a JSON tree here, about 5% of `verify --kind auto`).
-    // Any failure is left to the full reading below, for its exact error.
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Fields {
-        #[serde(default, deserialize_with = "present")]
-        notification_type: bool,
-        #[serde(default, deserialize_with = "present", rename = "notificationUUID")]
-        notification_uuid: bool,
-        #[serde(default, deserialize_with = "present")]
-        receipt_type: bool,
-        #[serde(default, deserialize_with = "present")]
-        application_version: bool,
-        #[serde(default, deserialize_with = "present")]
-        transaction_id: bool,
-        #[serde(default, deserialize_with = "present")]
-        auto_renew_status: bool,
-        #[serde(default, deserialize_with = "present")]
-        auto_renew_product_id: bool,
-        #[serde(default, deserialize_with = "present")]
-        renewal_date: bool,
-    }
-    /// A field named is present, whatever its value (`null` too, as a
-    /// JSON object's key is).
-    fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-        serde::de::IgnoredAny::deserialize(d).map(|_| true)
-    }
-    use serde::Deserialize;
-    // Only an object: serde would also read a struct from an array.
-    let object =
-        |payload: &Vec<u8>| payload.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-    let fields = compact::payload_alone(token)
-        .filter(object)
-        .and_then(|payload| serde_json::from_slice::<Fields>(&payload).ok());
-    let f = match fields {
+    let fields = match compact::payload_alone(token).and_then(|p| KindFields::of(&p)) {
         Some(fields) => fields,
-        // The JSON object, when there is one, has every name once.
-        None => Fields::deserialize(&unverified_json(token)?)
-            .map_err(|e| VerifyError::MalformedPayload(e.to_string()))?,
+        None => KindFields::of_json(&unverified_json(token)?)?,
     };
-    if f.notification_type || f.notification_uuid {
-        Ok(TokenKind::Notification)
-    } else if f.receipt_type || f.application_version {
-        Ok(TokenKind::AppTransaction)
-    } else if f.transaction_id {
-        Ok(TokenKind::Transaction)
-    } else if f.auto_renew_status || f.auto_renew_product_id || f.renewal_date {
-        Ok(TokenKind::RenewalInfo)
-    } else {
-        Err(VerifyError::MalformedPayload(
-            "the payload is not a notification, transaction, renewal info or app transaction"
-                .into(),
-        ))
-    }
+    fields.kind()
+}
+
+/// The kind of a verified payload, as [`unverified_kind`] tells it.
+fn payload_kind(payload: &[u8]) -> Result<TokenKind, VerifyError> {
+    let fields = match KindFields::of(payload) {
+        Some(fields) => fields,
+        None => {
+            let json: Value = verifier::decode(payload)?;
+            if !json.is_object() {
+                return Err(VerifyError::MalformedPayload(
+                    "the payload is not a JSON object".into(),
+                ));
+            }
+            KindFields::of_json(&json)?
+        }
+    };
+    fields.kind()
 }

@@ -459,6 +459,47 @@ fn standalone_tokens_check_what_they_carry() {
     );
 }
 
+/// Told the kind from the payload, the verifier believes nothing of a
+/// payload before its signature holds: a stranger's token says it is not
+/// trusted, whatever its payload, and a genuine one of no kind says so.
+#[test]
+fn the_kind_is_read_only_from_a_payload_whose_signature_holds() {
+    let pki = TestPki::new();
+    let stranger = TestPki::new();
+    let verifier = Verifier::new(pki.anchors());
+    let any = ExpectedIdentity::any();
+    for payload in [
+        json!({"x": 1}),
+        json!(["n", "u"]),
+        json!({"transactionId": "1"}),
+    ] {
+        assert_eq!(
+            verifier
+                .verify(&stranger.sign(&payload), None, &any, AT)
+                .unwrap_err(),
+            VerifyError::UntrustedChain,
+            "{payload}"
+        );
+    }
+    assert_eq!(
+        verifier
+            .verify(&pki.sign(&json!({"x": 1})), None, &any, AT)
+            .unwrap_err()
+            .code(),
+        "MALFORMED_PAYLOAD"
+    );
+    assert_eq!(
+        verifier
+            .verify(&pki.sign(&json!(["n", "u"])), None, &any, AT)
+            .unwrap_err(),
+        VerifyError::MalformedPayload("the payload is not a JSON object".into())
+    );
+    let transaction = verifier
+        .verify(&pki.sign(&transaction("Sandbox")), None, &any, AT)
+        .unwrap();
+    assert!(matches!(transaction, Verified::Transaction(_)));
+}
+
 #[test]
 fn kind_and_signed_date_are_read_from_the_payload() {
     let pki = TestPki::new();
