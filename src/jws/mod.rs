@@ -250,8 +250,12 @@ const NESTED_TOKENS: [(&str, &str); 3] = [
 ];
 
 fn unverified_json(token: &str) -> Result<Value, VerifyError> {
-    let payload = compact::unverified_payload(token)?;
-    let json: Value = verifier::decode(&payload)?;
+    json_object(&compact::unverified_payload(token)?)
+}
+
+/// A payload read as a JSON object, or why it is not one.
+fn json_object(payload: &[u8]) -> Result<Value, VerifyError> {
+    let json: Value = verifier::decode(payload)?;
     if !json.is_object() {
         return Err(VerifyError::MalformedPayload(
             "the payload is not a JSON object".into(),
@@ -366,15 +370,7 @@ pub fn unverified_kind(token: &str) -> Result<TokenKind, VerifyError> {
 fn payload_kind(payload: &[u8]) -> Result<TokenKind, VerifyError> {
     let fields = match KindFields::of(payload) {
         Some(fields) => fields,
-        None => {
-            let json: Value = verifier::decode(payload)?;
-            if !json.is_object() {
-                return Err(VerifyError::MalformedPayload(
-                    "the payload is not a JSON object".into(),
-                ));
-            }
-            KindFields::of_json(&json)?
-        }
+        None => KindFields::of_json(&json_object(payload)?)?,
     };
     fields.kind()
 }
