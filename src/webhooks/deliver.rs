@@ -29,8 +29,8 @@ const POLL: Duration = Duration::from_millis(100);
 const PACE: Duration = Duration::from_millis(600);
 /// Deliveries taken at once (the feed's page, up to 2,000, and due
 /// retries): what a busy sink gets in a pace (about 2,000 events a second
-/// here), so that one round's two write transactions take them all; rounds of 512 took three for each pace, and ingest paid
-/// for each. A round starts no attempt its claim cannot cover (see
+/// here), so that one round's two write transactions take them all;
+/// rounds of 512 took three for each pace, and ingest paid for each. A round starts no attempt its claim cannot cover (see
 /// `attempt`), so even a slow endpoint's large round stays within its lease.
 const BATCH: i64 = 2048;
 /// Requests to one sink at once.
@@ -74,7 +74,7 @@ pub fn body(event_type: &str, occurred_at: i64, data: &str) -> String {
 pub enum Round {
     /// Nothing new, nothing due.
     Idle,
-    /// Sent what it claimed; `full`: as many as a round takes, so more may
+    /// Sent what it took; `full`: as many as a round takes, so more may
     /// be waiting.
     Sent { full: bool },
 }
@@ -164,19 +164,19 @@ impl Deliverer {
             .store
             .take_deliveries(name, wants, &claim, until, BATCH)
             .await?;
-        let claimed = taken.deliveries;
-        if claimed.is_empty() {
+        let deliveries = taken.deliveries;
+        if deliveries.is_empty() {
             return Ok(if taken.read > 0 {
                 Round::Sent { full: false }
             } else {
                 Round::Idle
             });
         }
-        let full = claimed.len() >= usize::try_from(BATCH).unwrap_or(usize::MAX);
+        let full = deliveries.len() >= usize::try_from(BATCH).unwrap_or(usize::MAX);
         // At most IN_FLIGHT requests to the sink at once, from this task:
         // sending is waiting, and a task for each was a cost of its own.
         let results: Vec<DeliveryResult> =
-            stream::iter(claimed.into_iter().map(|d| self.attempt(d, until)))
+            stream::iter(deliveries.into_iter().map(|d| self.attempt(d, until)))
                 .buffer_unordered(IN_FLIGHT)
                 .collect()
                 .await;
@@ -202,7 +202,8 @@ impl Deliverer {
         }
     }
 
-    /// One attempt at `delivery`, claimed until `until`.
+    /// One attempt at `delivery`, held (claimed, or its page taken) until
+    /// `until`.
     fn attempt(
         &self,
         delivery: Delivery,

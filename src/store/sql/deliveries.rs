@@ -350,42 +350,34 @@ where
         let mut unsent = Vec::new();
         let mut fresh: Vec<FreshRow<'_>> = Vec::new();
         for r in results {
-            let (state, status, error, next) = match &r.outcome {
-                DeliveryOutcome::Unsent => {
-                    match &r.row {
-                        DeliveryRow::Claimed(id) => unsent.push(*id),
-                        DeliveryRow::Fresh(new) => fresh.push(FreshRow {
-                            new,
-                            state: "PENDING",
-                            attempts: 0,
-                            next_attempt_at: created_at,
-                            attempted_at: None,
-                            status: None,
-                            error: None,
-                        }),
-                    }
+            match &r.outcome {
+                DeliveryOutcome::Delivered { .. } => delivered_at = delivered_at.max(Some(r.at)),
+                DeliveryOutcome::Retry { .. } | DeliveryOutcome::Failed { .. } => {
+                    failed_at = Some(failed_at.map_or(r.at, |f: i64| f.min(r.at)));
+                }
+                DeliveryOutcome::Gone | DeliveryOutcome::Unsent => {}
+            }
+            // Claimed rows on the common paths are kept together, below.
+            match (&r.row, &r.outcome) {
+                (DeliveryRow::Claimed(id), DeliveryOutcome::Unsent) => {
+                    unsent.push(*id);
                     continue;
                 }
-                DeliveryOutcome::Delivered { status } => {
-                    delivered_at = delivered_at.max(Some(r.at));
-                    match &r.row {
-                        DeliveryRow::Claimed(id) => {
-                            delivered.entry(*status).or_default().push((*id, r.at));
-                            continue;
-                        }
-                        DeliveryRow::Fresh(_) => ("DELIVERED", *status, None, r.at),
-                    }
+                (DeliveryRow::Claimed(id), DeliveryOutcome::Delivered { status }) => {
+                    delivered.entry(*status).or_default().push((*id, r.at));
+                    continue;
                 }
+                _ => {}
+            }
+            let (state, status, error, next) = match &r.outcome {
+                DeliveryOutcome::Unsent => ("PENDING", None, None, created_at),
+                DeliveryOutcome::Delivered { status } => ("DELIVERED", *status, None, r.at),
                 DeliveryOutcome::Retry {
                     status,
                     error,
                     next_attempt_at,
-                } => {
-                    failed_at = Some(failed_at.map_or(r.at, |f: i64| f.min(r.at)));
-                    ("PENDING", *status, Some(error.as_str()), *next_attempt_at)
-                }
+                } => ("PENDING", *status, Some(error.as_str()), *next_attempt_at),
                 DeliveryOutcome::Failed { status, error } => {
-                    failed_at = Some(failed_at.map_or(r.at, |f: i64| f.min(r.at)));
                     ("FAILED", *status, Some(error.as_str()), r.at)
                 }
                 DeliveryOutcome::Gone => {
@@ -409,12 +401,14 @@ where
             let id = match &r.row {
                 DeliveryRow::Claimed(id) => *id,
                 DeliveryRow::Fresh(new) => {
+                    // Unsent, it was not attempted: no attempt counted.
+                    let attempted = r.outcome != DeliveryOutcome::Unsent;
                     fresh.push(FreshRow {
                         new,
                         state,
-                        attempts: 1,
+                        attempts: i64::from(attempted),
                         next_attempt_at: next,
-                        attempted_at: Some(r.at),
+                        attempted_at: attempted.then_some(r.at),
                         status,
                         error,
                     });
