@@ -200,3 +200,30 @@ impl Store {
         on_write!(self, |tx| Sql::set_consumption_facts(tx, facts).await)
     }
 }
+
+/// The request a CONSUMPTION_REQUEST opens: Apple's 12 hours run from when
+/// it asked (its signedDate; our clock when that is later, or missing).
+pub(super) fn consumption_request(
+    n: &NewNotification,
+) -> Option<super::outbox::NewConsumptionRequest<'_>> {
+    if n.notification_type != crate::model::NotificationType::ConsumptionRequest {
+        return None;
+    }
+    let data = n.event.data.as_ref()?;
+    let transaction = data.signed_transaction_info.as_ref()?;
+    let requested_at = n.signed_date.unwrap_or(n.received_at).min(n.received_at);
+    Some(super::outbox::NewConsumptionRequest {
+        notification_uuid: &n.notification_uuid,
+        transaction,
+        transaction_id: transaction.transaction_id.as_deref()?,
+        bundle_id: n.bundle_id.as_deref(),
+        environment: n
+            .environment
+            .as_ref()
+            .map(crate::model::Environment::as_str),
+        reason: data.consumption_request_reason.as_deref(),
+        requested_at,
+        received_at: n.received_at,
+        deadline: requested_at.saturating_add(crate::consumption::ANSWER_WINDOW_MS),
+    })
+}

@@ -11,8 +11,9 @@ use crate::ledger::{
     self, can_apply_after, Effect, Event, ExpirationRecord, ItemKey, Products, RefundRecord, State,
 };
 
-use super::outbox::{tell, LoadedTold, OutboxTx, Prior};
-pub(super) use super::outbox::{NewConsumptionRequest, Telling};
+use super::consumption::consumption_request;
+pub(super) use super::outbox::Telling;
+use super::outbox::{decide, tell, LoadedTold, OutboxTx, Prior, Tell, ToldBefore};
 use super::{NewEvidence, NewNotification, QuarantineReason, Recorded};
 
 /// A stored notification as the fold reads it back.
@@ -76,16 +77,27 @@ impl LoadedState {
     }
 }
 
+/// What a notification's insert read of its item, where the backend
+/// reads it in the same round trip.
+#[derive(Debug)]
+pub(super) struct Loaded {
+    pub(super) state: LoadedState,
+    /// What was last told of the item, where the backend read it too.
+    pub(super) told: Option<ToldBefore>,
+}
+
 /// The statements of one database transaction that the fold needs.
 pub(super) trait LedgerTx: OutboxTx {
     /// Stores a notification and, when it is new and about `item`, loads
     /// that item's state as [`LedgerTx::load_state`] does: in one round trip
-    /// where the backend can, since every notification does both.
+    /// where the backend can, since every notification does both. Where the
+    /// same round trip can also read what was last told of the item, it
+    /// does ([`Loaded::told`]).
     async fn record_and_load(
         &mut self,
         n: &NewNotification,
         item: Option<&ItemKey>,
-    ) -> Result<(Recorded, Option<LoadedState>), sqlx::Error>;
+    ) -> Result<(Recorded, Option<Loaded>), sqlx::Error>;
     /// Inserts once per `notification_uuid` (into quarantine with a reason).
     async fn insert_notification(
         &mut self,
@@ -117,6 +129,15 @@ pub(super) trait LedgerTx: OutboxTx {
         item: &ItemKey,
         state: &State,
     ) -> Result<LoadedTold, sqlx::Error>;
+    /// Saves one item's state as [`LedgerTx::save_states`] does and keeps
+    /// what its fold tells (if anything) as [`OutboxTx::tell`] does: in one
+    /// round trip where the backend can.
+    async fn save_state_telling(
+        &mut self,
+        item: &ItemKey,
+        state: &State,
+        tell: Option<&Tell<'_>>,
+    ) -> Result<(), sqlx::Error>;
     async fn insert_refunds(&mut self, refunds: &[RefundRow<'_>]) -> Result<(), sqlx::Error>;
     /// Marks every stored unreversed refund of `transaction_id` reported no
     /// later than `reversed_at` as reversed.
@@ -191,7 +212,7 @@ pub(super) async fn record(
         cause: &n.notification_uuid,
     };
     let item = n.event.item();
-    let (recorded, loaded) = tx.record_and_load(n, item.as_ref()).await?;
+    let (recorded, mut loaded) = tx.record_and_load(n, item.as_ref()).await?;
     if let (Recorded::Stored, Some(what)) = (&recorded, &n.novelty) {
         // Stored and acknowledged like any genuine notification; the
         // checker says what this version did not know of it.
@@ -205,6 +226,11 @@ pub(super) async fn record(
         )
         .await?;
         super::retell::retell_customer(tx, &customer, &telling).await?;
+        // What was told of the item, and the consents, read before are
+        // what this transaction just changed.
+        if let Some(loaded) = loaded.as_mut() {
+            loaded.told = None;
+        }
     }
     if recorded == Recorded::Stored {
         if let Some(request) = consumption_request(n) {
@@ -232,31 +258,6 @@ fn rescinded_consent(n: &NewNotification) -> Option<String> {
         .pointer("/appData/signedAppTransactionInfo/appTransactionId")?
         .as_str()
         .map(str::to_owned)
-}
-
-/// The request a CONSUMPTION_REQUEST opens: Apple's 12 hours run from when
-/// it asked (its signedDate; our clock when that is later, or missing).
-fn consumption_request(n: &NewNotification) -> Option<NewConsumptionRequest<'_>> {
-    if n.notification_type != crate::model::NotificationType::ConsumptionRequest {
-        return None;
-    }
-    let data = n.event.data.as_ref()?;
-    let transaction = data.signed_transaction_info.as_ref()?;
-    let requested_at = n.signed_date.unwrap_or(n.received_at).min(n.received_at);
-    Some(NewConsumptionRequest {
-        notification_uuid: &n.notification_uuid,
-        transaction,
-        transaction_id: transaction.transaction_id.as_deref()?,
-        bundle_id: n.bundle_id.as_deref(),
-        environment: n
-            .environment
-            .as_ref()
-            .map(crate::model::Environment::as_str),
-        reason: data.consumption_request_reason.as_deref(),
-        requested_at,
-        received_at: n.received_at,
-        deadline: requested_at.saturating_add(crate::consumption::ANSWER_WINDOW_MS),
-    })
 }
 
 /// Keeps Apple's answer and, when it is new, folds it like a notification:
@@ -312,18 +313,22 @@ async fn apply(
     let Some(item) = event.item() else {
         return Ok(());
     };
-    let loaded = tx.load_state(&item).await?;
+    let loaded = Loaded {
+        state: tx.load_state(&item).await?,
+        told: None,
+    };
     apply_loaded(tx, &item, loaded, event, telling).await
 }
 
 async fn apply_loaded(
     tx: &mut impl LedgerTx,
     item: &ItemKey,
-    loaded: LoadedState,
+    loaded: Loaded,
     event: &Event,
     telling: &Telling<'_>,
 ) -> Result<(), sqlx::Error> {
-    match loaded {
+    let Loaded { state, told } = loaded;
+    match state {
         LoadedState::Readable(state) if can_apply_after(&state, event) => {
             // Kept to compare what it said of moments already told.
             let before = (*state).clone();
@@ -334,6 +339,7 @@ async fn apply_loaded(
                 telling,
                 false,
                 Some(&before),
+                told,
             )
             .await
         }
@@ -341,10 +347,10 @@ async fn apply_loaded(
         // with no state has no other: this event alone is its fold.
         LoadedState::Absent => {
             let (state, effects) = ledger::apply(None, item, event);
-            save_all(tx, &[(item, &state, &effects)], telling, true, None).await
+            save_all(tx, &[(item, &state, &effects)], telling, true, None, told).await
         }
-        LoadedState::Readable(state) => refold(tx, item, telling, Some(&state)).await,
-        LoadedState::Unreadable => refold(tx, item, telling, None).await,
+        LoadedState::Readable(state) => refold(tx, item, telling, Some(&state), told).await,
+        LoadedState::Unreadable => refold(tx, item, telling, None, told).await,
     }
 }
 
@@ -353,12 +359,13 @@ async fn refold(
     item: &ItemKey,
     telling: &Telling<'_>,
     before: Option<&State>,
+    told: Option<ToldBefore>,
 ) -> Result<(), sqlx::Error> {
     let stored = tx.item_notifications(item).await?;
     let events = read_events(tx, stored).await?;
     tx.delete_item_records(item).await?;
     if let Some((state, effects)) = ledger::fold(item, events) {
-        save_all(tx, &[(item, &state, &effects)], telling, true, before).await?;
+        save_all(tx, &[(item, &state, &effects)], telling, true, before, told).await?;
     }
     Ok(())
 }
@@ -402,22 +409,35 @@ async fn read_events(
 /// the backend allows (a rebuild saves thousands of items per transaction),
 /// and the entitlement events each item's new answer makes. `full`: the
 /// effects are those of every event of the items (a fold from the first).
-/// `before`: a fold of one item, the state it had before.
+/// `before`: a fold of one item, the state it had before. `told`: a fold
+/// of one item, what was last told of it when already read.
 async fn save_all(
     tx: &mut impl LedgerTx,
     items: &[(&ItemKey, &State, &[Effect])],
     telling: &Telling<'_>,
     full: bool,
     before: Option<&State>,
+    told: Option<ToldBefore>,
 ) -> Result<(), sqlx::Error> {
-    // A fold of one item (every notification's) loads what was last told
-    // of it with its save: one round trip where the backend can.
+    // A fold of one item (every notification's) keeps what it tells with
+    // its save when what was told was read with the notification, else
+    // loads that with its save: one round trip either way where the
+    // backend can.
     let mut told = match items {
-        [(item, state, _)] => Some(tx.save_state_loading_told(item, state).await?),
+        [(item, state, effects)] => {
+            match told.and_then(|t| t.for_customer(state.app_transaction_id.as_deref())) {
+                Some(loaded) => {
+                    let tell = decide(item, state, effects, telling, full, before, loaded);
+                    tx.save_state_telling(item, state, tell.as_ref()).await?;
+                    Told::Kept
+                }
+                None => Told::Loaded(tx.save_state_loading_told(item, state).await?),
+            }
+        }
         _ => {
             let states: Vec<(&ItemKey, &State)> = items.iter().map(|(i, s, _)| (*i, *s)).collect();
             tx.save_states(&states).await?;
-            None
+            Told::ToLoad
         }
     };
     let mut refunds = Vec::new();
@@ -472,15 +492,31 @@ async fn save_all(
     }
     tx.insert_refunds(&refunds).await?;
     tx.insert_expirations(&expirations).await?;
+    if matches!(told, Told::Kept) {
+        return Ok(());
+    }
     for (item, state, effects) in items {
         let prior = Prior {
             full,
             state: before.filter(|_| items.len() == 1),
-            told: told.take(),
+            told: match std::mem::replace(&mut told, Told::ToLoad) {
+                Told::Loaded(loaded) => Some(loaded),
+                Told::Kept | Told::ToLoad => None,
+            },
         };
         tell(tx, item, state, effects, telling, prior).await?;
     }
     Ok(())
+}
+
+/// Where [`save_all`] stands with what its fold tells.
+enum Told {
+    /// Kept with the item's save.
+    Kept,
+    /// What was last told, loaded with the item's save.
+    Loaded(LoadedTold),
+    /// Still to load and keep.
+    ToLoad,
 }
 
 /// Rebuilds the items of the next `size` original transaction ids after
@@ -508,7 +544,7 @@ pub(super) async fn rebuild_chunk(
         .iter()
         .map(|(item, (state, effects))| (item, state, effects.as_slice()))
         .collect();
-    save_all(tx, &items, telling, true, None).await?;
+    save_all(tx, &items, telling, true, None, None).await?;
     Ok((Some(last), read))
 }
 

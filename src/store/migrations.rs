@@ -67,6 +67,7 @@ pub(super) static POSTGRES: LazyLock<Migrator> = LazyLock::new(|| {
             "0014_fresh_told_seeding.sql",
             "0015_delivery_indexes.sql",
             "0016_fan_out_lease.sql",
+            "0017_record_notification_told.sql",
     ))
 });
 
@@ -128,7 +129,7 @@ mod tests {
         assert_eq!(sqlite.len(), 21);
         let postgres = read(&POSTGRES);
         assert_eq!(postgres, read(&folder("postgres").await));
-        assert_eq!(postgres.len(), 16);
+        assert_eq!(postgres.len(), 17);
     }
 
     async fn told_seeding_after(before: usize, item: bool) -> i64 {

@@ -88,6 +88,55 @@ pub(super) struct LoadedTold {
     pub(super) consent_rescinded_date: Option<i64>,
 }
 
+/// What was last told of an item, read before its fold with the
+/// notification's insert (where the backend can), and when each customer
+/// the fold may name withdrew consent: the item's state names the customer
+/// its notification names, or else the one it named before.
+#[derive(Debug)]
+pub(super) struct ToldBefore {
+    /// Its `consent_rescinded_date` is not read yet: see [`Self::for_customer`].
+    pub(super) told: LoadedTold,
+    /// `(appTransactionId, rescinded_date)` of each customer read.
+    pub(super) consents: Vec<(String, Option<i64>)>,
+}
+
+impl ToldBefore {
+    /// What [`OutboxTx::load_told`] would read for a state naming
+    /// `customer`, if that customer's consent was read.
+    pub(super) fn for_customer(self, customer: Option<&str>) -> Option<LoadedTold> {
+        let consent_rescinded_date = match customer {
+            None => None,
+            Some(customer) => self.consents.iter().find(|(c, _)| c == customer)?.1,
+        };
+        Some(LoadedTold {
+            consent_rescinded_date,
+            ..self.told
+        })
+    }
+}
+
+/// What a fold tells: the answer to keep as told and the events its
+/// change made (none when only the moment time alone changes it moved).
+#[derive(Debug)]
+pub(super) struct Tell<'a> {
+    answer: String,
+    sequence: i64,
+    told_at: i64,
+    changes_at: Option<i64>,
+    pub(super) events: Vec<EventRow<'a>>,
+}
+
+impl Tell<'_> {
+    pub(super) fn told(&self) -> NewTold<'_> {
+        NewTold {
+            answer: &self.answer,
+            sequence: self.sequence,
+            told_at: self.told_at,
+            changes_at: self.changes_at,
+        }
+    }
+}
+
 /// The statements of the fold's transaction that keep what it tells.
 pub(super) trait OutboxTx {
     /// What consumers were last told about `item`, and whether the
@@ -153,18 +202,38 @@ pub(super) async fn tell(
     telling: &Telling<'_>,
     prior: Prior<'_>,
 ) -> Result<(), sqlx::Error> {
-    let Prior {
-        full,
-        state: before_state,
-        told,
-    } = prior;
-    let loaded = match told {
+    let loaded = match prior.told {
         Some(loaded) => loaded,
         None => {
             tx.load_told(item, state.app_transaction_id.as_deref())
                 .await?
         }
     };
+    match decide(
+        item,
+        state,
+        effects,
+        telling,
+        prior.full,
+        prior.state,
+        loaded,
+    ) {
+        Some(tell) => tx.tell(item, tell.told(), &tell.events).await,
+        None => Ok(()),
+    }
+}
+
+/// What [`tell`] keeps, given what was last told (`loaded`): `None` when
+/// nothing changed, not even when time alone changes the answer.
+pub(super) fn decide<'a>(
+    item: &'a ItemKey,
+    state: &State,
+    effects: &[Effect],
+    telling: &Telling<'a>,
+    full: bool,
+    before_state: Option<&State>,
+    loaded: LoadedTold,
+) -> Option<Tell<'a>> {
     // Answers move forward in time: never one for a moment before the one
     // last told (a command's clock, another instance's, may lag).
     let at = loaded
@@ -190,17 +259,13 @@ pub(super) async fn tell(
         _ => None,
     };
     if corrected.is_none() && before.as_ref() == Some(&after) {
-        if loaded.changes_at != next_change {
-            let answer = serde_json::to_string(&after).unwrap_or_default();
-            let told = NewTold {
-                answer: &answer,
-                sequence: loaded.sequence,
-                told_at: at,
-                changes_at: next_change,
-            };
-            tx.tell(item, told, &[]).await?;
-        }
-        return Ok(());
+        return (loaded.changes_at != next_change).then(|| Tell {
+            answer: serde_json::to_string(&after).unwrap_or_default(),
+            sequence: loaded.sequence,
+            told_at: at,
+            changes_at: next_change,
+            events: Vec::new(),
+        });
     }
     let mut sequence = loaded.sequence;
     let mut events = Vec::new();
@@ -245,14 +310,13 @@ pub(super) async fn tell(
             serde_json::json!({"transactionId": change.transaction_id}),
         );
     }
-    let answer = serde_json::to_string(&after).unwrap_or_default();
-    let told = NewTold {
-        answer: &answer,
+    Some(Tell {
+        answer: serde_json::to_string(&after).unwrap_or_default(),
         sequence,
         told_at: at,
         changes_at: next_change,
-    };
-    tx.tell(item, told, &events).await
+        events,
+    })
 }
 
 /// An event's stable id: the same item and sequence always name it.

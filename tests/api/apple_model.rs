@@ -850,6 +850,61 @@ async fn a_rescinded_consent_is_given_with_every_answer_about_the_customer() {
     assert_rebuild_agrees(&app).await;
     // Kept through rebuild: a state of the customer, not derived.
     assert_eq!(subscription(&app, otid).await["consent"], "RESCINDED");
+
+    // What is told later of the customer's items still says it (on
+    // PostgreSQL read with each notification's insert): the item's auto
+    // renewal turned off, and a purchase that starts another item.
+    post_data(
+        &app,
+        "DID_CHANGE_RENEWAL_STATUS",
+        now - HOUR,
+        "5e1f0c1e-0000-4000-8000-000000000013",
+        json!({"signedTransactionInfo": offered(otid, start, end),
+               "signedRenewalInfo": renewal(otid, "monthly", 0, now - HOUR), "status": 1}),
+    )
+    .await;
+    post_data(
+        &app,
+        "SUBSCRIBED",
+        now - HOUR,
+        "5e1f0c1e-0000-4000-8000-000000000014",
+        json!({"signedTransactionInfo": offered("consent-2", now - HOUR, now + 29 * DAY),
+               "status": 1}),
+    )
+    .await;
+    let events = crate::events::when_shown(&app, 5, 10).await;
+    let later: Vec<(&str, &str, &Value)> = events
+        .iter()
+        .skip(2)
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap(),
+                e["cause"].as_str().unwrap(),
+                &e["answer"]["consentRescindedDate"],
+            )
+        })
+        .collect();
+    assert_eq!(
+        later,
+        [
+            (
+                "AUTO_RENEW_CHANGED",
+                "5e1f0c1e-0000-4000-8000-000000000013",
+                &json!(rescinded)
+            ),
+            (
+                "ENTITLEMENT_GRANTED",
+                "5e1f0c1e-0000-4000-8000-000000000014",
+                &json!(rescinded)
+            ),
+            // The new item's consumers learn of the withdrawn consent too.
+            (
+                "CONSENT_RESCINDED",
+                "5e1f0c1e-0000-4000-8000-000000000014",
+                &json!(rescinded)
+            ),
+        ]
+    );
 }
 
 /// A group purchase with Apple-hosted invitations: the purchaser's

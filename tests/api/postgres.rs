@@ -33,11 +33,11 @@ async fn migrate_applies_the_postgres_schema_once() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(
         out,
-        "postgres: applied 16 (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16), now at version 16"
+        "postgres: applied 17 (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17), now at version 17"
     );
     let (code, out, err) = migrate(&database.url);
     assert_eq!(code, Some(0), "{err}");
-    assert_eq!(out, "postgres: nothing to apply, at version 16");
+    assert_eq!(out, "postgres: nothing to apply, at version 17");
 
     // The schema is PostgreSQL's own: millisecond BIGINTs, JSONB payloads,
     // a digest to compare signed payloads by.
@@ -114,19 +114,19 @@ async fn instances_migrating_at_once_apply_the_schema_once() {
     let applied = outcomes
         .iter()
         .filter(|(_, out)| {
-            out == "postgres: applied 16 (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16), now at version 16"
+            out == "postgres: applied 17 (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17), now at version 17"
         })
         .count();
     let nothing = outcomes
         .iter()
-        .filter(|(_, out)| out == "postgres: nothing to apply, at version 16")
+        .filter(|(_, out)| out == "postgres: nothing to apply, at version 17")
         .count();
     assert_eq!((applied, nothing), (1, 3), "{outcomes:?}");
     let versions: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
         .fetch_one(&mut database.connect().await)
         .await
         .unwrap();
-    assert_eq!(versions, 16);
+    assert_eq!(versions, 17);
 }
 
 #[test]

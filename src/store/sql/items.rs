@@ -91,3 +91,22 @@ pub(super) fn push_tokens<DB: BindOn>(
     });
     query.push(" ON CONFLICT (app_account_token, kind, item_id) DO NOTHING");
 }
+
+/// `WITH items AS (...), tokens AS (...)`: the items and their tokens
+/// written in a statement's WITH (only where [`super::Conn::WRITES_IN_WITH`]),
+/// the statement's body to follow.
+pub(super) fn push_items_with<DB: BindOn>(
+    query: &mut QueryBuilder<DB>,
+    items: &[(&ItemKey, &State)],
+    tokens: &[(&ItemKey, &State, &str)],
+) -> Result<(), sqlx::Error> {
+    query.push("WITH items AS (");
+    push_items(query, items, &states_json(items)?);
+    query.push(") ");
+    if !tokens.is_empty() {
+        query.push(", tokens AS (");
+        push_tokens(query, tokens);
+        query.push(") ");
+    }
+    Ok(())
+}

@@ -33,13 +33,13 @@ use sqlx::{ColumnIndex, Database, Decode, QueryBuilder, Type};
 use crate::ledger::{ItemKey, State};
 use crate::model::{Environment, Subtype};
 use crate::store::fold::{
-    ExpirationRow, LedgerTx, LoadedState, RefundRow, StoredPayload, Unfolded,
+    ExpirationRow, LedgerTx, Loaded, LoadedState, RefundRow, StoredPayload, Unfolded,
 };
-use crate::store::outbox::{LoadedTold, OutboxTx as _};
+use crate::store::outbox::{LoadedTold, OutboxTx as _, Tell};
 use crate::store::{NewEvidence, NewNotification, QuarantineReason, Recorded};
 
-use super::items::{push_items, push_tokens, states_json, tokens_of};
-use super::outbox::{loaded_told, push_load_told, ToldRow};
+use super::items::{push_items, push_items_with, push_tokens, states_json, tokens_of};
+use super::outbox::{loaded_told, push_load_told, push_tell, ToldRow};
 use super::{ArgExt as _, BindOn, Conn, JsonText, RowsAffected as _};
 
 const INSERT_NOTIFICATION: &str = "INSERT INTO notifications (notification_uuid, notification_type,
@@ -109,7 +109,7 @@ where
         &mut self,
         n: &NewNotification,
         item: Option<&ItemKey>,
-    ) -> Result<(Recorded, Option<LoadedState>), sqlx::Error> {
+    ) -> Result<(Recorded, Option<Loaded>), sqlx::Error> {
         Conn::record_and_load(self, n, item).await
     }
 
@@ -277,17 +277,41 @@ where
             self.save_states(&items).await?;
             return self.load_told(item, app_transaction_id).await;
         }
-        let mut query = QueryBuilder::new("WITH items AS (");
-        push_items(&mut query, &items, &states_json(&items)?);
-        query.push(") ");
-        if !tokens.is_empty() {
-            query.push(", tokens AS (");
-            push_tokens(&mut query, &tokens);
-            query.push(") ");
-        }
+        let mut query = QueryBuilder::new("");
+        push_items_with(&mut query, &items, &tokens)?;
         push_load_told(&mut query, item, app_transaction_id);
         let row: ToldRow = query.build_query_as().fetch_one(self.ex()).await?;
         Ok(loaded_told(row))
+    }
+
+    /// On PostgreSQL one statement: the item, its tokens and the events
+    /// written in its WITH, the answer told by its INSERT.
+    async fn save_state_telling(
+        &mut self,
+        item: &ItemKey,
+        state: &State,
+        tell: Option<&Tell<'_>>,
+    ) -> Result<(), sqlx::Error> {
+        let items = [(item, state)];
+        let tokens = tokens_of(&items);
+        let events = tell.map_or(0, |t| t.events.len());
+        if !C::WRITES_IN_WITH || tokens.len() > ROWS_PER_STATEMENT || events > ROWS_PER_STATEMENT {
+            self.save_states(&items).await?;
+            return match tell {
+                Some(tell) => self.tell(item, tell.told(), &tell.events).await,
+                None => Ok(()),
+            };
+        }
+        let mut query = QueryBuilder::new("");
+        push_items_with(&mut query, &items, &tokens)?;
+        match tell {
+            Some(tell) => push_tell(&mut query, item, tell.told(), &tell.events, true),
+            // A statement needs a body after its WITH.
+            None => {
+                query.push("SELECT 1");
+            }
+        }
+        query.build().execute(self.ex()).await.map(drop)
     }
 
     async fn insert_refunds(&mut self, refunds: &[RefundRow<'_>]) -> Result<(), sqlx::Error> {

@@ -40,7 +40,8 @@ use sqlx::{Database, Encode, Executor, Postgres, Row as _, Sqlite, Type};
 
 use crate::ledger::ItemKey;
 use crate::store::copy::CopyTable;
-use crate::store::fold::{LedgerTx as _, LoadedState};
+use crate::store::fold::{LedgerTx as _, Loaded, LoadedState};
+use crate::store::outbox::{LoadedTold, ToldBefore};
 use crate::store::{NewNotification, Recorded};
 use ledger_tx::bind_notification;
 
@@ -101,7 +102,7 @@ pub(in crate::store) trait Conn: Send + Sized + 'static {
         &mut self,
         n: &NewNotification,
         item: Option<&ItemKey>,
-    ) -> Result<(Recorded, Option<LoadedState>), sqlx::Error>;
+    ) -> Result<(Recorded, Option<Loaded>), sqlx::Error>;
 
     /// Writes the health probe's row (a notification's size and more) at
     /// `now`.
@@ -161,10 +162,14 @@ impl Conn for SqliteConnection {
         &mut self,
         n: &NewNotification,
         item: Option<&ItemKey>,
-    ) -> Result<(Recorded, Option<LoadedState>), sqlx::Error> {
+    ) -> Result<(Recorded, Option<Loaded>), sqlx::Error> {
         let recorded = self.insert_notification(n, None).await?;
         let loaded = match (recorded, item) {
-            (Recorded::Stored, Some(item)) => Some(self.load_state(item).await?),
+            (Recorded::Stored, Some(item)) => Some(Loaded {
+                state: self.load_state(item).await?,
+                // Read with the item's save (save_state_loading_told).
+                told: None,
+            }),
             _ => None,
         };
         Ok((recorded, loaded))
@@ -264,32 +269,66 @@ impl Conn for PgConnection {
             .map(drop)
     }
 
-    /// One round trip instead of three (insert, lock, read): the database
-    /// function record_notification does them in turn, each statement
-    /// seeing what was committed before it began.
+    /// One round trip instead of four (insert, lock, read the item, read
+    /// what was told of it): the database function record_notification_told
+    /// does them in turn, each statement seeing what was committed before
+    /// it began. What was told is read for the customer the item's state
+    /// names and for the one the notification names: its fold names one
+    /// of them.
     async fn record_and_load(
         &mut self,
         n: &NewNotification,
         item: Option<&ItemKey>,
-    ) -> Result<(Recorded, Option<LoadedState>), sqlx::Error> {
+    ) -> Result<(Recorded, Option<Loaded>), sqlx::Error> {
+        let event_customer = n
+            .event
+            .data
+            .as_ref()
+            .and_then(|data| data.signed_transaction_info.as_ref())
+            .and_then(|t| t.app_transaction_id.as_deref());
         let row = bind_notification(
             sqlx::query(
-                "SELECT stored, item_state FROM record_notification(
-                     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                "SELECT stored, item_state, told_answer, told_sequence, told_moment, told_changes,
+                     state_customer, state_customer_consent, event_customer_consent
+                 FROM record_notification_told(
+                     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
             ),
             n,
         )
         .bind(item.map(ItemKey::kind))
         .bind(item.map(ItemKey::id))
+        .bind(event_customer)
         .fetch_one(&mut *self)
         .await?;
-        let (stored, state): (bool, Option<String>) = (row.try_get(0)?, row.try_get(1)?);
+        let stored: bool = row.try_get(0)?;
         if !stored {
             return Ok((Recorded::Duplicate, None));
         }
+        let Some(_) = item else {
+            return Ok((Recorded::Stored, None));
+        };
+        let state: Option<String> = row.try_get(1)?;
+        let told = LoadedTold {
+            answer: row.try_get(2)?,
+            sequence: row.try_get::<Option<i64>, _>(3)?.unwrap_or(0),
+            told_at: row.try_get(4)?,
+            changes_at: row.try_get(5)?,
+            consent_rescinded_date: None,
+        };
+        let state_customer: Option<String> = row.try_get(6)?;
+        let consents = [
+            (state_customer, row.try_get::<Option<i64>, _>(7)?),
+            (event_customer.map(str::to_owned), row.try_get(8)?),
+        ]
+        .into_iter()
+        .filter_map(|(customer, consent)| Some((customer?, consent)))
+        .collect();
         Ok((
             Recorded::Stored,
-            item.map(|_| LoadedState::from_json(state.as_deref())),
+            Some(Loaded {
+                state: LoadedState::from_json(state.as_deref()),
+                told: Some(ToldBefore { told, consents }),
+            }),
         ))
     }
 

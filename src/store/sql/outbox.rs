@@ -45,6 +45,41 @@ where
     query.push(" ON CONFLICT DO NOTHING");
 }
 
+/// The upsert of the answer told about `item`, after the insert of
+/// `events` (at most [`ROWS_PER_STATEMENT`]) in its WITH, which
+/// `in_with` says the statement has begun already (only where
+/// [`Conn::WRITES_IN_WITH`]).
+pub(super) fn push_tell<DB: super::BindOn>(
+    query: &mut QueryBuilder<DB>,
+    item: &ItemKey,
+    told: NewTold<'_>,
+    events: &[EventRow<'_>],
+    in_with: bool,
+) {
+    if !events.is_empty() {
+        query.push(if in_with {
+            ", events AS ("
+        } else {
+            "WITH events AS ("
+        });
+        push_events(query, events);
+        query.push(") ");
+    }
+    query.push("INSERT INTO told_answers (item_key, answer, sequence, told_at, changes_at) ");
+    query.push_values([told], |mut row, told| {
+        row.arg(item_key(item))
+            .arg(JsonText(told.answer))
+            .arg(told.sequence)
+            .arg(told.told_at)
+            .arg(told.changes_at);
+    });
+    query.push(
+        " ON CONFLICT (item_key) DO UPDATE SET answer = excluded.answer,
+             sequence = excluded.sequence, told_at = excluded.told_at,
+             changes_at = excluded.changes_at",
+    );
+}
+
 /// The SELECT of what was last told of `item` (a row even when nothing
 /// was) and of when the customer of `app_transaction_id` withdrew consent.
 pub(super) fn push_load_told<DB: super::BindOn>(
@@ -109,30 +144,20 @@ where
         events: &[EventRow<'_>],
     ) -> Result<(), sqlx::Error> {
         let together = C::WRITES_IN_WITH && events.len() <= ROWS_PER_STATEMENT;
-        let mut query = QueryBuilder::new("");
-        if together && !events.is_empty() {
-            query.push("WITH events AS (");
-            push_events(&mut query, events);
-            query.push(") ");
-        } else {
+        if !together {
             for batch in events.chunks(ROWS_PER_STATEMENT) {
                 let mut insert = QueryBuilder::new("");
                 push_events(&mut insert, batch);
                 insert.build().execute(self.ex()).await?;
             }
         }
-        query.push("INSERT INTO told_answers (item_key, answer, sequence, told_at, changes_at) ");
-        query.push_values([told], |mut row, told| {
-            row.arg(item_key(item))
-                .arg(JsonText(told.answer))
-                .arg(told.sequence)
-                .arg(told.told_at)
-                .arg(told.changes_at);
-        });
-        query.push(
-            " ON CONFLICT (item_key) DO UPDATE SET answer = excluded.answer,
-                 sequence = excluded.sequence, told_at = excluded.told_at,
-                 changes_at = excluded.changes_at",
+        let mut query = QueryBuilder::new("");
+        push_tell(
+            &mut query,
+            item,
+            told,
+            if together { events } else { &[] },
+            false,
         );
         query.build().execute(self.ex()).await.map(drop)
     }
