@@ -230,6 +230,7 @@ fn cli_summary(f: &Fixture) {
     let mut against_library = Vec::new();
     let mut each = Vec::new();
     for run in 1..=RUNS {
+        let ticks = common::bench::cpu_ticks();
         let (mut bares, mut libraries, mut commands) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..EXECUTIONS {
             let bare = rate(window, || three_p256_verifications(f));
@@ -248,8 +249,11 @@ fn cli_summary(f: &Fixture) {
         let (bare, library, command) = (median(bares), median(libraries), median(commands));
         against_bare.push(bare / command);
         against_library.push(library / command);
+        let host = common::bench::host_share(ticks)
+            .map(|share| format!("; the host took {:.0}% of the CPU", share * 100.0))
+            .unwrap_or_default();
         println!(
-            "  run {run}: {command:>6.0} per second; cost {:.3}x three bare P-256 verifications, {:.3}x the library (executions: {})",
+            "  run {run}: {command:>6.0} per second; cost {:.3}x three bare P-256 verifications, {:.3}x the library (executions: {}){host}",
             bare / command,
             library / command,
             execution_ratios.join(", ")

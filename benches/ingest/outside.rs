@@ -66,11 +66,15 @@ pub async fn run(options: Outside) {
 
     let mut figures = Vec::new();
     for run in 0..options.runs {
+        let ticks = super::common::bench::cpu_ticks();
         figures.push(one_run(&options, &scratch, run, &bodies).await);
+        let host = super::common::bench::host_share(ticks)
+            .map(|share| format!("; the host took {:.0}% of the CPU", share * 100.0))
+            .unwrap_or_default();
         let f = figures.last().unwrap();
         if options.measure {
             println!(
-                "  run {}: {:>6.0} per second, p50 {:>6.2} ms, p99 {:>6.2} ms, max {:>7.2} ms ({} in {:.1} s){}",
+                "  run {}: {:>6.0} per second, p50 {:>6.2} ms, p99 {:>6.2} ms, max {:>7.2} ms ({} in {:.1} s){}{host}",
                 run + 1,
                 f.per_second,
                 ms(f.p50),

@@ -66,6 +66,31 @@ impl Args {
     }
 }
 
+/// The share of this machine's CPU time its host took (`steal` in
+/// /proc/stat) since `from` ([`cpu_ticks`] then): a virtual machine's
+/// figures are worth comparing only when it is small. `None` without /proc.
+pub fn host_share(from: Option<(u64, u64)>) -> Option<f64> {
+    let ((total0, steal0), (total1, steal1)) = (from?, cpu_ticks()?);
+    let total = total1.checked_sub(total0).filter(|t| *t > 0)?;
+    Some(steal1.saturating_sub(steal0) as f64 / total as f64)
+}
+
+/// The machine's CPU time so far and the part its host took, in clock
+/// ticks (the first eight columns of /proc/stat's `cpu` line, and the
+/// eighth).
+pub fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    Some((ticks.iter().sum(), *ticks.get(7)?))
+}
+
 /// The `p` quantile of sorted latencies.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
