@@ -1,10 +1,12 @@
--- record_notification (0003), and with the same lock and insert, what was
--- last told of the item and when each customer its fold may name (the one
--- the item's state names, the one the notification names) withdrew
--- consent: the fold then saves the item and keeps what it tells in one
--- statement, two round trips a notification where there were three.
--- record_notification stays for the instances of the version before while
--- an upgrade replaces them one at a time.
+-- record_notification (0003: the item's lock, the insert, the item's state)
+-- and, when the notification is new, what was last told of the item and
+-- when each customer its fold may name (the one the item's state names,
+-- the one the notification names) withdrew consent: the fold then saves
+-- the item and keeps what it tells in one statement, two round trips a
+-- notification where there were three. record_notification is called, not
+-- repeated, so that how a notification is locked and stored stays in one
+-- place; the instances of the version before call it alone while an
+-- upgrade replaces them one at a time.
 CREATE FUNCTION record_notification_told(
     new_uuid TEXT, new_type TEXT, new_subtype TEXT, new_signed_date BIGINT,
     new_received_at BIGINT, new_environment TEXT, new_bundle_id TEXT,
@@ -17,21 +19,13 @@ CREATE FUNCTION record_notification_told(
     OUT state_customer_consent BIGINT, OUT event_customer_consent BIGINT)
 VOLATILE LANGUAGE plpgsql AS $$
 BEGIN
-    IF item_kind IS NOT NULL THEN
-        PERFORM pg_advisory_xact_lock(hashtextextended(item_kind || ':' || item_id, 0));
-    END IF;
-    INSERT INTO notifications (notification_uuid, notification_type, subtype,
-        signed_date, received_at, environment, bundle_id, app_apple_id,
-        original_transaction_id, transaction_id, signed_payload, payload)
-    VALUES (new_uuid, new_type, new_subtype, new_signed_date, new_received_at,
-        new_environment, new_bundle_id, new_app_apple_id,
+    SELECT r.stored, r.item_state INTO stored, item_state
+    FROM record_notification(new_uuid, new_type, new_subtype, new_signed_date,
+        new_received_at, new_environment, new_bundle_id, new_app_apple_id,
         new_original_transaction_id, new_transaction_id, new_signed_payload,
-        new_payload)
-    ON CONFLICT (notification_uuid) DO NOTHING;
-    stored := FOUND;
+        new_payload, item_kind, item_id) r;
     IF stored AND item_kind IS NOT NULL THEN
-        SELECT CAST(l.state AS TEXT), l.app_transaction_id
-        INTO item_state, state_customer
+        SELECT l.app_transaction_id INTO state_customer
         FROM ledger_items l
         WHERE l.kind = record_notification_told.item_kind
           AND l.item_id = record_notification_told.item_id;
