@@ -423,7 +423,7 @@ async fn save_all(
     // its save when what was told was read with the notification, else
     // loads that with its save: one round trip either way where the
     // backend can.
-    let mut told = match items {
+    let told = match items {
         [(item, state, effects)] => {
             match told.and_then(|t| t.for_customer(state.app_transaction_id.as_deref())) {
                 Some(loaded) => {
@@ -492,17 +492,16 @@ async fn save_all(
     }
     tx.insert_refunds(&refunds).await?;
     tx.insert_expirations(&expirations).await?;
-    if matches!(told, Told::Kept) {
-        return Ok(());
-    }
+    let mut told = match told {
+        Told::Kept => return Ok(()),
+        Told::Loaded(loaded) => Some(loaded),
+        Told::ToLoad => None,
+    };
     for (item, state, effects) in items {
         let prior = Prior {
             full,
             state: before.filter(|_| items.len() == 1),
-            told: match std::mem::replace(&mut told, Told::ToLoad) {
-                Told::Loaded(loaded) => Some(loaded),
-                Told::Kept | Told::ToLoad => None,
-            },
+            told: told.take(),
         };
         tell(tx, item, state, effects, telling, prior).await?;
     }

@@ -30,8 +30,9 @@ const PACE: Duration = Duration::from_millis(600);
 /// Deliveries taken at once (the feed's page, up to 2,000, and due
 /// retries): what a busy sink gets in a pace (about 2,000 events a second
 /// here), so that one round's two write transactions take them all;
-/// rounds of 512 took three for each pace, and ingest paid for each. A round starts no attempt its claim cannot cover (see
-/// `attempt`), so even a slow endpoint's large round stays within its lease.
+/// rounds of 512 took three for each pace, and ingest paid for each. A
+/// round starts no attempt its claim cannot cover (see `attempt`), so even
+/// a slow endpoint's large round stays within its lease.
 const BATCH: i64 = 2048;
 /// Requests to one sink at once.
 const IN_FLIGHT: usize = 64;

@@ -304,9 +304,9 @@ impl Conn for PgConnection {
         if !stored {
             return Ok((Recorded::Duplicate, None));
         }
-        let Some(_) = item else {
+        if item.is_none() {
             return Ok((Recorded::Stored, None));
-        };
+        }
         let state: Option<String> = row.try_get(1)?;
         let told = LoadedTold {
             answer: row.try_get(2)?,
