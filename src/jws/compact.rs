@@ -2,7 +2,7 @@
 //! header that asks for ES256 with a three-certificate x5c, and a 64-byte
 //! JOSE signature.
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::Value;
@@ -62,10 +62,21 @@ pub(crate) fn split_knowing(
         });
     }
     let three_parts = VerifyError::MalformedToken("expected three dot-separated parts");
-    let mut parts = token.split('.');
-    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    // The dots found with memchr's vectorised search: a notification is
+    // about 13 KB, and the standard library's byte search was a few
+    // percent of `verify`'s time with the line search.
+    let mut dots = memchr::memchr_iter(b'.', token.as_bytes());
+    let (Some(first), Some(second), None) = (dots.next(), dots.next(), dots.next()) else {
+        return Err(three_parts);
+    };
+    // '.' is ASCII, so each part starts and ends on a character boundary;
+    // the dots are within `token`, at most MAX_TOKEN_BYTES long.
+    let (Some(header_b64), Some(payload_b64), Some(signature_b64), Some(signing_input)) = (
+        token.get(..first),
+        token.get(first.saturating_add(1)..second),
+        token.get(second.saturating_add(1)..),
+        token.get(..second),
+    ) else {
         return Err(three_parts);
     };
     // Every part's form is checked before anything is verified, so that a
@@ -79,15 +90,6 @@ pub(crate) fn split_knowing(
     let signature = decode_base64url(signature_b64).ok_or(VerifyError::MalformedToken(
         "the signature is not base64url",
     ))?;
-    let signing_input = token
-        // Both are parts of `token`, at most MAX_TOKEN_BYTES long together.
-        .get(
-            ..header_b64
-                .len()
-                .saturating_add(1)
-                .saturating_add(payload_b64.len()),
-        )
-        .ok_or(three_parts)?;
     Ok(CompactJws {
         header_b64,
         signing_input,
@@ -165,9 +167,13 @@ fn parse_x5c(x5c: Option<Value>) -> Result<[String; CHAIN_LENGTH], VerifyError> 
 }
 
 /// Decodes base64url without padding, rejecting non-canonical encodings, so
-/// that a token has exactly one textual form.
+/// that a token has exactly one textual form. base64-simd's vectorised
+/// decoder: a notification's payload and nested tokens are about 12 KB of
+/// base64url, and the scalar decoder was 2.5% of `verify`'s time.
 pub(crate) fn decode_base64url(text: &str) -> Option<Vec<u8>> {
-    URL_SAFE_NO_PAD.decode(text).ok()
+    base64_simd::URL_SAFE_NO_PAD
+        .decode_to_vec(text.as_bytes())
+        .ok()
 }
 
 /// Decodes one `x5c` entry (standard base64 with padding, RFC 7515 §4.1.6).
@@ -219,6 +225,8 @@ pub(crate) fn unverified_payload(token: &str) -> Result<Vec<u8>, VerifyError> {
 
 #[cfg(test)]
 mod tests {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
     use super::*;
 
     /// All the checks a token gets before its chain, in the verifier's order.
