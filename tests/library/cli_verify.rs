@@ -332,3 +332,62 @@ fn garbage_input_fails_cleanly() {
         "{errors:?}"
     );
 }
+
+/// A line wholly in the reader's buffer is verified where it lies; one
+/// across the buffer's end is copied first. Whatever the buffer's size,
+/// the same lines are read, numbered alike, with the same output.
+#[test]
+fn lines_across_the_read_buffer_read_as_lines_within_it() {
+    use std::io::BufReader;
+
+    use appstore_ledger::cli::{verify, At, KindArg, VerifyArgs};
+
+    let pki = TestPki::new();
+    let dir = Dir::new("buffer");
+    let args = VerifyArgs {
+        roots: vec![dir.file("root.der", &pki.root_der)],
+        bundle_ids: Vec::new(),
+        environments: Vec::new(),
+        app_apple_id: None,
+        at: At::Fixed(common::pki::AT),
+        kind: KindArg::Auto,
+        files: Vec::new(),
+    };
+    let notification = subscribed(&pki, "Production");
+    // The last line has no newline.
+    let batch =
+        format!("{notification}\n{notification}\nx.y.z\n\n  {notification}  \n{notification}");
+    let read_with = |capacity: usize| {
+        let mut input = BufReader::with_capacity(capacity, batch.as_bytes());
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let status = verify(&args, &mut input, &mut out, &mut err);
+        (status, lines(&out), lines(&err))
+    };
+    let (status, out, err) = read_with(1 << 20);
+    assert_eq!(status, 1);
+    assert_eq!(out.len(), 4);
+    let first: Value = serde_json::from_str(&out[0]).unwrap();
+    assert_eq!(first["notificationType"], "SUBSCRIBED");
+    assert!(out.iter().all(|line| line == &out[0]));
+    assert_eq!(err.len(), 1, "{err:?}");
+    assert!(
+        err[0].starts_with("<stdin>:3: MALFORMED_TOKEN: "),
+        "{err:?}"
+    );
+    let length = notification.len();
+    for capacity in [
+        16,
+        1000,
+        length - 1,
+        length,
+        length + 1,
+        length + 2,
+        2 * length,
+    ] {
+        assert_eq!(
+            read_with(capacity),
+            (status, out.clone(), err.clone()),
+            "a buffer of {capacity} bytes"
+        );
+    }
+}
