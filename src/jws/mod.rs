@@ -345,6 +345,12 @@ struct KindFields {
     renewal_date: bool,
 }
 
+/// Whether a payload's JSON begins as an object: serde would also read a
+/// struct from an array, and a payload is an object or nothing.
+fn looks_like_object(payload: &[u8]) -> bool {
+    payload.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
 /// A field named is present, whatever its value (`null` too, as a JSON
 /// object's key is).
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
@@ -355,8 +361,7 @@ impl KindFields {
     /// Read from a payload that is a JSON object; `None` leaves the exact
     /// error to a full reading.
     fn of(payload: &[u8]) -> Option<KindFields> {
-        // Only an object: serde would also read a struct from an array.
-        if payload.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        if !looks_like_object(payload) {
             return None;
         }
         serde_json::from_slice(payload).ok()

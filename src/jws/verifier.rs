@@ -10,7 +10,9 @@ use super::error::VerifyError;
 use super::identity::{agree, ExpectedIdentity, PayloadIdentity};
 use super::trust::TrustAnchors;
 use super::xcode::{self, xcode_only, Signer};
-use super::{payload_kind, verify_compact, TokenKind, Verified, VerifiedNotification};
+use super::{
+    looks_like_object, payload_kind, verify_compact, TokenKind, Verified, VerifiedNotification,
+};
 use crate::model::{
     Environment, JwsAppTransactionDecodedPayload, JwsRenewalInfoDecodedPayload,
     JwsTransactionDecodedPayload, ResponseBodyV2DecodedPayload, Timestamp,
@@ -91,8 +93,7 @@ pub(super) fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, VerifyErr
 /// [`Verifier::notification_from`] reads it. `None` for anything else,
 /// whose kind (and any error) the fields of the payload tell.
 fn read_as_notification(payload: &[u8]) -> Option<ResponseBodyV2DecodedPayload> {
-    // Only an object: serde could also read a struct from an array.
-    if payload.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+    if !looks_like_object(payload) {
         return None;
     }
     let notification: ResponseBodyV2DecodedPayload = serde_json::from_slice(payload).ok()?;
