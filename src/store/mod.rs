@@ -7,8 +7,10 @@
 #[macro_use]
 mod rows;
 
+mod batch;
 pub mod copy;
 mod fold;
+mod fold_tx;
 mod migrations;
 mod outbox;
 mod postgres;
@@ -26,7 +28,7 @@ use std::time::Duration;
 
 use crate::clock::SharedClock;
 use crate::ledger::ItemKey;
-use fold::LedgerTx as _;
+use fold_tx::LedgerTx as _;
 use sql::{Conn as _, Sql};
 use writer::WriteOp;
 

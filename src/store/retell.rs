@@ -4,7 +4,7 @@
 //! the customer, not an item), and, once, when a database upgraded from a
 //! version that told nothing is given its answers without events.
 
-use super::fold::{LedgerTx, LoadedState};
+use super::fold_tx::{LedgerTx, LoadedState};
 use super::outbox::{tell, OutboxTx, Prior, Telling};
 use super::*;
 use crate::ledger::{changes_at, State, Told};

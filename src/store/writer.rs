@@ -19,7 +19,9 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use super::fold::{self, LedgerTx};
+use super::batch;
+use super::fold;
+use super::fold_tx::LedgerTx;
 use super::sql::Conn;
 use super::{NewNotification, QuarantineReason, Recorded, StoreError, WriteBatchSizes};
 use crate::ledger::Products;
@@ -68,6 +70,33 @@ impl WriteOp {
             WriteOp::Release(id, n, products) => fold::release(tx, *id, n, products).await,
         }
     }
+}
+
+/// Runs a batch's `ops` in the caller's transaction, in order: a run of
+/// notifications to record goes together ([`batch::record_all`]).
+pub(super) async fn apply_all<C: Conn + LedgerTx>(
+    tx: &mut C,
+    ops: &[&WriteOp],
+) -> Result<Vec<Recorded>, sqlx::Error> {
+    let mut results = Vec::with_capacity(ops.len());
+    let mut rest = ops;
+    while let Some((first, after)) = rest.split_first() {
+        let records: Vec<(&NewNotification, &Products)> = rest
+            .iter()
+            .map_while(|op| match op {
+                WriteOp::Record(n, products) => Some((n, &**products)),
+                _ => None,
+            })
+            .collect();
+        if records.is_empty() {
+            results.push(first.apply(tx).await?);
+            rest = after;
+        } else {
+            results.extend(batch::record_all(tx, &records).await?);
+            rest = rest.get(records.len()..).unwrap_or_default();
+        }
+    }
+    Ok(results)
 }
 
 /// What a backend gives its writer tasks: one transaction per batch.

@@ -6,7 +6,8 @@
 //! findings, job leases, console users, sign-in reservations (also many at
 //! once), sessions and the shared console secret, deliveries kept with
 //! each its own moment, a delivery round that starts no attempt its claim
-//! could not cover, and a feed on PostgreSQL that another database's open
+//! could not cover, notifications written in one batch folded as one by
+//! one, and a feed on PostgreSQL that another database's open
 //! transaction does not hold back.
 
 use crate::common;
@@ -17,9 +18,10 @@ use appstore_ledger::config::AppSettings;
 use appstore_ledger::finding::{Finding, FindingKind};
 use appstore_ledger::ingest::{Ingest, Ingested};
 use appstore_ledger::jws::Verifier;
+use appstore_ledger::ledger::ItemKey;
 use appstore_ledger::model::Timestamp;
 use appstore_ledger::store::{
-    ConsoleUser, Delivery, DeliveryOutcome, DeliveryResult, DeliveryRow, FindingFilter,
+    ConsoleUser, Delivery, DeliveryOutcome, DeliveryResult, DeliveryRow, FindingFilter, ItemQuery,
     NewNotification, QuarantineReason, Recorded, Store,
 };
 use common::db::{postgres_admin, TempDb};
@@ -83,6 +85,18 @@ fn renewal_until(
     transaction_id: &str,
     expires: i64,
 ) -> NewNotification {
+    classified(
+        renewal_spec(uuid, original_transaction_id, transaction_id, expires),
+        uuid,
+    )
+}
+
+fn renewal_spec<'a>(
+    uuid: &str,
+    original_transaction_id: &str,
+    transaction_id: &str,
+    expires: i64,
+) -> NotificationSpec<'a> {
     let mut spec = NotificationSpec::new("DID_RENEW", uuid);
     for payload in [spec.transaction.as_mut(), spec.renewal.as_mut()]
         .into_iter()
@@ -98,7 +112,7 @@ fn renewal_until(
         t["expiresDate"] = expires.into();
     }
     spec.signed_date = NOW;
-    classified(spec, uuid)
+    spec
 }
 
 fn classified(spec: NotificationSpec, uuid: &str) -> NewNotification {
@@ -810,4 +824,109 @@ async fn a_transaction_open_in_another_database_does_not_hold_the_feed_back() {
     assert_eq!(shown, 1, "the event did not show in 5 s");
     open.rollback().await.unwrap();
     store.close().await;
+}
+
+/// A batch writer folds a run of notifications of distinct items together
+/// (one round trip to insert them and load their items, one to save):
+/// the same answers and events as one by one, whatever the batch holds.
+/// On a current-thread runtime every write below is queued before the
+/// writer runs, so they form one batch: two renewals of one subscription
+/// (a run each), a repeat within the batch, a notification whose fold does
+/// more than save its item (a subtype this version does not know) and one
+/// after it in the same run, which must load its item again.
+#[tokio::test]
+async fn notifications_written_in_one_batch_fold_as_one_by_one() {
+    on_each_backend(|store| async move {
+        const DAY: i64 = 24 * 60 * MINUTE;
+        let mut novel = renewal_spec("c1", "sub-c", "sub-c-t", NOW + 30 * DAY);
+        novel.subtype = Some("A_FUTURE_SUBTYPE");
+        let batch = vec![
+            renewal_until("a2", "sub-a", "sub-a-t2", NOW + 60 * DAY),
+            renewal_until("d1", "sub-d", "sub-d-t", NOW + 30 * DAY),
+            renewal_until("b1", "sub-b", "sub-b-t", NOW + 30 * DAY),
+            classified(novel, "c1"),
+            renewal_until("a1", "sub-a", "sub-a-t1", NOW + 30 * DAY),
+            renewal_until("b1", "sub-b", "sub-b-t", NOW + 30 * DAY),
+        ];
+        let results =
+            futures_util::future::join_all(batch.into_iter().map(|n| store.record_notification(n)))
+                .await;
+        let results: Vec<Recorded> = results.into_iter().map(Result::unwrap).collect();
+        // The two of b1 are one notification: one stored, one a repeat.
+        assert_eq!(
+            results,
+            [
+                Recorded::Stored,
+                Recorded::Stored,
+                Recorded::Stored,
+                Recorded::Stored,
+                Recorded::Stored,
+                Recorded::Duplicate
+            ]
+        );
+        let events = |id: &'static str| {
+            let store = store.clone();
+            async move {
+                store
+                    .events_of_item(&ItemKey::Subscription(id.into()))
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|e| {
+                        let data: serde_json::Value = serde_json::from_str(&e.data).unwrap();
+                        (
+                            data["type"].as_str().unwrap().to_owned(),
+                            data["sequence"].as_i64().unwrap(),
+                            data["cause"].as_str().unwrap().to_owned(),
+                            data["answer"]["expiresDate"].clone(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            }
+        };
+        let granted = |cause: &str, expires: i64| {
+            vec![(
+                "ENTITLEMENT_GRANTED".to_owned(),
+                1,
+                cause.to_owned(),
+                serde_json::json!(expires),
+            )]
+        };
+        // a1 sorts first (an item's notifications go in their
+        // notificationUUIDs' order): granted until a1's expiry, then a2
+        // moves it on.
+        let mut sub_a = granted("a1", NOW + 30 * DAY);
+        sub_a.push((
+            "EXPIRES_DATE_CHANGED".to_owned(),
+            2,
+            "a2".to_owned(),
+            serde_json::json!(NOW + 60 * DAY),
+        ));
+        assert_eq!(events("sub-a").await, sub_a);
+        assert_eq!(events("sub-b").await, granted("b1", NOW + 30 * DAY));
+        assert_eq!(events("sub-c").await, granted("c1", NOW + 30 * DAY));
+        assert_eq!(events("sub-d").await, granted("d1", NOW + 30 * DAY));
+        let shapes: Vec<String> = store
+            .unknown_shapes()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.notification_uuid)
+            .collect();
+        assert_eq!(shapes, ["c1"]);
+        for (id, expires) in [
+            ("sub-a", NOW + 60 * DAY),
+            ("sub-b", NOW + 30 * DAY),
+            ("sub-c", NOW + 30 * DAY),
+            ("sub-d", NOW + 30 * DAY),
+        ] {
+            let items = store
+                .ledger_items(&ItemQuery::Subscription(id.into()))
+                .await
+                .unwrap();
+            let expiries: Vec<Option<i64>> = items.iter().map(|i| i.state.expires_date()).collect();
+            assert_eq!(expiries, [Some(expires)], "{id}");
+        }
+    })
+    .await;
 }

@@ -157,10 +157,7 @@ impl Batches for PgBatches {
 async fn try_batch(pool: &PgPool, ops: &[&WriteOp]) -> Result<Vec<Recorded>, sqlx::Error> {
     let mut connection = pool.acquire().await?;
     let mut tx = connection.begin().await?;
-    let mut results = Vec::with_capacity(ops.len());
-    for op in ops {
-        results.push(op.apply(&mut *tx).await?);
-    }
+    let results = crate::store::writer::apply_all(&mut *tx, ops).await?;
     tx.commit().await?;
     Ok(results)
 }

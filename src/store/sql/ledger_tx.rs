@@ -32,7 +32,7 @@ use sqlx::{ColumnIndex, Database, Decode, QueryBuilder, Type};
 
 use crate::ledger::{ItemKey, State};
 use crate::model::{Environment, Subtype};
-use crate::store::fold::{
+use crate::store::fold_tx::{
     ExpirationRow, LedgerTx, Loaded, LoadedState, RefundRow, StoredPayload, Unfolded,
 };
 use crate::store::outbox::{LoadedTold, OutboxTx as _, Tell};
@@ -42,11 +42,26 @@ use super::items::{push_items, push_items_with, push_tokens, states_json, tokens
 use super::outbox::{loaded_told, push_load_told, push_tell, ToldRow};
 use super::{ArgExt as _, BindOn, Conn, JsonText, RowsAffected as _};
 
-const INSERT_NOTIFICATION: &str = "INSERT INTO notifications (notification_uuid, notification_type,
-        subtype, signed_date, received_at, environment, bundle_id, app_apple_id,
-        original_transaction_id, transaction_id, signed_payload, payload)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-    ON CONFLICT (notification_uuid) DO NOTHING";
+/// A notification's twelve columns, in the order [`bind_notification`] and
+/// [`push_notification`] bind them.
+macro_rules! notification_columns {
+    () => {
+        "notification_uuid, notification_type, subtype, signed_date, received_at, environment,
+         bundle_id, app_apple_id, original_transaction_id, transaction_id, signed_payload, payload"
+    };
+}
+
+const INSERT_NOTIFICATION: &str = concat!(
+    "INSERT INTO notifications (",
+    notification_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+     ON CONFLICT (notification_uuid) DO NOTHING"
+);
+
+/// A multi-row insert of notifications, up to its VALUES
+/// ([`push_notification`] each row).
+pub(super) const INSERT_NOTIFICATION_COLUMNS: &str =
+    concat!("INSERT INTO notifications (", notification_columns!(), ") ");
 
 const INSERT_QUARANTINED: &str = "INSERT INTO quarantined_notifications (notification_uuid,
         notification_type, subtype, signed_date, received_at, environment, bundle_id, app_apple_id,
@@ -111,6 +126,22 @@ where
         item: Option<&ItemKey>,
     ) -> Result<(Recorded, Option<Loaded>), sqlx::Error> {
         Conn::record_and_load(self, n, item).await
+    }
+
+    /// The dialect's [`Conn::record_and_load_all`].
+    async fn record_and_load_all(
+        &mut self,
+        ns: &[(&NewNotification, Option<&ItemKey>)],
+    ) -> Result<Vec<(Recorded, Option<Loaded>)>, sqlx::Error> {
+        Conn::record_and_load_all(self, ns).await
+    }
+
+    /// On PostgreSQL one statement, on SQLite four (sql/batch.rs).
+    async fn save_states_telling(
+        &mut self,
+        items: &[(&ItemKey, &State, Option<&Tell<'_>>)],
+    ) -> Result<(), sqlx::Error> {
+        super::batch::save_states_telling(self, items).await
     }
 
     async fn insert_notification(

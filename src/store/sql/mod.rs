@@ -13,6 +13,7 @@
 //! not yet carry such bounds from a trait to its users.
 
 pub(super) mod appstore;
+mod batch;
 mod bind;
 pub(super) mod console;
 pub(super) mod consumption;
@@ -36,12 +37,11 @@ use sqlx::error::BoxDynError;
 use sqlx::postgres::types::Oid;
 use sqlx::postgres::{PgArgumentBuffer, PgConnection, PgTypeInfo};
 use sqlx::sqlite::{SqliteArgumentsBuffer, SqliteConnection, SqliteTypeInfo};
-use sqlx::{Database, Encode, Executor, Postgres, Row as _, Sqlite, Type};
+use sqlx::{Database, Encode, Executor, Postgres, Sqlite, Type};
 
 use crate::ledger::ItemKey;
 use crate::store::copy::CopyTable;
-use crate::store::fold::{LedgerTx as _, Loaded, LoadedState};
-use crate::store::outbox::{LoadedTold, ToldBefore};
+use crate::store::fold_tx::{LedgerTx as _, Loaded};
 use crate::store::{NewNotification, Recorded};
 use ledger_tx::bind_notification;
 
@@ -103,6 +103,15 @@ pub(in crate::store) trait Conn: Send + Sized + 'static {
         n: &NewNotification,
         item: Option<&ItemKey>,
     ) -> Result<(Recorded, Option<Loaded>), sqlx::Error>;
+
+    /// Stores notifications (distinct, of distinct items) and loads the
+    /// items of the new ones as [`Conn::record_and_load`] does, with what
+    /// was last told of each always read: in as few round trips as the
+    /// backend allows, for a batch of notifications.
+    async fn record_and_load_all(
+        &mut self,
+        ns: &[(&NewNotification, Option<&ItemKey>)],
+    ) -> Result<Vec<(Recorded, Option<Loaded>)>, sqlx::Error>;
 
     /// Writes the health probe's row (a notification's size and more) at
     /// `now`.
@@ -173,6 +182,14 @@ impl Conn for SqliteConnection {
             _ => None,
         };
         Ok((recorded, loaded))
+    }
+
+    /// Two statements however many notifications (sql/batch.rs).
+    async fn record_and_load_all(
+        &mut self,
+        ns: &[(&NewNotification, Option<&ItemKey>)],
+    ) -> Result<Vec<(Recorded, Option<Loaded>)>, sqlx::Error> {
+        batch::sqlite_record_and_load_all(self, ns).await
     }
 
     async fn probe(&mut self, now: i64) -> Result<(), sqlx::Error> {
@@ -280,12 +297,7 @@ impl Conn for PgConnection {
         n: &NewNotification,
         item: Option<&ItemKey>,
     ) -> Result<(Recorded, Option<Loaded>), sqlx::Error> {
-        let event_customer = n
-            .event
-            .data
-            .as_ref()
-            .and_then(|data| data.signed_transaction_info.as_ref())
-            .and_then(|t| t.app_transaction_id.as_deref());
+        let event_customer = batch::event_customer(n);
         let row = bind_notification(
             sqlx::query(
                 "SELECT stored, item_state, told_answer, told_sequence, told_moment, told_changes,
@@ -300,36 +312,15 @@ impl Conn for PgConnection {
         .bind(event_customer)
         .fetch_one(&mut *self)
         .await?;
-        let stored: bool = row.try_get(0)?;
-        if !stored {
-            return Ok((Recorded::Duplicate, None));
-        }
-        if item.is_none() {
-            return Ok((Recorded::Stored, None));
-        }
-        let state: Option<String> = row.try_get(1)?;
-        let told = LoadedTold {
-            answer: row.try_get(2)?,
-            sequence: row.try_get::<Option<i64>, _>(3)?.unwrap_or(0),
-            told_at: row.try_get(4)?,
-            changes_at: row.try_get(5)?,
-            consent_rescinded_date: None,
-        };
-        let state_customer: Option<String> = row.try_get(6)?;
-        let consents = [
-            (state_customer, row.try_get::<Option<i64>, _>(7)?),
-            (event_customer.map(str::to_owned), row.try_get(8)?),
-        ]
-        .into_iter()
-        .filter_map(|(customer, consent)| Some((customer?, consent)))
-        .collect();
-        Ok((
-            Recorded::Stored,
-            Some(Loaded {
-                state: LoadedState::from_json(state.as_deref()),
-                told: Some(ToldBefore { told, consents }),
-            }),
-        ))
+        batch::recorded_from(&row, item.is_some(), event_customer)
+    }
+
+    /// One statement however many notifications (sql/batch.rs).
+    async fn record_and_load_all(
+        &mut self,
+        ns: &[(&NewNotification, Option<&ItemKey>)],
+    ) -> Result<Vec<(Recorded, Option<Loaded>)>, sqlx::Error> {
+        batch::postgres_record_and_load_all(self, ns).await
     }
 
     async fn probe(&mut self, now: i64) -> Result<(), sqlx::Error> {

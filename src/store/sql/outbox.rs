@@ -25,8 +25,10 @@ pub(super) type ToldRow = (
 /// `INSERT INTO entitlement_events ...` of `events` (at most
 /// [`ROWS_PER_STATEMENT`]), each kept once: whichever of its keys an event
 /// meets (its id, its item's sequence), it is there already.
-fn push_events<DB>(query: &mut QueryBuilder<DB>, events: &[EventRow<'_>])
-where
+pub(super) fn push_events<'e, 'a: 'e, DB>(
+    query: &mut QueryBuilder<DB>,
+    events: impl IntoIterator<Item = &'e EventRow<'a>>,
+) where
     DB: super::BindOn,
 {
     query.push(
@@ -65,8 +67,17 @@ pub(super) fn push_tell<DB: super::BindOn>(
         push_events(query, events);
         query.push(") ");
     }
+    push_told(query, [(item, told)]);
+}
+
+/// The upsert of the answers told about items (distinct, at most
+/// [`ROWS_PER_STATEMENT`]).
+pub(super) fn push_told<'t, DB: super::BindOn>(
+    query: &mut QueryBuilder<DB>,
+    told: impl IntoIterator<Item = (&'t ItemKey, NewTold<'t>)>,
+) {
     query.push("INSERT INTO told_answers (item_key, answer, sequence, told_at, changes_at) ");
-    query.push_values([told], |mut row, told| {
+    query.push_values(told, |mut row, (item, told)| {
         row.arg(item_key(item))
             .arg(JsonText(told.answer))
             .arg(told.sequence)

@@ -194,10 +194,7 @@ impl Batches for SqliteBatches {
         // IMMEDIATE takes the write lock now, so a lock held elsewhere fails
         // the batch before anything is written (after the busy timeout).
         let mut tx = connection.begin_with("BEGIN IMMEDIATE").await?;
-        let mut results = Vec::with_capacity(ops.len());
-        for op in ops {
-            results.push(op.apply(&mut *tx).await?);
-        }
+        let results = super::writer::apply_all(&mut *tx, ops).await?;
         tx.commit().await?;
         Ok(results)
     }
