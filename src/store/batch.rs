@@ -8,9 +8,10 @@
 //! The same as folding them one after another ([`fold::record`]), in the
 //! batch's order: a notification whose fold does more than save its item
 //! (a refold, refunds or expirations, a customer's consent, a consumption
-//! request, a shape this version does not know, a repeat) goes the one-by-
-//! one way, after the folds before it are saved; its writes may be what a
-//! later item's load would read, so the rest of the run loads again.
+//! request, a shape this version does not know) or that is a repeat goes
+//! the one-by-one way, after the folds before it are saved. When it was
+//! new, its writes may be what a later item's load would read (a customer's
+//! consent retells all their items), so the rest of the run loads again.
 
 use crate::ledger::{ItemKey, Products, State};
 

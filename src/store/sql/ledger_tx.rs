@@ -43,7 +43,7 @@ use super::outbox::{loaded_told, push_load_told, push_tell, ToldRow};
 use super::{ArgExt as _, BindOn, Conn, JsonText, RowsAffected as _};
 
 /// A notification's twelve columns, in the order [`bind_notification`] and
-/// [`push_notification`] bind them.
+/// sql/batch.rs's `push_notification` bind them.
 macro_rules! notification_columns {
     () => {
         "notification_uuid, notification_type, subtype, signed_date, received_at, environment,
@@ -58,8 +58,8 @@ const INSERT_NOTIFICATION: &str = concat!(
      ON CONFLICT (notification_uuid) DO NOTHING"
 );
 
-/// A multi-row insert of notifications, up to its VALUES
-/// ([`push_notification`] each row).
+/// A multi-row insert of notifications, up to its VALUES (sql/batch.rs's
+/// `push_notification` each row).
 pub(super) const INSERT_NOTIFICATION_COLUMNS: &str =
     concat!("INSERT INTO notifications (", notification_columns!(), ") ");
 
