@@ -7,7 +7,7 @@
 //! once), sessions and the shared console secret, deliveries kept with
 //! each its own moment, a delivery round that starts no attempt its claim
 //! could not cover, notifications written in one batch folded as one by
-//! one, and a feed on PostgreSQL that another database's open
+//! one (a withdrawn consent among them too), and a feed on PostgreSQL that another database's open
 //! transaction does not hold back.
 
 use crate::common;
@@ -116,6 +116,10 @@ fn renewal_spec<'a>(
 }
 
 fn classified(spec: NotificationSpec, uuid: &str) -> NewNotification {
+    classified_token(&spec.sign(pki()), uuid)
+}
+
+fn classified_token(token: &str, uuid: &str) -> NewNotification {
     let ingest = Ingest::new(
         Verifier::new(pki().anchors()),
         &[AppSettings {
@@ -127,8 +131,7 @@ fn classified(spec: NotificationSpec, uuid: &str) -> NewNotification {
             consumption: None,
         }],
     );
-    let token = spec.sign(pki());
-    match ingest.classify(&token, AT, Timestamp::from_millis(NOW)) {
+    match ingest.classify(token, AT, Timestamp::from_millis(NOW)) {
         Ok(Ingested::Accepted(n)) => n,
         Ok(Ingested::Quarantined(n, _)) => n,
         other => panic!("{uuid}: {other:?}"),
@@ -927,6 +930,110 @@ async fn notifications_written_in_one_batch_fold_as_one_by_one() {
             let expiries: Vec<Option<i64>> = items.iter().map(|i| i.state.expires_date()).collect();
             assert_eq!(expiries, [Some(expires)], "{id}");
         }
+    })
+    .await;
+}
+
+/// A customer's consent withdrawn in the batch that also renews one of
+/// their subscriptions: the withdrawal (no item: first in the batch) tells
+/// the customer's items, so the renewal after it in the same run must load
+/// its item again, and its event comes after CONSENT_RESCINDED in the
+/// item's sequence, with the consent in its answer.
+#[tokio::test]
+async fn a_renewal_batched_after_its_customer_s_withdrawn_consent_is_told_after_it() {
+    on_each_backend(|store| async move {
+        const DAY: i64 = 24 * 60 * MINUTE;
+        let of_customer = |uuid: &str, transaction_id: &str, expires: i64| {
+            let mut spec = renewal_spec(uuid, "sub-e", transaction_id, expires);
+            if let Some(t) = spec.transaction.as_mut() {
+                t["appTransactionId"] = "customer-e".into();
+            }
+            classified(spec, uuid)
+        };
+        assert_eq!(
+            store
+                .record_notification(of_customer("e1", "sub-e-t1", NOW + 30 * DAY))
+                .await
+                .unwrap(),
+            Recorded::Stored
+        );
+        let rescinded = NOW - 60 * MINUTE;
+        let app_transaction = serde_json::json!({
+            "appTransactionId": "customer-e", "bundleId": BUNDLE_ID, "receiptType": "Sandbox",
+            "appAppleId": APP_APPLE_ID, "originalPurchaseDate": NOW - 100 * DAY,
+            "signedDate": rescinded,
+        });
+        let withdrawal = serde_json::json!({
+            "notificationType": "RESCIND_CONSENT",
+            "notificationUUID": "e0-rescind",
+            "appData": {
+                "appAppleId": APP_APPLE_ID, "bundleId": BUNDLE_ID, "environment": "Sandbox",
+                "signedAppTransactionInfo": pki().sign(&app_transaction),
+            },
+            "version": "2.0", "signedDate": rescinded,
+        });
+        let batch = vec![
+            of_customer("e2", "sub-e-t2", NOW + 60 * DAY),
+            classified_token(&pki().sign(&withdrawal), "e0-rescind"),
+        ];
+        let results: Vec<Recorded> =
+            futures_util::future::join_all(batch.into_iter().map(|n| store.record_notification(n)))
+                .await
+                .into_iter()
+                .map(Result::unwrap)
+                .collect();
+        assert_eq!(results, [Recorded::Stored, Recorded::Stored]);
+        let events: Vec<(String, i64, String, serde_json::Value, serde_json::Value)> = store
+            .events_of_item(&ItemKey::Subscription("sub-e".into()))
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let data: serde_json::Value = serde_json::from_str(&e.data).unwrap();
+                (
+                    data["type"].as_str().unwrap().to_owned(),
+                    data["sequence"].as_i64().unwrap(),
+                    data["cause"].as_str().unwrap().to_owned(),
+                    data["answer"]["expiresDate"].clone(),
+                    data["answer"]["consentRescindedDate"].clone(),
+                )
+            })
+            .collect();
+        let event = |kind: &str, sequence, cause: &str, expires: i64, consent| {
+            (
+                kind.to_owned(),
+                sequence,
+                cause.to_owned(),
+                serde_json::json!(expires),
+                consent,
+            )
+        };
+        assert_eq!(
+            events,
+            [
+                event(
+                    "ENTITLEMENT_GRANTED",
+                    1,
+                    "e1",
+                    NOW + 30 * DAY,
+                    serde_json::Value::Null
+                ),
+                event(
+                    "CONSENT_RESCINDED",
+                    2,
+                    "e0-rescind",
+                    NOW + 30 * DAY,
+                    serde_json::json!(rescinded)
+                ),
+                event(
+                    "EXPIRES_DATE_CHANGED",
+                    3,
+                    "e2",
+                    NOW + 60 * DAY,
+                    serde_json::json!(rescinded)
+                ),
+            ]
+        );
     })
     .await;
 }
