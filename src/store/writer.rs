@@ -1,7 +1,8 @@
 //! Notifications written in batches, on either backend. Writer tasks each
 //! take every write waiting and commit them in one transaction: one commit
-//! (on SQLite one fsync, on PostgreSQL BEGIN and COMMIT, two of the four
-//! round trips a notification takes) acknowledges them all. Each
+//! (on SQLite one fsync, on PostgreSQL BEGIN and COMMIT) acknowledges them
+//! all, and a run of notifications of distinct items is folded together in
+//! two round trips more (batch.rs). Each
 //! notification is still written whole or not at all, and no answer is
 //! sent before its commit.
 //!
