@@ -173,25 +173,37 @@ async fn apply_loaded(
 ) -> Result<(), sqlx::Error> {
     let Loaded { state, told } = loaded;
     match fold_on_top(state, item, event) {
-        Ok(FoldedOnTop {
-            state,
-            effects,
-            full,
-            before,
-        }) => {
-            save_all(
-                tx,
-                &[(item, &state, &effects)],
-                telling,
-                full,
-                before.as_ref(),
-                told,
-            )
-            .await
-        }
+        Ok(folded) => save_on_top(tx, item, folded, telling, told).await,
         Err(LoadedState::Readable(state)) => refold(tx, item, telling, Some(&state), told).await,
         Err(_) => refold(tx, item, telling, None, told).await,
     }
+}
+
+/// Saves an event folded on top of its item's state, with the rows its
+/// effects make and what it tells; `told`: what was told of the item, when
+/// already read.
+pub(super) async fn save_on_top(
+    tx: &mut impl LedgerTx,
+    item: &ItemKey,
+    folded: FoldedOnTop,
+    telling: &Telling<'_>,
+    told: Option<ToldBefore>,
+) -> Result<(), sqlx::Error> {
+    let FoldedOnTop {
+        state,
+        effects,
+        full,
+        before,
+    } = folded;
+    save_all(
+        tx,
+        &[(item, &state, &effects)],
+        telling,
+        full,
+        before.as_ref(),
+        told,
+    )
+    .await
 }
 
 /// An item's state after an event folded on top of the state it had.
