@@ -829,6 +829,26 @@ async fn a_transaction_open_in_another_database_does_not_hold_the_feed_back() {
     store.close().await;
 }
 
+/// The entitlement events of subscription `id`, in its sequence: each
+/// one's type, sequence, cause and answer.
+async fn told_of(store: &Store, id: &str) -> Vec<(String, i64, String, serde_json::Value)> {
+    store
+        .events_of_item(&ItemKey::Subscription(id.into()))
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let mut data: serde_json::Value = serde_json::from_str(&e.data).unwrap();
+            (
+                data["type"].as_str().unwrap().to_owned(),
+                data["sequence"].as_i64().unwrap(),
+                data["cause"].as_str().unwrap().to_owned(),
+                data["answer"].take(),
+            )
+        })
+        .collect()
+}
+
 /// A batch writer folds a run of notifications of distinct items together
 /// (one round trip to insert them and load their items, one to save):
 /// the same answers and events as one by one, whatever the batch holds.
@@ -870,19 +890,11 @@ async fn notifications_written_in_one_batch_fold_as_one_by_one() {
         let events = |id: &'static str| {
             let store = store.clone();
             async move {
-                store
-                    .events_of_item(&ItemKey::Subscription(id.into()))
+                told_of(&store, id)
                     .await
-                    .unwrap()
-                    .iter()
-                    .map(|e| {
-                        let data: serde_json::Value = serde_json::from_str(&e.data).unwrap();
-                        (
-                            data["type"].as_str().unwrap().to_owned(),
-                            data["sequence"].as_i64().unwrap(),
-                            data["cause"].as_str().unwrap().to_owned(),
-                            data["answer"]["expiresDate"].clone(),
-                        )
+                    .into_iter()
+                    .map(|(kind, sequence, cause, answer)| {
+                        (kind, sequence, cause, answer["expiresDate"].clone())
                     })
                     .collect::<Vec<_>>()
             }
@@ -983,22 +995,20 @@ async fn a_renewal_batched_after_its_customer_s_withdrawn_consent_is_told_after_
                 .map(Result::unwrap)
                 .collect();
         assert_eq!(results, [Recorded::Stored, Recorded::Stored]);
-        let events: Vec<(String, i64, String, serde_json::Value, serde_json::Value)> = store
-            .events_of_item(&ItemKey::Subscription("sub-e".into()))
-            .await
-            .unwrap()
-            .iter()
-            .map(|e| {
-                let data: serde_json::Value = serde_json::from_str(&e.data).unwrap();
-                (
-                    data["type"].as_str().unwrap().to_owned(),
-                    data["sequence"].as_i64().unwrap(),
-                    data["cause"].as_str().unwrap().to_owned(),
-                    data["answer"]["expiresDate"].clone(),
-                    data["answer"]["consentRescindedDate"].clone(),
-                )
-            })
-            .collect();
+        let events: Vec<(String, i64, String, serde_json::Value, serde_json::Value)> =
+            told_of(&store, "sub-e")
+                .await
+                .into_iter()
+                .map(|(kind, sequence, cause, answer)| {
+                    (
+                        kind,
+                        sequence,
+                        cause,
+                        answer["expiresDate"].clone(),
+                        answer["consentRescindedDate"].clone(),
+                    )
+                })
+                .collect();
         let event = |kind: &str, sequence, cause: &str, expires: i64, consent| {
             (
                 kind.to_owned(),
