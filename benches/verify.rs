@@ -62,16 +62,7 @@ fn fixture() -> Fixture {
         data.signed_transaction_info.unwrap(),
         data.signed_renewal_info.unwrap(),
     ];
-    let signatures = tokens
-        .iter()
-        .map(|t| {
-            let (input, signature) = t.rsplit_once('.').unwrap();
-            (
-                input.as_bytes().to_vec(),
-                URL_SAFE_NO_PAD.decode(signature).unwrap(),
-            )
-        })
-        .collect();
+    let signatures = tokens.iter().map(|t| signed_parts(t)).collect();
     let leaf = x509_leaf_key(&pki.leaf_der);
     Fixture {
         pki,
@@ -163,48 +154,158 @@ fn library_verify(f: &Fixture) {
     );
 }
 
-/// Runs `appstore-ledger verify --kind auto` over a file of `count` tokens
-/// (one per line, on standard input) and returns the seconds it took, best of
-/// `runs`. Checks that every token verified and printed its line.
-fn cli_batch(f: &Fixture, count: usize, runs: usize) -> f64 {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let dir = std::env::temp_dir().join(format!(
-        "appstore-ledger-verify-bench-{}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let root = dir.join("root.der");
-    std::fs::write(&root, &f.pki.root_der).unwrap();
-    let tokens = dir.join("tokens.txt");
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&tokens).unwrap());
-    for _ in 0..count {
-        writeln!(file, "{}", f.notification).unwrap();
+/// A file of `count` copies of the fixture's notification, one per line,
+/// with the fixture's root beside it; removed when dropped.
+struct TokenFile {
+    dir: std::path::PathBuf,
+    count: usize,
+}
+
+impl TokenFile {
+    fn new(f: &Fixture, count: usize) -> TokenFile {
+        use std::io::Write;
+        let dir = std::env::temp_dir().join(format!(
+            "appstore-ledger-verify-bench-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("root.der"), &f.pki.root_der).unwrap();
+        let mut file =
+            std::io::BufWriter::new(std::fs::File::create(dir.join("tokens.txt")).unwrap());
+        for _ in 0..count {
+            writeln!(file, "{}", f.notification).unwrap();
+        }
+        file.flush().unwrap();
+        TokenFile { dir, count }
     }
-    file.flush().unwrap();
-    drop(file);
-    let at = AT.to_string();
-    let mut best = f64::MAX;
-    for _ in 0..runs {
-        let started = Instant::now();
-        let out = Command::new(env!("CARGO_BIN_EXE_appstore-ledger"))
-            .args(["verify", "--kind", "auto", "--at", &at, "--root"])
-            .arg(&root)
-            .stdin(Stdio::from(std::fs::File::open(&tokens).unwrap()))
-            .stdout(Stdio::piped())
-            .output()
-            .unwrap();
-        let seconds = started.elapsed().as_secs_f64();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(out.stdout.iter().filter(|&&b| b == b'\n').count(), count);
-        best = best.min(seconds);
+
+    fn tokens(&self) -> std::fs::File {
+        std::fs::File::open(self.dir.join("tokens.txt")).unwrap()
     }
-    let _ = std::fs::remove_dir_all(&dir);
-    best
+}
+
+impl Drop for TokenFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs `command` with the file on standard input and returns the seconds
+/// it took and what it printed, after checking that it succeeded.
+fn timed(mut command: std::process::Command, file: &TokenFile) -> (f64, Vec<u8>) {
+    use std::process::Stdio;
+    let started = Instant::now();
+    let out = command
+        .stdin(Stdio::from(file.tokens()))
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    let seconds = started.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (seconds, out.stdout)
+}
+
+/// Runs `appstore-ledger verify --kind auto` over the file and returns the
+/// seconds it took. Checks that every token verified and printed its line.
+fn cli_batch(file: &TokenFile) -> f64 {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_appstore-ledger"));
+    command
+        .args([
+            "verify",
+            "--kind",
+            "auto",
+            "--at",
+            &AT.to_string(),
+            "--root",
+        ])
+        .arg(file.dir.join("root.der"));
+    let (seconds, out) = timed(command, file);
+    assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), file.count);
+    seconds
+}
+
+/// Runs this benchmark as a [`bare_process`] over the file and returns the
+/// seconds it took.
+fn bare_batch(file: &TokenFile) -> f64 {
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command.arg(BARE_PROCESS);
+    let (seconds, out) = timed(command, file);
+    assert_eq!(String::from_utf8_lossy(&out).trim(), file.count.to_string());
+    seconds
+}
+
+/// The argument that makes this benchmark a [`bare_process`].
+const BARE_PROCESS: &str = "--bare-process";
+
+/// What any command over the file pays and no more: a process that starts,
+/// reads standard input a line at a time, and for each line makes three bare
+/// P-256 verifications (the first line's envelope and nested tokens, found
+/// once). It prints how many lines it read. Against it, the command's own
+/// work shows (decoding, JSON in and out, the checks); against the bare
+/// verifications in this process, what starting and reading cost as well.
+fn bare_process() {
+    use std::io::BufRead;
+    let mut input = std::io::stdin().lock();
+    let mut line = Vec::new();
+    input.read_until(b'\n', &mut line).unwrap();
+    let first = std::str::from_utf8(&line).unwrap().trim().to_owned();
+    let leaf_key = leaf_key_of(&first);
+    let key = UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &leaf_key);
+    let signatures: Vec<_> = three_tokens(&first)
+        .iter()
+        .map(|t| signed_parts(t))
+        .collect();
+    let mut lines = 0usize;
+    loop {
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            for (input, signature) in &signatures {
+                key.verify(black_box(input), black_box(signature)).unwrap();
+            }
+            lines += 1;
+        }
+        line.clear();
+        if input.read_until(b'\n', &mut line).unwrap() == 0 {
+            break;
+        }
+    }
+    println!("{lines}");
+}
+
+/// A token's signing input and its decoded signature.
+fn signed_parts(token: &str) -> (Vec<u8>, Vec<u8>) {
+    let (input, signature) = token.rsplit_once('.').unwrap();
+    (
+        input.as_bytes().to_vec(),
+        URL_SAFE_NO_PAD.decode(signature).unwrap(),
+    )
+}
+
+/// A token's part `index` (0 the header, 1 the payload) as JSON, unverified.
+fn part_json(token: &str, index: usize) -> serde_json::Value {
+    let part = token.split('.').nth(index).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+/// A notification's envelope and its two nested tokens, read unverified.
+fn three_tokens(notification: &str) -> [String; 3] {
+    let payload = part_json(notification, 1);
+    let nested = |field: &str| payload["data"][field].as_str().unwrap().to_owned();
+    [
+        notification.to_owned(),
+        nested("signedTransactionInfo"),
+        nested("signedRenewalInfo"),
+    ]
+}
+
+/// The public key of the leaf certificate in a token's x5c.
+fn leaf_key_of(token: &str) -> Vec<u8> {
+    use base64::engine::general_purpose::STANDARD;
+    let header = part_json(token, 0);
+    x509_leaf_key(&STANDARD.decode(header["x5c"][0].as_str().unwrap()).unwrap())
 }
 
 /// Issue 28's measure of the command: five runs over a file of 2,000
@@ -212,9 +313,11 @@ fn cli_batch(f: &Fixture, count: usize, runs: usize) -> f64 {
 /// notification (the work no verifier can skip) and against the library's
 /// own call, on the same core. This machine's speed moves by a third within
 /// minutes, so a run interleaves: three times the bare verifications and
-/// the library for half a second each, then the command once over the file;
-/// its figure is the command's median time against the medians of the rates
-/// measured around it. Every execution's own ratio is printed too.
+/// the library for half a second each, then the command once over the file
+/// and a [`bare_process`] once over it; its figure is the command's median
+/// time against the medians of the rates measured around it. Every
+/// execution's own ratio is printed too, and the bare process's figures: the
+/// floor any command over the file stands on, on this machine, that day.
 fn cli_summary(f: &Fixture) {
     const TOKENS: usize = 2_000;
     const RUNS: usize = 5;
@@ -225,38 +328,53 @@ fn cli_summary(f: &Fixture) {
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
+    let file = TokenFile::new(f, TOKENS);
     let window = Duration::from_millis(500);
     let mut against_bare = Vec::new();
     let mut against_library = Vec::new();
+    let mut floor = Vec::new();
+    let mut against_process = Vec::new();
     let mut each = Vec::new();
     for run in 1..=RUNS {
         let ticks = common::bench::cpu_ticks();
-        let (mut bares, mut libraries, mut commands) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut bares, mut libraries, mut commands, mut processes) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..EXECUTIONS {
             let bare = rate(window, || three_p256_verifications(f));
             let library = rate(window, || library_verify(f));
-            let command = TOKENS as f64 / cli_batch(f, TOKENS, 1);
+            let command = TOKENS as f64 / cli_batch(&file);
+            let process = TOKENS as f64 / bare_batch(&file);
             each.push(bare / command);
             bares.push(bare);
             libraries.push(library);
             commands.push(command);
+            processes.push(process);
         }
         let execution_ratios: Vec<String> = bares
             .iter()
             .zip(&commands)
             .map(|(bare, command)| format!("{:.3}x", bare / command))
             .collect();
-        let (bare, library, command) = (median(bares), median(libraries), median(commands));
+        let (bare, library, command, process) = (
+            median(bares),
+            median(libraries),
+            median(commands),
+            median(processes),
+        );
         against_bare.push(bare / command);
         against_library.push(library / command);
+        floor.push(bare / process);
+        against_process.push(process / command);
         let host = common::bench::host_share(ticks)
             .map(|share| format!("; the host took {:.0}% of the CPU", share * 100.0))
             .unwrap_or_default();
         println!(
-            "  run {run}: {command:>6.0} per second; cost {:.3}x three bare P-256 verifications, {:.3}x the library (executions: {}){host}",
+            "  run {run}: {command:>6.0} per second; cost {:.3}x three bare P-256 verifications, {:.3}x the library, {:.3}x a bare process (executions: {}); the bare process {:.3}x{host}",
             bare / command,
             library / command,
-            execution_ratios.join(", ")
+            process / command,
+            execution_ratios.join(", "),
+            bare / process,
         );
     }
     let spread = |v: &[f64]| {
@@ -264,22 +382,36 @@ fn cli_summary(f: &Fixture) {
         let max = v.iter().copied().fold(f64::MIN, f64::max);
         format!("{min:.3}x to {max:.3}x")
     };
+    let within = |v: &[f64]| v.iter().filter(|r| **r <= 1.15).count();
     println!(
         "  against three bare verifications: {}; within 1.15x in {} of {RUNS} runs",
         spread(&against_bare),
-        against_bare.iter().filter(|r| **r <= 1.15).count()
+        within(&against_bare)
     );
     println!(
         "  each execution against the bare rate just before it: {}; within 1.15x in {} of {}",
         spread(&each),
-        each.iter().filter(|r| **r <= 1.15).count(),
+        within(&each),
         each.len()
     );
     println!("  against the library: {}", spread(&against_library));
+    println!(
+        "  a bare process over the same file (three bare verifications a line, nothing else) against three bare verifications: {}; within 1.15x in {} of {RUNS} runs",
+        spread(&floor),
+        within(&floor)
+    );
+    println!(
+        "  the command against that bare process: {}",
+        spread(&against_process)
+    );
     println!("  target: within 1.15x of three bare P-256 verifications, five runs out of five");
 }
 
 fn main() {
+    if std::env::args().any(|a| a == BARE_PROCESS) {
+        bare_process();
+        return;
+    }
     common::bench::answer_listing();
     let mut criterion = Criterion::default().configure_from_args();
     // Run as the test `smoke` (answer_listing), every benchmark is checked
@@ -296,7 +428,10 @@ fn main() {
         summary();
         cli_summary(&fixture());
     } else {
-        // Under cargo test: the command's harness works on a few tokens.
-        cli_batch(&fixture(), 10, 1);
+        // Under cargo test: the command's harness and the bare process work
+        // on a few tokens.
+        let file = TokenFile::new(&fixture(), 10);
+        cli_batch(&file);
+        bare_batch(&file);
     }
 }
