@@ -175,7 +175,7 @@ impl VerifyRun<'_> {
             .and_then(|at| self.verifier.verify(token, self.kind, &self.expected, at));
         match outcome {
             Ok(verified) => {
-                serde_json::to_writer(&mut *self.out, &verified.into_json())?;
+                serde_json::to_writer(&mut *self.out, &verified.into_printed())?;
                 self.out.write_all(b"\n")
             }
             Err(error) => {

@@ -16,6 +16,7 @@ mod chain;
 mod compact;
 mod error;
 mod identity;
+mod printed;
 mod trust;
 mod verifier;
 mod x509;
@@ -33,6 +34,7 @@ pub use chain::{
 pub use compact::{CHAIN_LENGTH, MAX_TOKEN_BYTES};
 pub use error::{CertPosition, VerifyError};
 pub use identity::{ExpectedIdentity, PayloadIdentity};
+pub use printed::Printed;
 pub use trust::{TrustAnchor, TrustAnchors, APPLE_ROOT_CA_G3_SHA256};
 pub use verifier::Verifier;
 pub use xcode::{verify_xcode, xcode_only, Signer, XcodeCertificate};
@@ -202,22 +204,6 @@ impl VerifiedNotification {
         self.with_nested_content(to_value(&self.payload))
     }
 
-    /// As [`VerifiedNotification::to_json`], for a notification no longer
-    /// needed: its nested tokens are taken out before the tree is built
-    /// rather than copied into it and replaced (about 9 KB a notification,
-    /// for the `verify` command).
-    pub fn into_json(mut self) -> Value {
-        if let Some(data) = self.payload.data.as_mut() {
-            data.signed_transaction_info = None;
-            data.signed_renewal_info = None;
-        }
-        if let Some(app_data) = self.payload.app_data.as_mut() {
-            app_data.signed_app_transaction_info = None;
-        }
-        let json = to_value(&self.payload);
-        self.with_nested_content(json)
-    }
-
     /// `json`, the payload's tree, with the decoded content of each nested
     /// token in the token's place (a token verified is one the payload had).
     fn with_nested_content(&self, mut json: Value) -> Value {
@@ -254,15 +240,6 @@ impl Verified {
             Verified::Transaction(t) => to_value(t),
             Verified::RenewalInfo(r) => to_value(r),
             Verified::AppTransaction(a) => to_value(a),
-        }
-    }
-
-    /// As [`Verified::to_json`], consuming: a notification's nested tokens
-    /// are not copied.
-    pub fn into_json(self) -> Value {
-        match self {
-            Verified::Notification(n) => n.into_json(),
-            other => other.to_json(),
         }
     }
 }

@@ -6,9 +6,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use common::payloads::{renewal_info, subscribed, transaction, APP_APPLE_ID, BUNDLE_ID};
+use common::payloads::{
+    renewal_info, subscribed, subscribed_with, transaction, APP_APPLE_ID, BUNDLE_ID,
+};
 use common::pki::TestPki;
 
 const BIN: &str = env!("CARGO_BIN_EXE_appstore-ledger");
@@ -63,6 +65,17 @@ fn lines(bytes: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// The lines of a run that verified every token.
+fn verified_lines(out: &Output) -> Vec<String> {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    lines(&out.stdout)
+}
+
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -97,13 +110,7 @@ fn verifies_files_and_prints_decoded_json_with_nested_content() {
         ],
         b"",
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let printed = lines(&out.stdout);
+    let printed = verified_lines(&out);
     assert_eq!(printed.len(), 2);
     let n: Value = serde_json::from_str(&printed[0]).unwrap();
     assert_eq!(n["notificationType"], "SUBSCRIBED");
@@ -115,6 +122,124 @@ fn verifies_files_and_prints_decoded_json_with_nested_content() {
     let t: Value = serde_json::from_str(&printed[1]).unwrap();
     assert_eq!(t["transactionId"], "2000000000000002");
     assert!(out.stderr.is_empty());
+}
+
+/// The whole line, fields Apple may add and the model does not know
+/// included: the command writes nested content from the decoded payloads,
+/// not from a tree of them, and nothing may be lost on the way.
+#[test]
+fn prints_a_notification_whole_with_the_fields_it_does_not_know() {
+    let pki = TestPki::new();
+    let mut tx = transaction("Sandbox");
+    tx["someFutureField"] = json!({"seats": [1, 2], "note": "kept"});
+    let mut renewal = renewal_info("Sandbox");
+    renewal["anotherFutureField"] = json!(true);
+    let notification = subscribed_with(&pki, &pki, "Sandbox", &tx, &renewal);
+    let dir = Dir::new("whole");
+    let root = dir.file("root.der", &pki.root_der);
+    let out = run(
+        &["verify", "--root", path(&root), "--at", AT],
+        format!("{notification}\n").as_bytes(),
+    );
+    let printed = verified_lines(&out);
+    assert_eq!(printed.len(), 1);
+    let line: Value = serde_json::from_str(&printed[0]).unwrap();
+    assert_eq!(
+        line,
+        json!({
+            "notificationType": "SUBSCRIBED",
+            "subtype": "INITIAL_BUY",
+            "notificationUUID": "002e14d5-51f5-4503-b5a8-c3a1af68eb20",
+            "version": "2.0",
+            "signedDate": 1_748_736_000_000i64,
+            "data": {
+                "appAppleId": 1_234_567_890,
+                "bundleId": "com.example.app",
+                "bundleVersion": "42",
+                "environment": "Sandbox",
+                "status": 1,
+                "signedTransactionInfo": {
+                    "transactionId": "2000000000000002",
+                    "originalTransactionId": "2000000000000001",
+                    "webOrderLineItemId": "2000000000000003",
+                    "bundleId": "com.example.app",
+                    "productId": "com.example.app.monthly",
+                    "subscriptionGroupIdentifier": "21000000",
+                    "purchaseDate": 1_748_735_940_000i64,
+                    "originalPurchaseDate": 1_748_735_940_000i64,
+                    "expiresDate": 1_751_328_000_000i64,
+                    "quantity": 1,
+                    "type": "Auto-Renewable Subscription",
+                    "inAppOwnershipType": "PURCHASED",
+                    "signedDate": 1_748_736_000_000i64,
+                    "environment": "Sandbox",
+                    "transactionReason": "PURCHASE",
+                    "storefront": "USA",
+                    "storefrontId": "143441",
+                    "price": 9990,
+                    "currency": "USD",
+                    "appTransactionId": "704897469903383919",
+                    "appAccountToken": "7e3fb20b-4cdb-47cc-936d-99d65f608138",
+                    "someFutureField": {"seats": [1, 2], "note": "kept"}
+                },
+                "signedRenewalInfo": {
+                    "originalTransactionId": "2000000000000001",
+                    "autoRenewProductId": "com.example.app.monthly",
+                    "productId": "com.example.app.monthly",
+                    "autoRenewStatus": 1,
+                    "signedDate": 1_748_736_000_000i64,
+                    "environment": "Sandbox",
+                    "recentSubscriptionStartDate": 1_748_735_940_000i64,
+                    "renewalDate": 1_751_328_000_000i64,
+                    "renewalPrice": 9990,
+                    "currency": "USD",
+                    "appTransactionId": "704897469903383919",
+                    "anotherFutureField": true
+                }
+            }
+        })
+    );
+    // The envelope's fields come sorted, nested content in its place.
+    assert!(
+        printed[0].starts_with(
+            r#"{"data":{"appAppleId":1234567890,"bundleId":"com.example.app","bundleVersion":"42","environment":"Sandbox","signedRenewalInfo":{"#
+        ),
+        "{}",
+        printed[0]
+    );
+}
+
+/// `appData.signedAppTransactionInfo` is printed in its place too, among
+/// fields sorted before and after its name.
+#[test]
+fn prints_a_notification_s_app_transaction_in_its_place() {
+    let pki = TestPki::new();
+    let app_transaction = json!({
+        "appAppleId": APP_APPLE_ID, "bundleId": BUNDLE_ID, "receiptType": "Sandbox",
+        "originalPlatform": "iOS", "signedDate": 5, "futurePlatformField": [1]
+    });
+    let envelope = json!({
+        "notificationType": "RESCIND_CONSENT",
+        "notificationUUID": "4",
+        "appData": {
+            "appAppleId": APP_APPLE_ID, "bundleId": BUNDLE_ID, "environment": "Sandbox",
+            "signedAppTransactionInfo": pki.sign(&app_transaction),
+            "zFutureField": "z"
+        },
+        "signedDate": 1
+    });
+    let dir = Dir::new("app-data");
+    let root = dir.file("root.der", &pki.root_der);
+    let out = run(
+        &["verify", "--root", path(&root), "--at", AT],
+        format!("{}\n", pki.sign(&envelope)).as_bytes(),
+    );
+    assert_eq!(
+        verified_lines(&out),
+        [
+            r#"{"appData":{"appAppleId":1234567890,"bundleId":"com.example.app","environment":"Sandbox","signedAppTransactionInfo":{"appAppleId":1234567890,"bundleId":"com.example.app","originalPlatform":"iOS","receiptType":"Sandbox","signedDate":5,"futurePlatformField":[1]},"zFutureField":"z"},"notificationType":"RESCIND_CONSENT","notificationUUID":"4","signedDate":1}"#
+        ]
+    );
 }
 
 #[test]
