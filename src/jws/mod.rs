@@ -34,6 +34,7 @@ pub use chain::{
 pub use compact::{CHAIN_LENGTH, MAX_TOKEN_BYTES};
 pub use error::{CertPosition, VerifyError};
 pub use identity::{ExpectedIdentity, PayloadIdentity};
+use printed::Nested;
 pub use printed::Printed;
 pub use trust::{TrustAnchor, TrustAnchors, APPLE_ROOT_CA_G3_SHA256};
 pub use verifier::Verifier;
@@ -207,29 +208,39 @@ impl VerifiedNotification {
     /// `json`, the payload's tree, with the decoded content of each nested
     /// token in the token's place (a token verified is one the payload had).
     fn with_nested_content(&self, mut json: Value) -> Value {
-        let mut put = |object: &str, field: &str, content: Option<Value>| {
+        for (object, field, content) in self.nested_content() {
             if let (Some(object), Some(content)) =
                 (json.get_mut(object).and_then(Value::as_object_mut), content)
             {
-                object.insert(field.to_owned(), content);
+                object.insert(field.to_owned(), to_value(&content));
             }
-        };
-        put(
-            "data",
-            "signedTransactionInfo",
-            self.transaction_info.as_ref().map(to_value),
-        );
-        put(
-            "data",
-            "signedRenewalInfo",
-            self.renewal_info.as_ref().map(to_value),
-        );
-        put(
-            "appData",
-            "signedAppTransactionInfo",
-            self.app_transaction_info.as_ref().map(to_value),
-        );
+        }
         json
+    }
+
+    /// Each nested token's decoded content and where it goes in the payload
+    /// (object, field), sorted by field within an object: the one map that
+    /// both [`VerifiedNotification::to_json`] and [`Printed`] follow.
+    fn nested_content(&self) -> [(&'static str, &'static str, Option<Nested<'_>>); 3] {
+        [
+            (
+                "data",
+                "signedRenewalInfo",
+                self.renewal_info.as_ref().map(Nested::Renewal),
+            ),
+            (
+                "data",
+                "signedTransactionInfo",
+                self.transaction_info.as_ref().map(Nested::Transaction),
+            ),
+            (
+                "appData",
+                "signedAppTransactionInfo",
+                self.app_transaction_info
+                    .as_ref()
+                    .map(Nested::AppTransaction),
+            ),
+        ]
     }
 }
 

@@ -22,11 +22,10 @@ pub struct Printed(Kind);
 
 #[derive(Debug)]
 struct Notification {
-    /// The envelope without its nested tokens.
+    /// The envelope's tree, without its nested tokens.
     envelope: Value,
-    transaction_info: Option<JwsTransactionDecodedPayload>,
-    renewal_info: Option<JwsRenewalInfoDecodedPayload>,
-    app_transaction_info: Option<JwsAppTransactionDecodedPayload>,
+    /// The notification, its nested tokens taken out of its payload.
+    notification: VerifiedNotification,
 }
 
 #[derive(Debug)]
@@ -43,15 +42,9 @@ impl Verified {
     /// notification's nested tokens.
     pub fn into_printed(self) -> Printed {
         match self {
-            Verified::Notification(notification) => {
-                let VerifiedNotification {
-                    mut payload,
-                    transaction_info,
-                    renewal_info,
-                    app_transaction_info,
-                    ..
-                } = *notification;
+            Verified::Notification(mut notification) => {
                 // The tokens are replaced by their content, so not copied.
+                let payload = &mut notification.payload;
                 if let Some(data) = payload.data.as_mut() {
                     data.signed_transaction_info = None;
                     data.signed_renewal_info = None;
@@ -60,10 +53,8 @@ impl Verified {
                     app_data.signed_app_transaction_info = None;
                 }
                 Printed(Kind::Notification(Box::new(Notification {
-                    envelope: super::to_value(&payload),
-                    transaction_info,
-                    renewal_info,
-                    app_transaction_info,
+                    envelope: super::to_value(&notification.payload),
+                    notification: *notification,
                 })))
             }
             Verified::Transaction(t) => Printed(Kind::Transaction(t)),
@@ -86,53 +77,33 @@ impl Serialize for Printed {
 
 impl Serialize for Notification {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let Notification {
-            envelope,
-            transaction_info,
-            renewal_info,
-            app_transaction_info,
-        } = self;
-        match envelope {
-            Value::Object(envelope) => {
-                // Sorted by name, as the envelope's own fields are.
-                let data = [
-                    (
-                        "signedRenewalInfo",
-                        renewal_info.as_ref().map(Nested::Renewal),
-                    ),
-                    (
-                        "signedTransactionInfo",
-                        transaction_info.as_ref().map(Nested::Transaction),
-                    ),
-                ];
-                let app_data = [(
-                    "signedAppTransactionInfo",
-                    app_transaction_info.as_ref().map(Nested::AppTransaction),
-                )];
-                let mut map = serializer.serialize_map(Some(envelope.len()))?;
-                for (name, value) in envelope {
-                    match (name.as_str(), value) {
-                        ("data", Value::Object(object)) => {
-                            map.serialize_entry(name, &WithNested(object, &data))?
-                        }
-                        ("appData", Value::Object(object)) => {
-                            map.serialize_entry(name, &WithNested(object, &app_data))?
-                        }
-                        _ => map.serialize_entry(name, value)?,
-                    }
-                }
-                map.end()
+        // A payload's tree is always an object; anything else is written
+        // as it is.
+        let Value::Object(envelope) = &self.envelope else {
+            return self.envelope.serialize(serializer);
+        };
+        let nested = self.notification.nested_content();
+        let mut map = serializer.serialize_map(Some(envelope.len()))?;
+        for (name, value) in envelope {
+            match value {
+                Value::Object(object) => map.serialize_entry(
+                    name,
+                    &WithNested {
+                        name,
+                        object,
+                        nested: &nested,
+                    },
+                )?,
+                _ => map.serialize_entry(name, value)?,
             }
-            // A payload's tree is always an object; anything else is
-            // written as it is.
-            other => other.serialize(serializer),
         }
+        map.end()
     }
 }
 
 /// A nested token's decoded content.
 #[derive(Debug, Clone, Copy)]
-enum Nested<'a> {
+pub(super) enum Nested<'a> {
     Transaction(&'a JwsTransactionDecodedPayload),
     Renewal(&'a JwsRenewalInfoDecodedPayload),
     AppTransaction(&'a JwsAppTransactionDecodedPayload),
@@ -148,31 +119,34 @@ impl Serialize for Nested<'_> {
     }
 }
 
-/// An object of the envelope with its nested tokens' content among its
-/// fields, each where its name sorts (`nested` is sorted by name).
-struct WithNested<'a, const N: usize>(
-    &'a Map<String, Value>,
-    &'a [(&'static str, Option<Nested<'a>>); N],
-);
+/// An object of the envelope with the nested tokens' content that goes in
+/// it among its fields, each where its name sorts (`nested` is sorted by
+/// field within an object).
+struct WithNested<'a> {
+    /// The object's name in the envelope.
+    name: &'a str,
+    object: &'a Map<String, Value>,
+    /// (object, field, content), as [`VerifiedNotification::nested_content`].
+    nested: &'a [(&'static str, &'static str, Option<Nested<'a>>)],
+}
 
-impl<const N: usize> Serialize for WithNested<'_, N> {
+impl Serialize for WithNested<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let WithNested(object, nested) = self;
-        let mut nested = nested
+        let mut nested = self
+            .nested
             .iter()
-            .filter_map(|(name, content)| content.map(|content| (*name, content)))
+            .filter(|(object, _, _)| *object == self.name)
+            .filter_map(|(_, field, content)| content.map(|content| (*field, content)))
             .peekable();
         let mut map = serializer.serialize_map(None)?;
-        for (name, value) in object.iter() {
-            while let Some((nested_name, content)) =
-                nested.next_if(|(nested_name, _)| *nested_name < name.as_str())
-            {
-                map.serialize_entry(nested_name, &content)?;
+        for (name, value) in self.object {
+            while let Some((field, content)) = nested.next_if(|(field, _)| *field < name.as_str()) {
+                map.serialize_entry(field, &content)?;
             }
             map.serialize_entry(name, value)?;
         }
-        for (nested_name, content) in nested {
-            map.serialize_entry(nested_name, &content)?;
+        for (field, content) in nested {
+            map.serialize_entry(field, &content)?;
         }
         map.end()
     }
@@ -196,15 +170,28 @@ mod tests {
             transaction_id: Some("2".into()),
             ..Default::default()
         };
+        let app_transaction = JwsAppTransactionDecodedPayload::default();
         let nested = [
-            ("signedRenewalInfo", Some(Nested::Renewal(&renewal))),
+            ("data", "signedRenewalInfo", Some(Nested::Renewal(&renewal))),
             (
+                "data",
                 "signedTransactionInfo",
                 Some(Nested::Transaction(&transaction)),
             ),
+            // Another object's: not written in this one.
+            (
+                "appData",
+                "signedAppTransactionInfo",
+                Some(Nested::AppTransaction(&app_transaction)),
+            ),
         ];
+        let data = |object, nested| WithNested {
+            name: "data",
+            object,
+            nested,
+        };
         assert_eq!(
-            serde_json::to_string(&WithNested(&object, &nested))
+            serde_json::to_string(&data(&object, &nested))
                 .ok()
                 .as_deref(),
             Some(
@@ -212,12 +199,12 @@ mod tests {
             )
         );
         let only_renewal = [
-            ("signedRenewalInfo", Some(Nested::Renewal(&renewal))),
-            ("signedTransactionInfo", None),
+            ("data", "signedRenewalInfo", Some(Nested::Renewal(&renewal))),
+            ("data", "signedTransactionInfo", None),
         ];
         let empty = Map::new();
         assert_eq!(
-            serde_json::to_string(&WithNested(&empty, &only_renewal))
+            serde_json::to_string(&data(&empty, &only_renewal))
                 .ok()
                 .as_deref(),
             Some(r#"{"signedRenewalInfo":{"productId":"p"}}"#)
