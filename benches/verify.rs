@@ -52,17 +52,10 @@ fn fixture() -> Fixture {
     verifier
         .verify_notification(&notification, &expected, AT)
         .unwrap();
-
-    let n = verifier
-        .verify_notification(&notification, &expected, AT)
-        .unwrap();
-    let data = n.payload.data.unwrap();
-    let tokens = [
-        notification.clone(),
-        data.signed_transaction_info.unwrap(),
-        data.signed_renewal_info.unwrap(),
-    ];
-    let signatures = tokens.iter().map(|t| signed_parts(t)).collect();
+    let signatures = three_tokens(&notification)
+        .iter()
+        .map(|t| signed_parts(t))
+        .collect();
     let leaf = x509_leaf_key(&pki.leaf_der);
     Fixture {
         pki,
