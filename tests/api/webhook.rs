@@ -487,15 +487,21 @@ fn histogram(text: &str, name: &str) -> (f64, u64) {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn notifications_arriving_together_share_a_commit() {
-    // What is tested is that a batch forms, not how long a write may wait
-    // for another's lock (on PostgreSQL, folds of one subscription take
-    // turns): a loaded machine must not turn a slow turn into a 503.
+/// A service whose writes wait longer for the database than by default.
+/// What the tests that use it check is how notifications arriving at once
+/// are written, not how long a write may wait for another's lock (on
+/// PostgreSQL, folds of one subscription take turns): a loaded machine must
+/// not turn a slow turn into a 503.
+async fn spawn_patient() -> TestApp {
     let (pki, dir) = (pki(), TempDir::new());
     let text =
         config(&dir, &pki, "", "").replace("busy_timeout_ms = 2000", "busy_timeout_ms = 5000");
-    let app = TestApp::spawn_text(pki, dir, &text).await;
+    TestApp::spawn_text(pki, dir, &text).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_arriving_together_share_a_commit() {
+    let app = spawn_patient().await;
     let before = app.get("/metrics").await.text().await.unwrap();
     let (_, commits_before) = histogram(&before, "appstore_ledger_write_batch_size");
     let tokens = (0..80)
@@ -516,6 +522,27 @@ async fn notifications_arriving_together_share_a_commit() {
     eprintln!("80 notifications at once: {commits} commits");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_stored_together_are_counted_once_each() {
+    // Stored in batches, with repeats of notifications stored before
+    // among them: /metrics counts each stored one once, as the table does.
+    let app = spawn_patient().await;
+    let tokens: Vec<String> = (0..60)
+        .map(|_| NotificationSpec::new("DID_RENEW", uuid()).sign(&app.pki))
+        .collect();
+    let first = post_all_at_once(&app, tokens.iter().take(20).cloned().collect()).await;
+    assert!(first.iter().all(|status| *status == 200), "{first:?}");
+    let all = post_all_at_once(&app, tokens).await;
+    assert!(all.iter().all(|status| *status == 200), "{all:?}");
+    assert_eq!(app.count("notifications").await, 60);
+    let text = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        text.contains("\nappstore_ledger_stored_notifications 60\n"),
+        "{text}"
+    );
+    app.assert_totals_match_tables().await;
+}
+
 // The same tests on PostgreSQL, each on a fresh database there.
 on_postgres! {
     a_genuine_notification_is_stored_with_its_decoded_content,
@@ -531,4 +558,5 @@ on_postgres! {
     a_restart_keeps_everything,
     a_notification_the_database_refuses_does_not_fail_the_others_written_with_it,
     notifications_arriving_together_share_a_commit,
+    notifications_stored_together_are_counted_once_each,
 }
